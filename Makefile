@@ -1,0 +1,27 @@
+# The two commands of the README: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The CPU build of torch where no GPU is present (a pinned version keeps pip from
+	# pulling gigabytes of CUDA wheels); pyproject's range accepts it as it is.
+	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/fame-ray pretrain
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests -v --timeout=900
+
+clean:
+	rm -rf $(VENV) fame-ray-runs fame-ray-data

@@ -1,0 +1,64 @@
+"""The `fame-ray` command: this file only wires commands; each lives in fame_ray/commands/.
+
+    fame-ray synth --layout ucf101 --out /tmp/ucf-synth
+    fame-ray data prepare --dataset ucf101 --data-root /tmp/ucf-synth
+    fame-ray data preview --dataset ucf101 --data-root /tmp/ucf-synth --out fame.png
+    fame-ray pretrain                       # the demo: local Ray, synthetic data, tiny model
+    fame-ray finetune --dataset hmdb51 --pretrained fame-ray-runs/pretrain-.../checkpoint_...
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from fame_ray.commands import bench, data_prepare, data_preview, finetune, pretrain, report, retrieve, runs, synth
+from fame_ray.errors import UserError
+
+app = typer.Typer(
+    name="fame-ray",
+    help="Self-supervised video pretraining with FAME + MoCo on Ray, and its downstream evaluation.\n\n"
+    "Examples:\n\n"
+    "  fame-ray pretrain                      (demo: local Ray, synthetic videos, tiny 3D CNN)\n\n"
+    "  fame-ray synth --layout hmdb51 --out /tmp/hmdb-synth\n\n"
+    "  fame-ray data prepare --dataset ucf101 --data-root ~/fame-ray-data/UCF101\n\n"
+    "  fame-ray finetune --dataset ucf101 --pretrained fame-ray-runs/pretrain-synthetic-tiny",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Dataset catalogs and previews.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that write JSON.", no_args_is_help=True)
+runs_app = typer.Typer(help="Runs in a storage root: list them, show one.", no_args_is_help=True)
+
+app.command("synth")(synth.synth)
+data_app.command("prepare")(data_prepare.prepare)
+data_app.command("preview")(data_preview.preview)
+app.add_typer(data_app, name="data")
+app.command("pretrain")(pretrain.pretrain)
+runs_app.command("list")(runs.list_runs)
+runs_app.command("show")(runs.show_run)
+app.add_typer(runs_app, name="runs")
+app.command("finetune")(finetune.finetune)
+app.command("retrieve")(retrieve.retrieve)
+app.command("report")(report.report)
+bench_app.command("data")(bench.bench_data)
+bench_app.command("train")(bench.bench_train)
+app.add_typer(bench_app, name="bench")
+
+
+def main() -> None:
+    """Entry point: user mistakes print one line and exit 2 (traceback with FAME_RAY_DEBUG=1)."""
+    try:
+        app()
+    except UserError as error:
+        if os.environ.get("FAME_RAY_DEBUG"):
+            raise
+        print(f"error: {error.one_line()}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
