@@ -221,8 +221,15 @@ class TrainConfig:
     """Worker-group failures retried from the latest checkpoint (-1 = forever)."""
     seed: int = 0
     """Seed of every random generator (per worker offset by rank)."""
+    async_checkpoint: bool = True
+    """Upload checkpoints in the background (Ray Train's ASYNC mode); a failed upload fails the run attempt."""
+    elastic_resize_s: float = 60.0
+    """Elastic runs: seconds between checks whether more workers fit (Ray Train's resize interval)."""
+    worker_resources: dict = field(default_factory=dict)
+    """Extra Ray resources each training worker holds, e.g. {'trainer_slot': 1} to pin workers to nodes."""
 
     def __post_init__(self):
+        _check(self.elastic_resize_s >= 0, "train.elastic_resize_s must be >= 0")
         _check(self.epochs > 0, "train.epochs must be positive")
         _check(self.max_steps >= 0, "train.max_steps must be >= 0")
         _check(self.global_batch > 0, "train.global_batch must be positive")

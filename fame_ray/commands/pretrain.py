@@ -1,0 +1,102 @@
+"""`fame-ray pretrain`: MoCo + FAME pretraining on Ray Train."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from fame_ray import config as cfg
+from fame_ray.commands import common
+from fame_ray.errors import UserError
+
+Arch = Annotated[Optional[str], typer.Option("--arch", help=f"Backbone: {', '.join(cfg.ARCHS)}.")]
+Workers = Annotated[Optional[str], typer.Option("--workers", "-w", help="Training workers: N, or MIN-MAX for an elastic run (grows and shrinks with the cluster).")]
+Gpu = Annotated[Optional[bool], typer.Option("--gpu/--cpu", help="One GPU per worker (nccl, bf16 autocast).")]
+Batch = Annotated[Optional[int], typer.Option("--batch", "-b", help="Global batch (clips per step over all workers); kept when the worker count changes.")]
+Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Passes over the training split.")]
+MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimizer steps (0 = all epochs).")]
+Resume = Annotated[Optional[str], typer.Option("--resume", help="Resume this existing run (an error if it does not exist).")]
+
+
+def parse_workers(text: str | None) -> dict:
+    """'4' -> {num_workers: 4}; '2-8' -> {min_workers: 2, num_workers: 8}."""
+    if text is None:
+        return {}
+    low, dash, high = text.partition("-")
+    try:
+        values = (int(low), int(high)) if dash else (int(low),)
+    except ValueError:
+        raise UserError(f"--workers '{text}' is not N or MIN-MAX", "e.g. --workers 4 or --workers 2-8") from None
+    if any(v < 1 for v in values) or (dash and values[0] > values[1]):
+        raise UserError(f"--workers '{text}' must be positive, MIN <= MAX", "e.g. --workers 2-8")
+    return {"num_workers": values[-1], "min_workers": values[0] if dash else 0}
+
+
+def choose_preset(preset: str | None, config_file: str | None, dataset: str | None) -> str:
+    """The demo preset for a bare run (no --config, synthetic or no dataset); else the recipe."""
+    if preset:
+        return preset
+    return "demo" if not config_file and dataset in (None, "synthetic") else "recipe"
+
+
+def pretrain(
+    dataset: common.Dataset = None,
+    data_root: common.DataRoot = None,
+    split: common.Split = None,
+    csv: common.CsvList = None,
+    arch: Arch = None,
+    workers: Workers = None,
+    gpu: Gpu = None,
+    batch: Batch = None,
+    epochs: Epochs = None,
+    max_steps: MaxSteps = None,
+    storage: common.Storage = None,
+    s3_endpoint: common.S3Endpoint = None,
+    run_name: common.RunName = None,
+    resume: Resume = None,
+    config_file: common.ConfigFile = None,
+    preset: common.Preset = None,
+    overrides: common.Overrides = None,
+) -> None:
+    """Pretrain a video encoder with MoCo + FAME on Ray Train.
+
+    With no arguments: the demo (local Ray, the built-in synthetic dataset, a tiny 3D CNN,
+    2 workers, a few minutes on 2 CPUs). The preset is 'demo' when no --config is given and
+    the dataset is synthetic (or not given); otherwise the official recipe (FAME.md).
+    Running the same command again (same --run-name and --storage) resumes from the latest
+    complete checkpoint, from any machine.
+
+    Examples:
+
+      fame-ray pretrain
+
+      fame-ray pretrain --dataset ucf101 --data-root ~/data/UCF101 --arch r2plus1d_18 --workers 8 --gpu
+
+      fame-ray pretrain --config jobs/pretrain-k400-i3d.yaml --set train.epochs=100
+
+      fame-ray pretrain --workers 2-8 --storage s3://bucket/runs --s3-endpoint http://minio:9000
+
+      fame-ray pretrain --resume pretrain-synthetic-tiny --max-steps 400
+    """
+    common.start_logging()
+    from fame_ray.train import runs
+    from fame_ray.train.pretrain import resolve_run_name, run_pretrain
+
+    flags = common.drop_none(
+        {
+            "data": common.data_flags(dataset, data_root, split, csv),
+            "model": {"arch": arch},
+            "train": {"use_gpu": gpu, "global_batch": batch, "epochs": epochs, "max_steps": max_steps, **parse_workers(workers)},
+            "storage": {"path": storage, "s3_endpoint": s3_endpoint, "run_name": run_name, "resume": resume},
+        }
+    )
+    file_values = cfg.load_yaml(config_file) if config_file else None
+    chosen = choose_preset(preset, config_file, dataset)
+    config = cfg.build(cfg.PretrainConfig, cfg.preset(cfg.PRETRAIN_PRESETS, chosen), file_values, flags, overrides or [])
+    result = run_pretrain(config)
+    name = resolve_run_name(config)
+    typer.echo(f"run {name}: checkpoints, metrics.jsonl and TensorBoard logs in {runs.run_uri(config.storage.resolved_path(), name)}")
+    if result.checkpoint is not None:
+        typer.echo(f"latest checkpoint: {result.checkpoint.path}")
+    typer.echo(f"to resume or extend it, rerun with --run-name {name} (e.g. --max-steps N); see `fame-ray runs show {name}`")

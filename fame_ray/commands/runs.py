@@ -1,0 +1,80 @@
+"""`fame-ray runs list` and `fame-ray runs show RUN`: runs in a storage root."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from fame_ray.commands import common
+
+RunArgument = Annotated[str, typer.Argument(help="Run name (a folder under the storage root).")]
+_SHOWN = ("loss", "acc1", "lr", "clips_per_s", "data_wait", "world_size")
+
+
+def _root(storage: str | None) -> str:
+    from fame_ray.config import StorageConfig
+
+    return StorageConfig(path=storage or "").resolved_path()
+
+
+def _metrics_text(metrics: dict) -> str:
+    parts = []
+    for key in _SHOWN:
+        value = metrics.get(key)
+        if isinstance(value, float):
+            parts.append(f"{key}={value:.4g}")
+        elif value is not None:
+            parts.append(f"{key}={value}")
+    return " ".join(parts) or "-"
+
+
+def list_runs(storage: common.Storage = None, s3_endpoint: common.S3Endpoint = None) -> None:
+    """List the runs in a storage root: last step, checkpoints, latest metrics.
+
+    Examples:
+
+      fame-ray runs list
+
+      fame-ray runs list --storage s3://bucket/runs --s3-endpoint http://minio:9000
+    """
+    common.start_logging()
+    from fame_ray import storage as storage_lib
+    from fame_ray.train import runs
+
+    root = _root(storage)
+    storage_lib.check_writable_root(root, s3_endpoint or "")
+    summaries = runs.summarize_all(root, s3_endpoint or "")
+    if not summaries:
+        typer.echo(f"no runs in {root}")
+        return
+    typer.echo(f"{'run':40} {'step':>8} {'ckpts':>5}  latest metrics")
+    for run in summaries:
+        complete = sum(info.complete for info in run.checkpoints)
+        typer.echo(f"{run.name:40} {run.last_step:>8} {complete:>5}  {_metrics_text(run.last_metrics)}")
+
+
+def show_run(run: RunArgument, storage: common.Storage = None, s3_endpoint: common.S3Endpoint = None) -> None:
+    """Show one run: where it is, every checkpoint (step, complete or not), latest metrics.
+
+    Examples:
+
+      fame-ray runs show pretrain-synthetic-tiny
+
+      fame-ray runs show my-run --storage s3://bucket/runs
+    """
+    common.start_logging()
+    from fame_ray import storage as storage_lib
+    from fame_ray.train import runs
+
+    root = _root(storage)
+    storage_lib.check_writable_root(root, s3_endpoint or "")
+    summary = runs.summarize(root, run, s3_endpoint or "")
+    typer.echo(f"run {summary.name}: {summary.uri}")
+    typer.echo(f"last step {summary.last_step}; latest metrics: {_metrics_text(summary.last_metrics)}")
+    latest = summary.latest
+    typer.echo(f"resume point: {latest.uri if latest else 'none (no complete checkpoint yet)'}")
+    for info in summary.checkpoints:
+        status = "complete" if info.complete else "INCOMPLETE (upload cut off; ignored)"
+        sha = info.meta.get("git_sha", "")
+        typer.echo(f"  {info.name}  step {info.step:>8}  {status}  {('git ' + sha) if sha else ''}".rstrip())

@@ -1,0 +1,1 @@
+"""Training on Ray Train: pretraining (MoCo + FAME), checkpoints, metrics, runs."""

@@ -1,0 +1,66 @@
+"""The live progress line of a training run (rank 0), and the timers behind it.
+
+    step 40/120 (33%) | epoch 2 | loss 5.912 | acc@1 0.219 | 41.3 clips/s | data-wait 12% | eta 1m56s
+"""
+
+from __future__ import annotations
+
+import time
+
+
+def format_duration(seconds: float) -> str:
+    """'1h02m', '3m05s', '42s'."""
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def format_line(step: int, total: int, epoch: int, metrics: dict) -> str:
+    """One progress line from the metrics of the last interval."""
+    share = 100.0 * step / max(total, 1)
+    return (
+        f"step {step}/{total} ({share:.0f}%) | epoch {epoch} | loss {metrics['loss']:.3f} | acc@1 {metrics['acc1']:.3f}"
+        f" | {metrics['clips_per_s']:.1f} clips/s | data-wait {100 * metrics['data_wait']:.0f}% | eta {format_duration(metrics['eta_s'])}"
+    )
+
+
+class StepTimer:
+    """Splits wall time into waiting for data and computing, over an interval of steps."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.wait = 0.0
+        self.compute = 0.0
+        self.steps = 0
+        self.clips = 0
+        self._mark = time.perf_counter()
+
+    def data_ready(self) -> None:
+        """Call when the next batch has arrived: the time since the last mark was data wait."""
+        now = time.perf_counter()
+        self.wait += now - self._mark
+        self._mark = now
+
+    def step_done(self, clips: int) -> None:
+        """Call after the optimizer step: the time since data arrived was compute."""
+        now = time.perf_counter()
+        self.compute += now - self._mark
+        self._mark = now
+        self.steps += 1
+        self.clips += clips
+
+    def summary(self, steps_left: int) -> dict:
+        """clips/s, data-wait share and eta over the interval since the last reset."""
+        elapsed = max(self.wait + self.compute, 1e-9)
+        seconds_per_step = elapsed / max(self.steps, 1)
+        return {
+            "clips_per_s": self.clips / elapsed,
+            "data_wait": self.wait / elapsed,
+            "step_time_s": seconds_per_step,
+            "eta_s": seconds_per_step * steps_left,
+        }
