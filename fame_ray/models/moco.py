@@ -1,0 +1,192 @@
+"""MoCo v2 as the official FAME code builds it (He et al. arXiv 1911.05722; Chen et al.
+arXiv 2003.04297; FAME: Ding et al. arXiv 2109.15130, official `moco/builder.py`).
+
+- `encoder_q` = backbone + projection head (MLP fc-ReLU-fc, or one linear layer), output
+  `dim` (128), L2-normalised. `encoder_k` is its momentum copy (m = 0.999), never trained
+  by gradients.
+- A queue of `queue_size` negatives (buffer `queue`, dim x K, and `queue_ptr`), fed with
+  the keys of ALL workers (all_gather) when a process group is initialised.
+- Shuffle-BN: the key batch is shuffled across workers before the key encoder (all_gather +
+  a permutation broadcast from rank 0) and unshuffled after, so BatchNorm statistics cannot
+  leak which key is the positive. On one worker (no process group) the batch is shuffled
+  locally, which is what shuffle-BN reduces to.
+- Symmetric step (FAME.md): loss = 0.5 * (L(q=fused, k=plain) + L(q=plain, k=fused)); the
+  momentum update runs once per step (first pass); both passes enqueue their keys, so
+  2 x global batch keys enter the queue per step. As the official code, the first pass
+  enqueues its keys before the second pass computes its logits, and acc@1 is computed on
+  the average of the two passes' logits.
+
+State dict layout (what fame-ray checkpoints hold under "model"):
+    encoder_q.backbone.<backbone names>   encoder_q.head.*   (head: `0`,`2` MLP; or `weight`,`bias`)
+    encoder_k.backbone.*                  encoder_k.head.*
+    queue (dim x K), queue_ptr (1,)
+The official layout is `module.encoder_q.<backbone names>` with the head under `fc.*`
+(R(2+1)D) or `id_head.*` (I3D); fame_ray.models.loading maps between the two.
+
+Device-agnostic: every tensor follows the input's device. Under DDP, wrap this module as a
+whole; `broadcast_buffers=False` avoids re-sending the (identical) queue every step.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+@torch.no_grad()
+def concat_all_gather(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate `tensor` (N,...) from every rank in rank order (no gradient); itself alone without a group."""
+    if not _distributed():
+        return tensor
+    gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, tensor.contiguous())
+    return torch.cat(gathered, dim=0)
+
+
+def projection_head(in_dim: int, out_dim: int, mlp: bool) -> nn.Module:
+    """MoCo v2 head: Linear(in, in), ReLU, Linear(in, out) when `mlp`, else Linear(in, out)."""
+    if mlp:
+        return nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Linear(in_dim, out_dim))
+    return nn.Linear(in_dim, out_dim)
+
+
+class Encoder(nn.Module):
+    """Backbone + projection head: B,C,T,H,W -> B,dim (not normalised)."""
+
+    def __init__(self, backbone: nn.Module, dim: int, mlp: bool):
+        super().__init__()
+        self.backbone = backbone
+        self.head = projection_head(backbone.feature_dim, dim, mlp)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(clips))
+
+
+@dataclass
+class MoCoOutput:
+    """One symmetric MoCo step: `loss` (scalar, with grad), `acc1` (scalar in [0,1], no grad),
+    `logits` (the two passes' B,1+K logits, no grad)."""
+
+    loss: torch.Tensor
+    acc1: torch.Tensor
+    logits: tuple[torch.Tensor, torch.Tensor]
+
+
+class MoCo(nn.Module):
+    """Query encoder, momentum key encoder and queue; `forward(view_q, view_k)` is one step."""
+
+    def __init__(self, backbone: nn.Module, dim: int = 128, queue_size: int = 65536, momentum: float = 0.999,
+                 temperature: float = 0.1, mlp: bool = True, symmetric: bool = True, shuffle_bn: bool = True,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.queue_size = queue_size
+        self.momentum = momentum
+        self.temperature = temperature
+        self.symmetric = symmetric
+        self.shuffle_bn = shuffle_bn
+        # Draws the shuffle-BN permutation (on rank 0 when distributed); CPU, seeded by the caller.
+        self.generator = generator
+        self.encoder_q = Encoder(backbone, dim, mlp)
+        self.encoder_k = copy.deepcopy(self.encoder_q)
+        for param in self.encoder_k.parameters():
+            param.requires_grad = False
+        self.register_buffer("queue", F.normalize(torch.randn(dim, queue_size), dim=0))
+        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The query encoder's backbone (what downstream tasks load)."""
+        return self.encoder_q.backbone
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """k <- m * k + (1 - m) * q, parameter by parameter (buffers are the key encoder's own)."""
+        params_q = [p.detach() for p in self.encoder_q.parameters()]
+        params_k = list(self.encoder_k.parameters())
+        torch._foreach_mul_(params_k, self.momentum)
+        torch._foreach_add_(params_k, params_q, alpha=1.0 - self.momentum)
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        """Put the keys of all workers (N,dim, normalised) into the queue at queue_ptr."""
+        keys = concat_all_gather(keys)
+        count = keys.shape[0]
+        if self.queue_size % count != 0:
+            raise ValueError(f"queue size {self.queue_size} is not a multiple of the global batch {count}")
+        pointer = int(self.queue_ptr)
+        self.queue[:, pointer:pointer + count] = keys.T.to(self.queue.dtype)
+        self.queue_ptr[0] = (pointer + count) % self.queue_size
+
+    def _permutation(self, size: int, device: torch.device) -> torch.Tensor:
+        permutation = torch.randperm(size, generator=self.generator)
+        return permutation.to(device)
+
+    @torch.no_grad()
+    def _keys(self, clips: torch.Tensor) -> torch.Tensor:
+        """Key features B,dim (normalised) with shuffle-BN (across workers when distributed)."""
+        if not self.shuffle_bn:
+            return F.normalize(self.encoder_k(clips), dim=1)
+        local = clips.shape[0]
+        if not _distributed():
+            order = self._permutation(local, clips.device)
+            keys = F.normalize(self.encoder_k(clips[order]), dim=1)
+            return keys[torch.argsort(order)]
+        everything = concat_all_gather(clips)
+        order = self._permutation(everything.shape[0], clips.device)
+        dist.broadcast(order, src=0)
+        rank = dist.get_rank()
+        mine = order.view(-1, local)[rank]
+        keys = F.normalize(self.encoder_k(everything[mine]), dim=1)
+        restore = torch.argsort(order).view(-1, local)[rank]
+        return concat_all_gather(keys)[restore]
+
+    def _logits(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """B,1+K logits in float32 (positive first), before this pass's keys enter the queue."""
+        query = F.normalize(query.float(), dim=1)
+        with torch.autocast(device_type=query.device.type, enabled=False):
+            positive = (query * keys.float()).sum(dim=1, keepdim=True)
+            negative = query @ self.queue.clone().detach().float()
+            return torch.cat([positive, negative], dim=1) / self.temperature
+
+    def _pass(self, view_q: torch.Tensor, view_k: torch.Tensor, update: bool) -> torch.Tensor:
+        query = self.encoder_q(view_q)
+        if update:
+            self.momentum_update()
+        keys = self._keys(view_k)
+        logits = self._logits(query, keys)
+        self.enqueue(keys)
+        return logits
+
+    def forward(self, view_q: torch.Tensor, view_k: torch.Tensor) -> MoCoOutput:
+        """view_q (the FAME-fused clip), view_k (the plain clip): B,C,T,H,W float, normalised."""
+        logits_1 = self._pass(view_q, view_k, update=True)
+        targets = torch.zeros(logits_1.shape[0], dtype=torch.long, device=logits_1.device)
+        if not self.symmetric:
+            return MoCoOutput(F.cross_entropy(logits_1, targets), _top1(logits_1), (logits_1.detach(), logits_1.detach()))
+        logits_2 = self._pass(view_k, view_q, update=False)
+        loss = 0.5 * (F.cross_entropy(logits_1, targets) + F.cross_entropy(logits_2, targets))
+        # As the official train.py: acc@1 of the averaged logits.
+        acc1 = _top1((logits_1.detach() + logits_2.detach()) / 2)
+        return MoCoOutput(loss, acc1, (logits_1.detach(), logits_2.detach()))
+
+
+def _top1(logits: torch.Tensor) -> torch.Tensor:
+    """Share of rows whose positive (column 0) scores highest."""
+    return (logits.detach().argmax(dim=1) == 0).float().mean()
+
+
+def build_moco(arch: str, dim: int, queue_size: int, momentum: float, temperature: float, mlp: bool,
+               symmetric: bool = True, shuffle_bn: bool = True, generator: torch.Generator | None = None) -> MoCo:
+    """MoCo around a fresh `build_backbone(arch)`."""
+    from fame_ray.models import build_backbone
+
+    return MoCo(build_backbone(arch), dim, queue_size, momentum, temperature, mlp, symmetric, shuffle_bn, generator)
