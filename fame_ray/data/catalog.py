@@ -1,0 +1,214 @@
+"""Dataset catalog: a dataset root in any supported layout -> one Parquet manifest per subset.
+
+    from fame_ray.data import catalog
+    uri = catalog.manifest_uri(cfg.data, "train")     # prepares the manifests on first use
+
+`prepare` reads the layout (layouts.py, generic.py; the variant found is logged), probes every
+video in parallel on Ray (probe.py), skips unreadable or missing videos and lists them in a
+report beside the manifests, and writes, into `DataConfig.manifest_dir` or
+`<root>/.fame-ray/`:
+
+    <key>_split<N>_train.parquet, <key>_split<N>_test.parquet   (manifest.SCHEMA)
+    <key>_split<N>_classes.json                                  (class names, index = label)
+    <key>_split<N>_skipped.csv                                   (path, reason, subset)
+
+where <key> is the dataset name ('csv_<list file stem>' for a csv list). For Kinetics-400
+the 'test' manifest holds the validation set (split column 'val').
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import posixpath
+import time
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from fame_ray import config, storage
+from fame_ray.data import generic, layouts, manifest, probe
+from fame_ray.data.listing import SUBSETS, Listing, Tree
+from fame_ray.errors import UserError
+
+log = logging.getLogger(__name__)
+
+READERS = {
+    "ucf101": layouts.read_ucf101,
+    "synthetic": layouts.read_ucf101,  # the built-in dataset is a UCF101-layout folder
+    "hmdb51": layouts.read_hmdb51,
+    "diving48": layouts.read_diving48,
+    "kinetics400": layouts.read_kinetics400,
+    "folder": generic.read_folder,
+}
+
+
+@dataclass
+class PrepareResult:
+    """What `prepare` wrote, and what it found."""
+
+    dataset: str
+    split: int
+    variant: str
+    class_names: list[str]
+    manifests: dict[str, str]
+    """'train' / 'test' -> manifest URI."""
+    counts: dict[str, int]
+    """'train' / 'test' -> videos in the manifest."""
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """(path, reason) of every video left out."""
+    report: str = ""
+    """URI of the skipped-videos report."""
+    classes_file: str = ""
+    seconds: float = 0.0
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def _key(data: config.DataConfig) -> str:
+    """Manifest file prefix: the dataset name, or csv_<stem> so two lists never collide."""
+    if data.dataset == "csv":
+        return "csv_" + posixpath.splitext(posixpath.basename(data.csv_path))[0]
+    return data.dataset
+
+
+def manifest_dir(data: config.DataConfig) -> str:
+    """Where the manifests of `data` live: manifest_dir, or .fame-ray/ in the root (csv: beside the list)."""
+    if data.manifest_dir:
+        return data.manifest_dir
+    if data.dataset == "csv":
+        return storage.join(posixpath.dirname(_absolute(data.csv_path)), ".fame-ray")
+    return storage.join(data.resolved_root(), ".fame-ray")
+
+
+def _absolute(path: str) -> str:
+    return path if storage.is_s3(path) else storage.filesystem(path)[1]
+
+
+def _file(data: config.DataConfig, out_dir: str, suffix: str) -> str:
+    return storage.join(out_dir or manifest_dir(data), f"{_key(data)}_split{data.split}_{suffix}")
+
+
+def _subset(subset: str) -> str:
+    subset = "test" if subset == "val" else subset
+    if subset not in SUBSETS:
+        raise ValueError(f"subset must be 'train' or 'test', got '{subset}'")
+    return subset
+
+
+def read_listing(data: config.DataConfig, endpoint: str = "") -> Listing:
+    """The dataset's layout read into a Listing (no probing); the variant found is logged."""
+    if data.dataset == "csv":
+        listing = generic.read_csv(_absolute(data.csv_path), data.split, endpoint)
+    else:
+        root = data.resolved_root()
+        if data.dataset == "synthetic":
+            from fame_ray.data.synthetic import ensure_synthetic
+
+            ensure_synthetic(root)
+        tree = Tree(root, endpoint)
+        if not tree.is_dir():
+            name = config.DATASET_DIRS.get(data.dataset, data.dataset)
+            raise UserError(f"data root {root} does not exist (dataset '{data.dataset}')",
+                            f"pass --data-root DIR holding the {name} layout (see DATASETS.md), or put it at {config.data_home() / name}")
+        listing = READERS[data.dataset](tree, data.split)
+    _check_classes(data.dataset, listing)
+    log.info("found %s", listing.variant)
+    return listing
+
+
+def _check_classes(dataset: str, listing: Listing) -> None:
+    """Labels within the class list; a class count other than the official one is only noted
+    (synthetic copies in official layouts have fewer classes, partial copies may too)."""
+    labels = [e.label for entries in listing.subsets.values() for e in entries]
+    if labels and not 0 <= min(labels) <= max(labels) < len(listing.classes):
+        raise UserError(f"{dataset}: labels outside 0..{len(listing.classes) - 1}", "check the split files")
+    official = config.NUM_CLASSES.get(dataset)
+    if official and len(listing.classes) != official:
+        log.info("%s lists %d classes (the official release has %d): a subset or synthetic copy", dataset, len(listing.classes), official)
+
+
+def _tables(listing: Listing, endpoint: str) -> tuple[dict[str, pa.Table], list[tuple[str, str, str]]]:
+    """Probe every listed video; manifest tables per subset and (path, reason, subset) skipped."""
+    entries = [(subset, e) for subset in SUBSETS for e in listing.subsets[subset]]
+    results = probe.probe_all([e.path for _, e in entries], endpoint)
+    rows = {subset: [] for subset in SUBSETS}
+    skipped = [(path, reason, "") for path, reason in listing.missing]
+    for (subset, entry), result in zip(entries, results):
+        if isinstance(result, str):
+            skipped.append((entry.path, result, subset))
+            continue
+        end = result["num_frames"] if entry.end_frame < 0 else min(entry.end_frame, result["num_frames"])
+        start = min(max(entry.start_frame, 0), max(end - 1, 0))
+        rows[subset].append({"path": entry.path, "label": entry.label, "label_name": listing.classes[entry.label],
+                             "split": entry.split, **result, "start_frame": start, "end_frame": end})
+    tables = {subset: pa.Table.from_pylist(rows[subset], schema=manifest.SCHEMA) for subset in SUBSETS}
+    return tables, skipped
+
+
+def _write_report(uri: str, skipped: list[tuple[str, str, str]], endpoint: str) -> None:
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["path", "reason", "subset"])
+    writer.writerows(skipped)
+    storage.write_bytes(uri, text.getvalue().encode("utf-8"), endpoint)
+
+
+def prepare(data: config.DataConfig, endpoint: str = "", out_dir: str = "") -> PrepareResult:
+    """Read the layout, probe every video on Ray, write manifests, class names and skip report.
+
+    Raises UserError when the layout is not found, files disagree, or no video is left.
+    """
+    started = time.time()
+    listing = read_listing(data, endpoint)
+    tables, skipped = _tables(listing, endpoint)
+    if tables["train"].num_rows == 0:
+        where = data.csv_path if data.dataset == "csv" else data.resolved_root()
+        reasons = sorted({reason for _, reason, _ in skipped})[:3]
+        raise UserError(f"no readable training videos in {where} ({len(skipped)} skipped: {'; '.join(reasons) or 'none listed'})",
+                        "check the data root and the video files")
+    if tables["test"].num_rows == 0:
+        log.warning("the test subset of %s split %d is empty", data.dataset, data.split)
+    result = PrepareResult(data.dataset, data.split, listing.variant, listing.classes, {}, {},
+                           [(p, r) for p, r, _ in skipped], _file(data, out_dir, "skipped.csv"), _file(data, out_dir, "classes.json"))
+    _write_report(result.report, skipped, endpoint)
+    storage.write_bytes(result.classes_file, json.dumps(listing.classes, indent=1).encode("utf-8"), endpoint)
+    for subset in SUBSETS:
+        result.manifests[subset] = _file(data, out_dir, f"{subset}.parquet")
+        result.counts[subset] = tables[subset].num_rows
+        manifest.write(tables[subset], result.manifests[subset], endpoint)
+    if skipped:
+        log.warning("skipped %d videos (listed in %s)", len(skipped), result.report)
+    result.seconds = time.time() - started
+    log.info("%s split %d: %d train / %d test videos, %d classes, manifests in %s (%.1fs)", data.dataset, data.split,
+             result.counts["train"], result.counts["test"], result.num_classes, posixpath.dirname(result.manifests["train"]), result.seconds)
+    return result
+
+
+def _prepared(data: config.DataConfig, subset: str, endpoint: str) -> bool:
+    return storage.exists(_file(data, "", f"{subset}.parquet"), endpoint) and storage.exists(_file(data, "", "classes.json"), endpoint)
+
+
+def manifest_uri(data: config.DataConfig, subset: str, endpoint: str = "") -> str:
+    """URI of the manifest of `subset` ('train' or 'test') of data.split, prepared if absent.
+
+    For 'synthetic', the built-in dataset is written first if needed.
+    """
+    subset = _subset(subset)
+    if data.dataset == "synthetic":
+        from fame_ray.data.synthetic import ensure_synthetic
+
+        ensure_synthetic(data.resolved_root())
+    if not _prepared(data, subset, endpoint):
+        prepare(data, endpoint)
+    return _file(data, "", f"{subset}.parquet")
+
+
+def class_names(data: config.DataConfig, endpoint: str = "") -> list[str]:
+    """Class names of `data` (index = label), preparing the manifests if needed."""
+    manifest_uri(data, "train", endpoint)
+    return json.loads(storage.read_bytes(_file(data, "", "classes.json"), endpoint))

@@ -1,0 +1,89 @@
+"""Probe videos (frame count, fps, height, width) with decord, in parallel on Ray.
+
+Probing opens a video and decodes one frame (decord has no size query); it never decodes
+the whole video. s3:// videos are read through fame_ray.storage and handed to decord as an
+in-memory file. A video that cannot be read yields a reason instead of a result.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+
+from fame_ray import storage
+
+log = logging.getLogger(__name__)
+
+CHUNK = 16  # videos per Ray task: enough to hide task overhead, small enough to spread out
+TASK_CPUS = 0.5  # probing waits on I/O and demuxing more than it computes
+
+
+def probe_video(uri: str, endpoint: str = "") -> dict | str:
+    """{'num_frames', 'fps', 'height', 'width'} of one video, or the reason it cannot be read."""
+    import decord
+
+    try:
+        if storage.is_s3(uri):
+            source = io.BytesIO(storage.read_bytes(uri, endpoint))
+        elif not os.path.isfile(uri):
+            return "missing file"
+        else:
+            source = uri
+        reader = decord.VideoReader(source, num_threads=1)
+        num_frames = len(reader)
+        height, width = reader[0].shape[:2]
+        fps = float(reader.get_avg_fps())
+    except FileNotFoundError:
+        return "missing file"
+    except Exception as error:  # decord raises DECORDError, RuntimeError, AssertionError...
+        return f"unreadable: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}".rstrip(": ")
+    if num_frames < 1 or height < 1 or width < 1:
+        return "no frames"
+    return {"num_frames": num_frames, "fps": fps if fps > 0 else 25.0, "height": height, "width": width}
+
+
+def probe_chunk(uris: list[str], endpoint: str = "") -> list[dict | str]:
+    return [probe_video(uri, endpoint) for uri in uris]
+
+
+def _ensure_ray():
+    import ray
+
+    if not ray.is_initialized():
+        # A local instance (or the cluster in RAY_ADDRESS); later Ray work in this process reuses it.
+        ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+    return ray
+
+
+def probe_all(uris: list[str], endpoint: str = "") -> list[dict | str]:
+    """Probe every video in parallel Ray tasks; one result (dict or reason) per URI, in order.
+
+    A task whose worker dies (a decoder crash on a broken file) is retried video by video,
+    so one bad file costs only itself.
+    """
+    if not uris:
+        return []
+    ray = _ensure_ray()
+    remote = ray.remote(num_cpus=TASK_CPUS, max_retries=0)(probe_chunk)
+    chunks = [uris[i:i + CHUNK] for i in range(0, len(uris), CHUNK)]
+    refs = [remote.remote(chunk, endpoint) for chunk in chunks]
+    results: list[dict | str] = []
+    for chunk, ref in zip(chunks, refs):
+        try:
+            results.extend(ray.get(ref))
+        except ray.exceptions.RayError as error:
+            log.warning("probe task of %d videos failed (%s); probing them one by one", len(chunk), type(error).__name__)
+            results.extend(_one_by_one(ray, remote, chunk, endpoint))
+    return results
+
+
+def _one_by_one(ray, remote, chunk: list[str], endpoint: str) -> list[dict | str]:
+    refs = [remote.remote([uri], endpoint) for uri in chunk]
+    out: list[dict | str] = []
+    for ref in refs:
+        try:
+            out.extend(ray.get(ref))
+        except ray.exceptions.RayError as error:
+            out.append(f"probe crashed: {type(error).__name__}")
+    return out
