@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 
 from fame_ray import storage
@@ -65,8 +66,13 @@ def probe_all(uris: list[str], endpoint: str = "") -> list[dict | str]:
     if not uris:
         return []
     ray = _ensure_ray()
+    # Resolved here: the driver's --s3-endpoint / AWS_ENDPOINT_URL, not the workers' environment.
+    endpoint = storage.endpoint_url(endpoint)
     remote = ray.remote(num_cpus=TASK_CPUS, max_retries=0)(probe_chunk)
-    chunks = [uris[i:i + CHUNK] for i in range(0, len(uris), CHUNK)]
+    # At least two tasks per CPU when there are enough videos, at most CHUNK videos per task.
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    size = max(1, min(CHUNK, math.ceil(len(uris) / (2 * cpus))))
+    chunks = [uris[i:i + size] for i in range(0, len(uris), size)]
     refs = [remote.remote(chunk, endpoint) for chunk in chunks]
     results: list[dict | str] = []
     for chunk, ref in zip(chunks, refs):

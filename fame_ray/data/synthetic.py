@@ -186,14 +186,18 @@ class VideoWriter:
         self.frames, self.width, self.height, self.fps = frames, width, height, fps
         self.scene_bias, self.seed = scene_bias, seed
 
-    def write(self, label: int, index: int, path: str) -> None:
+    def render(self, label: int, index: int) -> np.ndarray:
+        """Video `index` of class `label`: uint8 T x H x W x 3, the same for the same seed."""
         rng = np.random.default_rng([self.seed, label, index])
         hue = angle = None
         if self.scene_bias:
             # The class decides the background's hue and stripe direction (small jitter).
             hue = label / len(self.classes) + rng.uniform(-0.03, 0.03)
             angle = np.pi * label / len(self.classes) + rng.uniform(-0.1, 0.1)
-        video = render_video(self.classes[label], self.frames, self.width, self.height, rng, hue, angle)
+        return render_video(self.classes[label], self.frames, self.width, self.height, rng, hue, angle)
+
+    def write(self, label: int, index: int, path: str) -> None:
+        video = self.render(label, index)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         encode(video, path, self.fps)
 
