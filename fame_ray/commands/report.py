@@ -1,0 +1,41 @@
+"""`fame-ray report`: several downstream runs side by side, the way a paper's table reads."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from fame_ray.commands import common
+
+Runs = Annotated[list[str], typer.Argument(help="Run directories (local or s3://), results.json files, or run names under --storage.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the records as JSON instead of a Markdown table.")]
+Out = Annotated[Optional[str], typer.Option("--out", "-o", help="Also write the table to this file.")]
+
+
+def report(runs: Runs, storage: common.Storage = None, s3_endpoint: common.S3Endpoint = None, as_json: AsJson = False, out: Out = None) -> None:
+    """Print the results of several finetune / linear / retrieval runs as one table.
+
+    One row per run: backbone, the pretraining recipe (data, epochs, schedule, MLP head,
+    queue size K, read from the checkpoint's config.yaml), the downstream dataset, split
+    and mode, then the metrics in percent (video/clip top-1/top-5, R@k).
+
+    Examples:
+
+      fame-ray report fame-ray-runs/finetune-ucf101-split1-r2plus1d_18 fame-ray-runs/linear-ucf101-split1-r2plus1d_18
+
+      fame-ray report finetune-hmdb51-split1-i3d retrieval-ucf101-split1-i3d --storage s3://bucket/runs
+    """
+    import json
+
+    from fame_ray.config import StorageConfig
+    from fame_ray.eval import report as results
+
+    root = StorageConfig(path=storage or "").resolved_path()
+    records = [results.read(run, root, s3_endpoint or "") for run in runs]
+    text = json.dumps(records, indent=2, default=str) if as_json else results.side_by_side(records)
+    typer.echo(text)
+    if out:
+        from pathlib import Path
+
+        Path(out).write_text(text + "\n")

@@ -1,0 +1,64 @@
+"""`fame-ray retrieve`: video retrieval with a pretrained encoder (R@1, 5, 10, 20, 50)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from fame_ray import config as cfg
+from fame_ray.commands import common
+from fame_ray.commands.finetune import Arch, Gpu, Pretrained, Workers, choose_preset, default_pretrained, explicit_arch
+
+Clips = Annotated[Optional[int], typer.Option("--clips", help="Clips per video whose features are averaged (official: 10).")]
+
+
+def retrieve(
+    dataset: common.Dataset = None,
+    data_root: common.DataRoot = None,
+    split: common.Split = None,
+    pretrained: Pretrained = None,
+    arch: Arch = None,
+    clips: Clips = None,
+    workers: Workers = None,
+    gpu: Gpu = None,
+    storage: common.Storage = None,
+    s3_endpoint: common.S3Endpoint = None,
+    run_name: common.RunName = None,
+    config_file: common.ConfigFile = None,
+    preset: common.Preset = None,
+    overrides: common.Overrides = None,
+) -> None:
+    """Nearest-neighbour video retrieval: test videos query the training videos.
+
+    Protocol (FAME.md): the features of --clips uniformly spaced clips per video (centre
+    crop) are averaged, centred on the training features' mean and L2-normalised; a query
+    is a hit at k when any of its k nearest training videos shares its class. Features
+    are extracted with Ray Data (a pool of --workers backbone actors, on CPU or GPU).
+    Writes results.md and results.json into the run directory.
+
+    Examples:
+
+      fame-ray retrieve --pretrained fame-ray-runs/pretrain-synthetic-tiny
+
+      fame-ray retrieve --dataset ucf101 --data-root ~/data/UCF101 --split 1 --pretrained s3://bucket/runs/pretrain-ucf101-r21d
+
+      fame-ray retrieve --dataset hmdb51 --pretrained fame_r21d.pth --arch r2plus1d_18 --workers 2 --gpu
+    """
+    common.start_logging()
+    from fame_ray.eval.features import run_retrieval
+    from fame_ray.eval.report import render_markdown
+
+    flags = common.drop_none({
+        "data": {**common.data_flags(dataset, data_root, split), "eval_clips": clips},
+        "model": {"arch": arch},
+        "train": {"num_workers": workers, "use_gpu": gpu},
+        "storage": {"path": storage, "s3_endpoint": s3_endpoint, "run_name": run_name},
+        "pretrained": pretrained or default_pretrained(storage),
+    })
+    file_values = cfg.load_yaml(config_file) if config_file else None
+    chosen = choose_preset(preset, config_file, dataset)
+    config = cfg.build(cfg.FinetuneConfig, cfg.preset(cfg.FINETUNE_PRESETS, chosen), file_values, flags, overrides or [])
+    record = run_retrieval(config, explicit_arch(arch, file_values, overrides or []))
+    typer.echo(render_markdown(record))
+    typer.echo(f"results: {record['run_dir']}/results.md and results.json")

@@ -1,0 +1,186 @@
+"""Checks a downstream run makes before any trial starts, and what it reads up front.
+
+Every bad input ends here as one `UserError` (the CLI prints one line, exits 2): a dataset
+that is not where it should be (with where to get it), a pretrained checkpoint that does
+not exist or holds another architecture, labels that do not match the class list.
+Also reads the pretraining recipe from the checkpoint's config.yaml, for the results table.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fame_ray import storage
+from fame_ray.config import DATASET_DIRS
+from fame_ray.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# Where each public dataset comes from (its publisher's page).
+DATASET_SOURCES = {
+    "ucf101": "https://www.crcv.ucf.edu/data/UCF101.php (UCF101.rar + UCF101TrainTestSplits-RecognitionTask.zip)",
+    "hmdb51": "https://serre-lab.clps.brown.edu/resource/hmdb-a-large-human-motion-database/ (hmdb51_org.rar + test_train_splits.rar)",
+    "diving48": "http://www.svcl.ucsd.edu/projects/resound/dataset.html (Diving48_rgb.tar.gz + the V2 annotations)",
+    "kinetics400": "https://github.com/cvdfoundation/kinetics-dataset (videos + annotation CSVs)",
+}
+
+
+def check_data_root(data, endpoint: str = "") -> str:
+    """The dataset root, after checking it exists ('synthetic' is written on first use)."""
+    root = data.resolved_root()
+    if data.dataset in ("synthetic", "csv") or storage.exists(root, endpoint):
+        return root
+    source = DATASET_SOURCES.get(data.dataset)
+    where = f"get it from {source} and " if source else ""
+    folder = DATASET_DIRS.get(data.dataset, data.dataset)
+    raise UserError(
+        f"{data.dataset} not found at {root}",
+        f"{where}lay it out as README.md 'Datasets' shows ({folder}/ with the official split files), then pass --data-root DIR or set $FAME_RAY_DATA",
+    )
+
+
+def check_pretrained(uri: str, endpoint: str = "") -> str:
+    """The pretrained weights URI, after checking something is stored there."""
+    if not uri:
+        raise UserError("no pretrained weights given", "pass --pretrained RUN_DIR, CHECKPOINT_DIR, s3://... or an official FAME .pth")
+    path = uri if "://" in uri else str(_expand(uri))
+    if not storage.exists(path, endpoint):
+        raise UserError(f"pretrained checkpoint {uri} does not exist", "give a fame-ray run or checkpoint directory (local or s3://) or an official FAME .pth file")
+    return path
+
+
+def _expand(path: str):
+    from pathlib import Path
+
+    return Path(path).expanduser().absolute()
+
+
+def checkpoint_config(uri: str, endpoint: str = "") -> tuple[dict, str]:
+    """(config.yaml of the checkpoint, the checkpoint dir it came from); ({}, '') when none.
+
+    `uri` may be a checkpoint directory, a run directory (its latest complete checkpoint),
+    or a file (an official .pth: no config).
+    """
+    from fame_ray.train import checkpoint
+
+    if storage.exists(storage.join(uri, checkpoint.CONFIG_FILE), endpoint):
+        return checkpoint.read_config(uri, endpoint), uri
+    latest = checkpoint.latest_complete(uri, endpoint) if not uri.endswith((".pth", ".pt", ".tar")) else None
+    if latest is not None:
+        return checkpoint.read_config(latest.uri, endpoint), latest.uri
+    return {}, ""
+
+
+def pretrain_recipe(config: dict, meta: dict | None = None) -> dict:
+    """The settings that explain gaps between runs (schedule, MLP head, K, ...)."""
+    if not config:
+        return {}
+    model, optim, train, moco, fame, data = (config.get(k) or {} for k in ("model", "optim", "train", "moco", "fame", "data"))
+    mlp = model.get("mlp_head")
+    recipe = {
+        "dataset": data.get("dataset"),
+        "arch": model.get("arch"),
+        "epochs": train.get("epochs"),
+        "global_batch": train.get("global_batch"),
+        "lr": optim.get("lr"),
+        "schedule": optim.get("schedule") if optim.get("schedule") != "step" else f"step {optim.get('milestones')}",
+        "mlp_head": mlp if mlp is not None else model.get("arch") != "i3d",
+        "queue_size": moco.get("queue_size"),
+        "fame": fame.get("enabled"),
+        "fame_beta": fame.get("beta"),
+        "crop_size": data.get("crop_size"),
+        "frames_per_clip": data.get("frames_per_clip"),
+    }
+    if meta and "step" in meta:
+        recipe["steps"] = meta["step"]
+    return {k: v for k, v in recipe.items() if v is not None}
+
+
+def resolve_arch(given: str | None, ckpt_config: dict, default: str) -> str:
+    """--arch if given, else the checkpoint's model.arch, else the config default."""
+    from_checkpoint = (ckpt_config.get("model") or {}).get("arch")
+    if given and from_checkpoint and given != from_checkpoint:
+        raise UserError(f"--arch {given} does not match the checkpoint, which holds a {from_checkpoint} backbone", f"drop --arch or use --arch {from_checkpoint}")
+    return given or from_checkpoint or default
+
+
+def load_backbone(uri: str, arch: str, endpoint: str = ""):
+    """Load the query encoder (strict key matching); a mismatch is a UserError naming keys."""
+    from fame_ray.models.loading import load_pretrained_backbone
+
+    try:
+        return load_pretrained_backbone(uri, arch, endpoint)
+    except UserError:
+        raise
+    except (RuntimeError, KeyError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"cannot load {uri} as a {arch} backbone: {first}", "check --arch against the checkpoint (fame-ray runs show RUN prints its arch)") from None
+
+
+def check_labels(num_classes: int, tables: dict) -> None:
+    """Every manifest label must index the class list; both subsets must be non-empty.
+
+    `tables`: {'train': pyarrow Table, 'test': ...} with a 'label' column.
+    """
+    for subset, table in tables.items():
+        if table.num_rows == 0:
+            raise UserError(f"the {subset} split lists no usable videos", "check the split files and the videos they name (fame-ray data prepare shows what was skipped)")
+        labels = table.column("label").to_pylist()
+        bad = sorted({label for label in labels if not 0 <= label < num_classes})
+        if bad:
+            raise UserError(f"the {subset} split uses class indices {bad[:5]} but the class list has {num_classes} classes", "use split files and the class list of the same release")
+
+
+def prepare(cfg, explicit_arch: str | None = None):
+    """All up-front work of a downstream run, in the order that fails fastest.
+
+    Returns (cfg with the backbone's arch filled in, info dict: class_names, manifests,
+    recipe, checkpoint_dir, load_report). Raises UserError before anything is launched.
+    """
+    import dataclasses
+
+    from fame_ray.data import catalog
+
+    endpoint = cfg.storage.s3_endpoint
+    check_data_root(cfg.data, endpoint)
+    pretrained = check_pretrained(cfg.pretrained, endpoint)
+    ckpt_config, ckpt_dir = checkpoint_config(pretrained, endpoint)
+    arch = resolve_arch(explicit_arch, ckpt_config, cfg.model.arch)
+    cfg = dataclasses.replace(cfg, pretrained=pretrained, model=dataclasses.replace(cfg.model, arch=arch))
+    _, load_report = load_backbone(pretrained, arch, endpoint)
+    manifests = {subset: catalog.manifest_uri(cfg.data, subset, endpoint) for subset in ("train", "test")}
+    class_names = list(catalog.class_names(cfg.data, endpoint))
+    from fame_ray.data import manifest
+
+    check_labels(len(class_names), {subset: manifest.read(uri, endpoint) for subset, uri in manifests.items()})
+    meta = _checkpoint_meta(ckpt_dir, endpoint)
+    info = {
+        "class_names": class_names,
+        "manifests": manifests,
+        "recipe": pretrain_recipe(ckpt_config, meta),
+        "checkpoint_dir": ckpt_dir or pretrained,
+        "load_report": _plain(load_report),
+    }
+    return cfg, info
+
+
+def _checkpoint_meta(ckpt_dir: str, endpoint: str) -> dict:
+    if not ckpt_dir:
+        return {}
+    from fame_ray.train import checkpoint
+
+    try:
+        return checkpoint.read_meta(ckpt_dir, endpoint)
+    except (OSError, ValueError):
+        return {}
+
+
+def _plain(report):
+    """A loading report as JSON-safe data (dict, dataclass or text)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(report):
+        report = dataclasses.asdict(report)
+    if isinstance(report, dict):
+        return {str(k): (list(v) if isinstance(v, (set, tuple)) else v) for k, v in report.items()}
+    return str(report) if report is not None else None

@@ -1,0 +1,137 @@
+"""The results table of a downstream run (results.json + results.md), and paper-style
+side-by-side tables of several runs.
+
+A results record is a plain dict (see `new_record`); metrics are percentages, as papers
+print them. Files go to the run directory, local or s3://, through `fame_ray.storage`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from fame_ray import storage
+from fame_ray.errors import UserError
+
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+# Metric columns in the order a paper prints them; others follow alphabetically.
+METRIC_ORDER = ("video_top1", "video_top5", "clip_top1", "clip_top5", "R@1", "R@5", "R@10", "R@20", "R@50")
+METRIC_TITLES = {"video_top1": "video top-1", "video_top5": "video top-5", "clip_top1": "clip top-1", "clip_top5": "clip top-5"}
+# Pretraining settings that explain 1-3 point gaps between runs (FAME.md, last section).
+RECIPE_KEYS = ("dataset", "arch", "epochs", "global_batch", "lr", "schedule", "mlp_head", "queue_size", "fame", "fame_beta", "crop_size", "frames_per_clip", "steps")
+HYPER_KEYS = ("lr", "weight_decay", "dropout", "epochs")
+
+
+def new_record(kind: str, run: str, setting: dict, pretrain_recipe: dict, metrics: dict, **extra) -> dict:
+    """A results record: `setting` holds dataset, split, mode, backbone, pretrained."""
+    return {"kind": kind, "run": run, **setting, "pretrain_recipe": dict(pretrain_recipe), "units": "percent", "metrics": dict(metrics), **extra}
+
+
+def percent(metrics: dict) -> dict:
+    """Fractions -> percentages rounded to 2 decimals; counts (ints) stay as they are."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            out[key] = round(100.0 * value, 2) if math.isfinite(value) else None
+        else:
+            out[key] = value
+    return out
+
+
+def fmt(value) -> str:
+    """One table cell."""
+    if value is None or value == "":
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(fmt(v) for v in value)
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(fmt(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def metric_columns(metric_dicts: list[dict]) -> list[str]:
+    """Union of metric names (counts left out), in paper order."""
+    names = {k for metrics in metric_dicts for k, v in metrics.items() if k not in ("clips", "videos", "queries", "gallery", "epoch")}
+    ordered = [k for k in METRIC_ORDER if k in names]
+    return ordered + sorted(names - set(ordered))
+
+
+def _title(metric: str) -> str:
+    return METRIC_TITLES.get(metric, metric)
+
+
+def render_markdown(record: dict) -> str:
+    """results.md of one run."""
+    parts = [f"# {record['run']}", ""]
+    columns = metric_columns([record.get("metrics", {})])
+    header = ["dataset", "split", "mode", "backbone", "pretrained"] + [f"{_title(c)} (%)" for c in columns]
+    row = [record.get(k) for k in ("dataset", "split", "mode", "backbone", "pretrained")] + [record["metrics"].get(c) for c in columns]
+    parts += [markdown_table(header, [row]), ""]
+    if record.get("protocol"):
+        parts += ["## Protocol", "", markdown_table(["setting", "value"], [[k, v] for k, v in record["protocol"].items()]), ""]
+    recipe = record.get("pretrain_recipe") or {}
+    parts += ["## Pretraining recipe (from the checkpoint's config.yaml)", ""]
+    parts += [markdown_table(["setting", "value"], [[k, v] for k, v in recipe.items()]) if recipe else "not recorded (no config.yaml beside the checkpoint, e.g. an official FAME .pth)", ""]
+    if record.get("best"):
+        best = record["best"]
+        parts += [f"## Best trial: {best.get('trial')}", "", markdown_table(["hyperparameter", "value"], [[k, v] for k, v in best.get("hyperparameters", {}).items()]), ""]
+    if record.get("trials"):
+        parts += ["## All trials", "", trials_table(record["trials"]), ""]
+    if record.get("notes"):
+        parts += ["## Notes", ""] + [f"- {note}" for note in record["notes"]] + [""]
+    return "\n".join(parts)
+
+
+def trials_table(trials: list[dict]) -> str:
+    columns = metric_columns([t.get("metrics") or {} for t in trials])
+    header = ["trial", "status", *HYPER_KEYS, "epochs run", *[f"{_title(c)} (%)" for c in columns], "error"]
+    rows = []
+    for trial in trials:
+        hyper = trial.get("hyperparameters", {})
+        metrics = trial.get("metrics") or {}
+        rows.append([trial.get("trial"), trial.get("status"), *[hyper.get(k) for k in HYPER_KEYS], trial.get("epochs_run"), *[metrics.get(c) for c in columns], trial.get("error")])
+    return markdown_table(header, rows)
+
+
+def write(record: dict, run_dir: str, endpoint: str = "") -> tuple[str, str]:
+    """Write results.json and results.md into `run_dir`; returns their URIs."""
+    json_uri = storage.join(run_dir, RESULTS_JSON)
+    md_uri = storage.join(run_dir, RESULTS_MD)
+    storage.write_bytes(json_uri, json.dumps(record, indent=2, sort_keys=False, default=str).encode(), endpoint)
+    storage.write_bytes(md_uri, render_markdown(record).encode(), endpoint)
+    return json_uri, md_uri
+
+
+def read(run: str, storage_root: str = "", endpoint: str = "") -> dict:
+    """A results record from a run directory, a results.json URI, or a run name under `storage_root`."""
+    candidates = [run] if run.endswith(".json") else [storage.join(run, RESULTS_JSON)]
+    if storage_root and "/" not in run.rstrip("/"):
+        candidates.append(storage.join(storage_root, run, RESULTS_JSON))
+    for uri in candidates:
+        if storage.exists(uri, endpoint):
+            return json.loads(storage.read_bytes(uri, endpoint))
+    raise UserError(f"no results found for run '{run}' (looked for {', '.join(candidates)})", "give a run directory written by `fame-ray finetune` or `fame-ray retrieve`, or its name with --storage")
+
+
+def side_by_side(records: list[dict]) -> str:
+    """Several runs as one paper-style table: one row per run, metrics as columns."""
+    columns = metric_columns([r.get("metrics", {}) for r in records])
+    header = ["run", "backbone", "pretrain data", "pretrain epochs", "schedule", "mlp head", "K", "dataset", "split", "mode", *[f"{_title(c)} (%)" for c in columns]]
+    rows = []
+    for record in records:
+        recipe = record.get("pretrain_recipe") or {}
+        rows.append([
+            record.get("run"), record.get("backbone"), recipe.get("dataset"), recipe.get("epochs"), recipe.get("schedule"),
+            recipe.get("mlp_head"), recipe.get("queue_size"), record.get("dataset"), record.get("split"), record.get("mode"),
+            *[record.get("metrics", {}).get(c) for c in columns],
+        ])
+    return markdown_table(header, rows)

@@ -1,0 +1,351 @@
+"""Downstream finetune and linear probe: one Ray Train run per Ray Tune trial.
+
+Official protocol (FAME.md, "Finetune"): SGD lr 0.025, weight decay 1e-4, momentum 0.9,
+lr / 10 at epochs 60 and 120, dropout 0.7 before the classifier; every epoch is validated
+on the test split with multi-clip testing (data.eval_clips uniformly spaced clips per
+video, centre crop, softmax averaged per video): clip and video top-1/top-5.
+Linear probe: the backbone is frozen and kept in eval mode (BatchNorm statistics frozen
+too); only the linear classifier learns.
+
+Ray pieces (marked `# Ray:`): the trial driver builds a TorchTrainer and calls fit();
+`TuneReportCallback` forwards rank 0's `ray.train.report` metrics to Tune, so ASHA sees
+`val_video_top1` after every epoch. Workers resume from `ray.train.get_checkpoint()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+
+import numpy as np
+import ray.train
+import torch
+from torch import nn
+
+from fame_ray.config import KINETICS_MEAN, KINETICS_STD, FinetuneConfig, from_dict
+from fame_ray.eval.metrics import multi_clip_metrics
+
+log = logging.getLogger(__name__)
+STATE_FILE = "finetune_state.pt"
+
+
+class VideoClassifier(nn.Module):
+    """backbone (B C T H W -> B D) -> dropout -> linear (B K).
+
+    `frozen`: the linear probe; the backbone's parameters take no gradient and the
+    backbone stays in eval mode whatever `train()` is called with.
+    """
+
+    def __init__(self, backbone: nn.Module, num_classes: int, dropout: float, frozen: bool = False):
+        super().__init__()
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(backbone.feature_dim, num_classes)
+        self.frozen = frozen
+        if frozen:
+            for parameter in self.backbone.parameters():
+                parameter.requires_grad_(False)
+            self.backbone.eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()
+        return self
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        if self.frozen:
+            with torch.no_grad():
+                features = self.backbone(clips)
+        else:
+            features = self.backbone(clips)
+        return self.fc(self.dropout(features))
+
+
+def to_input(clips: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 B C T H W -> float on `device`, normalised with the Kinetics mean/std."""
+    clips = clips.to(device, non_blocking=True).float().div_(255.0)
+    mean = torch.tensor(KINETICS_MEAN, device=device).view(1, 3, 1, 1, 1)
+    std = torch.tensor(KINETICS_STD, device=device).view(1, 3, 1, 1, 1)
+    return (clips - mean) / std
+
+
+def lr_at_epoch(base_lr: float, milestones, epoch: int) -> float:
+    """Step schedule: base_lr / 10 per milestone reached (official: 60 and 120)."""
+    return base_lr * 0.1 ** sum(epoch >= m for m in milestones)
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float, momentum: float) -> torch.optim.Optimizer:
+    """SGD over the parameters that learn (only the classifier for the linear probe)."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def train_epoch(model, optimizer, batches, device) -> dict:
+    """One pass over the training shard; returns mean loss and clip accuracy."""
+    model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    for batch in batches:
+        clips, labels = to_input(batch["clip"], device), batch["label"].to(device).long()
+        logits = model(clips)
+        loss = nn.functional.cross_entropy(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += float(loss.detach()) * len(labels)
+        correct += int((logits.argmax(1) == labels).sum())
+        seen += len(labels)
+    return {"train_loss": loss_sum / max(seen, 1), "train_clip_top1": correct / max(seen, 1), "train_clips": seen}
+
+
+@torch.no_grad()
+def predict(model, batches, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits `N K`, labels `N`, video_index `N` of every clip in an evaluation shard."""
+    model.eval()
+    logits, labels, videos = [], [], []
+    for batch in batches:
+        logits.append(model(to_input(batch["clip"], device)).float().cpu().numpy())
+        labels.append(batch["label"].cpu().numpy())
+        videos.append(batch["video_index"].cpu().numpy())
+    if not logits:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(logits), np.concatenate(labels), np.concatenate(videos)
+
+
+def gather(parts: tuple) -> tuple:
+    """Concatenate every worker's (logits, labels, video_index) on every worker."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return parts
+    everyone = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, parts)
+    everyone = [p for p in everyone if len(p[1])]
+    if not everyone:
+        return parts
+    return tuple(np.concatenate([p[i] for p in everyone]) for i in range(3))
+
+
+def validate(model, batches, device) -> dict:
+    """Multi-clip testing over the whole test split (all workers' shards together)."""
+    logits, labels, videos = gather(predict(model, batches, device))
+    metrics = multi_clip_metrics(logits, labels, videos) if len(labels) else multi_clip_metrics(np.zeros((0, 1)), labels, videos)
+    return {f"val_{k}": v for k, v in metrics.items()}
+
+
+def _save(model, optimizer, epoch: int, directory: str) -> None:
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}, os.path.join(directory, STATE_FILE))
+
+
+def _restore(model, optimizer) -> int:
+    """Resume from Ray Train's latest checkpoint of this run; returns the first epoch to run."""
+    checkpoint = ray.train.get_checkpoint()  # Ray: set after a worker-group restart
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as directory:
+        state = torch.load(os.path.join(directory, STATE_FILE), map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    log.info("resumed from epoch %d", state["epoch"])
+    return state["epoch"] + 1
+
+
+def build_model(cfg: FinetuneConfig, num_classes: int, dropout: float) -> nn.Module:
+    from fame_ray.eval.preflight import load_backbone
+
+    backbone, _ = load_backbone(cfg.pretrained, cfg.model.arch, cfg.storage.s3_endpoint)
+    return VideoClassifier(backbone, num_classes, dropout, frozen=cfg.mode == "linear")
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train worker: config = {"cfg", "num_classes", "lr", "weight_decay", "dropout", "epochs"}."""
+    import ray.train.torch
+
+    cfg = from_dict(FinetuneConfig, config["cfg"])
+    torch.manual_seed(cfg.train.seed)
+    device = ray.train.torch.get_device()  # Ray: the worker's device
+    context = ray.train.get_context()
+    model = build_model(cfg, config["num_classes"], config["dropout"])
+    optimizer = build_optimizer(model, config["lr"], config["weight_decay"], cfg.momentum)
+    start = _restore(model, optimizer)
+    model = ray.train.torch.prepare_model(model)  # Ray: DDP across the trial's workers
+    plain = model.module if hasattr(model, "module") else model
+    batch = max(1, cfg.train.global_batch // context.get_world_size())
+    train_shard, val_shard = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
+    for epoch in range(start, config["epochs"]):
+        lr = lr_at_epoch(config["lr"], cfg.milestones, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        metrics = train_epoch(model, optimizer, train_shard.iter_torch_batches(batch_size=batch, drop_last=False), device)
+        metrics.update(validate(plain, val_shard.iter_torch_batches(batch_size=batch), device))
+        metrics.update({"epoch": epoch, "lr": lr})
+        _report(metrics, plain, optimizer, epoch, context.get_world_rank())
+
+
+def _report(metrics: dict, model, optimizer, epoch: int, rank: int) -> None:
+    """Every worker reports each epoch; rank 0 attaches the checkpoint."""
+    with tempfile.TemporaryDirectory() as directory:
+        checkpoint = None
+        if rank == 0:
+            _save(model, optimizer, epoch, directory)
+            checkpoint = ray.train.Checkpoint.from_directory(directory)
+        ray.train.report(metrics, checkpoint=checkpoint)  # Ray: to Tune via TuneReportCallback
+
+
+class ValidationSplit(ray.train.DataConfig):
+    """Ray: split 'train' into equal shards (DDP needs the same number of batches on every
+    worker) and 'val' into unequal ones, so that no test clip is dropped."""
+
+    def __init__(self):
+        super().__init__(datasets_to_split=["train"])
+
+    def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
+        others = {name: ds for name, ds in datasets.items() if name != "val"}
+        output = super().configure(others, world_size, worker_handles, worker_node_ids, **kwargs)
+        val = datasets["val"]
+        for rank, shard in enumerate(val.streaming_split(world_size, equal=False)):
+            output[rank]["val"] = shard
+        return output
+
+
+def trial_driver(hyper: dict, *, cfg_dict: dict, num_classes: int, manifests: dict, cpus_per_worker: float, train_root: str, storage_filesystem=None) -> None:
+    """Ray Tune function trainable: one Ray Train run with this trial's hyperparameters.
+
+    Runs in the Tune trial's actor; it only drives the TorchTrainer (no CPU of its own).
+    """
+    from ray import tune
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from fame_ray.data.pipeline import supervised_dataset
+
+    cfg = from_dict(FinetuneConfig, cfg_dict)
+    endpoint = cfg.storage.s3_endpoint
+    hyper = {"lr": float(hyper["lr"]), "weight_decay": float(hyper["weight_decay"]), "dropout": float(hyper["dropout"]), "epochs": int(round(hyper["epochs"]))}
+    datasets = {
+        "train": supervised_dataset(manifests["train"], cfg.data, train=True, endpoint=endpoint),
+        "val": supervised_dataset(manifests["test"], cfg.data, train=False, endpoint=endpoint),
+    }
+    resources = {"CPU": cpus_per_worker, **({"GPU": 1} if cfg.train.use_gpu else {}), **cfg.train.worker_resources}
+    trainer = TorchTrainer(  # Ray: a Train V2 run inside the Tune trial
+        train_loop_per_worker,
+        train_loop_config={"cfg": cfg_dict, "num_classes": num_classes, **hyper},
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu, resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=f"trial_{tune.get_context().get_trial_id()}",
+            storage_path=train_root,
+            storage_filesystem=storage_filesystem,
+            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            callbacks=[TuneReportCallback()],  # Ray: rank 0's reports become Tune results
+        ),
+        datasets=datasets,
+        dataset_config=ValidationSplit(),
+    )
+    trainer.fit()
+
+
+def _ensure_ray() -> bool:
+    """Connect to RAY_ADDRESS's cluster or start a local instance; True if we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    ray.init(configure_logging=False, log_to_driver=False)
+    return True
+
+
+def sweep_plan(cfg: FinetuneConfig, space: dict) -> dict:
+    """Resources of one trial (workers + its Ray Data CPUs) and how many trials run at once."""
+    import ray
+
+    from fame_ray.data.pipeline import plan_resources
+    from fame_ray.train import tune as sweep
+
+    total = ray.cluster_resources()
+    plan = plan_resources(total.get("CPU", 1), cfg.train, cfg.data)
+    trial_cpus = cfg.train.num_workers * plan.cpus_per_worker + plan.data_cpus
+    trial_gpus = cfg.train.num_workers if cfg.train.use_gpu else 0
+    trials = cfg.samples * sweep.grid_size(space)
+    wanted = min(cfg.max_concurrent or trials, trials)
+    concurrent = sweep.concurrent_trials(total.get("CPU", 0), total.get("GPU", 0), trial_cpus, trial_gpus, wanted)
+    return {"cpus_per_worker": plan.cpus_per_worker, "data_cpus": plan.data_cpus, "trial_cpus": trial_cpus, "max_concurrent": concurrent, "trials": trials}
+
+
+def run_finetune(cfg: FinetuneConfig, explicit_arch: str | None = None) -> dict:
+    """Check inputs, run the Tune sweep of Train runs, write results.json/.md; returns the record."""
+    import time
+
+    from fame_ray import storage
+    from fame_ray.eval import preflight
+    from fame_ray.eval import report as results
+    from fame_ray.train import tune as sweep
+
+    started = time.time()
+    space = sweep.normalise_space(cfg.search_space)
+    storage.check_writable_root(cfg.storage.resolved_path(), cfg.storage.s3_endpoint)
+    cfg, info = preflight.prepare(cfg, explicit_arch)
+    owns_ray = _ensure_ray()
+    try:
+        plan = sweep_plan(cfg, space)
+        log.info("sweep: %d trial(s), %d at once, %.3g CPUs each (%.3g for Ray Data)", plan["trials"], plan["max_concurrent"], plan["trial_cpus"], plan["data_cpus"])
+        records = _sweep(cfg, space, info, plan)
+    finally:
+        if owns_ray:
+            import ray
+
+            ray.shutdown()
+    record = _record(cfg, info, space, plan, records, time.time() - started)
+    run_dir = storage.join(cfg.storage.resolved_path(), cfg.run_name())
+    results.write(record, run_dir, cfg.storage.s3_endpoint)
+    record["run_dir"] = run_dir
+    return record
+
+
+def _sweep(cfg: FinetuneConfig, space: dict, info: dict, plan: dict) -> list[dict]:
+    from ray import tune
+
+    from fame_ray import storage
+    from fame_ray.config import to_dict
+    from fame_ray.train import tune as sweep
+
+    fs, root_path = storage.filesystem(cfg.storage.resolved_path(), cfg.storage.s3_endpoint)
+    fs_arg = fs if storage.is_s3(cfg.storage.resolved_path()) else None
+    fixed = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "dropout": cfg.dropout, "epochs": cfg.train.epochs}
+    trainable = tune.with_parameters(
+        trial_driver, cfg_dict=to_dict(cfg), num_classes=len(info["class_names"]), manifests=info["manifests"],
+        cpus_per_worker=plan["cpus_per_worker"], train_root=f"{root_path}/{cfg.run_name()}/train", storage_filesystem=fs_arg,
+    )
+    grid = sweep.run_sweep(
+        trainable, sweep.to_tune_space(space, fixed), samples=cfg.samples, max_concurrent=plan["max_concurrent"],
+        max_epochs=int(sweep.max_value(space, "epochs", cfg.train.epochs)), storage_path=root_path, name=cfg.run_name(),
+        trial_failures=cfg.trial_failures, storage_filesystem=fs_arg,
+    )
+    return sweep.trial_records(grid)
+
+
+def _record(cfg: FinetuneConfig, info: dict, space: dict, plan: dict, trials: list[dict], wall_s: float) -> dict:
+    from fame_ray.eval import report as results
+    from fame_ray.train import tune as sweep
+
+    for trial in trials:
+        trial["metrics"] = results.percent({k.removeprefix("val_"): v for k, v in trial["metrics"].items() if k.startswith("val_")})
+    finished = [t for t in trials if t["status"] != "failed" and t["metrics"].get("video_top1") is not None]
+    best = max(finished, key=lambda t: (t["metrics"]["video_top1"], t["epochs_run"]), default=None)
+    setting = {"dataset": cfg.data.dataset, "split": cfg.data.split, "mode": cfg.mode, "backbone": cfg.model.arch, "pretrained": cfg.pretrained}
+    protocol = {
+        "classes": len(info["class_names"]), "eval_clips": cfg.data.eval_clips, "frames_per_clip": cfg.data.frames_per_clip,
+        "temporal_stride": cfg.data.temporal_stride, "crop_size": cfg.data.crop_size, "global_batch": cfg.train.global_batch,
+        "workers_per_trial": cfg.train.num_workers, "momentum": cfg.momentum, "milestones": list(cfg.milestones),
+        "search_space": sweep.describe_space(space) or "none (defaults)", "samples": cfg.samples,
+        "scheduler": "ASHA on val_video_top1 (max), one rung step = one epoch", "trials_at_once": plan["max_concurrent"],
+    }
+    notes = ["validation = the test split, as in the official protocol; metrics are the last epoch's"]
+    if not best:
+        notes.append("no trial finished: see the trials table for the errors")
+    extra = {"protocol": protocol, "trials": [{k: v for k, v in t.items() if k != "path"} for t in trials], "notes": notes,
+             "checkpoint_dir": info["checkpoint_dir"], "load_report": info["load_report"], "wall_s": round(wall_s, 1)}
+    if best:
+        extra["best"] = {"trial": best["trial"], "hyperparameters": best["hyperparameters"], "epochs_run": best["epochs_run"]}
+    return results.new_record("finetune", cfg.run_name(), setting, info["recipe"], best["metrics"] if best else {}, **extra)
