@@ -122,10 +122,10 @@ def _plan_cpus(cfg: PretrainConfig) -> float:
     """CPUs per training worker: from the config, or planned so Ray Data always keeps CPUs."""
     import ray
 
-    from fame_ray.data import pipeline
-
     if cfg.train.cpus_per_worker:
         return cfg.train.cpus_per_worker
+    from fame_ray.data import pipeline
+
     plan = pipeline.plan_resources(float(ray.cluster_resources().get("CPU", 1)), cfg.train, cfg.data)
     logger.info("resource plan: %.2f CPU per training worker, %.2f CPU for Ray Data", plan.cpus_per_worker, plan.data_cpus)
     return plan.cpus_per_worker
@@ -166,18 +166,12 @@ def log_start(cfg: PretrainConfig, loop_config: dict) -> None:
     logger.info("%d videos, %d steps of global batch %d", loop_config["num_videos"], loop_config["total_steps"], cfg.train.global_batch)
 
 
-def run_pretrain(cfg: PretrainConfig):
-    """Validate, connect, build the data pipeline, train; returns the Ray Train Result."""
+def fit(cfg: PretrainConfig, loop_config: dict, dataset):
+    """Run the worker loop on Ray Train over `dataset` (rows view_q, view_k, label)."""
     from ray.train.torch import TorchTrainer
 
-    from fame_ray.data import pipeline
     from fame_ray.train.worker import train_loop
 
-    validate(cfg)
-    connect_ray()
-    loop_config = prepare(cfg)
-    log_start(cfg, loop_config)
-    dataset = pipeline.pretrain_dataset(loop_config["manifest_uri"], cfg, cfg.storage.s3_endpoint)
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=loop_config,
@@ -185,6 +179,18 @@ def run_pretrain(cfg: PretrainConfig):
         run_config=_run_config(cfg, loop_config["run_name"]),
         datasets={"train": dataset},
     )
-    result = trainer.fit()
+    return trainer.fit()
+
+
+def run_pretrain(cfg: PretrainConfig):
+    """Validate, connect, build the data pipeline, train; returns the Ray Train Result."""
+    from fame_ray.data import pipeline
+
+    validate(cfg)
+    connect_ray()
+    loop_config = prepare(cfg)
+    log_start(cfg, loop_config)
+    dataset = pipeline.pretrain_dataset(loop_config["manifest_uri"], cfg, cfg.storage.s3_endpoint)
+    result = fit(cfg, loop_config, dataset)
     logger.info("run finished: checkpoints and metrics in %s", loop_config["run_uri"])
     return result

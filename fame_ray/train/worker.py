@@ -1,0 +1,205 @@
+"""The Ray Train worker loop of pretraining: one function per worker, plain PyTorch inside.
+
+Ray-specific lines are few and marked `# Ray:`. Each worker: rebuilds the config, builds MoCo
+on its device (DDP across workers via prepare_model), restores the latest checkpoint, then
+loops `train_step` over its Ray Data shard for a fixed number of steps (the same on every
+rank), reporting metrics every `log_every` steps and a checkpoint every `checkpoint_every`
+steps and at the end. Data passes restart when a shard ends, so every rank takes exactly the
+same number of steps; a resumed run starts a fresh pass over the data (clip positions are
+random per pass anyway), at the step, epoch, lr and RNG state of the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+
+import torch
+
+from fame_ray import config as config_lib
+from fame_ray import logs
+from fame_ray.config import PretrainConfig
+from fame_ray.train import checkpoint as ckpt
+from fame_ray.train import progress, schedule
+from fame_ray.train.metrics import MetricsWriter
+from fame_ray.train.pretrain import split_batch
+from fame_ray.train.step import build_moco, learning_rates, new_generators, train_step, unwrap
+
+logger = logging.getLogger(__name__)
+
+
+def _restore_source(loop_config: dict):
+    """(state dict, where from) of the furthest checkpoint: Ray's restored one or the driver's."""
+    import ray.train
+
+    candidates = []
+    restored = ray.train.get_checkpoint()  # Ray: restored after a failure, or from the run snapshot
+    if restored is not None:
+        state = ckpt.load_checkpoint_state(restored)
+        candidates.append((state, restored.path))
+    if loop_config["resume_uri"]:
+        state = ckpt.load_state(loop_config["resume_uri"], loop_config["config"]["storage"]["s3_endpoint"])
+        candidates.append((state, loop_config["resume_uri"]))
+    if not candidates:
+        return None, ""
+    return max(candidates, key=lambda item: item[0]["step"])
+
+
+def _set_rng(state: dict | None, generators: dict, rank: int, world: int) -> None:
+    """Per-rank RNG states from the checkpoint when the world size is unchanged."""
+    if not state or state.get("world_size") != world or rank >= len(state["rng"]):
+        return
+    saved = state["rng"][rank]
+    torch.set_rng_state(saved["torch"])
+    for name, generator in generators.items():
+        generator.set_state(saved[name])
+
+
+def _rng_states(generators: dict, world: int) -> list[dict]:
+    """Every rank's RNG state, gathered (a collective: all ranks call it)."""
+    mine = {"torch": torch.get_rng_state(), **{name: generator.get_state().cpu() for name, generator in generators.items()}}
+    if world == 1 or not torch.distributed.is_initialized():
+        return [mine]
+    gathered = [None] * world
+    torch.distributed.all_gather_object(gathered, mine)
+    return gathered
+
+
+def _batches(shard, per_worker: int):
+    """Batches forever: a new pass over the shard each time it ends."""
+    while True:
+        for batch in shard.iter_torch_batches(batch_size=per_worker, drop_last=True):  # Ray: streaming shard
+            yield batch
+
+
+class Loop:
+    """State of one worker's training run, and the three things it does: step, log, save."""
+
+    def __init__(self, loop_config: dict):
+        import ray.train
+        import ray.train.torch
+
+        self.config_dict = loop_config["config"]
+        self.cfg = config_lib.from_dict(PretrainConfig, self.config_dict)
+        self.loop_config = loop_config
+        context = ray.train.get_context()
+        self.rank, self.world = context.get_world_rank(), context.get_world_size()
+        self.device = ray.train.torch.get_device()  # Ray: the worker's device
+        self.per_worker, self.effective_batch = split_batch(self.cfg.train.global_batch, self.world)
+        if self.effective_batch != self.cfg.train.global_batch and self.rank == 0:
+            logger.warning("global batch %d does not split over %d workers: using %d", self.cfg.train.global_batch, self.world, self.effective_batch)
+        self.total = loop_config["total_steps"]
+        self.steps_per_epoch = max(1, loop_config["num_videos"] // self.cfg.train.global_batch)
+        torch.manual_seed(self.cfg.train.seed)  # the same initial weights and queue on every rank
+        self.generators = new_generators(self.cfg.train.seed, self.rank, self.device)
+        self.moco, self.optimizer = build_moco(self.cfg, self.device, self.generators)
+        self.step = self._restore()
+        # Ray: DDP when world > 1; the queue is identical on every rank, no need to re-send buffers.
+        self.model = ray.train.torch.prepare_model(self.moco, move_to_device=False, parallel_strategy_kwargs={"broadcast_buffers": False})
+        self.lrs = learning_rates(self.cfg, self.effective_batch, self.steps_per_epoch)
+        self.writer = MetricsWriter(loop_config["run_uri"], self.cfg.storage.s3_endpoint, self.step) if self.rank == 0 else None
+        self.timer = progress.StepTimer()
+        self.pending: list[tuple[int, torch.Tensor, torch.Tensor, float]] = []
+        self.last_metrics: dict = {}
+
+    def _restore(self) -> int:
+        state, source = _restore_source(self.loop_config)
+        if state is None:
+            return 0
+        self.moco.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        _set_rng(state, self.generators, self.rank, self.world)
+        if self.rank == 0:
+            logger.info("resumed from %s at step %d (epoch %d)", source, state["step"], state["epoch"])
+        return int(state["step"])
+
+    @property
+    def epoch(self) -> int:
+        return self.step // self.steps_per_epoch
+
+    def run(self) -> None:
+        import ray.train
+
+        if self.step >= self.total:
+            logger.info("rank %d: already at step %d of %d, nothing to do", self.rank, self.step, self.total)
+            return
+        batches = _batches(ray.train.get_dataset_shard("train"), self.per_worker)  # Ray: this worker's shard
+        self.timer.reset()
+        while self.step < self.total:
+            batch = next(batches)
+            self.timer.data_ready()
+            lr = schedule.lr_at(self.lrs, self.step)
+            loss, acc1 = train_step(self.model, self.optimizer, batch, lr, self.generators, self.cfg, self.device)
+            self.step += 1
+            self.timer.step_done(self.effective_batch)
+            self.pending.append((self.step, loss, acc1, lr))
+            self._after_step()
+        if self.writer:
+            self.writer.close()
+
+    def _after_step(self) -> None:
+        save = self.step % self.cfg.train.checkpoint_every == 0 or self.step == self.total
+        if self.step % self.cfg.train.log_every == 0 or save:
+            self._log()
+        if save:
+            self._save(final=self.step == self.total)
+
+    def _log(self) -> None:
+        """Per-step records for the interval, one progress line, one report on every rank."""
+        import ray.train
+
+        values = torch.stack([torch.stack([loss.float(), acc.float()]) for _, loss, acc, _ in self.pending]).cpu().tolist()
+        summary = self.timer.summary(self.total - self.step)
+        self.timer.reset()
+        for (step, _, _, lr), (loss, acc1) in zip(self.pending, values):
+            record = {"loss": loss, "acc1": acc1, "lr": lr, "epoch": step // self.steps_per_epoch, "world_size": self.world, **summary}
+            if self.writer:
+                self.writer.write(step, record)
+        self.pending = []
+        self.last_metrics = {"step": self.step, **record}
+        if self.rank == 0:
+            logger.info(progress.format_line(self.step, self.total, self.epoch, record))
+        if self.step % self.cfg.train.checkpoint_every and self.step != self.total:
+            ray.train.report(self.last_metrics)  # Ray: every rank, same steps
+
+    def _save(self, final: bool) -> None:
+        """Checkpoint: RNG states gathered, rank 0 writes and attaches it, all ranks report."""
+        import ray.train
+        from ray.train import Checkpoint, CheckpointUploadMode
+
+        rng = _rng_states(self.generators, self.world)
+        name = ckpt.dir_name(self.step)
+        if self.rank != 0:
+            ray.train.report(self.last_metrics, checkpoint=None, checkpoint_dir_name=name)  # Ray: same count on every rank
+            return
+        self.writer.flush()
+        state = {
+            "model": unwrap(self.moco).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": None,
+            "step": self.step,
+            "epoch": self.epoch,
+            "world_size": self.world,
+            "rng": rng,
+            "format": ckpt.FORMAT_VERSION,
+        }
+        meta = ckpt.make_meta(self.step, self.epoch, self.last_metrics, self.world, self.loop_config["git_sha"])
+        local = ckpt.write_local(tempfile.mkdtemp(prefix="fame-ray-ckpt-"), state, self.config_dict, meta)
+        use_async = self.cfg.train.async_checkpoint and not final
+        mode = CheckpointUploadMode.ASYNC if use_async else CheckpointUploadMode.SYNC
+        ray.train.report(  # Ray: rank 0 attaches the checkpoint; upload writes meta.json last
+            self.last_metrics,
+            checkpoint=Checkpoint.from_directory(local),
+            checkpoint_dir_name=name,
+            checkpoint_upload_mode=mode,
+            checkpoint_upload_fn=ckpt.upload,
+        )
+        if not use_async:
+            shutil.rmtree(local, ignore_errors=True)
+
+
+def train_loop(loop_config: dict) -> None:
+    """Ray Train's train_loop_per_worker: rebuild the config, build, restore, train."""
+    logs.setup()
+    Loop(loop_config).run()
