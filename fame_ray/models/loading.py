@@ -1,0 +1,195 @@
+"""Load a pretrained backbone: from the official FAME code's checkpoints or from fame-ray's.
+
+Official FAME checkpoints (`train.py::save_checkpoint`, `checkpoint_XXXX.pth.tar`) are a dict
+{"epoch", "arch", "state_dict", "optimizer"}; "state_dict" is the DDP-wrapped MoCo:
+    module.encoder_q.<backbone names>      the query encoder (what we load)
+    module.encoder_q.fc.{0,2}.*            R(2+1)D's MLP head (`fc.*` without --mlp)
+    module.encoder_q.id_head.{2,4}.*       I3D's MLP head
+    module.encoder_k.*, module.queue, module.queue_ptr
+We strip `module.encoder_q.` (or `encoder_q.` when saved without DDP), drop the head keys
+and load the rest into our backbone with strict key and shape matching. A finetuned
+official checkpoint (keys `module.<backbone names>` and `module.fc.*`) loads the same way.
+
+fame-ray checkpoints (fame_ray.train.checkpoint, owner "pretrain"):
+    <storage>/<run>/checkpoint_<step:08d>/state.pt     torch.save dict; "model" = the MoCo
+        state_dict (fame_ray.models.moco): encoder_q.backbone.<backbone names>,
+        encoder_q.head.*, encoder_k.*, queue, queue_ptr (a leading `module.` is tolerated)
+    <storage>/<run>/checkpoint_<step:08d>/config.yaml  the resolved PretrainConfig
+        (model.arch is checked against the requested arch before loading)
+    <storage>/<run>/checkpoint_<step:08d>/meta.json    written last; without it (or without
+        state.pt) the checkpoint is incomplete and never chosen
+A run directory (holding checkpoint_* subdirectories) resolves to its latest complete
+checkpoint (`latest_checkpoint`). Paths may be local or s3:// (fame_ray.storage).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pyarrow.fs as pafs
+import torch
+from torch import nn
+
+from fame_ray import storage
+from fame_ray.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+# Projection heads of the official encoders (R(2+1)D: fc; I3D: id_head); never backbone weights.
+HEAD_PREFIXES = ("fc.", "id_head.")
+_OFFICIAL_PREFIXES = ("module.encoder_q.", "encoder_q.")
+
+
+def _unwrap(checkpoint) -> dict:
+    """The state dict inside a loaded checkpoint ('state_dict' key or the dict itself)."""
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
+        return checkpoint["state_dict"]
+    if isinstance(checkpoint, dict):
+        return checkpoint
+    raise UserError("the checkpoint holds no state dict", "pass a .pth saved by the official FAME code or a fame-ray checkpoint")
+
+
+def official_backbone_state(state_dict: dict) -> tuple[dict, list[str]]:
+    """(backbone state dict, dropped keys) from an official FAME state dict."""
+    state_dict = _unwrap(state_dict)
+    prefix = next((p for p in _OFFICIAL_PREFIXES if any(k.startswith(p) for k in state_dict)), None)
+    if prefix is None:
+        # A finetuned official model (DDP-wrapped classifier) or a bare backbone.
+        prefix = "module." if all(k.startswith("module.") for k in state_dict) else ""
+    kept, dropped = {}, []
+    for key, value in state_dict.items():
+        name = key[len(prefix):] if key.startswith(prefix) else None
+        if name is None or name.startswith(HEAD_PREFIXES):
+            dropped.append(key)
+        else:
+            kept[name] = value
+    return kept, dropped
+
+
+def _names(keys, limit: int = 5) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:limit])
+    return f"{shown} (+{len(keys) - limit} more)" if len(keys) > limit else shown
+
+
+def load_backbone_state(backbone: nn.Module, state: dict, arch: str, source: str = "state dict") -> dict:
+    """Load `state` into `backbone` with strict name and shape matching; UserError on mismatch.
+
+    Only `num_batches_tracked` buffers (absent from PyTorch < 0.4.1 checkpoints) may be missing.
+    """
+    expected = backbone.state_dict()
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in expected
+              if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing: {_names(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected: {_names(unexpected)}")
+    if shapes:
+        problems.append(f"{len(shapes)} of another shape: {_names(shapes, 3)}")
+    if problems:
+        raise UserError(f"{source} does not fit the {arch} backbone; " + "; ".join(problems),
+                        "it is probably a checkpoint of another architecture: pass the --arch it was trained with")
+    filled = {**{k: v for k, v in expected.items() if k not in state}, **state}
+    backbone.load_state_dict(filled, strict=True)
+    return {"arch": arch, "tensors": len(state), "filled_num_batches_tracked": len(expected) - len(state)}
+
+
+def load_official_query_encoder(state_dict: dict, arch: str) -> tuple[nn.Module, dict]:
+    """(backbone, report) from a state dict in the official layout (`module.encoder_q.*`)."""
+    from fame_ray.models import build_backbone
+
+    backbone = build_backbone(arch)
+    state, dropped = official_backbone_state(state_dict)
+    report = load_backbone_state(backbone, state, arch, "the official checkpoint")
+    report.update(format="official", dropped=len(dropped), dropped_sample=sorted(dropped)[:5])
+    logger.info("loaded %d tensors of an official FAME %s query encoder (%d head/key-encoder keys dropped)", len(state), arch, len(dropped))
+    return backbone, report
+
+
+def fame_ray_backbone_state(model_state: dict) -> dict:
+    """The query-encoder backbone of a fame-ray MoCo state dict (`encoder_q.backbone.*`)."""
+    prefixes = ("module.encoder_q.backbone.", "encoder_q.backbone.")
+    prefix = next((p for p in prefixes if any(k.startswith(p) for k in model_state)), None)
+    if prefix is None:
+        raise UserError("the fame-ray checkpoint has no query encoder (no 'encoder_q.backbone.*' keys)",
+                        "pass a checkpoint written by `fame-ray pretrain`")
+    return {k[len(prefix):]: v for k, v in model_state.items() if k.startswith(prefix)}
+
+
+def latest_checkpoint(run_uri: str, endpoint: str = "") -> str | None:
+    """URI of the latest complete checkpoint_* directory of a run (local or s3://), or None."""
+    from fame_ray.train.checkpoint import latest_complete
+
+    info = latest_complete(run_uri, endpoint)
+    return info.uri if info else None
+
+
+def _torch_load(data: bytes, where: str):
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is the user's input
+        raise UserError(f"cannot read {where} as a PyTorch checkpoint: {type(error).__name__}: {str(error)[:200]}",
+                        "pass an official FAME .pth(.tar) or a fame-ray checkpoint directory") from None
+
+
+def _resolve(uri: str, endpoint: str) -> tuple[str, str]:
+    """('file', uri) for a single torch file, ('checkpoint', dir) for a fame-ray checkpoint dir."""
+    from fame_ray.train.checkpoint import STATE_FILE
+
+    if not storage.exists(uri, endpoint):
+        raise UserError(f"pretrained weights not found: {uri}", "check the path (local or s3://) and --s3-endpoint")
+    fs, path = storage.filesystem(uri, endpoint)
+    if fs.get_file_info(path).type == pafs.FileType.File:
+        return "file", uri
+    if storage.exists(storage.join(uri, STATE_FILE), endpoint):
+        return "checkpoint", uri
+    latest = latest_checkpoint(uri, endpoint)
+    if latest is None:
+        raise UserError(f"{uri} holds no complete fame-ray checkpoint",
+                        "pass a checkpoint_* directory, a run directory with one, or an official .pth file")
+    return "checkpoint", latest
+
+
+def _checkpoint_arch(uri: str, endpoint: str) -> str:
+    from fame_ray.train.checkpoint import CONFIG_FILE, read_config
+
+    if not storage.exists(storage.join(uri, CONFIG_FILE), endpoint):
+        return ""
+    return str((read_config(uri, endpoint).get("model") or {}).get("arch", ""))
+
+
+def load_pretrained_backbone(uri_or_path: str, arch: str, endpoint: str = "") -> tuple[nn.Module, dict]:
+    """(backbone, report) from a fame-ray checkpoint/run dir or an official FAME .pth (local or s3://).
+
+    `arch` must be the checkpoint's; an empty `arch` takes it from a fame-ray checkpoint's
+    config. A mismatch is a UserError that names the two architectures (or the keys).
+    """
+    from fame_ray.models import build_backbone
+    from fame_ray.train.checkpoint import STATE_FILE
+
+    kind, uri = _resolve(uri_or_path, endpoint)
+    if kind == "file":
+        if not arch:
+            raise UserError("an official FAME checkpoint does not say its architecture", "pass --arch (i3d or r2plus1d_18)")
+        checkpoint = _torch_load(storage.read_bytes(uri, endpoint), uri)
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
+            state, source = fame_ray_backbone_state(checkpoint["model"]), "fame-ray"
+        else:
+            backbone, report = load_official_query_encoder(checkpoint, arch)
+            return backbone, {**report, "source": uri}
+    else:
+        saved_arch = _checkpoint_arch(uri, endpoint)
+        if saved_arch and arch and saved_arch != arch:
+            raise UserError(f"the checkpoint {uri} is a {saved_arch} model, not {arch}", f"pass --arch {saved_arch}")
+        arch = arch or saved_arch
+        checkpoint = _torch_load(storage.read_bytes(storage.join(uri, STATE_FILE), endpoint), uri)
+        state, source = fame_ray_backbone_state(checkpoint.get("model", {})), "fame-ray"
+    backbone = build_backbone(arch)
+    report = load_backbone_state(backbone, state, arch, f"the {source} checkpoint")
+    report.update(format=source, source=uri, step=checkpoint.get("step"))
+    logger.info("loaded the %s backbone of %s (step %s)", arch, uri, checkpoint.get("step"))
+    return backbone, report
