@@ -198,7 +198,7 @@ def pretrain_dataset(manifest_uri: str, cfg: PretrainConfig, endpoint: str = "",
         _pretrain_rows,
         fn_kwargs={"data": cfg.data, "endpoint": endpoint, "counter": failure_counter()},
         num_cpus=plan.decode_cpus,
-        concurrency=plan.decode_concurrency,
+        compute=ray.data.TaskPoolStrategy(size=plan.decode_concurrency),
     )
     return dataset.map_batches(
         _fame_batch,
@@ -206,7 +206,7 @@ def pretrain_dataset(manifest_uri: str, cfg: PretrainConfig, endpoint: str = "",
         batch_size=batch_size,
         batch_format="numpy",
         num_cpus=plan.fame_cpus,
-        concurrency=plan.fame_concurrency,
+        compute=ray.data.TaskPoolStrategy(size=plan.fame_concurrency),
     )
 
 
@@ -250,5 +250,5 @@ def supervised_dataset(manifest_uri: str, data: DataConfig, train: bool, endpoin
         _supervised_rows,
         fn_kwargs={"data": data, "train": train, "endpoint": endpoint, "counter": failure_counter()},
         num_cpus=min(1.0, data_cpus / concurrency),
-        concurrency=concurrency,
+        compute=ray.data.TaskPoolStrategy(size=concurrency),
     )

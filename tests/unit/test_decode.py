@@ -1,0 +1,94 @@
+"""Clip sampling rules and decord decoding (local files, s3:// through a loopback S3 server)."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from fame_ray import storage
+from fame_ray.data import decode
+
+FRAMES = 30
+
+
+def write_video(path, frames=FRAMES, width=64, height=48):
+    """Frame t is a flat grey of brightness 8 * t, so decoded frames tell their index."""
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=25)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.options = {"crf": "10"}
+    for t in range(frames):
+        image = np.full((height, width, 3), 8 * t, np.uint8)
+        for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return write_video(tmp_path_factory.mktemp("videos") / "grey.mp4")
+
+
+def frame_numbers(clip: np.ndarray) -> list[int]:
+    return [int(round(frame.mean() / 8)) for frame in clip]
+
+
+def test_clip_indices_follow_frames_and_stride():
+    assert decode.clip_indices(5, 40, 3, 4, 2).tolist() == [8, 10, 12, 14]
+
+
+def test_short_video_loops_back_to_the_first_usable_frame():
+    assert decode.clip_indices(0, 5, 0, 4, 2).tolist() == [0, 2, 4, 1]
+    assert decode.clip_indices(10, 13, 0, 5, 1).tolist() == [10, 11, 12, 10, 11]
+
+
+def test_random_offsets_stay_inside_the_usable_range():
+    rng = np.random.default_rng(0)
+    offsets = decode.random_offsets(40, 31, 200, rng)
+    assert min(offsets) == 0 and max(offsets) == 9
+    assert decode.random_offsets(10, 31, 3, rng) == [0, 0, 0]
+
+
+def test_uniform_offsets_span_first_to_last_position():
+    assert decode.uniform_offsets(40, 31, 4) == [0, 3, 6, 9]
+    assert decode.uniform_offsets(40, 31, 1) == [0]
+    assert decode.uniform_offsets(10, 31, 3) == [0, 0, 0]
+
+
+def test_decode_two_clips_in_one_call(video):
+    first, second = decode.decode_clips(video, 0, FRAMES, [0, 3], 8, 2)
+    assert first.shape == second.shape == (8, 48, 64, 3) and first.dtype == np.uint8
+    assert frame_numbers(first) == list(range(0, 16, 2))
+    assert frame_numbers(second) == list(range(3, 19, 2))
+
+
+def test_decode_respects_start_frame_and_wraps_short_ranges(video):
+    (clip,) = decode.decode_clips(video, 20, 24, [1], 6, 1)
+    assert frame_numbers(clip) == [21, 22, 23, 20, 21, 22]
+
+
+def test_manifest_frame_count_larger_than_video_is_clamped(video):
+    (clip,) = decode.decode_clips(video, 0, FRAMES + 50, [FRAMES - 4], 4, 2)
+    assert frame_numbers(clip) == [26, 28, 0, 2]
+
+
+def test_corrupt_and_missing_videos_raise_decode_error(tmp_path):
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"not a video" * 100)
+    for path in (corrupt, tmp_path / "missing.mp4"):
+        with pytest.raises(decode.DecodeError):
+            decode.decode_clips(str(path), 0, 10, [0], 4, 1)
+
+
+def test_decode_from_s3_reads_bytes_through_storage(video, bucket, s3_server):
+    uri = f"{bucket}/videos/grey.mp4"
+    storage.write_bytes(uri, open(video, "rb").read(), s3_server)
+    (remote,) = decode.decode_clips(uri, 0, FRAMES, [2], 8, 3, endpoint=s3_server)
+    (local,) = decode.decode_clips(video, 0, FRAMES, [2], 8, 3)
+    assert np.array_equal(remote, local)
+    with pytest.raises(decode.DecodeError):
+        decode.decode_clips(f"{bucket}/videos/absent.mp4", 0, FRAMES, [0], 4, 1, endpoint=s3_server)

@@ -1,0 +1,194 @@
+"""FAME against a plain loop-based reference written from FAME.md, plus properties."""
+
+from __future__ import annotations
+
+import colorsys
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fame_ray.data import fame
+
+# ---------------------------------------------------------------------------------------
+# Reference: FAME.md step by step, one pixel at a time (float64, Python loops).
+
+
+def _reflect(index: int, length: int) -> int:
+    if index < 0:
+        return -index
+    if index >= length:
+        return 2 * (length - 1) - index
+    return index
+
+
+def _blur(image: np.ndarray, crop_size: int) -> np.ndarray:
+    size = (int(0.1 * crop_size) // 2) * 2 + 1
+    sigma = size / 3
+    taps = [math.exp(-((i - size // 2) ** 2) / (2 * sigma**2)) for i in range(size)]
+    taps = [t / sum(taps) for t in taps]
+    height, width = image.shape
+    out = np.zeros_like(image)
+    for y in range(height):
+        for x in range(width):
+            total = 0.0
+            for i in range(size):
+                for j in range(size):
+                    total += taps[i] * taps[j] * image[_reflect(y + i - size // 2, height), _reflect(x + j - size // 2, width)]
+            out[y, x] = total
+    return out
+
+
+def _min_max(image: np.ndarray) -> np.ndarray:
+    shifted = image - image.min()
+    return shifted / (shifted.max() + 1e-8)
+
+
+def _top(values: list[float], count: int, largest: bool) -> list[int]:
+    """Indices of the `count` largest/smallest values; ties to the lower index."""
+    key = (lambda i: (-values[i], i)) if largest else (lambda i: (values[i], i))
+    return sorted(range(len(values)), key=key)[:count]
+
+
+def _bin(red: float, green: float, blue: float) -> int:
+    hue, _, _ = colorsys.rgb_to_hsv(red, green, blue)
+    value = max(red, green, blue)
+    saturation = (value - min(red, green, blue)) / (value + 1e-8)
+    radians = 2 * math.pi * hue  # kornia's hue
+    angle = radians * 2 * math.pi  # the official quirk, reproduced
+    levels = [round(x * 9 + 1) for x in ((saturation * math.cos(angle) + 1) / 2, (saturation * math.sin(angle) + 1) / 2, value)]
+    return (levels[0] - 1) + (levels[1] - 1) * 10 + (levels[2] - 1) * 100
+
+
+def reference(clip: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """clip C T H W float64 -> (mask H W, p H W)."""
+    channels, frames, height, width = clip.shape
+    motion = np.zeros((height, width))
+    for t in range(frames - 1):
+        for c in range(channels):
+            motion += np.abs(clip[c, t + 1] - clip[c, t])
+    motion = _min_max(_blur(motion / (frames - 1), height)).flatten().tolist()
+    pixels = height * width
+    foreground_seeds = _top(motion, int(0.5 * pixels), largest=True)
+    background_seeds = _top(motion, int(0.1 * pixels), largest=False)
+    mean = clip.mean(axis=1)
+    bins = [_bin(*mean[:, y, x]) for y in range(height) for x in range(width)]
+    foreground = np.zeros(1000)
+    background = np.ones(1000)
+    for index in foreground_seeds:
+        foreground[bins[index]] += 1
+    for index in background_seeds:
+        background[bins[index]] += 1
+    foreground /= foreground.sum() + 1e-8
+    background /= background.sum() + 1e-8
+    p = np.array([foreground[b] / (foreground[b] + background[b]) for b in bins]).reshape(height, width)
+    p = _min_max(_blur(p, height))
+    mask = np.zeros(pixels)
+    mask[_top(p.flatten().tolist(), int(beta * pixels), largest=True)] = 1
+    return mask.reshape(height, width), p
+
+
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def random_clips():
+    generator = torch.Generator().manual_seed(0)
+    return torch.rand(2, 3, 5, 40, 40, generator=generator, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("beta", [0.5, 0.3])
+def test_mask_matches_reference_exactly(random_clips, beta):
+    mask = fame.foreground_mask(random_clips, beta)
+    p = fame.foreground_probability(fame.motion_map(random_clips), random_clips.mean(dim=2))
+    for index in range(random_clips.shape[0]):
+        expected_mask, expected_p = reference(random_clips[index].numpy(), beta)
+        np.testing.assert_allclose(p[index].numpy(), expected_p, rtol=1e-9, atol=1e-9)
+        np.testing.assert_array_equal(mask[index].numpy(), expected_mask)
+
+
+def test_kernel_size_and_blur_border_follow_fame_md():
+    assert [fame.kernel_size(s) for s in (8, 20, 64, 112, 224)] == [1, 3, 7, 11, 23]
+    maps = torch.rand(3, 24, 24, dtype=torch.float64)
+    kernel = fame.gaussian_kernel(5, torch.float64)
+    assert kernel.sum().item() == pytest.approx(1.0)
+    padded = F.pad(maps.unsqueeze(1), (2, 2, 2, 2), mode="reflect")
+    expected = F.conv2d(padded, torch.outer(kernel, kernel).view(1, 1, 5, 5)).squeeze(1)
+    torch.testing.assert_close(fame.gaussian_blur(maps, 5), expected)
+
+
+def test_hsv_matches_colorsys_with_hue_in_radians():
+    images = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    images[0, :, 0, 0] = torch.tensor([0.5, 0.5, 0.5])  # grey: hue 0
+    hue, saturation, value = fame.rgb_to_hsv(images)
+    for y in range(8):
+        for x in range(8):
+            h, s, v = colorsys.rgb_to_hsv(*images[0, :, y, x].tolist())
+            assert hue[0, y, x].item() == pytest.approx(2 * math.pi * h, abs=1e-9)
+            assert saturation[0, y, x].item() == pytest.approx(s, abs=1e-7)
+            assert value[0, y, x].item() == pytest.approx(v)
+
+
+@pytest.mark.parametrize("beta", [0.5, 0.25, 1.0, 0.33])
+def test_mask_covers_beta_of_pixels_even_with_ties(beta):
+    textured = torch.rand(3, 3, 6, 32, 32)
+    static = torch.rand(1, 3, 1, 32, 32).expand(1, 3, 6, 32, 32)  # no motion: every pixel tied
+    flat = torch.full((1, 3, 6, 32, 32), 0.5)  # no motion, one colour
+    for clips in (textured, static, flat):
+        mask = fame.foreground_mask(clips, beta)
+        assert set(mask.unique().tolist()) <= {0.0, 1.0}
+        assert mask.flatten(1).sum(1).tolist() == [int(beta * 32 * 32)] * clips.shape[0]
+        assert torch.equal(mask, fame.foreground_mask(clips, beta))  # deterministic
+
+
+def _moving_square(frames=8, size=64, side=12, seed=0):
+    """A bright square crossing a static textured background; returns (clip, object pixels)."""
+    rng = np.random.default_rng(seed)
+    background = rng.uniform(0.0, 0.6, size=(3, size, size)) * np.array([0.3, 0.8, 0.5])[:, None, None]
+    clip = np.repeat(background[:, None], frames, axis=1)
+    covered = np.zeros((size, size), bool)
+    for t in range(frames):
+        top, left = 20, 6 + 5 * t
+        clip[:, t, top : top + side, left : left + side] = np.array([1.0, 0.95, 0.2])[:, None, None]
+        covered[top : top + side, left : left + side] = True
+    return torch.from_numpy(clip).float().unsqueeze(0), torch.from_numpy(covered)
+
+
+def test_moving_object_lands_in_the_foreground():
+    clip, covered = _moving_square()
+    mask = fame.foreground_mask(clip, beta=0.5)[0].bool()
+    assert (mask & covered).sum() / covered.sum() > 0.8
+
+
+def test_uint8_path_agrees_with_float_path():
+    clip, _ = _moving_square()
+    clips = torch.cat([clip, torch.rand(3, 3, 8, 64, 64)])
+    as_uint8 = (clips * 255).round().to(torch.uint8)
+    as_float = as_uint8.double() / 255
+    motion, mean = fame.uint8_statistics(as_uint8)
+    torch.testing.assert_close(motion.double(), fame.motion_map(as_float), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(mean.double(), as_float.mean(dim=2), rtol=1e-5, atol=1e-6)
+    fused, mask, permutation = fame.fame_uint8(as_uint8, 0.5, torch.Generator().manual_seed(1))
+    agreement = (mask.double() == fame.foreground_mask(as_float, 0.5)).double().mean()
+    assert agreement > 0.99
+    assert torch.equal(fused, fame.merge(as_uint8, mask, permutation))
+
+
+def test_merge_identity_permutation_returns_input():
+    clips = torch.rand(4, 3, 5, 16, 16)
+    mask = fame.foreground_mask(clips)
+    assert torch.equal(fame.merge(clips, mask, torch.arange(4)), clips)
+
+
+def test_merge_takes_background_from_the_permuted_clip():
+    clips = torch.arange(4, dtype=torch.float32).view(4, 1, 1, 1, 1).expand(4, 3, 5, 16, 16).contiguous()
+    mask = (torch.rand(4, 16, 16) > 0.5).float()
+    permutation = torch.tensor([2, 0, 3, 1])
+    fused = fame.merge(clips, mask, permutation)
+    for index in range(4):
+        expected = torch.where(mask[index].bool(), float(index), float(permutation[index]))
+        assert torch.equal(fused[index], expected.expand(3, 5, 16, 16))
+    as_uint8 = clips.to(torch.uint8)
+    assert torch.equal(fame.merge_uint8(as_uint8, mask, permutation), fused.to(torch.uint8))

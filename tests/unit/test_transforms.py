@@ -1,0 +1,61 @@
+"""Random resized crop + flip (same for every frame) and centre crop on uint8 clips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fame_ray.data import transforms
+from fame_ray.errors import UserError
+
+
+def test_crop_boxes_respect_frame_scale_and_aspect_ratio():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        top, left, height, width = transforms.random_resized_crop_box(120, 160, (0.2, 1.0), rng)
+        assert 0 <= top and top + height <= 120 and 0 <= left and left + width <= 160
+        assert 0.2 * 0.9 <= height * width / (120 * 160) <= 1.0
+        assert 3 / 4 * 0.9 <= width / height <= 4 / 3 * 1.1
+
+
+def test_crop_boxes_are_reproducible_from_the_generator():
+    boxes = [transforms.random_resized_crop_box(120, 160, (0.2, 1.0), np.random.default_rng(7)) for _ in range(2)]
+    assert boxes[0] == boxes[1]
+
+
+def test_same_crop_for_every_frame():
+    frame = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    clip = np.repeat(frame[None], 6, axis=0)
+    out = transforms.random_resized_crop(clip, 64, (0.2, 1.0), np.random.default_rng(2))
+    assert out.shape == (6, 64, 64, 3) and out.dtype == np.uint8
+    assert all(np.array_equal(out[0], out[t]) for t in range(6))
+
+
+def test_flip_mirrors_the_frame():
+    frame = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    clip = frame[None]
+    kept = transforms.random_resized_crop(clip, 64, (1.0, 1.0), np.random.default_rng(0), flip_probability=0.0)
+    flipped = transforms.random_resized_crop(clip, 64, (1.0, 1.0), np.random.default_rng(0), flip_probability=1.0)
+    assert np.array_equal(kept[0], frame) and np.array_equal(flipped[0], frame[:, ::-1])
+
+
+def test_flip_probability_is_about_half():
+    clip = np.zeros((1, 32, 32, 3), np.uint8)
+    clip[:, :, :16] = 255  # left half white
+    rng = np.random.default_rng(4)
+    flips = sum(transforms.random_resized_crop(clip, 32, (1.0, 1.0), rng)[0, 16, 0, 0] == 0 for _ in range(400))
+    assert 150 < flips < 250
+
+
+def test_center_crop_resizes_short_side_then_crops_the_centre():
+    clip = np.zeros((2, 120, 160, 3), np.uint8)
+    clip[:, 50:70, 70:90] = 255  # a centred square
+    out = transforms.center_crop(clip, 60)
+    assert out.shape == (2, 60, 60, 3)
+    assert out[:, 30, 30].min() == 255 and out[:, 2, 2].max() == 0
+
+
+def test_crop_larger_than_frame_is_a_user_error():
+    with pytest.raises(UserError, match="data.crop_size"):
+        transforms.check_crop_fits(128, 120, 160)
+    transforms.check_crop_fits(120, 120, 160)
