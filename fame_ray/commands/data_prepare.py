@@ -46,7 +46,7 @@ def prepare(
         values["manifest_dir"] = out
     data = DataConfig(**values)
     result = catalog.prepare(data, s3_endpoint or "", out or "")
-    typer.echo(f"{result.dataset} split {result.split}: {result.variant}")
+    typer.echo(f"split {result.split} of {result.variant}")
     typer.echo(f"  classes: {result.num_classes} ({', '.join(result.class_names[:5])}{', ...' if result.num_classes > 5 else ''})")
     for subset, uri in result.manifests.items():
         typer.echo(f"  {subset:5} {result.counts[subset]:7d} videos -> {uri}")
