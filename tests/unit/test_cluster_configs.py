@@ -1,0 +1,359 @@
+"""cluster/, jobs/ and infra/ specs, checked the way their consumers check them.
+
+- Cluster launcher YAMLs (aws, gcp): the steps `ray up` takes before touching a cloud
+  (`ray.autoscaler._private.commands._bootstrap_config`): `prepare_config` (fill the provider's
+  defaults.yaml, merge setup commands, fill per-type min/max workers) then `validate_config`
+  (the JSON schema ray/autoscaler/ray-schema.json plus Ray's own cross-field checks).
+- cluster/local.yaml: the fake multinode provider ships no defaults file in the wheel, and the
+  autoscaler inside the head reads the YAML as it is and calls `validate_config` on it
+  (`StandardAutoscaler.reset`): so the raw file is validated.
+- KubeRay manifests: parsed, and the fields the KubeRay CRDs require are present.
+- Job configs: built into PretrainConfig / FinetuneConfig exactly as the CLI does.
+- No credential literal anywhere.
+No Ray instance is started here.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from fame_ray import config as cfg
+from fame_ray.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCHER_YAMLS = ["cluster/aws.yaml", "cluster/gcp.yaml"]
+LOCAL_YAML = "cluster/local.yaml"
+KUBERAY_DIR = ROOT / "cluster" / "kuberay"
+JOB_YAMLS = sorted(p.name for p in (ROOT / "jobs").glob("*.yaml") if not p.name.startswith("runtime-env"))
+RUNTIME_ENVS = sorted(p.name for p in (ROOT / "jobs").glob("runtime-env*.yaml"))
+
+
+def load(relative: str) -> dict:
+    return yaml.safe_load((ROOT / relative).read_text())
+
+
+def ray_up_checks(config: dict) -> dict:
+    """What `ray up` does with a launcher YAML before any cloud call; returns the filled config."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    filled = prepare_config(copy.deepcopy(config))
+    validate_config(filled)
+    return filled
+
+
+def autoscaler_checks(config: dict) -> None:
+    """What the autoscaler inside the head does with its --autoscaling-config file."""
+    from ray.autoscaler._private.util import validate_config
+
+    validate_config(copy.deepcopy(config))
+
+
+# ---------------------------------------------------------------------------------------
+# launcher YAMLs against Ray's own validation
+
+
+@pytest.mark.parametrize("path", LAUNCHER_YAMLS)
+def test_launcher_yaml_passes_ray_up_validation(path):
+    filled = ray_up_checks(load(path))
+    assert filled["head_node_type"] in filled["available_node_types"]
+
+
+def test_local_yaml_passes_autoscaler_validation():
+    from ray.autoscaler._private.fake_multi_node.node_provider import FAKE_HEAD_NODE_TYPE
+
+    config = load(LOCAL_YAML)
+    autoscaler_checks(config)
+    assert config["provider"]["type"] == "fake_multinode"
+    # The fake provider registers the head under this fixed type name.
+    assert config["head_node_type"] == FAKE_HEAD_NODE_TYPE
+    assert config["provider"]["use_node_id_as_ip"] is True
+
+
+MUTATIONS = {
+    "misspelt top-level key": lambda c: c.__setitem__("setup_comands", c.pop("setup_commands")),
+    "misspelt node-type key": lambda c: c["available_node_types"][worker_type(c)].__setitem__("min_worker", 1),
+    "misspelt head key": lambda c: c.__setitem__("head_node_typ", c.pop("head_node_type")),
+    "fractional resource": lambda c: c["available_node_types"][worker_type(c)]["resources"].__setitem__("CPU", 0.5),
+    "unknown head type": lambda c: c.__setitem__("head_node_type", "no-such-type"),
+    "min above global max": lambda c: c["available_node_types"][worker_type(c)].__setitem__("min_workers", 99),
+    "misspelt security group key": lambda c: c["provider"].__setitem__("security_group", {"GroupNam": "x"}),
+}
+
+
+def worker_type(config: dict) -> str:
+    return next(name for name in config["available_node_types"] if name != config["head_node_type"])
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+@pytest.mark.parametrize("path", LAUNCHER_YAMLS + [LOCAL_YAML])
+def test_a_drifted_cluster_yaml_fails(path, mutation):
+    config = load(path)
+    if mutation == "misspelt security group key" and config["provider"]["type"] != "aws":
+        pytest.skip("security_group is an AWS provider key")
+    MUTATIONS[mutation](config)
+    check = autoscaler_checks if path == LOCAL_YAML else ray_up_checks
+    with pytest.raises((jsonschema.ValidationError, ValueError)):
+        check(config)
+
+
+# ---------------------------------------------------------------------------------------
+# the shape and the security properties the README promises
+
+
+@pytest.mark.parametrize("path", LAUNCHER_YAMLS + [LOCAL_YAML])
+def test_cluster_has_a_cpu_data_and_a_gpu_train_worker_type(path):
+    types = load(path)["available_node_types"]
+    assert types["cpu_data"]["resources"]["CPU"] >= 1 and "GPU" not in types["cpu_data"]["resources"]
+    assert types["gpu_train"]["resources"]["GPU"] >= 1
+    for name in ("cpu_data", "gpu_train"):
+        assert 0 <= types[name]["min_workers"] < types[name]["max_workers"], name
+
+
+@pytest.mark.parametrize("path", LAUNCHER_YAMLS)
+def test_token_auth_dashboard_and_install_on_every_node(path):
+    config = load(path)
+    for command in config["head_start_ray_commands"] + config["worker_start_ray_commands"]:
+        if "ray start" in command:
+            assert "RAY_AUTH_MODE=token" in command, command
+    head_start = " ".join(config["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head_start and "0.0.0.0" not in head_start
+    # The token file is copied from the user's machine: never inlined.
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+    # One install recipe for every node: the global setup commands, no per-type overrides.
+    assert not config["worker_setup_commands"]
+    assert all("worker_setup_commands" not in t for t in config["available_node_types"].values())
+    setup = " ".join(config["setup_commands"])
+    assert '"torch==2.13.0"' in setup and "pip install --quiet -e ~/fame-ray" in setup
+
+
+def test_aws_nodes_use_instance_profiles_spot_workers_and_the_terraform_group():
+    config = load("cluster/aws.yaml")
+    types = config["available_node_types"]
+    for name, node_type in types.items():
+        assert "Name" in node_type["node_config"]["IamInstanceProfile"], name
+        assert node_type["node_config"]["MetadataOptions"]["HttpTokens"] == "required", name
+    assert types["head"]["node_config"]["IamInstanceProfile"]["Name"] == "fame-ray-head"
+    for name in ("cpu_data", "gpu_train"):
+        assert types[name]["node_config"]["IamInstanceProfile"]["Name"] == "fame-ray-worker"
+        assert types[name]["node_config"]["InstanceMarketOptions"]["MarketType"] == "spot"
+    assert "InstanceMarketOptions" not in types["head"]["node_config"]
+    # The group Terraform creates (SSH from one CIDR), so Ray does not open SSH to the world.
+    terraform = "".join(p.read_text() for p in (ROOT / "infra/terraform/aws").glob("*.tf"))
+    assert f'"{config["provider"]["security_group"]["GroupName"]}"' in terraform
+    for profile in ("fame-ray-head", "fame-ray-worker"):
+        assert f'"{profile}"' in terraform
+
+
+def test_gcp_workers_use_a_service_account_and_are_preemptible():
+    types = load("cluster/gcp.yaml")["available_node_types"]
+    for name in ("cpu_data", "gpu_train"):
+        node_config = types[name]["node_config"]
+        assert node_config["serviceAccounts"][0]["email"].startswith("fame-ray-node@")
+        assert node_config["scheduling"]["preemptible"] is True
+        # Workers have no external address (no accessConfigs): reachable in the VPC only.
+        assert all("accessConfigs" not in nic for nic in node_config["networkInterfaces"])
+
+
+# ---------------------------------------------------------------------------------------
+# KubeRay
+
+
+def kuberay_documents() -> list[tuple[str, dict]]:
+    documents = []
+    for path in sorted(KUBERAY_DIR.rglob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document:
+                documents.append((str(path.relative_to(ROOT)), document))
+    return documents
+
+
+def check_pod_template(template: dict, where: str) -> list[dict]:
+    containers = template["spec"]["containers"]
+    assert containers, where
+    for container in containers:
+        assert container["image"], where
+        check_token_env(container.get("env", []), f"{where}/{container['name']}")
+    return containers
+
+
+def check_token_env(env: list[dict], where: str) -> None:
+    values = {e["name"]: e for e in env}
+    assert values["RAY_AUTH_MODE"]["value"] == "token", where
+    token = values["RAY_AUTH_TOKEN"]
+    assert "value" not in token, f"{where}: token literal"
+    assert token["valueFrom"]["secretKeyRef"]["key"] == "auth_token", where
+
+
+def check_ray_cluster_spec(spec: dict, where: str) -> None:
+    assert spec["enableInTreeAutoscaling"] is True, where
+    check_token_env(spec["autoscalerOptions"]["env"], f"{where}/autoscaler")
+    head = spec["headGroupSpec"]
+    assert isinstance(head["rayStartParams"], dict), where
+    assert head.get("serviceType", "ClusterIP") == "ClusterIP", where
+    check_pod_template(head["template"], f"{where}/head")
+    groups = {g["groupName"]: g for g in spec["workerGroupSpecs"]}
+    assert set(groups) == {"cpu-data", "gpu-train"}, where
+    for name, group in groups.items():
+        assert isinstance(group["rayStartParams"], dict)
+        assert 0 <= group["minReplicas"] <= group["replicas"] <= group["maxReplicas"], name
+        assert group["maxReplicas"] > group["minReplicas"] or group["maxReplicas"] >= 1, name
+        check_pod_template(group["template"], f"{where}/{name}")
+    gpu_limits = groups["gpu-train"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert int(gpu_limits["nvidia.com/gpu"]) >= 1
+
+
+def test_kuberay_manifests_name_what_kuberay_requires():
+    kinds = {}
+    for where, document in kuberay_documents():
+        assert document["apiVersion"] and document["kind"] and document["metadata"]["name"], where
+        kinds.setdefault(document["kind"], []).append((where, document))
+        if document["kind"] == "RayCluster":
+            assert document["apiVersion"] == "ray.io/v1"
+            check_ray_cluster_spec(document["spec"], where)
+        elif document["kind"] == "RayJob":
+            assert document["apiVersion"] == "ray.io/v1"
+            check_ray_cluster_spec(document["spec"]["rayClusterSpec"], where)
+            check_pod_template(document["spec"]["submitterPodTemplate"], f"{where}/submitter")
+    assert set(kinds) >= {"RayCluster", "RayJob", "ServiceAccount"}
+
+
+def test_rayjob_runs_a_job_config_that_exists_and_builds():
+    [(where, job)] = [(w, d) for w, d in kuberay_documents() if d["kind"] == "RayJob"]
+    entrypoint = job["spec"]["entrypoint"].split()
+    assert entrypoint[:2] == ["fame-ray", "pretrain"], where
+    config_file = entrypoint[entrypoint.index("--config") + 1]
+    build_job(ROOT / config_file)
+
+
+# ---------------------------------------------------------------------------------------
+# job configs
+
+
+def build_job(path: Path):
+    """Build a job YAML the way `fame-ray pretrain/finetune --config FILE` does."""
+    values = cfg.load_yaml(path)
+    if path.name.startswith("pretrain"):
+        return cfg.build(cfg.PretrainConfig, cfg.preset(cfg.PRETRAIN_PRESETS, "recipe"), values)
+    return cfg.build(cfg.FinetuneConfig, cfg.preset(cfg.FINETUNE_PRESETS, "recipe"), values)
+
+
+def test_the_expected_jobs_exist():
+    assert set(JOB_YAMLS) >= {
+        "pretrain-k400-i3d.yaml",
+        "pretrain-ucf101-r21d.yaml",
+        "finetune-ucf101.yaml",
+        "finetune-hmdb51.yaml",
+        "pretrain-demo.yaml",
+    }
+
+
+@pytest.mark.parametrize("name", JOB_YAMLS)
+def test_job_config_builds(name):
+    config = build_job(ROOT / "jobs" / name)
+    assert config.preset == cfg.load_yaml(ROOT / "jobs" / name)["preset"]
+
+
+@pytest.mark.parametrize("name", JOB_YAMLS)
+def test_job_config_is_complete_whatever_the_base_preset(name):
+    """A job file is the whole recipe: built over the demo preset it gives the same config."""
+    path = ROOT / "jobs" / name
+    values = cfg.load_yaml(path)
+    cls, table = (cfg.PretrainConfig, cfg.PRETRAIN_PRESETS) if name.startswith("pretrain") else (cfg.FinetuneConfig, cfg.FINETUNE_PRESETS)
+    over_recipe = cfg.to_dict(cfg.build(cls, cfg.preset(table, "recipe"), values))
+    over_demo = cfg.to_dict(cfg.build(cls, cfg.preset(table, "demo"), values))
+    assert over_recipe == over_demo
+
+
+@pytest.mark.parametrize("name", JOB_YAMLS)
+def test_a_misspelt_job_key_fails(name):
+    values = cfg.load_yaml(ROOT / "jobs" / name)
+    values["train"]["num_worker"] = values["train"].pop("num_workers")
+    cls = cfg.PretrainConfig if name.startswith("pretrain") else cfg.FinetuneConfig
+    with pytest.raises(ConfigError, match="num_worker"):
+        cfg.build(cls, {}, values)
+
+
+def test_paper_recipes_are_what_fame_md_says():
+    k400 = build_job(ROOT / "jobs/pretrain-k400-i3d.yaml")
+    assert (k400.model.arch, k400.data.crop_size, k400.moco.queue_size, k400.train.global_batch) == ("i3d", 224, 65536, 64)
+    assert k400.model.use_mlp_head is False and k400.train.use_gpu
+    ucf = build_job(ROOT / "jobs/pretrain-ucf101-r21d.yaml")
+    assert (ucf.model.arch, ucf.moco.queue_size, ucf.model.use_mlp_head) == ("r2plus1d_18", 2048, True)
+    for name in ("finetune-ucf101.yaml", "finetune-hmdb51.yaml"):
+        finetune = build_job(ROOT / "jobs" / name)
+        assert (finetune.lr, finetune.dropout, finetune.milestones, finetune.train.epochs) == (0.025, 0.7, (60, 120), 150)
+
+
+@pytest.mark.parametrize("name", RUNTIME_ENVS)
+def test_runtime_env_is_a_valid_ray_runtime_env(name):
+    from ray.runtime_env import RuntimeEnv
+
+    values = yaml.safe_load((ROOT / "jobs" / name).read_text())
+    assert set(values) <= RuntimeEnv.known_fields, set(values) - RuntimeEnv.known_fields
+    RuntimeEnv(**values)  # type checks (env_vars must be str -> str, ...)
+    assert ".venv" in values["excludes"] and ".git" in values["excludes"]
+    assert not any(re.search(r"SECRET|PASSWORD|TOKEN|ACCESS_KEY", key) for key in values["env_vars"])
+
+
+# ---------------------------------------------------------------------------------------
+# no credential literal in any spec
+
+SECRET_KEY = re.compile(r"(?i)(secret|password|passwd|access_key|auth_token|session_token|api_key|private_key)")
+SECRET_TEXT = [
+    re.compile(r"AKIA[0-9A-Z]{16}"),  # AWS access key id
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    re.compile(r"(?i)aws_secret_access_key\s*[:=]\s*['\"]?[A-Za-z0-9/+]{20,}"),
+    re.compile(r"(?i)RAY_AUTH_TOKEN=[A-Za-z0-9]{16,}"),
+]
+SPEC_FILES = sorted(
+    p
+    for folder in ("cluster", "jobs", "infra")
+    for p in (ROOT / folder).rglob("*")
+    if p.is_file() and p.suffix in {".yaml", ".yml", ".tf", ".sh", ".json", ".md", ".env", ".hcl"}
+)
+
+
+def literal_secrets(node, where="") -> list[str]:
+    """Keys that look like credentials and hold a literal (not ${VAR}, a path or a secret reference)."""
+    found = []
+    if isinstance(node, dict):
+        name = node.get("name")
+        if isinstance(name, str) and SECRET_KEY.search(name) and isinstance(node.get("value"), str):
+            found.append(f"{where}/{name}")
+        for key, value in node.items():
+            # A ${VAR} reference or a file path (the token file mount) is not a literal.
+            if isinstance(value, str) and SECRET_KEY.search(str(key)) and value and not value.startswith(("${", "~/", "/")):
+                found.append(f"{where}/{key}")
+            found += literal_secrets(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += literal_secrets(value, f"{where}[{index}]")
+    return found
+
+
+def test_spec_files_exist():
+    assert len(SPEC_FILES) >= 15
+
+
+@pytest.mark.parametrize("path", SPEC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_credential_literal(path):
+    text = path.read_text()
+    for pattern in SECRET_TEXT:
+        assert not pattern.search(text), f"{path}: {pattern.pattern}"
+    if path.suffix in {".yaml", ".yml"}:
+        for document in yaml.safe_load_all(text):
+            assert not literal_secrets(document), f"{path}: {literal_secrets(document)}"
+
+
+def test_the_credential_scan_catches_literals():
+    assert literal_secrets({"env": [{"name": "RAY_AUTH_TOKEN", "value": "abc"}]})
+    assert literal_secrets({"environment": {"MINIO_ROOT_PASSWORD": "hunter22"}})
+    assert not literal_secrets({"environment": {"MINIO_ROOT_PASSWORD": "${MINIO_ROOT_PASSWORD:?set it}"}})
+    assert not literal_secrets({"env": [{"name": "RAY_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "auth_token"}}}]})
+    assert SECRET_TEXT[0].search("key AKIAABCDEFGHIJKLMNOP")
