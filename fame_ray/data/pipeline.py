@@ -144,7 +144,8 @@ def _blocks(table: pa.Table, seed: int | None) -> list[pa.Table]:
 
 def _skip(row: dict, error: decode.DecodeError, counter) -> list:
     log.warning("skipping video: %s", error)
-    counter.add.remote(str(row["path"]), str(error))
+    # Waited for, so the count is up to date once the batch holding this row arrives.
+    ray.get(counter.add.remote(str(row["path"]), str(error)))
     return []
 
 

@@ -1,0 +1,92 @@
+"""`fame-ray bench data` and `fame-ray bench train`: throughput measurements written as JSON."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from fame_ray.commands import common
+
+Out = Annotated[str, typer.Option("--out", "-o", help="JSON file to write.")]
+
+
+# ---------------------------------------------------------------------------------------
+# bench data (owner: data-pipeline)
+
+Videos = Annotated[int, typer.Option("--videos", min=4, help="Synthetic videos to measure on (two clips each).")]
+Batch = Annotated[int, typer.Option("--batch", min=2, help="FAME batch size (the per-worker batch).")]
+Repeats = Annotated[int, typer.Option("--repeats", min=1, help="In-process repetitions (best one counts).")]
+Epochs = Annotated[int, typer.Option("--epochs", min=1, help="Timed passes of the Ray Data measurement.")]
+NoRay = Annotated[bool, typer.Option("--no-ray", help="Skip the Ray Data measurement (in-process figures only).")]
+
+
+def bench_data(
+    out: Out = "bench-data.json",
+    data_root: common.DataRoot = None,
+    videos: Videos = 32,
+    batch: Batch = 8,
+    repeats: Repeats = 3,
+    epochs: Epochs = 2,
+    no_ray: NoRay = False,
+    overrides: common.Overrides = None,
+) -> None:
+    """Measure bare decord decoding against the full decode + crop + FAME pipeline.
+
+    Writes synthetic videos (or uses --data-root, a UCF101-layout folder), then reports
+    in JSON: bare decode clips/s, pipeline clips/s, their ratio, FAME's time per clip as a
+    share of decode time, clips/s per CPU (Ray Data, local instance), and the machine.
+    Targets: pipeline >= 80% of bare decode, FAME < 15% of decode time per clip.
+
+    Examples:
+
+      fame-ray bench data --out bench-data.json
+
+      fame-ray bench data --videos 64 --set data.crop_size=224 --out bench-224.json
+
+      fame-ray bench data --no-ray --repeats 5
+    """
+    common.start_logging()
+    import json
+
+    from fame_ray.data import bench
+
+    if not no_ray:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+    result = bench.run(data_root or "", videos, batch, repeats, epochs, with_ray=not no_ray, overrides=overrides or [])
+    with open(out, "w") as handle:
+        json.dump(result, handle, indent=2)
+    measured = result["in_process"]
+    typer.echo(f"bare decode {measured['decode_clips_per_s']:.1f} clips/s, pipeline {measured['pipeline_clips_per_s']:.1f} clips/s ({measured['pipeline_vs_decode']:.0%}), FAME {measured['fame_share_of_decode']:.0%} of decode time per clip (one thread)")
+    if "ray_data" in result:
+        ray_figures = result["ray_data"]
+        typer.echo(f"Ray Data on {ray_figures['cpus']:g} CPUs: decode {ray_figures['decode_clips_per_s']:.1f} clips/s, pipeline {ray_figures['pipeline_clips_per_s']:.1f} clips/s ({ray_figures['pipeline_vs_decode']:.0%}), {ray_figures['pipeline_clips_per_s_per_cpu']:.1f} clips/s per CPU")
+    typer.echo(f"wrote {out}")
+
+
+# ---------------------------------------------------------------------------------------
+# bench train (owner: pretrain) — a thin wrapper over fame_ray.train.bench.run
+
+
+def bench_train(
+    out: Out = "bench-train.json",
+    overrides: common.Overrides = None,
+) -> None:
+    """Measure pretraining step throughput (see fame_ray.train.bench).
+
+    Examples:
+
+      fame-ray bench train --out bench-train.json
+    """
+    common.start_logging()
+    import json
+
+    from fame_ray.train import bench
+
+    result = bench.run(overrides=overrides or [])
+    with open(out, "w") as handle:
+        json.dump(result, handle, indent=2)
+    typer.echo(f"wrote {out}")
