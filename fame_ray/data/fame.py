@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import torch
 
 EPS = 1e-8
@@ -75,21 +76,22 @@ def gaussian_blur(maps: torch.Tensor, size: int) -> torch.Tensor:
 def min_max(maps: torch.Tensor) -> torch.Tensor:
     """Per-map (x - min) / (max - min + eps) over B H W."""
     flat = maps.flatten(1)
-    flat = flat - flat.min(dim=1, keepdim=True).values
-    flat = flat / (flat.max(dim=1, keepdim=True).values + EPS)
+    flat = flat - flat.amin(dim=1, keepdim=True)
+    flat = flat / (flat.amax(dim=1, keepdim=True) + EPS)
     return flat.view_as(maps)
 
 
 def select_top(scores: torch.Tensor, count: int, largest: bool = True) -> torch.Tensor:
     """B x N bool: the `count` largest (or smallest) scores of each row; ties go to the lower index.
 
-    O(N) selection (kthvalue) instead of a full sort: everything beyond the threshold is
+    O(N) selection instead of a full sort: the count-th key is found with numpy's
+    introselect (several times faster than torch.kthvalue on CPU), everything beyond it is
     taken, then the tied pixels in index order until `count` are chosen.
     """
     if count <= 0:
         return torch.zeros_like(scores, dtype=torch.bool)
-    keys = -scores if largest else scores
-    threshold = torch.kthvalue(keys, count, dim=1, keepdim=True).values
+    keys = (-scores if largest else scores).contiguous()
+    threshold = torch.from_numpy(np.partition(keys.numpy(), count - 1, axis=1)[:, count - 1 : count])
     beyond = keys < threshold
     tied = keys == threshold
     room = count - beyond.sum(dim=1, keepdim=True)
