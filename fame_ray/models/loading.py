@@ -91,8 +91,8 @@ def load_backbone_state(backbone: nn.Module, state: dict, arch: str, source: str
     if shapes:
         problems.append(f"{len(shapes)} of another shape: {_names(shapes, 3)}")
     if problems:
-        raise UserError(f"{source} does not fit the {arch} backbone; " + "; ".join(problems),
-                        "it is probably a checkpoint of another architecture: pass the --arch it was trained with")
+        raise UserError(f"{source} does not fit the {arch} backbone, probably a checkpoint of another architecture; "
+                        + "; ".join(problems), "pass the --arch it was trained with")
     filled = {**{k: v for k, v in expected.items() if k not in state}, **state}
     backbone.load_state_dict(filled, strict=True)
     return {"arch": arch, "tensors": len(state), "filled_num_batches_tracked": len(expected) - len(state)}
