@@ -64,7 +64,10 @@ def resize(clip: np.ndarray, height: int, width: int) -> np.ndarray:
     """
     if clip.shape[1:3] == (height, width):
         return np.ascontiguousarray(clip)
-    frames = torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2)
+    if any(stride < 0 for stride in clip.strides):
+        clip = np.ascontiguousarray(clip)
+    # A crop of a larger frame is a strided view; torch reads it without a copy.
+    frames = torch.from_numpy(clip).permute(0, 3, 1, 2)
     resized = F.interpolate(frames, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
     return resized.permute(0, 2, 3, 1).contiguous().numpy()
 
@@ -73,9 +76,12 @@ def random_resized_crop(clip: np.ndarray, crop_size: int, scale: tuple[float, fl
     """uint8 T H W C -> T crop_size crop_size C: one random box and one flip decision for all frames."""
     top, left, crop_height, crop_width = random_resized_crop_box(clip.shape[1], clip.shape[2], scale, rng)
     region = clip[:, top : top + crop_height, left : left + crop_width]
+    resized = resize(region, crop_size, crop_size)
     if rng.random() < flip_probability:
-        region = region[:, :, ::-1]
-    return resize(region, crop_size, crop_size)
+        # Flipping after the resize gives the same pixels (the filter is symmetric) and
+        # copies the small crop instead of the large region.
+        resized = np.ascontiguousarray(resized[:, :, ::-1])
+    return resized
 
 
 def center_crop(clip: np.ndarray, crop_size: int) -> np.ndarray:
