@@ -5,7 +5,7 @@ lr / 10 at epochs 60 and 120, dropout 0.7 before the classifier; every epoch is 
 on the test split with multi-clip testing (data.eval_clips uniformly spaced clips per
 video, centre crop, softmax averaged per video): clip and video top-1/top-5.
 Linear probe: the backbone is frozen and kept in eval mode (BatchNorm statistics frozen
-too); only the linear classifier learns.
+too); only the linear classifier learns (fame_ray.models.heads).
 
 Ray pieces (marked `# Ray:`): the trial driver builds a TorchTrainer and calls fit();
 `TuneReportCallback` forwards rank 0's `ray.train.report` metrics to Tune, so ASHA sees
@@ -25,42 +25,10 @@ from torch import nn
 
 from fame_ray.config import KINETICS_MEAN, KINETICS_STD, FinetuneConfig, from_dict
 from fame_ray.eval.metrics import multi_clip_metrics
+from fame_ray.models.heads import build_classifier, trainable_parameters
 
 log = logging.getLogger(__name__)
 STATE_FILE = "finetune_state.pt"
-
-
-class VideoClassifier(nn.Module):
-    """backbone (B C T H W -> B D) -> dropout -> linear (B K).
-
-    `frozen`: the linear probe; the backbone's parameters take no gradient and the
-    backbone stays in eval mode whatever `train()` is called with.
-    """
-
-    def __init__(self, backbone: nn.Module, num_classes: int, dropout: float, frozen: bool = False):
-        super().__init__()
-        self.backbone = backbone
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(backbone.feature_dim, num_classes)
-        self.frozen = frozen
-        if frozen:
-            for parameter in self.backbone.parameters():
-                parameter.requires_grad_(False)
-            self.backbone.eval()
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.frozen:
-            self.backbone.eval()
-        return self
-
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        if self.frozen:
-            with torch.no_grad():
-                features = self.backbone(clips)
-        else:
-            features = self.backbone(clips)
-        return self.fc(self.dropout(features))
 
 
 def to_input(clips: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -78,8 +46,7 @@ def lr_at_epoch(base_lr: float, milestones, epoch: int) -> float:
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float, momentum: float) -> torch.optim.Optimizer:
     """SGD over the parameters that learn (only the classifier for the linear probe)."""
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return torch.optim.SGD(trainable_parameters(model), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 def train_epoch(model, optimizer, batches, device) -> dict:
@@ -152,10 +119,11 @@ def _restore(model, optimizer) -> int:
 
 
 def build_model(cfg: FinetuneConfig, num_classes: int, dropout: float) -> nn.Module:
+    """The pretrained query encoder + a new classifier (frozen backbone for the linear probe)."""
     from fame_ray.eval.preflight import load_backbone
 
     backbone, _ = load_backbone(cfg.pretrained, cfg.model.arch, cfg.storage.s3_endpoint)
-    return VideoClassifier(backbone, num_classes, dropout, frozen=cfg.mode == "linear")
+    return build_classifier(backbone, num_classes, cfg.mode, dropout)
 
 
 def train_loop_per_worker(config: dict) -> None:
@@ -195,21 +163,23 @@ def _report(metrics: dict, model, optimizer, epoch: int, rank: int) -> None:
 
 class ValidationSplit(ray.train.DataConfig):
     """Ray: split 'train' into equal shards (DDP needs the same number of batches on every
-    worker) and 'val' into unequal ones, so that no test clip is dropped."""
+    worker) and 'val' into unequal ones, so that no test clip is dropped.
 
-    def __init__(self):
-        super().__init__(datasets_to_split=["train"])
+    Ray Train V2 calls `configure` once per dataset (rank 0, a barrier for split datasets).
+    """
 
     def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
-        others = {name: ds for name, ds in datasets.items() if name != "val"}
-        output = super().configure(others, world_size, worker_handles, worker_node_ids, **kwargs)
-        val = datasets["val"]
+        if "val" not in datasets:
+            return super().configure(datasets, world_size, worker_handles, worker_node_ids, **kwargs)
+        output = super().configure({k: v for k, v in datasets.items() if k != "val"}, world_size, worker_handles, worker_node_ids, **kwargs)
+        val = datasets["val"].copy(datasets["val"])
+        val.context.execution_options = self._resolve_execution_options("val")
         for rank, shard in enumerate(val.streaming_split(world_size, equal=False)):
             output[rank]["val"] = shard
         return output
 
 
-def trial_driver(hyper: dict, *, cfg_dict: dict, num_classes: int, manifests: dict, cpus_per_worker: float, train_root: str, storage_filesystem=None) -> None:
+def trial_driver(hyper: dict, *, cfg_dict: dict, num_classes: int, manifests: dict, cpus_per_worker: float, data_cpus: float, train_root: str, storage_filesystem=None) -> None:
     """Ray Tune function trainable: one Ray Train run with this trial's hyperparameters.
 
     Runs in the Tune trial's actor; it only drives the TorchTrainer (no CPU of its own).
@@ -224,8 +194,8 @@ def trial_driver(hyper: dict, *, cfg_dict: dict, num_classes: int, manifests: di
     endpoint = cfg.storage.s3_endpoint
     hyper = {"lr": float(hyper["lr"]), "weight_decay": float(hyper["weight_decay"]), "dropout": float(hyper["dropout"]), "epochs": int(round(hyper["epochs"]))}
     datasets = {
-        "train": supervised_dataset(manifests["train"], cfg.data, train=True, endpoint=endpoint),
-        "val": supervised_dataset(manifests["test"], cfg.data, train=False, endpoint=endpoint),
+        "train": supervised_dataset(manifests["train"], cfg.data, train=True, endpoint=endpoint, seed=cfg.train.seed, data_cpus=data_cpus),
+        "val": supervised_dataset(manifests["test"], cfg.data, train=False, endpoint=endpoint, data_cpus=data_cpus),
     }
     resources = {"CPU": cpus_per_worker, **({"GPU": 1} if cfg.train.use_gpu else {}), **cfg.train.worker_resources}
     trainer = TorchTrainer(  # Ray: a Train V2 run inside the Tune trial
@@ -247,29 +217,40 @@ def trial_driver(hyper: dict, *, cfg_dict: dict, num_classes: int, manifests: di
 
 
 def _ensure_ray() -> bool:
-    """Connect to RAY_ADDRESS's cluster or start a local instance; True if we started it."""
+    """Join RAY_ADDRESS's cluster (`ray job submit` sets it; 'auto' finds a `ray start`
+    cluster) or start a private local instance; True if we started it."""
     import ray
 
     if ray.is_initialized():
         return False
-    ray.init(configure_logging=False, log_to_driver=False)
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(configure_logging=False)
+    else:
+        ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
     return True
 
 
 def sweep_plan(cfg: FinetuneConfig, space: dict) -> dict:
-    """Resources of one trial (workers + its Ray Data CPUs) and how many trials run at once."""
+    """How many trials run at once, and each trial's CPUs: its workers AND its Ray Data CPUs.
+
+    A trial needs at least num_workers x (cpus_per_worker or 1) + (data_cpus or 1) CPUs;
+    as many trials as fit run at once, and each splits its share of the cluster with
+    `pipeline.plan_resources`, so Ray Data always keeps CPUs (no deadlock on 2 CPUs).
+    """
     import ray
 
     from fame_ray.data.pipeline import plan_resources
     from fame_ray.train import tune as sweep
 
     total = ray.cluster_resources()
-    plan = plan_resources(total.get("CPU", 1), cfg.train, cfg.data)
-    trial_cpus = cfg.train.num_workers * plan.cpus_per_worker + plan.data_cpus
+    cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
+    smallest_trial = cfg.train.num_workers * (cfg.train.cpus_per_worker or 1.0) + (cfg.data.data_cpus or 1.0)
     trial_gpus = cfg.train.num_workers if cfg.train.use_gpu else 0
     trials = cfg.samples * sweep.grid_size(space)
     wanted = min(cfg.max_concurrent or trials, trials)
-    concurrent = sweep.concurrent_trials(total.get("CPU", 0), total.get("GPU", 0), trial_cpus, trial_gpus, wanted)
+    concurrent = sweep.concurrent_trials(cpus, gpus, smallest_trial, trial_gpus, wanted)
+    plan = plan_resources(cpus / concurrent, cfg.train, cfg.data)
+    trial_cpus = cfg.train.num_workers * plan.cpus_per_worker + plan.data_cpus
     return {"cpus_per_worker": plan.cpus_per_worker, "data_cpus": plan.data_cpus, "trial_cpus": trial_cpus, "max_concurrent": concurrent, "trials": trials}
 
 
@@ -315,7 +296,7 @@ def _sweep(cfg: FinetuneConfig, space: dict, info: dict, plan: dict) -> list[dic
     fixed = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "dropout": cfg.dropout, "epochs": cfg.train.epochs}
     trainable = tune.with_parameters(
         trial_driver, cfg_dict=to_dict(cfg), num_classes=len(info["class_names"]), manifests=info["manifests"],
-        cpus_per_worker=plan["cpus_per_worker"], train_root=f"{root_path}/{cfg.run_name()}/train", storage_filesystem=fs_arg,
+        cpus_per_worker=plan["cpus_per_worker"], data_cpus=plan["data_cpus"], train_root=f"{root_path}/{cfg.run_name()}/train", storage_filesystem=fs_arg,
     )
     grid = sweep.run_sweep(
         trainable, sweep.to_tune_space(space, fixed), samples=cfg.samples, max_concurrent=plan["max_concurrent"],
