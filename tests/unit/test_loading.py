@@ -1,6 +1,7 @@
 """Loading pretrained backbones: the official FAME key layout (built here from our own
 modules) with strict matching, fame-ray checkpoint and run directories, local and s3://."""
 
+import functools
 import io
 import os
 import re
@@ -18,6 +19,13 @@ from fame_ray.train import checkpoint as ckpt
 
 
 def official_checkpoint(arch: str, seed: int = 0) -> dict:
+    """A fresh copy of the (cached) official checkpoint: tests may edit its dicts."""
+    saved = _official_checkpoint(arch, seed)
+    return {**saved, "state_dict": dict(saved["state_dict"])}
+
+
+@functools.lru_cache(maxsize=None)
+def _official_checkpoint(arch: str, seed: int) -> dict:
     """What the official train.py saves: DDP-wrapped MoCo, head under fc (R(2+1)D) or id_head (I3D)."""
     torch.manual_seed(seed)
     backbone = build_backbone(arch)

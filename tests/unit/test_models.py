@@ -26,19 +26,38 @@ def test_feature_dims():
     assert [build_backbone(a).feature_dim for a in ARCHS] == [128, 512, 512, 1024]
 
 
+def _conv_macs(model, clips):
+    """Multiply-accumulates of the model's 3D convolutions on `clips`."""
+    total = []
+
+    def hook(module, inputs, output):
+        kernel = module.weight[0].numel()  # in_channels/groups * kT * kH * kW
+        total.append(output.numel() * kernel)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv3d)]
+    with torch.no_grad():
+        model(clips)
+    for handle in handles:
+        handle.remove()
+    return sum(total)
+
+
 def test_tiny_is_small_and_fast():
     torch.manual_seed(0)
     model = build_backbone("tiny")
     params = sum(p.numel() for p in model.parameters())
     assert 100_000 <= params <= 500_000
     clips = torch.randn(8, 3, 8, 64, 64)
+    # The compute budget, independent of machine load: about 46M MACs per 8x64x64 clip
+    # (forward + backward of batch 8 measured at ~0.05 s on 2 lightly loaded cores).
+    assert _conv_macs(model, clips) / 8 < 60e6
     model(clips).sum().backward()  # warm up
     best = float("inf")
     for _ in range(3):
         start = time.perf_counter()
         model(clips).sum().backward()
         best = min(best, time.perf_counter() - start)
-    assert best < 1.0
+    assert best < 5.0  # a loose wall-clock bound: the machine may be shared
 
 
 def test_r2plus1d_official_names_and_shapes():
