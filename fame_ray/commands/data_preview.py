@@ -39,6 +39,32 @@ def _sheet(original, mask, fused, titles: list[str], frames: int):
     return sheet
 
 
+def _pick_clips(table, data, count: int, seed: int, endpoint: str):
+    """Centre-cropped clips (uint8 T H W C) of `count` random decodable videos, and their titles."""
+    import numpy as np
+
+    from fame_ray.data import decode, transforms
+    from fame_ray.errors import UserError
+
+    chosen, titles = [], []
+    for index in np.random.default_rng(seed).permutation(table.num_rows):
+        row = {name: table[name][int(index)].as_py() for name in table.column_names}
+        transforms.check_crop_fits(data.crop_size, row["height"], row["width"], row["path"])
+        offset = decode.uniform_offsets(row["end_frame"] - row["start_frame"], data.clip_span, 1)
+        try:
+            (clip,) = decode.decode_clips(row["path"], row["start_frame"], row["end_frame"], offset, data.frames_per_clip, data.temporal_stride, data.decode_threads, endpoint)
+        except decode.DecodeError as error:
+            typer.echo(f"skipped: {error}", err=True)
+            continue
+        chosen.append(transforms.center_crop(clip, data.crop_size))
+        titles.append(f"{row['label_name']}: {row['path'].rsplit('/', 1)[-1]}")
+        if len(chosen) == count:
+            break
+    if len(chosen) < 2:
+        raise UserError(f"found only {len(chosen)} decodable videos", "FAME needs at least 2 clips; check the dataset")
+    return chosen, titles
+
+
 def preview(
     dataset: common.Dataset = None,
     data_root: common.DataRoot = None,
@@ -58,8 +84,8 @@ def preview(
 
     Clips are centre crops (data.crop_size) from different videos of the manifest; each
     row gets the background of the next row (pretraining draws a random permutation
-    within the batch instead). Decodes locally,
-    no Ray job (the manifest is prepared first if missing).
+    within the batch instead). Decodes in this process; only a missing manifest is first
+    prepared (probing on a local Ray instance).
 
     Examples:
 
@@ -74,32 +100,14 @@ def preview(
     import torch
 
     from fame_ray import config
-    from fame_ray.data import catalog, decode, fame, manifest, transforms
+    from fame_ray.data import catalog, fame, manifest
 
     flags = {"data": common.data_flags(dataset, data_root, split, csv), "fame": common.drop_none({"beta": beta})}
     file_values = config.load_yaml(config_file) if config_file else {}
     cfg = config.build(config.PretrainConfig, {}, file_values, common.drop_none(flags), overrides or [])
     endpoint = s3_endpoint or ""
     table = manifest.read(catalog.manifest_uri(cfg.data, subset, endpoint), endpoint)
-    rng = np.random.default_rng(seed)
-    chosen, titles = [], []
-    for index in rng.permutation(table.num_rows):
-        row = {name: table[name][int(index)].as_py() for name in table.column_names}
-        transforms.check_crop_fits(cfg.data.crop_size, row["height"], row["width"], row["path"])
-        offset = decode.uniform_offsets(row["end_frame"] - row["start_frame"], cfg.data.clip_span, 1)
-        try:
-            (clip,) = decode.decode_clips(row["path"], row["start_frame"], row["end_frame"], offset, cfg.data.frames_per_clip, cfg.data.temporal_stride, cfg.data.decode_threads, endpoint)
-        except decode.DecodeError as error:
-            typer.echo(f"skipped: {error}", err=True)
-            continue
-        chosen.append(transforms.center_crop(clip, cfg.data.crop_size))
-        titles.append(f"{row['label_name']}: {row['path'].rsplit('/', 1)[-1]}")
-        if len(chosen) == clips:
-            break
-    if len(chosen) < 2:
-        from fame_ray.errors import UserError
-
-        raise UserError(f"found only {len(chosen)} decodable videos", "FAME needs at least 2 clips; check the dataset")
+    chosen, titles = _pick_clips(table, cfg.data, clips, seed, endpoint)
     batch = torch.from_numpy(np.stack(chosen)).permute(0, 4, 1, 2, 3).contiguous()
     motion, mean = fame.uint8_statistics(batch)
     mask = fame.mask_from_statistics(motion, mean, cfg.fame.beta)

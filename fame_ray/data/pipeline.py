@@ -107,9 +107,19 @@ class FailureCounter:
         return {"count": self.count, "examples": list(self.examples)}
 
 
+_COUNTERS: dict = {}
+
+
 def failure_counter():
-    """The job's decode-failure counter actor (created on first use)."""
-    return FailureCounter.options(name=FAILURE_COUNTER, get_if_exists=True).remote()
+    """The job's decode-failure counter actor (created on first use).
+
+    The driver keeps a reference per Ray job, so the actor lives as long as the job
+    (an actor nobody references any more is removed by Ray).
+    """
+    job = ray.get_runtime_context().get_job_id()
+    if job not in _COUNTERS:
+        _COUNTERS[job] = FailureCounter.options(name=FAILURE_COUNTER, get_if_exists=True).remote()
+    return _COUNTERS[job]
 
 
 def decode_failures() -> dict:
@@ -144,8 +154,12 @@ def _blocks(table: pa.Table, seed: int | None) -> list[pa.Table]:
 
 def _skip(row: dict, error: decode.DecodeError, counter) -> list:
     log.warning("skipping video: %s", error)
-    # Waited for, so the count is up to date once the batch holding this row arrives.
-    ray.get(counter.add.remote(str(row["path"]), str(error)))
+    # Waited for, so the count is up to date once the batch holding this row arrives;
+    # a lost counter must not turn a skipped video into a failed job.
+    try:
+        ray.get(counter.add.remote(str(row["path"]), str(error)))
+    except ray.exceptions.RayError as lost:
+        log.warning("could not count the skipped video: %s", lost)
     return []
 
 

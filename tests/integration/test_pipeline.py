@@ -82,29 +82,28 @@ def test_train_supervised_dataset_one_clip_per_video(ray_local, synth_root, trai
     assert sorted(int(r["video_index"]) for r in rows) == list(range(manifest.read(train_manifest).num_rows))
 
 
-def _pull_two_batches(loop_config):
-    import ray.train
-
-    shard = ray.train.get_dataset_shard("train")
-    shapes = []
-    for index, batch in enumerate(shard.iter_torch_batches(batch_size=loop_config["batch"], drop_last=True)):
-        shapes.append([list(batch["view_q"].shape), list(batch["view_k"].shape), str(batch["label"].dtype)])
-        if index == 1:
-            break
-    ray.train.report({"shapes": shapes, "rank": ray.train.get_context().get_world_rank()})
-
-
 @pytest.mark.timeout(300)
 def test_torch_trainer_on_two_cpus_does_not_starve_the_data(ray_local, synth_root, train_manifest, tmp_path):
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+
+    def pull_two_batches(loop_config):  # nested: pickled by value for the workers
+        import ray.train
+
+        shard = ray.train.get_dataset_shard("train")
+        shapes = []
+        for index, batch in enumerate(shard.iter_torch_batches(batch_size=loop_config["batch"], drop_last=True)):
+            shapes.append([list(batch["view_q"].shape), list(batch["view_k"].shape), str(batch["label"].dtype)])
+            if index == 1:
+                break
+        ray.train.report({"shapes": shapes})
 
     cfg = _cfg(synth_root)
     plan = pipeline.plan_resources(2, cfg.train, cfg.data)
     assert plan.cpus_per_worker * 2 + plan.data_cpus == pytest.approx(2) and plan.data_cpus >= 1
     dataset = pipeline.pretrain_dataset(train_manifest, cfg, plan=plan)
     trainer = TorchTrainer(
-        _pull_two_batches,
+        pull_two_batches,
         train_loop_config={"batch": pipeline.per_worker_batch_size(cfg.train)},
         scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": plan.cpus_per_worker}),
         datasets={"train": dataset},
@@ -113,3 +112,53 @@ def test_torch_trainer_on_two_cpus_does_not_starve_the_data(ray_local, synth_roo
     result = trainer.fit()
     assert result.error is None
     assert result.metrics["shapes"] == [[[4, 3, 8, 64, 64], [4, 3, 8, 64, 64], "torch.int64"]] * 2
+
+
+@pytest.mark.parametrize("cpus,workers,per_worker,data_cpus", [(2, 2, 0.5, 1.0), (2, 1, 1.0, 1.0), (16, 8, 1.0, 8.0), (1, 1, 0.5, 0.5)])
+def test_plan_always_leaves_cpus_for_data(cpus, workers, per_worker, data_cpus):
+    plan = pipeline.plan_resources(cpus, config.TrainConfig(num_workers=workers, global_batch=8), config.DataConfig())
+    assert (plan.cpus_per_worker, plan.data_cpus) == (per_worker, data_cpus)
+    decode_share = plan.decode_cpus * plan.decode_concurrency
+    assert decode_share + plan.fame_cpus * plan.fame_concurrency <= plan.data_cpus + 1e-9
+    assert decode_share > 0 and plan.fame_cpus > 0
+
+
+def test_plan_rejects_workers_that_take_every_cpu():
+    with pytest.raises(config.ConfigError, match="no CPU for data"):
+        pipeline.plan_resources(2, config.TrainConfig(num_workers=2, cpus_per_worker=1.0), config.DataConfig())
+
+
+def test_crop_larger_than_videos_is_rejected_before_decoding(synth_root, train_manifest):
+    from fame_ray.errors import UserError
+
+    data = config.DataConfig(dataset="ucf101", data_root=synth_root, crop_size=200)
+    with pytest.raises(UserError, match="data.crop_size"):
+        pipeline.load_manifest(train_manifest, data)
+
+
+def test_preview_command_writes_a_picture(ray_local, synth_root, train_manifest, tmp_path):
+    import typer
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from fame_ray.commands.data_preview import preview
+
+    app = typer.Typer()
+    app.command()(preview)
+    out = tmp_path / "fame.png"
+    result = CliRunner().invoke(app, ["--dataset", "ucf101", "--data-root", synth_root, "--clips", "3", "--set", "data.crop_size=64", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    image = Image.open(out)
+    # 3 rows of 64-pixel tiles; 4 original frames + mask + 4 merged frames per row.
+    assert image.width > 9 * 64 and image.height > 3 * 64
+
+
+def test_bench_reports_decode_and_pipeline_figures(synth_root, train_manifest):
+    from fame_ray.data import bench
+
+    result = bench.run(synth_root, videos=8, batch=4, repeats=1, with_ray=False, overrides=["data.frames_per_clip=8", "data.crop_size=64"])
+    figures = result["in_process"]["cpu"]
+    assert result["setup"]["videos"] == 8 and result["machine"]["cores"] >= 1
+    assert figures["decode_clips_per_s"] > 0 and 0 < figures["pipeline_vs_decode"] <= 1
+    assert figures["fame_share_of_decode"] > 0
+    assert set(result["met"]) == {"pipeline_vs_decode", "fame_share_of_decode"}
