@@ -56,8 +56,11 @@ class LocalHead:
     env: dict = field(repr=False)
 
     def client_env(self, with_token: bool = True) -> dict:
-        """Environment of a CLI client or driver (without the token: no token from anywhere)."""
-        env = dict(self.env)
+        """Environment of a CLI client or driver (without the token: no token from anywhere).
+
+        No RAY_ADDRESS: `ray job submit` would prefer it to its --address.
+        """
+        env = {k: v for k, v in self.env.items() if k != "RAY_ADDRESS"}
         if not with_token:
             env.pop("RAY_AUTH_TOKEN")
             env.pop("RAY_AUTH_MODE")
@@ -73,10 +76,13 @@ class LocalHead:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
-def head_env(token: str, marker: str, extra: dict | None = None) -> dict:
+def head_env(token: str, marker: str, gcs_address: str, extra: dict | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in FOREIGN}
     env.update(
         {
+            # Every process of this cluster that looks Ray up by address (Ray Train's placement
+            # group cleaner uses the state API) must find this head, not another Ray on the machine.
+            "RAY_ADDRESS": gcs_address,
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": token,
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
@@ -96,7 +102,7 @@ def start_head(
     temp_dir = tempfile.mkdtemp(prefix="frc", dir="/tmp")
     token, marker = secrets.token_hex(32), f"head-{uuid.uuid4().hex}"
     port, dashboard_port = port or free_port(), free_port()
-    env = head_env(token, marker, extra_env)
+    env = head_env(token, marker, f"127.0.0.1:{port}", extra_env)
     command = [
         str(BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats",
         "--node-ip-address", "127.0.0.1", "--port", str(port),
