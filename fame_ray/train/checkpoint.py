@@ -160,6 +160,11 @@ def load_checkpoint_state(checkpoint) -> dict:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
+def checkpoint_step(checkpoint) -> int:
+    """The step of a `ray.train.Checkpoint`, from its meta.json."""
+    return int(_read_json(checkpoint.filesystem, f"{checkpoint.path}/{META_FILE}")["step"])
+
+
 def read_meta(uri: str, endpoint: str = "") -> dict:
     """meta.json of a checkpoint directory."""
     return json.loads(storage.read_bytes(storage.join(uri, META_FILE), endpoint).decode())

@@ -10,10 +10,11 @@ builds the Ray Data pipeline from the manifest and hands the worker loop
 
 Resume: the run directory is `<storage>/<run name>`. Ray Train V2 restores its checkpoint list
 from `checkpoint_manager_snapshot.json` there when a run with the same name and storage path
-starts, so `ray.train.get_checkpoint()` returns the latest registered checkpoint. Independently,
-this driver finds the latest *complete* checkpoint in storage (meta.json present) and passes
-it to the workers, which take whichever of the two is further along; so a rerun resumes from
-any machine even when Ray's snapshot is missing or behind.
+starts, so `ray.train.get_checkpoint()` returns the latest checkpoint Ray registered. On top of
+that, every (re)start of the worker group scans storage for the latest *complete* checkpoint
+(meta.json present): after an ungraceful kill a checkpoint may be fully stored but not yet
+registered by Ray. Rank 0 takes the further of the two and broadcasts the choice, so a rerun
+resumes from any machine even when Ray's snapshot is missing or behind.
 
 Global batch and world size: each worker takes global_batch // world_size clips; when that
 does not divide evenly the effective global batch is rounded down (logged), the learning rate
@@ -118,17 +119,15 @@ def _run_config(cfg: PretrainConfig, name: str):
     )
 
 
-def _plan_cpus(cfg: PretrainConfig) -> float:
-    """CPUs per training worker: from the config, or planned so Ray Data always keeps CPUs."""
+def plan(cfg: PretrainConfig):
+    """CPUs for training workers and for Ray Data (pipeline.plan_resources over the cluster's CPUs)."""
     import ray
 
-    if cfg.train.cpus_per_worker:
-        return cfg.train.cpus_per_worker
     from fame_ray.data import pipeline
 
-    plan = pipeline.plan_resources(float(ray.cluster_resources().get("CPU", 1)), cfg.train, cfg.data)
-    logger.info("resource plan: %.2f CPU per training worker, %.2f CPU for Ray Data", plan.cpus_per_worker, plan.data_cpus)
-    return plan.cpus_per_worker
+    resources = pipeline.plan_resources(float(ray.cluster_resources().get("CPU", 1)), cfg.train, cfg.data)
+    logger.info("resource plan: %.2f CPU per training worker, %.2f CPU for Ray Data", resources.cpus_per_worker, resources.data_cpus)
+    return resources
 
 
 def prepare(cfg: PretrainConfig) -> dict:
@@ -136,13 +135,18 @@ def prepare(cfg: PretrainConfig) -> dict:
     from fame_ray.data import catalog, manifest
 
     endpoint = cfg.storage.s3_endpoint
-    name = resolve_run_name(cfg)
-    run_uri = runs.run_uri(cfg.storage.resolved_path(), name)
     manifest_uri = catalog.manifest_uri(cfg.data, "train", endpoint)
     num_videos = manifest.read(manifest_uri, endpoint).num_rows
     if num_videos < cfg.train.global_batch:
         raise UserError(f"the training split has {num_videos} videos, fewer than one global batch ({cfg.train.global_batch})", "lower --batch")
-    latest = ckpt.latest_complete(run_uri, endpoint)
+    return loop_config_for(cfg, num_videos, manifest_uri)
+
+
+def loop_config_for(cfg: PretrainConfig, num_videos: int, manifest_uri: str = "") -> dict:
+    """The train_loop_config of a run over `num_videos` videos (resume point found in storage)."""
+    name = resolve_run_name(cfg)
+    run_uri = runs.run_uri(cfg.storage.resolved_path(), name)
+    latest = ckpt.latest_complete(run_uri, cfg.storage.s3_endpoint)
     return {
         "config": config_lib.to_dict(cfg),
         "run_name": name,
@@ -166,7 +170,7 @@ def log_start(cfg: PretrainConfig, loop_config: dict) -> None:
     logger.info("%d videos, %d steps of global batch %d", loop_config["num_videos"], loop_config["total_steps"], cfg.train.global_batch)
 
 
-def fit(cfg: PretrainConfig, loop_config: dict, dataset):
+def fit(cfg: PretrainConfig, loop_config: dict, dataset, cpus_per_worker: float):
     """Run the worker loop on Ray Train over `dataset` (rows view_q, view_k, label)."""
     from ray.train.torch import TorchTrainer
 
@@ -175,7 +179,7 @@ def fit(cfg: PretrainConfig, loop_config: dict, dataset):
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=loop_config,
-        scaling_config=_scaling_config(cfg, _plan_cpus(cfg)),
+        scaling_config=_scaling_config(cfg, cpus_per_worker),
         run_config=_run_config(cfg, loop_config["run_name"]),
         datasets={"train": dataset},
     )
@@ -190,7 +194,8 @@ def run_pretrain(cfg: PretrainConfig):
     connect_ray()
     loop_config = prepare(cfg)
     log_start(cfg, loop_config)
-    dataset = pipeline.pretrain_dataset(loop_config["manifest_uri"], cfg, cfg.storage.s3_endpoint)
-    result = fit(cfg, loop_config, dataset)
+    resources = plan(cfg)
+    dataset = pipeline.pretrain_dataset(loop_config["manifest_uri"], cfg, cfg.storage.s3_endpoint, plan=resources)
+    result = fit(cfg, loop_config, dataset, resources.cpus_per_worker)
     logger.info("run finished: checkpoints and metrics in %s", loop_config["run_uri"])
     return result

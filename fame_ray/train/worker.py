@@ -29,21 +29,39 @@ from fame_ray.train.step import build_moco, learning_rates, new_generators, trai
 logger = logging.getLogger(__name__)
 
 
-def _restore_source(loop_config: dict):
-    """(state dict, where from) of the furthest checkpoint: Ray's restored one or the driver's."""
+def _choose_source(loop_config: dict) -> tuple[str, int]:
+    """('ray' | storage URI | '', step): the furthest of Ray's restored checkpoint and storage's.
+
+    Ray Train restores the latest checkpoint it *registered*; after an ungraceful kill a
+    checkpoint can be complete in storage (meta.json written) but not registered yet, so
+    storage is scanned too, at this moment (not when the run started).
+    """
     import ray.train
 
-    candidates = []
+    options = [("", 0)]
     restored = ray.train.get_checkpoint()  # Ray: restored after a failure, or from the run snapshot
     if restored is not None:
-        state = ckpt.load_checkpoint_state(restored)
-        candidates.append((state, restored.path))
-    if loop_config["resume_uri"]:
-        state = ckpt.load_state(loop_config["resume_uri"], loop_config["config"]["storage"]["s3_endpoint"])
-        candidates.append((state, loop_config["resume_uri"]))
-    if not candidates:
+        options.append(("ray", ckpt.checkpoint_step(restored)))
+    latest = ckpt.latest_complete(loop_config["run_uri"], loop_config["config"]["storage"]["s3_endpoint"])
+    if latest is not None:
+        options.append((latest.uri, latest.step))
+    return max(options, key=lambda option: option[1])
+
+
+def _restore_source(loop_config: dict, rank: int, world: int):
+    """(state dict or None, where from): rank 0 chooses, every rank loads the same checkpoint."""
+    import ray.train
+
+    choice = [_choose_source(loop_config) if rank == 0 else None]
+    if world > 1 and torch.distributed.is_initialized():
+        torch.distributed.broadcast_object_list(choice, src=0)
+    source, _ = choice[0]
+    if not source:
         return None, ""
-    return max(candidates, key=lambda item: item[0]["step"])
+    if source == "ray":
+        restored = ray.train.get_checkpoint()
+        return ckpt.load_checkpoint_state(restored), restored.path
+    return ckpt.load_state(source, loop_config["config"]["storage"]["s3_endpoint"]), source
 
 
 def _set_rng(state: dict | None, generators: dict, rank: int, world: int) -> None:
@@ -95,6 +113,7 @@ class Loop:
         self.generators = new_generators(self.cfg.train.seed, self.rank, self.device)
         self.moco, self.optimizer = build_moco(self.cfg, self.device, self.generators)
         self.step = self._restore()
+        self.start_step = self.step
         # Ray: DDP when world > 1; the queue is identical on every rank, no need to re-send buffers.
         self.model = ray.train.torch.prepare_model(self.moco, move_to_device=False, parallel_strategy_kwargs={"broadcast_buffers": False})
         self.lrs = learning_rates(self.cfg, self.effective_batch, self.steps_per_epoch)
@@ -104,7 +123,7 @@ class Loop:
         self.last_metrics: dict = {}
 
     def _restore(self) -> int:
-        state, source = _restore_source(self.loop_config)
+        state, source = _restore_source(self.loop_config, self.rank, self.world)
         if state is None:
             return 0
         self.moco.load_state_dict(state["model"])
@@ -153,7 +172,7 @@ class Loop:
         summary = self.timer.summary(self.total - self.step)
         self.timer.reset()
         for (step, _, _, lr), (loss, acc1) in zip(self.pending, values):
-            record = {"loss": loss, "acc1": acc1, "lr": lr, "epoch": step // self.steps_per_epoch, "world_size": self.world, **summary}
+            record = {"loss": loss, "acc1": acc1, "lr": lr, "epoch": step // self.steps_per_epoch, "world_size": self.world, "start_step": self.start_step, **summary}
             if self.writer:
                 self.writer.write(step, record)
         self.pending = []
