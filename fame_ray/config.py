@@ -125,7 +125,11 @@ class ModelConfig:
     arch: str = "r2plus1d_18"
     """Backbone: one of ARCHS."""
     mlp_head: bool | None = None
-    """MLP projection head; None = the official choice (on for R(2+1)D-18, off for I3D)."""
+    """MLP projection head (Linear-ReLU-Linear); None = the official choice, on for every arch.
+
+    The official train.py passes mlp=False for I3D, but that flag only replaces an `fc`
+    layer; its I3D pretrains through `id_head` (pool, Linear 1024-1024, ReLU, Linear
+    1024-128), which is an MLP head all the same (backbone/i3d.py of Mark12Ding/FAME)."""
     embed_dim: int = 128
     """Output dimension of the projection (official: 128)."""
 
@@ -135,7 +139,7 @@ class ModelConfig:
 
     @property
     def use_mlp_head(self) -> bool:
-        return self.mlp_head if self.mlp_head is not None else self.arch != "i3d"
+        return self.mlp_head if self.mlp_head is not None else True
 
 
 @dataclass
