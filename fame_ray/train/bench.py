@@ -79,3 +79,89 @@ def machine() -> dict:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def bench_config(gpu: bool, overrides: list[str]) -> PretrainConfig:
+    """CPU: the demo's tiny model, one worker. GPU: R(2+1)D-18 at 16x112x112, bf16, one GPU."""
+    values = config_lib.demo_pretrain()
+    values["train"].update(num_workers=1, log_every=5, checkpoint_every=10_000, max_failures=0)
+    if gpu:
+        values["data"].update(frames_per_clip=16, crop_size=112)
+        values["model"] = {"arch": "r2plus1d_18"}
+        values["moco"] = {"queue_size": 2048}
+        values["train"].update(use_gpu=True, global_batch=32, amp=True, channels_last=True)
+    return config_lib.build(PretrainConfig, values, overrides=overrides)
+
+
+def _worker_figures(run_uri: str, warmup: int, batch: int) -> dict:
+    """clips/s and data-wait share of the steps after `warmup`, from the run's metrics.jsonl."""
+    from fame_ray.train.metrics import read_records
+
+    records = [r for r in read_records(run_uri) if r["step"] > warmup]
+    seconds = sum(r["step_time_s"] for r in records)
+    return {
+        "steps": len(records),
+        "seconds": seconds,
+        "clips_per_s": len(records) * batch / max(seconds, 1e-9),
+        "data_wait_share": float(np.mean([r["data_wait"] for r in records])),
+    }
+
+
+def ray_train_run(cfg: PretrainConfig, dataset, num_videos: int, steps: int, warmup: int, name: str) -> dict:
+    """The pretraining worker loop through Ray Train for warmup + steps steps; figures after warmup."""
+    from fame_ray.train.pretrain import fit, loop_config_for
+
+    cfg.train.max_steps = warmup + steps
+    cfg.storage.path = tempfile.mkdtemp(prefix="fame-ray-bench-")
+    cfg.storage.run_name = name
+    loop_config = loop_config_for(cfg, num_videos)
+    fit(cfg, loop_config, dataset, cfg.train.cpus_per_worker)
+    return _worker_figures(loop_config["run_uri"], warmup, cfg.train.global_batch)
+
+
+def run(overrides: list[str] = (), gpu: bool = False, steps: int = 30, warmup: int = 5, pipeline: bool = True) -> dict:
+    """Plain PyTorch vs Ray Train on the same batches, then the real pipeline's data-wait share."""
+    import ray
+
+    from fame_ray.train.pretrain import connect_ray
+
+    cfg = bench_config(gpu, list(overrides))
+    connect_ray()
+    threads = max(1, int(ray.cluster_resources().get("CPU", 2)) - 1)
+    cfg.train.cpus_per_worker = float(threads)
+    torch.set_num_threads(threads)  # the same CPU budget as the Ray Train worker
+    count = cfg.train.global_batch * 4
+    clips = random_clips(cfg, count)
+    plain = plain_loop(cfg, clips, steps, warmup)
+    through_ray = ray_train_run(cfg, random_clip_dataset(cfg, count), count, steps, warmup, "bench-ray-train")
+    result = {
+        "config": {"arch": cfg.model.arch, "frames": cfg.data.frames_per_clip, "crop": cfg.data.crop_size, "global_batch": cfg.train.global_batch, "device": "cuda" if gpu else "cpu", "threads": threads},
+        "plain": plain,
+        "ray_train": through_ray,
+        "ray_train_overhead": 1.0 - through_ray["clips_per_s"] / plain["clips_per_s"],
+        "machine": machine(),
+    }
+    if pipeline:
+        result["pipeline"] = pipeline_run(cfg, steps, warmup)
+    logger.info("bench train: plain %.1f clips/s, Ray Train %.1f clips/s (overhead %.1f%%)", plain["clips_per_s"], through_ray["clips_per_s"], 100 * result["ray_train_overhead"])
+    return result
+
+
+def pipeline_run(cfg: PretrainConfig, steps: int, warmup: int) -> dict:
+    """The worker loop fed by the real Ray Data pipeline (decode, crops, FAME) over the dataset in cfg."""
+    from fame_ray.data import catalog, manifest, pipeline
+
+    manifest_uri = catalog.manifest_uri(cfg.data, "train", cfg.storage.s3_endpoint)
+    num_videos = manifest.read(manifest_uri, cfg.storage.s3_endpoint).num_rows
+    cfg.train.cpus_per_worker = 0.0
+    resources = pipeline.plan_resources(_cluster_cpus(), cfg.train, cfg.data)
+    cfg.train.cpus_per_worker = resources.cpus_per_worker
+    dataset = pipeline.pretrain_dataset(manifest_uri, cfg, cfg.storage.s3_endpoint, plan=resources)
+    figures = ray_train_run(cfg, dataset, num_videos, steps, warmup, "bench-pipeline")
+    return {**figures, "videos": num_videos, "cpus_per_worker": resources.cpus_per_worker, "data_cpus": resources.data_cpus}
+
+
+def _cluster_cpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("CPU", 1))

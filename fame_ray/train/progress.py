@@ -28,7 +28,7 @@ def format_line(step: int, total: int, epoch: int, metrics: dict) -> str:
 
 
 class StepTimer:
-    """Splits wall time into waiting for data and computing, over an interval of steps."""
+    """Splits wall time into waiting for data, computing, and bookkeeping (reports, checkpoints)."""
 
     def __init__(self):
         self.reset()
@@ -36,6 +36,7 @@ class StepTimer:
     def reset(self) -> None:
         self.wait = 0.0
         self.compute = 0.0
+        self.bookkeeping = 0.0
         self.steps = 0
         self.clips = 0
         self._mark = time.perf_counter()
@@ -54,9 +55,15 @@ class StepTimer:
         self.steps += 1
         self.clips += clips
 
+    def bookkeeping_done(self) -> None:
+        """Call after logging / reporting / checkpointing: counted in step time, not as data wait."""
+        now = time.perf_counter()
+        self.bookkeeping += now - self._mark
+        self._mark = now
+
     def summary(self, steps_left: int) -> dict:
         """clips/s, data-wait share and eta over the interval since the last reset."""
-        elapsed = max(self.wait + self.compute, 1e-9)
+        elapsed = max(self.wait + self.compute + self.bookkeeping, 1e-9)
         seconds_per_step = elapsed / max(self.steps, 1)
         return {
             "clips_per_s": self.clips / elapsed,

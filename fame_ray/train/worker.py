@@ -154,6 +154,7 @@ class Loop:
             self.timer.step_done(self.effective_batch)
             self.pending.append((self.step, loss, acc1, lr))
             self._after_step()
+            self.timer.bookkeeping_done()
         if self.writer:
             self.writer.close()
 

@@ -8,67 +8,15 @@ checks that the run reaches its target step from a complete checkpoint with noth
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
+from pretrain_support import assert_checkpoints_sound, run_in_thread, small_config, wait_for
 
-from fame_ray import config as config_lib
 from fame_ray.train import checkpoint as ckpt
 from fame_ray.train import metrics as run_metrics
-from fame_ray.train.bench import random_clip_dataset
-from fame_ray.train.pretrain import fit, loop_config_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(480)]
 
 TARGET = 24
-
-
-def small_config(storage_path, run_name: str, **train) -> config_lib.PretrainConfig:
-    """The demo recipe shrunk to a few hundred ms per step on 2 CPUs."""
-    values = config_lib.demo_pretrain()
-    values["data"].update(frames_per_clip=4, crop_size=32)
-    values["train"].update({"max_steps": TARGET, "checkpoint_every": 4, "log_every": 2, "max_failures": 3, **train})
-    values["storage"] = {"path": str(storage_path), "run_name": run_name}
-    return config_lib.build(config_lib.PretrainConfig, values)
-
-
-def run_in_thread(cfg, num_videos: int = 64):
-    """Start fit() in a thread; returns (thread, outcome dict, loop config)."""
-    loop_config = loop_config_for(cfg, num_videos)
-    dataset = random_clip_dataset(cfg, num_videos)
-    outcome: dict = {}
-
-    def target():
-        try:
-            outcome["result"] = fit(cfg, loop_config, dataset, cfg.train.cpus_per_worker)
-        except BaseException as error:  # noqa: BLE001 - handed to the test thread
-            outcome["error"] = error
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread, outcome, loop_config
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def assert_checkpoints_sound(run_uri: str) -> list[ckpt.CheckpointInfo]:
-    """Every checkpoint with meta.json loads and holds the step its name says."""
-    found = ckpt.list_checkpoints(run_uri)
-    for info in found:
-        if info.complete:
-            state = ckpt.load_state(info.uri)
-            assert state["step"] == info.step == int(info.name.split("_")[1])
-            assert {"model", "optimizer", "rng", "epoch"} <= set(state)
-            assert "queue" in state["model"] and "queue_ptr" in state["model"]
-    return found
 
 
 def test_node_loss_mid_run_resumes_and_reaches_the_target(tmp_path):
@@ -79,7 +27,7 @@ def test_node_loss_mid_run_resumes_and_reaches_the_target(tmp_path):
     try:
         trainer_nodes = [cluster.add_node(num_cpus=1, resources={"trainer_slot": 1}) for _ in range(2)]
         ray.init(address=cluster.address, log_to_driver=False)
-        cfg = small_config(tmp_path, "node-loss", num_workers=2, cpus_per_worker=0.5, worker_resources={"trainer_slot": 1})
+        cfg = small_config(tmp_path, "node-loss", max_steps=TARGET, num_workers=2, cpus_per_worker=0.5, worker_resources={"trainer_slot": 1})
         thread, outcome, loop_config = run_in_thread(cfg)
         run_uri = loop_config["run_uri"]
         wait_for(lambda: (ckpt.latest_complete(run_uri) or ckpt.CheckpointInfo("", "", 0, True, {})).step >= 4, 300, "a first checkpoint")

@@ -1,0 +1,69 @@
+"""`fame-ray pretrain` end to end on the real pipeline (synthetic UCF101-layout videos), resume by
+running again with the same run name, `runs list/show`, and bad input exiting 2 before Ray."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fame_ray import config as config_lib
+from fame_ray.train import checkpoint as ckpt
+from fame_ray.train import metrics as run_metrics
+from fame_ray.train.pretrain import run_pretrain
+
+FAME_RAY = os.path.join(os.path.dirname(sys.executable), "fame-ray")
+
+
+def _config(synth_root, storage_path, max_steps: int) -> config_lib.PretrainConfig:
+    values = config_lib.demo_pretrain()
+    values["data"].update(dataset="ucf101", data_root=synth_root, manifest_dir=str(storage_path / "manifests"), frames_per_clip=4, crop_size=32)
+    values["train"].update(global_batch=8, max_steps=max_steps, checkpoint_every=2, log_every=1, keep_checkpoints=2)
+    values["storage"] = {"path": str(storage_path / "runs"), "run_name": "demo"}
+    return config_lib.build(config_lib.PretrainConfig, values)
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(420)
+def test_pretrain_then_resume_with_the_same_name(synth_root, tmp_path, ray_local):
+    result = run_pretrain(_config(synth_root, tmp_path, max_steps=3))
+    assert result.metrics["step"] == 3
+    run_uri = str(tmp_path / "runs" / "demo")
+    first = ckpt.latest_complete(run_uri)
+    assert first.step == 3
+    assert ckpt.read_config(first.uri)["data"]["crop_size"] == 32
+    assert len(ckpt.read_meta(first.uri)["git_sha"]) > 0
+
+    result = run_pretrain(_config(synth_root, tmp_path, max_steps=5))
+    assert result.metrics["step"] == 5
+    records = run_metrics.read_records(run_uri)
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
+    assert {r["start_step"] for r in records if r["step"] > 3} == {3}
+    assert all(0 <= r["data_wait"] <= 1 and r["world_size"] == 2 for r in records)
+    kept = [info for info in ckpt.list_checkpoints(run_uri) if info.complete]
+    assert [info.step for info in kept] == [4, 5]  # keep_checkpoints=2
+
+    shown = subprocess.run([FAME_RAY, "runs", "show", "demo", "--storage", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "last step 5" in shown.stdout and "checkpoint_00000005" in shown.stdout
+    listed = subprocess.run([FAME_RAY, "runs", "list", "--storage", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0 and "demo" in listed.stdout
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--arch", "resnet50"], "unknown arch"),
+        (["--batch", "1", "--workers", "2"], "smaller than the number of workers"),
+        (["--set", "moco.queue_size=100"], "queue_size (100) must be divisible"),
+        (["--resume", "no-such-run"], "no run named 'no-such-run'"),
+        (["--workers", "2-x"], "--workers '2-x'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, message):
+    done = subprocess.run([FAME_RAY, "pretrain", "--storage", str(tmp_path), *flags], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr

@@ -1,0 +1,114 @@
+"""Checkpoints on an S3-speaking server (moto, loopback): objects, resume, and an outage.
+
+The storage outage runs against a second moto server in this process that serves the same
+buckets (moto keeps its state per process); stopping it mid-run cuts the run off from
+storage while the fixture's server stays up to inspect what was left behind.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from pretrain_support import run_in_thread, small_config, wait_for
+
+from fame_ray import storage
+from fame_ray.errors import UserError
+from fame_ray.train import checkpoint as ckpt
+from fame_ray.train import metrics as run_metrics
+from fame_ray.train.pretrain import validate
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(540)]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def ray_s3(bucket):
+    """A local Ray instance started after the S3 env (AWS_* and AWS_ENDPOINT_URL) is set."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield bucket
+    ray.shutdown()
+
+
+def _objects(endpoint: str, prefix: str) -> list[str]:
+    client = storage.boto3_client(endpoint)
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket="fame-ray-test", Prefix=prefix)
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def _run(cfg):
+    thread, outcome, loop_config = run_in_thread(cfg)
+    thread.join(timeout=400)
+    assert not thread.is_alive()
+    return outcome, loop_config
+
+
+def test_checkpoints_are_objects_and_a_second_run_resumes(ray_s3, s3_server):
+    root = f"{ray_s3}/runs"
+    cfg = small_config(root, "s3-run", num_workers=2, cpus_per_worker=0.5, max_steps=8)
+    cfg.storage.s3_endpoint = s3_server
+    outcome, loop_config = _run(cfg)
+    assert "error" not in outcome, outcome.get("error")
+    keys = _objects(s3_server, "runs/s3-run/")
+    for step in (4, 8):
+        for name in (ckpt.STATE_FILE, ckpt.CONFIG_FILE, ckpt.META_FILE):
+            assert f"runs/s3-run/{ckpt.dir_name(step)}/{name}" in keys
+    assert "runs/s3-run/metrics.jsonl" in keys
+    assert any(key.startswith("runs/s3-run/tensorboard/events.out.tfevents") for key in keys)
+
+    longer = small_config(root, "s3-run", num_workers=2, cpus_per_worker=0.5, max_steps=12)
+    longer.storage.s3_endpoint = s3_server
+    outcome, loop_config = _run(longer)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["result"].metrics["step"] == 12
+    records = run_metrics.read_records(loop_config["run_uri"], s3_server)
+    assert [r["step"] for r in records] == list(range(1, 13))
+    assert {r["start_step"] for r in records if r["step"] > 8} == {8}
+    latest = ckpt.latest_complete(loop_config["run_uri"], s3_server)
+    assert latest.step == 12 and ckpt.load_state(latest.uri, s3_server)["step"] == 12
+
+
+def test_storage_outage_fails_loudly_and_leaves_no_complete_looking_checkpoint(ray_s3, s3_server):
+    from moto.server import ThreadedMotoServer
+
+    outage = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port())
+    outage.start()
+    host, port = outage.get_host_and_port()
+    try:
+        cfg = small_config(f"{ray_s3}/runs", "outage", num_workers=1, cpus_per_worker=1.0, max_steps=400, max_failures=0)
+        cfg.storage.s3_endpoint = f"http://{host}:{port}"
+        thread, outcome, loop_config = run_in_thread(cfg)
+        run_uri = loop_config["run_uri"]
+        wait_for(lambda: ckpt.latest_complete(run_uri, s3_server) is not None, 300, "a first checkpoint")
+        outage.stop()
+        thread.join(timeout=400)
+        assert not thread.is_alive(), "the run did not stop when storage went away"
+        assert "error" in outcome, "a run that cannot write its checkpoints must fail"
+    finally:
+        outage.stop()
+    found = ckpt.list_checkpoints(run_uri, s3_server)
+    assert found and found[-1].step < 400
+    for info in found:
+        if info.complete:
+            assert ckpt.load_state(info.uri, s3_server)["step"] == info.step
+    for info in [info for info in found if not info.complete]:
+        assert ckpt.META_FILE not in [key.rsplit("/", 1)[-1] for key in _objects(s3_server, f"runs/outage/{info.name}/")]
+
+
+def test_missing_bucket_and_unreachable_endpoint_fail_before_workers(s3_server, tmp_path):
+    cfg = small_config("s3://no-such-bucket/runs", "x")
+    cfg.storage.s3_endpoint = s3_server
+    with pytest.raises(UserError, match="does not exist"):
+        validate(cfg)
+    cfg.storage.s3_endpoint = f"http://127.0.0.1:{_free_port()}"
+    with pytest.raises(UserError, match="cannot reach the S3 endpoint"):
+        validate(cfg)
