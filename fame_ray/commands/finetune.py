@@ -101,16 +101,13 @@ def finetune(
 ) -> None:
     """Finetune (or linear-probe) a pretrained encoder: a Ray Tune sweep of Ray Train runs.
 
-    Each trial is a Ray Train run (DDP over --workers) launched from a Tune trial; ASHA
-    stops weak trials early on val_video_top1. Testing follows the official protocol:
-    data.eval_clips clips per video (default 10), centre crop, softmax averaged per video;
-    clip and video top-1/top-5 on the test split every epoch. The run directory gets
-    results.md and results.json (dataset, split, mode, backbone, checkpoint, pretraining
-    recipe, best hyperparameters, metrics, every trial and its status).
-    Without --data-root the dataset is read from $FAME_RAY_DATA/<Dataset> (default
-    ~/fame-ray-data). The demo preset (tiny model, few epochs) is used for the synthetic
-    dataset or when no dataset is given; otherwise the official recipe (SGD lr 0.025,
-    wd 1e-4, 150 epochs, steps at 60/120, dropout 0.7).
+    Each trial is a Ray Train run (DDP over --workers) launched from a Tune trial; ASHA stops weak trials early on val_video_top1; as many trials run at once as the cluster fits (workers and their Ray Data CPUs); a failed trial is retried once, then listed as failed.
+
+    Testing follows the official protocol: data.eval_clips clips per video (default 10), centre crop, softmax averaged per video; clip and video top-1/top-5 on the test split after every epoch.
+
+    The run directory gets results.md and results.json: dataset, split, mode, backbone, checkpoint, the pretraining recipe, the best trial's hyperparameters, metrics, and every trial with its status.
+
+    Without --data-root the dataset is read from $FAME_RAY_DATA/<Dataset> (default ~/fame-ray-data). The demo preset (tiny model, a few epochs) is used for the synthetic dataset or when no dataset is given; otherwise the official recipe (SGD lr 0.025, wd 1e-4, 150 epochs, lr/10 at 60 and 120, dropout 0.7).
 
     Examples:
 

@@ -16,9 +16,7 @@ Out = Annotated[Optional[str], typer.Option("--out", "-o", help="Also write the 
 def report(runs: Runs, storage: common.Storage = None, s3_endpoint: common.S3Endpoint = None, as_json: AsJson = False, out: Out = None) -> None:
     """Print the results of several finetune / linear / retrieval runs as one table.
 
-    One row per run: backbone, the pretraining recipe (data, epochs, schedule, MLP head,
-    queue size K, read from the checkpoint's config.yaml), the downstream dataset, split
-    and mode, then the metrics in percent (video/clip top-1/top-5, R@k).
+    One row per run: backbone, the pretraining recipe (data, epochs, schedule, MLP head, queue size K, read from the checkpoint's config.yaml), the downstream dataset, split and mode, then the metrics in percent (video/clip top-1/top-5, R@k).
 
     Examples:
 

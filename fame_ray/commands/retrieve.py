@@ -31,11 +31,9 @@ def retrieve(
 ) -> None:
     """Nearest-neighbour video retrieval: test videos query the training videos.
 
-    Protocol (FAME.md): the features of --clips uniformly spaced clips per video (centre
-    crop) are averaged, centred on the training features' mean and L2-normalised; a query
-    is a hit at k when any of its k nearest training videos shares its class. Features
-    are extracted with Ray Data (a pool of --workers backbone actors, on CPU or GPU).
-    Writes results.md and results.json into the run directory.
+    Protocol (FAME.md): the features of --clips uniformly spaced clips per video (centre crop) are averaged, centred on the training features' mean and L2-normalised; a query is a hit at k when any of its k nearest training videos shares its class. R@1, 5, 10, 20, 50.
+
+    Features are extracted with Ray Data: a pool of --workers backbone actors, on CPU or GPU. Writes results.md and results.json into the run directory.
 
     Examples:
 

@@ -1,0 +1,97 @@
+"""Bad input to `fame-ray finetune` / `retrieve` / `report`: one line, exit code 2, before any
+trial starts (so these run in seconds, without a Ray cluster)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def fame_ray(*args: str, env: dict | None = None, cwd: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fame_ray.cli", *args], capture_output=True, text=True, timeout=240, env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+    assert result.returncode == 2, (result.returncode, result.stdout[-2000:], result.stderr[-2000:])
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_official_pth(tmp_path_factory):
+    """A state dict in the official FAME layout (module.encoder_q.* + head, key encoder, queue)."""
+    import torch
+
+    from fame_ray.models import build_backbone
+
+    backbone = build_backbone("tiny")
+    state = {f"module.encoder_q.{k}": v for k, v in backbone.state_dict().items()}
+    state.update({f"module.encoder_k.{k}": v.clone() for k, v in backbone.state_dict().items()})
+    state.update({"module.encoder_q.fc.0.weight": torch.zeros(128, 128), "module.queue": torch.zeros(128, 64), "module.queue_ptr": torch.zeros(1, dtype=torch.long)})
+    path = tmp_path_factory.mktemp("official") / "checkpoint_0199.pth.tar"
+    torch.save({"epoch": 200, "arch": "tiny", "state_dict": state}, path)
+    return str(path)
+
+
+def test_unknown_dataset_lists_the_known_ones(tmp_path):
+    line = assert_one_line_error(fame_ray("finetune", "--dataset", "kinetics700", "--pretrained", "x.pth"), "unknown dataset 'kinetics700'", "ucf101", "hmdb51", "diving48")
+    assert "synthetic" in line
+
+
+def test_missing_dataset_says_where_to_get_it(tmp_path, tiny_official_pth):
+    result = fame_ray("finetune", "--dataset", "hmdb51", "--pretrained", tiny_official_pth, "--arch", "tiny", env={"FAME_RAY_DATA": str(tmp_path)})
+    assert_one_line_error(result, f"hmdb51 not found at {tmp_path}/hmdb51", "serre-lab.clps.brown.edu", "README.md")
+    result = fame_ray("retrieve", "--dataset", "ucf101", "--pretrained", tiny_official_pth, "--arch", "tiny", env={"FAME_RAY_DATA": str(tmp_path)})
+    assert_one_line_error(result, "UCF101", "crcv.ucf.edu")
+
+
+def test_missing_checkpoint(synth_root, tmp_path):
+    result = fame_ray("finetune", "--dataset", "ucf101", "--data-root", synth_root, "--pretrained", str(tmp_path / "nope.pth"), "--storage", str(tmp_path))
+    assert_one_line_error(result, "nope.pth does not exist")
+
+
+def test_checkpoint_of_another_arch(synth_root, tmp_path, tiny_official_pth):
+    result = fame_ray("finetune", "--dataset", "ucf101", "--data-root", synth_root, "--pretrained", tiny_official_pth, "--arch", "r3d_18", "--storage", str(tmp_path))
+    assert_one_line_error(result, "r3d_18", "another architecture")
+
+
+def test_class_count_not_matching_the_split_files(synth_root, tmp_path, tiny_official_pth):
+    import shutil
+
+    broken = tmp_path / "UCF101"
+    shutil.copytree(synth_root, broken, ignore=shutil.ignore_patterns(".fame-ray"))
+    class_index = broken / "ucfTrainTestlist" / "classInd.txt"
+    lines = class_index.read_text().splitlines()
+    class_index.write_text("\n".join(lines[:-1]) + "\n")  # classInd now lists one class fewer than the split files
+    result = fame_ray("finetune", "--dataset", "ucf101", "--data-root", str(broken), "--pretrained", tiny_official_pth, "--arch", "tiny", "--storage", str(tmp_path / "runs"))
+    assert_one_line_error(result, "not in classInd.txt")
+    assert not (tmp_path / "runs").exists()  # nothing was launched
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ("lr=loguniform(0,1)", "loguniform bounds must be positive"),
+    ("lr=gaussian(1,2)", "unknown distribution 'gaussian'"),
+    ("learning_rate=0.1", "unknown hyperparameter 'learning_rate'"),
+    ("dropout=[0.5, 2]", "out of range"),
+])
+def test_search_space_that_does_not_parse(synth_root, tmp_path, tiny_official_pth, spec, needle):
+    result = fame_ray("finetune", "--dataset", "ucf101", "--data-root", synth_root, "--pretrained", tiny_official_pth, "--search", spec)
+    assert_one_line_error(result, needle)
+
+
+def test_search_file_that_does_not_parse(tmp_path, tiny_official_pth):
+    space = tmp_path / "space.yaml"
+    space.write_text("lr: [0.1, fast]\n")
+    assert_one_line_error(fame_ray("finetune", "--pretrained", tiny_official_pth, "--search-file", str(space)), "'fast' is not a number")
+
+
+def test_report_of_a_missing_run(tmp_path):
+    assert_one_line_error(fame_ray("report", str(tmp_path / "no-such-run")), "no results found")
