@@ -136,7 +136,7 @@ def wait_ready(head: LocalHead, timeout_s: float) -> None:
     raise TimeoutError(f"the head's job API did not answer within {timeout_s:.0f}s:\n{head.log_tail()}")
 
 
-def stop_head(head: LocalHead, grace_s: float = 15) -> None:
+def stop_head(head: LocalHead, grace_s: float = 5) -> None:
     """Kill the head's process group, then any process left with this head's marker; remove its temp dir."""
     group = head.process.pid
     signal_group(group, signal.SIGTERM)

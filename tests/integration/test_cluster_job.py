@@ -4,7 +4,8 @@ The documented cluster workflow (jobs/README.md) end to end, on this machine: a 
 with `ray start --head` on 127.0.0.1 (tests/integration/cluster_head.py), the job submitted with
 the `ray job submit` CLI, `--working-dir .` and jobs/runtime-env.yaml, the token travelling in
 the submitter's RAY_AUTH_TOKEN; the job must SUCCEED and leave a complete checkpoint. Clients
-without the token, or with a wrong one, are refused. The head is killed by its own process
+without the token, or with a wrong one, are refused: by the job API (HTTP 401/403, and the
+`ray job submit` CLI) and by the GCS (a driver's `ray.init`). The head is killed by its own process
 group whatever happens.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -77,6 +79,15 @@ def test_clients_without_the_token_are_refused(head):
     assert requests.get(jobs, headers=head.auth_headers(), timeout=10).json() == []
 
 
+def test_a_driver_without_the_token_is_refused_by_the_gcs(head):
+    driver = subprocess.run(
+        [sys.executable, "-c", f"import ray; ray.init(address='{head.gcs_address}'); print('connected')"],
+        env=head.client_env(with_token=False), capture_output=True, text=True, timeout=150,
+    )  # fmt: skip
+    assert driver.returncode != 0 and "connected" not in driver.stdout
+    assert "InvalidAuthToken" in driver.stderr, driver.stderr[-2000:]
+
+
 @pytest.mark.skipif(not HAS_PRETRAIN, reason="fame_ray.train.pretrain is not in this checkout yet")
 def test_submitted_pretrain_job_succeeds_and_checkpoints(head, tmp_path):
     runs, data = tmp_path / "runs", tmp_path / "data" / "synthetic"
@@ -84,7 +95,7 @@ def test_submitted_pretrain_job_succeeds_and_checkpoints(head, tmp_path):
     entrypoint = [
         "fame-ray", "pretrain", "--config", "jobs/pretrain-demo.yaml",
         "--data-root", str(data), "--storage", str(runs), "--run-name", "cluster-job",
-        "--max-steps", "4", "--set", "train.checkpoint_every=2", "--set", "train.log_every=1",
+        "--max-steps", "3", "--set", "train.checkpoint_every=2", "--set", "train.log_every=1",
     ]  # fmt: skip
     submitted = ray_cli(
         head, "job", "submit", "--address", head.dashboard_url, "--submission-id", submission_id,

@@ -209,7 +209,7 @@ def check_ray_cluster_spec(spec: dict, where: str) -> None:
     for name, group in groups.items():
         assert isinstance(group["rayStartParams"], dict)
         assert 0 <= group["minReplicas"] <= group["replicas"] <= group["maxReplicas"], name
-        assert group["maxReplicas"] > group["minReplicas"] or group["maxReplicas"] >= 1, name
+        assert group["maxReplicas"] > group["minReplicas"], f"{name}: no room to autoscale"
         check_pod_template(group["template"], f"{where}/{name}")
     gpu_limits = groups["gpu-train"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert int(gpu_limits["nvidia.com/gpu"]) >= 1
