@@ -40,7 +40,7 @@ class ClipEncoder:
         return {"feature": features, "label": np.asarray(batch["label"]), "video_index": np.asarray(batch["video_index"])}
 
 
-def encode_dataset(dataset, pretrained: str, arch: str, endpoint: str, batch_size: int, actors: int, use_gpu: bool):
+def encode_dataset(dataset, pretrained: str, arch: str, endpoint: str, batch_size: int, actors: int, use_gpu: bool, actor_cpus: float = 1.0):
     """Ray Data: map the clip dataset through a pool of `actors` ClipEncoders."""
     return dataset.map_batches(
         ClipEncoder,
@@ -48,7 +48,7 @@ def encode_dataset(dataset, pretrained: str, arch: str, endpoint: str, batch_siz
         batch_size=batch_size,
         batch_format="numpy",
         concurrency=actors,
-        num_cpus=1,
+        num_cpus=actor_cpus,
         num_gpus=1 if use_gpu else 0,
     )
 
@@ -72,7 +72,7 @@ def video_features(batches) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def run_retrieval(cfg, explicit_arch: str | None = None) -> dict:
     """Test videos query training videos: R@1/5/10/20/50; writes results.json/.md."""
     from fame_ray import storage
-    from fame_ray.data.pipeline import supervised_dataset
+    from fame_ray.data.pipeline import plan_resources, supervised_dataset
     from fame_ray.eval import preflight
     from fame_ray.eval import report as results
     from fame_ray.eval.retrieval import centre_and_normalise, recall_at_k
@@ -84,10 +84,15 @@ def run_retrieval(cfg, explicit_arch: str | None = None) -> dict:
     endpoint = cfg.storage.s3_endpoint
     owns_ray = _ensure_ray()
     try:
+        import ray
+
+        # The encoder actors take the training workers' share; decode tasks keep the rest.
+        plan = plan_resources(ray.cluster_resources().get("CPU", 1.0), cfg.train, cfg.data)
+        batch = max(1, cfg.train.global_batch // cfg.train.num_workers)
         encoded = {}
         for subset in ("train", "test"):
-            clips = supervised_dataset(info["manifests"][subset], cfg.data, train=False, endpoint=endpoint)
-            dataset = encode_dataset(clips, cfg.pretrained, cfg.model.arch, endpoint, max(1, cfg.train.global_batch // cfg.train.num_workers), cfg.train.num_workers, cfg.train.use_gpu)
+            clips = supervised_dataset(info["manifests"][subset], cfg.data, train=False, endpoint=endpoint, data_cpus=plan.data_cpus)
+            dataset = encode_dataset(clips, cfg.pretrained, cfg.model.arch, endpoint, batch, cfg.train.num_workers, cfg.train.use_gpu, plan.cpus_per_worker)
             encoded[subset] = video_features(dataset.iter_batches(batch_size=256, batch_format="numpy"))
             log.info("%s: %d videos encoded", subset, len(encoded[subset][0]))
     finally:

@@ -62,9 +62,9 @@ def pretrained(learnable_root, tmp_path_factory, local_ray):
     return str(runs / "pretrain-tiny"), str(runs)
 
 
-def _finetune_config(learnable_root, pretrained_run, runs, **values):
+def _finetune_config(data_root, pretrained_run, runs, **values):
     base = {
-        "data": {"dataset": "ucf101", "data_root": synth_root, "data_cpus": 0.5, "eval_clips": 2},
+        "data": {"dataset": "ucf101", "data_root": data_root, "data_cpus": 0.5, "eval_clips": 2},
         "train": {"epochs": 6, "global_batch": 4, **SMALL},
         "storage": {"path": runs},
         "pretrained": pretrained_run,
