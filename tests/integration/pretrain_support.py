@@ -15,7 +15,7 @@ def small_config(storage_path, run_name: str, **train) -> config_lib.PretrainCon
     """The demo recipe shrunk to a few hundred ms per step on 2 CPUs."""
     values = config_lib.demo_pretrain()
     values["data"].update(frames_per_clip=4, crop_size=32)
-    values["train"].update({"max_steps": 24, "checkpoint_every": 4, "log_every": 2, "max_failures": 3, **train})
+    values["train"].update({"epochs": 100, "max_steps": 24, "checkpoint_every": 4, "log_every": 2, "max_failures": 3, **train})
     values["storage"] = {"path": str(storage_path), "run_name": run_name}
     return config_lib.build(config_lib.PretrainConfig, values)
 
