@@ -95,3 +95,17 @@ def test_search_file_that_does_not_parse(tmp_path, tiny_official_pth):
 
 def test_report_of_a_missing_run(tmp_path):
     assert_one_line_error(fame_ray("report", str(tmp_path / "no-such-run")), "no results found")
+
+
+def test_report_prints_runs_side_by_side(tmp_path):
+    from fame_ray.eval import report as results
+
+    setting = {"dataset": "ucf101", "split": 1, "backbone": "r2plus1d_18", "pretrained": "s3://b/pre"}
+    recipe = {"dataset": "kinetics400", "epochs": 200, "schedule": "cosine", "mlp_head": True, "queue_size": 65536}
+    results.write(results.new_record("finetune", "ft", {**setting, "mode": "finetune"}, recipe, {"video_top1": 84.8, "clip_top1": 80.0}), str(tmp_path / "ft"))
+    results.write(results.new_record("retrieval", "ret", {**setting, "mode": "retrieval"}, recipe, {"R@1": 64.6}), str(tmp_path / "ret"))
+    result = fame_ray("report", "ft", "ret", "--storage", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 4 and "video top-1 (%)" in lines[0] and "R@1 (%)" in lines[0]
+    assert "| ft | r2plus1d_18 | kinetics400 | 200 | cosine | yes | 65536 | ucf101 | 1 | finetune | 84.8 |" in lines[2]
