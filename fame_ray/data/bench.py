@@ -138,13 +138,14 @@ def ray_data(manifest_uri: str, cfg: config.PretrainConfig, epochs: int) -> dict
     from fame_ray.data import pipeline
 
     cpus = float(ray.cluster_resources().get("CPU", 1))
-    # No training workers here: the data side gets every CPU.
-    plan = pipeline.ResourcePlan(0.0, cpus, 1.0, max(1, int(cpus)), 0.5, 1)
+    # No training workers here: the data side gets every CPU, split as plan_resources does.
+    tasks = max(1, int(cpus))
+    plan = pipeline.ResourcePlan(0.0, cpus, 0.75 * cpus / tasks, tasks, 0.25 * cpus, 1)
     batch = pipeline.per_worker_batch_size(cfg.train)
     full = pipeline.pretrain_dataset(manifest_uri, cfg, plan=plan)
     table = pipeline.load_manifest(manifest_uri, cfg.data)
     bare = ray.data.from_arrow(pipeline._blocks(table, 0)).flat_map(
-        _decode_only, fn_kwargs={"data": cfg.data}, num_cpus=1.0, compute=ray.data.TaskPoolStrategy(size=max(1, int(cpus)))
+        _decode_only, fn_kwargs={"data": cfg.data}, num_cpus=plan.decode_cpus, compute=ray.data.TaskPoolStrategy(size=tasks)
     )
     bare_rate = _clips_per_second(bare, epochs, batch)
     full_rate = _clips_per_second(full, epochs, batch)

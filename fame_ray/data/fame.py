@@ -4,11 +4,14 @@ The method, step by step, is in ../shared/FAME.md; this module is that text as b
 torch code. Details the text leaves open follow the official code (github.com/Mark12Ding/FAME,
 moco/loader.py): reflect padding of the Gaussian blur (kornia's default border), eps 1e-8 in
 the min-max divisor and in both histogram divisors, `int()` (floor) of the pixel counts.
-Ties between equal scores (large static regions have exactly equal motion) are broken by
-the lower row-major pixel index, with a stable sort, so that masks are deterministic;
-`torch.topk` leaves the order of ties unspecified.
+Ties between equal scores (large static regions have exactly equal motion) go to the
+lower row-major pixel index, so masks are deterministic; the official `torch.topk` leaves
+the order of ties unspecified. The blur is separable and applied as two small matrix
+products, which equals kornia's padded 2-D convolution up to float rounding.
 
 Pure functions over CPU tensors: clips are B C T H W, float in [0, 1]; masks are B H W.
+`fame_uint8` is the pipeline's entry: the same steps on uint8 clips, with the frame
+statistics summed exactly in integers first, and the merge as a bitwise select.
 """
 
 from __future__ import annotations

@@ -88,6 +88,8 @@ def test_torch_trainer_on_two_cpus_does_not_starve_the_data(ray_local, synth_roo
     from ray.train.torch import TorchTrainer
 
     def pull_two_batches(loop_config):  # nested: pickled by value for the workers
+        import tempfile
+
         import ray.train
 
         shard = ray.train.get_dataset_shard("train")
@@ -96,7 +98,10 @@ def test_torch_trainer_on_two_cpus_does_not_starve_the_data(ray_local, synth_roo
             shapes.append([list(batch["view_q"].shape), list(batch["view_k"].shape), str(batch["label"].dtype)])
             if index == 1:
                 break
-        ray.train.report({"shapes": shapes})
+        # Ray Train V2 keeps metrics only when they come with a checkpoint (rank 0's).
+        with tempfile.TemporaryDirectory() as folder:
+            checkpoint = ray.train.Checkpoint.from_directory(folder) if ray.train.get_context().get_world_rank() == 0 else None
+            ray.train.report({"shapes": shapes}, checkpoint=checkpoint)
 
     cfg = _cfg(synth_root)
     plan = pipeline.plan_resources(2, cfg.train, cfg.data)
