@@ -18,12 +18,13 @@ Videos = Annotated[int, typer.Option("--videos", min=4, help="Synthetic videos t
 Batch = Annotated[int, typer.Option("--batch", min=2, help="FAME batch size (the per-worker batch).")]
 Repeats = Annotated[int, typer.Option("--repeats", min=1, help="In-process repetitions (best one counts).")]
 Epochs = Annotated[int, typer.Option("--epochs", min=1, help="Timed passes of the Ray Data measurement.")]
+BenchRoot = Annotated[Optional[str], typer.Option("--data-root", help="UCF101-layout folder to measure on (default: write 320x240 synthetic videos to a temporary folder).")]
 NoRay = Annotated[bool, typer.Option("--no-ray", help="Skip the Ray Data measurement (in-process figures only).")]
 
 
 def bench_data(
     out: Out = "bench-data.json",
-    data_root: common.DataRoot = None,
+    data_root: BenchRoot = None,
     videos: Videos = 32,
     batch: Batch = 8,
     repeats: Repeats = 3,
