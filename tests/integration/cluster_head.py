@@ -98,7 +98,31 @@ def head_env(token: str, marker: str, gcs_address: str, extra: dict | None = Non
 def start_head(
     num_cpus: int, extra_args: list[str] | None = None, extra_env: dict | None = None, port: int = 0, timeout_s: float = 150
 ) -> LocalHead:
-    """Start `ray start --head --block` on loopback (GCS on `port`, 0 = a free one) and wait until it answers."""
+    """Start `ray start --head --block` on loopback (GCS on `port`, 0 = a free one) and wait until it answers.
+
+    Tried twice: `ray start` gives its raylet a fixed 30 s to register with the GCS and exits
+    when a loaded machine is slower than that (a second try then usually fits).
+    """
+    for attempt in (1, 2):
+        head = launch_head(num_cpus, extra_args or [], extra_env or {}, port)
+        try:
+            wait_ready(head, timeout_s)
+            return head
+        except HeadExited:
+            stop_head(head)
+            if attempt == 2:
+                raise
+        except BaseException:
+            stop_head(head)
+            raise
+    raise AssertionError("unreachable")
+
+
+class HeadExited(RuntimeError):
+    """`ray start --head` exited before the head was ready."""
+
+
+def launch_head(num_cpus: int, extra_args: list[str], extra_env: dict, port: int) -> LocalHead:
     temp_dir = tempfile.mkdtemp(prefix="frc", dir="/tmp")
     token, marker = secrets.token_hex(32), f"head-{uuid.uuid4().hex}"
     port, dashboard_port = port or free_port(), free_port()
@@ -107,33 +131,27 @@ def start_head(
         str(BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats",
         "--node-ip-address", "127.0.0.1", "--port", str(port),
         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port),
-        "--num-cpus", str(num_cpus), "--temp-dir", temp_dir,
-        *(extra_args or []),
+        "--num-cpus", str(num_cpus), "--temp-dir", temp_dir, *extra_args,
     ]  # fmt: skip
     with open(Path(temp_dir) / "head.log", "w") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    head = LocalHead(process, temp_dir, f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard_port}", token, marker, env)
-    try:
-        wait_ready(head, timeout_s)
-    except BaseException:
-        stop_head(head)
-        raise
-    return head
+    return LocalHead(process, temp_dir, f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard_port}", token, marker, env)
 
 
 def wait_ready(head: LocalHead, timeout_s: float) -> None:
-    """Until the job API answers an authenticated request (the head process must stay up)."""
+    """Until `ray start` reports the runtime started and the job API answers an authenticated request."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if head.process.poll() is not None:
-            raise RuntimeError(f"ray start exited with {head.process.returncode}:\n{head.log_tail()}")
+            raise HeadExited(f"ray start exited with {head.process.returncode}:\n{head.log_tail()}")
         try:
-            if requests.get(f"{head.dashboard_url}/api/jobs/", headers=head.auth_headers(), timeout=5).status_code == 200:
+            started = "Ray runtime started" in (Path(head.temp_dir) / "head.log").read_text(errors="replace")
+            if started and requests.get(f"{head.dashboard_url}/api/jobs/", headers=head.auth_headers(), timeout=5).status_code == 200:
                 return
         except requests.RequestException:
             pass
         time.sleep(1)
-    raise TimeoutError(f"the head's job API did not answer within {timeout_s:.0f}s:\n{head.log_tail()}")
+    raise TimeoutError(f"the head was not ready within {timeout_s:.0f}s:\n{head.log_tail()}")
 
 
 def stop_head(head: LocalHead, grace_s: float = 5) -> None:
