@@ -40,9 +40,11 @@ KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 
 
-def data_home() -> Path:
-    """Where datasets live when no --data-root is given: $FAME_RAY_DATA or ~/fame-ray-data."""
-    return Path(os.environ.get("FAME_RAY_DATA", str(Path.home() / "fame-ray-data"))).expanduser()
+def data_home() -> str:
+    """Where datasets live when no --data-root is given: $FAME_RAY_DATA (a folder or an
+    s3:// prefix) or ~/fame-ray-data."""
+    home = os.environ.get("FAME_RAY_DATA", "") or str(Path.home() / "fame-ray-data")
+    return home.rstrip("/") if "://" in home else str(Path(home).expanduser())
 
 
 def _check(condition: bool, message: str) -> None:
@@ -102,7 +104,7 @@ class DataConfig:
         """The data root, with the documented default filled in."""
         if self.data_root:
             return self.data_root if "://" in self.data_root else str(Path(self.data_root).expanduser())
-        return str(data_home() / DATASET_DIRS.get(self.dataset, self.dataset))
+        return f"{data_home()}/{DATASET_DIRS.get(self.dataset, self.dataset)}"
 
 
 @dataclass

@@ -114,7 +114,7 @@ def read_listing(data: config.DataConfig, endpoint: str = "") -> Listing:
         if not tree.is_dir():
             name = config.DATASET_DIRS.get(data.dataset, data.dataset)
             raise UserError(f"data root {root} does not exist (dataset '{data.dataset}')",
-                            f"pass --data-root DIR holding the {name} layout (see DATASETS.md), or put it at {config.data_home() / name}")
+                            f"pass --data-root DIR holding the {name} layout (see DATASETS.md), or put it at {config.data_home()}/{name}")
         listing = READERS[data.dataset](tree, data.split)
     _check_classes(data.dataset, listing)
     log.info("found %s", listing.variant)

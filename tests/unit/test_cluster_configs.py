@@ -289,7 +289,7 @@ def test_a_misspelt_job_key_fails(name):
 def test_paper_recipes_are_what_fame_md_says():
     k400 = build_job(ROOT / "jobs/pretrain-k400-i3d.yaml")
     assert (k400.model.arch, k400.data.crop_size, k400.moco.queue_size, k400.train.global_batch) == ("i3d", 224, 65536, 64)
-    assert k400.model.use_mlp_head is False and k400.train.use_gpu
+    assert k400.model.use_mlp_head is True and k400.train.use_gpu
     ucf = build_job(ROOT / "jobs/pretrain-ucf101-r21d.yaml")
     assert (ucf.model.arch, ucf.moco.queue_size, ucf.model.use_mlp_head) == ("r2plus1d_18", 2048, True)
     for name in ("finetune-ucf101.yaml", "finetune-hmdb51.yaml"):
