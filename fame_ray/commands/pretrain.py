@@ -61,11 +61,9 @@ def pretrain(
 ) -> None:
     """Pretrain a video encoder with MoCo + FAME on Ray Train.
 
-    With no arguments: the demo (local Ray, the built-in synthetic dataset, a tiny 3D CNN,
-    2 workers, a few minutes on 2 CPUs). The preset is 'demo' when no --config is given and
-    the dataset is synthetic (or not given); otherwise the official recipe (FAME.md).
-    Running the same command again (same --run-name and --storage) resumes from the latest
-    complete checkpoint, from any machine.
+    With no arguments: the demo (local Ray, the built-in synthetic dataset, a tiny 3D CNN, 2 workers, a few minutes on 2 CPUs). The preset is 'demo' when no --config is given and the dataset is synthetic (or not given); otherwise the official recipe (FAME.md).
+
+    Running the same command again (same --run-name and --storage) resumes from the latest complete checkpoint, from any machine; --workers MIN-MAX makes the run elastic.
 
     Examples:
 
