@@ -226,7 +226,9 @@ def _ensure_ray() -> bool:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(configure_logging=False)
     else:
-        ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
+        # The dashboard serves the State API that Ray Train V2 uses to free the placement
+        # groups of runs whose trial was stopped (ASHA): without it they leak.
+        ray.init(address="local", configure_logging=False, log_to_driver=False)
     return True
 
 

@@ -32,7 +32,9 @@ def local_ray():
 
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # with the dashboard: its State API lets Ray Train V2 free the placement groups of
+    # runs whose Tune trial ASHA stopped (without it they leak and starve later runs)
+    ray.init(address="local", num_cpus=2, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
 
