@@ -1,8 +1,8 @@
 """Checkpoints on an S3-speaking server (moto, loopback): objects, resume, and an outage.
 
-The storage outage runs against a second moto server in this process that serves the same
-buckets (moto keeps its state per process); stopping it mid-run cuts the run off from
-storage while the fixture's server stays up to inspect what was left behind.
+The resumed run talks to a second moto server in this process that serves the same buckets
+(moto keeps its state per process); stopping it mid-run cuts the run off from storage while
+the fixture's server stays up to inspect what was left behind.
 """
 
 from __future__ import annotations
@@ -52,12 +52,15 @@ def _run(cfg):
     return outcome, loop_config
 
 
-def test_checkpoints_are_objects_and_a_second_run_resumes(ray_s3, s3_server):
+def test_checkpoints_are_objects_a_second_run_resumes_and_an_outage_fails_loudly(ray_s3, s3_server):
+    from moto.server import ThreadedMotoServer
+
     root = f"{ray_s3}/runs"
     cfg = small_config(root, "s3-run", num_workers=2, cpus_per_worker=0.5, max_steps=8)
     cfg.storage.s3_endpoint = s3_server
     outcome, loop_config = _run(cfg)
     assert "error" not in outcome, outcome.get("error")
+    run_uri = loop_config["run_uri"]
     keys = _objects(s3_server, "runs/s3-run/")
     for step in (4, 8):
         for name in (ckpt.STATE_FILE, ckpt.CONFIG_FILE, ckpt.META_FILE):
@@ -65,43 +68,33 @@ def test_checkpoints_are_objects_and_a_second_run_resumes(ray_s3, s3_server):
     assert "runs/s3-run/metrics.jsonl" in keys
     assert any(key.startswith("runs/s3-run/tensorboard/events.out.tfevents") for key in keys)
 
-    longer = small_config(root, "s3-run", num_workers=2, cpus_per_worker=0.5, max_steps=12)
-    longer.storage.s3_endpoint = s3_server
-    outcome, loop_config = _run(longer)
-    assert "error" not in outcome, outcome.get("error")
-    assert outcome["result"].metrics["step"] == 12
-    records = run_metrics.read_records(loop_config["run_uri"], s3_server)
-    assert [r["step"] for r in records] == list(range(1, 13))
-    assert {r["start_step"] for r in records if r["step"] > 8} == {8}
-    latest = ckpt.latest_complete(loop_config["run_uri"], s3_server)
-    assert latest.step == 12 and ckpt.load_state(latest.uri, s3_server)["step"] == 12
-
-
-def test_storage_outage_fails_loudly_and_leaves_no_complete_looking_checkpoint(ray_s3, s3_server):
-    from moto.server import ThreadedMotoServer
-
+    # The second run goes through another server on the same (per-process) moto state, so
+    # stopping that server is a storage outage for the run only.
     outage = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port())
     outage.start()
     host, port = outage.get_host_and_port()
     try:
-        cfg = small_config(f"{ray_s3}/runs", "outage", num_workers=1, cpus_per_worker=1.0, max_steps=400, max_failures=0)
-        cfg.storage.s3_endpoint = f"http://{host}:{port}"
-        thread, outcome, loop_config = run_in_thread(cfg)
-        run_uri = loop_config["run_uri"]
-        wait_for(lambda: ckpt.latest_complete(run_uri, s3_server) is not None, 300, "a first checkpoint")
+        longer = small_config(root, "s3-run", num_workers=2, cpus_per_worker=0.5, max_steps=400, max_failures=0)
+        longer.storage.s3_endpoint = f"http://{host}:{port}"
+        thread, outcome, _ = run_in_thread(longer)
+        wait_for(lambda: ckpt.latest_complete(run_uri, s3_server).step >= 12, 300, "a checkpoint of the resumed run")
         outage.stop()
-        thread.join(timeout=400)
+        thread.join(timeout=300)
         assert not thread.is_alive(), "the run did not stop when storage went away"
         assert "error" in outcome, "a run that cannot write its checkpoints must fail"
     finally:
         outage.stop()
+    records = run_metrics.read_records(run_uri, s3_server)
+    assert [r["step"] for r in records[:12]] == list(range(1, 13))
+    assert {r["start_step"] for r in records if r["step"] > 8} == {8}
     found = ckpt.list_checkpoints(run_uri, s3_server)
-    assert found and found[-1].step < 400
+    assert found[-1].step < 400
     for info in found:
         if info.complete:
             assert ckpt.load_state(info.uri, s3_server)["step"] == info.step
-    for info in [info for info in found if not info.complete]:
-        assert ckpt.META_FILE not in [key.rsplit("/", 1)[-1] for key in _objects(s3_server, f"runs/outage/{info.name}/")]
+        else:
+            names = [key.rsplit("/", 1)[-1] for key in _objects(s3_server, f"runs/s3-run/{info.name}/")]
+            assert ckpt.META_FILE not in names
 
 
 def test_missing_bucket_and_unreachable_endpoint_fail_before_workers(s3_server, tmp_path):
