@@ -102,6 +102,7 @@ def run_retrieval(cfg, explicit_arch: str | None = None) -> dict:
             ray.shutdown()
     gallery, queries = centre_and_normalise(encoded["train"][1], encoded["test"][1])
     metrics = recall_at_k(queries, encoded["test"][2], gallery, encoded["train"][2])
+    metrics.update(queries=len(encoded["test"][0]), gallery=len(encoded["train"][0]))
     run = cfg.storage.run_name or f"retrieval-{cfg.data.dataset}-split{cfg.data.split}-{cfg.model.arch}"
     setting = {"dataset": cfg.data.dataset, "split": cfg.data.split, "mode": "retrieval", "backbone": cfg.model.arch, "pretrained": cfg.pretrained}
     protocol = {"clips_per_video": cfg.data.eval_clips, "crop_size": cfg.data.crop_size, "frames_per_clip": cfg.data.frames_per_clip,

@@ -49,6 +49,8 @@ def fmt(value) -> str:
         return f"{value:.4g}"
     if isinstance(value, (list, tuple)):
         return ", ".join(fmt(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {fmt(v)}" for k, v in value.items())
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 

@@ -64,3 +64,4 @@ def test_side_by_side_has_one_row_per_run_and_the_union_of_metrics():
 def test_cells_escape_pipes():
     assert results.fmt("a|b") == "a\\|b"
     assert results.fmt(0.0001) == "0.0001" and results.fmt(None) == "–"
+    assert results.fmt({"lr": "loguniform(0.001, 0.1)", "dropout": "[0.5, 0.7]"}) == "lr: loguniform(0.001, 0.1); dropout: [0.5, 0.7]"
