@@ -84,7 +84,7 @@ def machine() -> dict:
 def bench_config(gpu: bool, overrides: list[str]) -> PretrainConfig:
     """CPU: the demo's tiny model, one worker. GPU: R(2+1)D-18 at 16x112x112, bf16, one GPU."""
     values = config_lib.demo_pretrain()
-    values["train"].update(num_workers=1, log_every=5, checkpoint_every=10_000, max_failures=0)
+    values["train"].update(num_workers=1, epochs=1000, log_every=5, checkpoint_every=10_000, max_failures=0)
     if gpu:
         values["data"].update(frames_per_clip=16, crop_size=112)
         values["model"] = {"arch": "r2plus1d_18"}
@@ -130,7 +130,7 @@ def run(overrides: list[str] = (), gpu: bool = False, steps: int = 30, warmup: i
     threads = max(1, int(ray.cluster_resources().get("CPU", 2)) - 1)
     cfg.train.cpus_per_worker = float(threads)
     torch.set_num_threads(threads)  # the same CPU budget as the Ray Train worker
-    count = cfg.train.global_batch * 4
+    count = cfg.train.global_batch * 16  # long passes: a new pass of the split costs a dataset restart
     clips = random_clips(cfg, count)
     plain = plain_loop(cfg, clips, steps, warmup)
     through_ray = ray_train_run(cfg, random_clip_dataset(cfg, count), count, steps, warmup, "bench-ray-train")
