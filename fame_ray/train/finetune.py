@@ -179,7 +179,7 @@ class ValidationSplit(ray.train.DataConfig):
         return output
 
 
-def trial_driver(hyper: dict, *, cfg_dict: dict, num_classes: int, manifests: dict, cpus_per_worker: float, data_cpus: float, train_root: str, storage_filesystem=None) -> None:
+def trial_driver(hyper: dict, *, cfg_dict: dict, num_classes: int, manifests: dict, cpus_per_worker: float, data_cpus: float, train_root: str, storage_filesystem=None, ledger=None) -> None:
     """Ray Tune function trainable: one Ray Train run with this trial's hyperparameters.
 
     Runs in the Tune trial's actor; it only drives the TorchTrainer (no CPU of its own).
@@ -189,8 +189,10 @@ def trial_driver(hyper: dict, *, cfg_dict: dict, num_classes: int, manifests: di
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from fame_ray.data.pipeline import supervised_dataset
+    from fame_ray.train.tune import record_placement_group_callback
 
     cfg = from_dict(FinetuneConfig, cfg_dict)
+    trial_id = tune.get_context().get_trial_id()
     endpoint = cfg.storage.s3_endpoint
     hyper = {"lr": float(hyper["lr"]), "weight_decay": float(hyper["weight_decay"]), "dropout": float(hyper["dropout"]), "epochs": int(round(hyper["epochs"]))}
     datasets = {
@@ -203,12 +205,12 @@ def trial_driver(hyper: dict, *, cfg_dict: dict, num_classes: int, manifests: di
         train_loop_config={"cfg": cfg_dict, "num_classes": num_classes, **hyper},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu, resources_per_worker=resources),
         run_config=ray.train.RunConfig(
-            name=f"trial_{tune.get_context().get_trial_id()}",
+            name=f"trial_{trial_id}",
             storage_path=train_root,
             storage_filesystem=storage_filesystem,
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            callbacks=[TuneReportCallback()],  # Ray: rank 0's reports become Tune results
+            callbacks=[TuneReportCallback(), *([record_placement_group_callback(ledger, trial_id)] if ledger else [])],  # Ray: rank 0's reports become Tune results
         ),
         datasets=datasets,
         dataset_config=ValidationSplit(),
@@ -296,14 +298,15 @@ def _sweep(cfg: FinetuneConfig, space: dict, info: dict, plan: dict) -> list[dic
     fs, root_path = storage.filesystem(cfg.storage.resolved_path(), cfg.storage.s3_endpoint)
     fs_arg = fs if storage.is_s3(cfg.storage.resolved_path()) else None
     fixed = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "dropout": cfg.dropout, "epochs": cfg.train.epochs}
+    ledger = sweep.placement_group_ledger()
     trainable = tune.with_parameters(
         trial_driver, cfg_dict=to_dict(cfg), num_classes=len(info["class_names"]), manifests=info["manifests"],
-        cpus_per_worker=plan["cpus_per_worker"], data_cpus=plan["data_cpus"], train_root=f"{root_path}/{cfg.run_name()}/train", storage_filesystem=fs_arg,
+        cpus_per_worker=plan["cpus_per_worker"], data_cpus=plan["data_cpus"], train_root=f"{root_path}/{cfg.run_name()}/train", storage_filesystem=fs_arg, ledger=ledger,
     )
     grid = sweep.run_sweep(
         trainable, sweep.to_tune_space(space, fixed), samples=cfg.samples, max_concurrent=plan["max_concurrent"],
         max_epochs=int(sweep.max_value(space, "epochs", cfg.train.epochs)), storage_path=root_path, name=cfg.run_name(),
-        trial_failures=cfg.trial_failures, storage_filesystem=fs_arg,
+        trial_failures=cfg.trial_failures, storage_filesystem=fs_arg, callbacks=[sweep.release_placement_groups_callback(ledger)],
     )
     return sweep.trial_records(grid)
 

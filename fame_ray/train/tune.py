@@ -210,7 +210,7 @@ def concurrent_trials(total_cpus: float, total_gpus: float, trial_cpus: float, t
     return max(1, min(fits, wanted))
 
 
-def run_sweep(trainable, param_space: dict, *, samples: int, max_concurrent: int, max_epochs: int, storage_path: str, name: str, trial_failures: int, storage_filesystem=None, metric: str = "val_video_top1"):
+def run_sweep(trainable, param_space: dict, *, samples: int, max_concurrent: int, max_epochs: int, storage_path: str, name: str, trial_failures: int, storage_filesystem=None, metric: str = "val_video_top1", callbacks=None):
     """Run the Tuner: ASHA on `metric` (mode max), `samples` draws of the space.
 
     ASHA's time unit is the training iteration, i.e. one reported epoch. A trial that
@@ -231,6 +231,7 @@ def run_sweep(trainable, param_space: dict, *, samples: int, max_concurrent: int
             storage_path=storage_path,
             storage_filesystem=storage_filesystem,
             failure_config=tune.FailureConfig(max_failures=trial_failures),
+            callbacks=callbacks,
             verbose=0,
         ),
     )
@@ -269,3 +270,64 @@ def trial_records(result_grid, planned_epochs_key: str = "epochs", metric: str =
 
 def _trial_id(path: str) -> str:
     return str(path or "").rstrip("/").rsplit("/", 1)[-1].replace("trial_", "")
+
+
+def placement_group_ledger():
+    """Ray: a small actor that remembers which placement groups each trial's Train run holds.
+
+    Ray Train V2 frees the placement group of a run whose controller died (a Tune trial
+    stopped by ASHA) through a cleaner that finds the cluster via the State API; with
+    several Ray instances on one machine that lookup fails and the group leaks, starving
+    later trials. The ledger (filled by `RecordPlacementGroup` in the Train controller)
+    lets `ReleasePlacementGroups` (a Tune callback on the driver) free them itself.
+    """
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class PlacementGroupLedger:
+        def __init__(self):
+            self.groups = {}
+
+        def add(self, trial_id, group):
+            self.groups.setdefault(trial_id, []).append(group)
+
+        def pop(self, trial_id):
+            return self.groups.pop(trial_id, [])
+
+    return PlacementGroupLedger.remote()
+
+
+def record_placement_group_callback(ledger, trial_id: str):
+    """A Ray Train (internal WorkerGroupCallback) callback: report the run's placement group."""
+    import ray
+    from ray.train.v2._internal.execution.callback import WorkerGroupCallback
+
+    class RecordPlacementGroup(WorkerGroupCallback):
+        def after_worker_group_start(self, worker_group):
+            group = worker_group.get_worker_group_state().placement_group_handle.placement_group
+            ray.get(ledger.add.remote(trial_id, group))
+
+    return RecordPlacementGroup()
+
+
+def release_placement_groups_callback(ledger):
+    """A Tune callback: when a trial ends (completed, stopped early, failed), free its groups."""
+    import ray
+    from ray import tune
+    from ray.util.placement_group import remove_placement_group
+
+    class ReleasePlacementGroups(tune.Callback):
+        def _release(self, trial):
+            for group in ray.get(ledger.pop.remote(trial.trial_id)):
+                try:
+                    remove_placement_group(group)
+                except Exception:  # noqa: BLE001 - already removed by Ray Train
+                    log.debug("placement group of trial %s already removed", trial.trial_id)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._release(trial)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._release(trial)
+
+    return ReleasePlacementGroups()
