@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/fame-ray pretrain
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests -v --timeout=900
+	PYTHON=$(BIN)/python tests/run.sh -v --timeout=900
 
 clean:
 	rm -rf $(VENV) fame-ray-runs fame-ray-data
