@@ -123,6 +123,9 @@ def _worker(rank: int, world: int, port: int):
     try:
         _check_exact_keys(rank, world)
         _check_training_steps(rank, world)
+        # Both ranks leave together: tearing gloo down while the peer still has work in
+        # flight aborts the process ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
