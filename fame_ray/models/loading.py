@@ -1,6 +1,6 @@
 """Load a pretrained backbone: from the official FAME code's checkpoints or from fame-ray's.
 
-Official FAME checkpoints (`train.py::save_checkpoint`, `checkpoint_XXXX.pth.tar`) are a dict
+Official FAME checkpoints (`train.py::save_checkpoint`, `checkpoint_<epoch>.pth.tar`) are a dict
 {"epoch", "arch", "state_dict", "optimizer"}; "state_dict" is the DDP-wrapped MoCo:
     module.encoder_q.<backbone names>      the query encoder (what we load)
     module.encoder_q.fc.{0,2}.*            R(2+1)D's MLP head (`fc.*` without --mlp)
