@@ -72,6 +72,11 @@ def build_config(dataset, data_root, split, pretrained, mode, arch, samples, sea
         "max_concurrent": max_concurrent,
         "search_space": search_space(search, search_file),
     })
+    return finetune_config(flags, dataset, arch, config_file, preset, overrides)
+
+
+def finetune_config(flags: dict, dataset, arch, config_file, preset, overrides):
+    """(FinetuneConfig, the arch the user named or None): preset, --config, flags, --set."""
     file_values = cfg.load_yaml(config_file) if config_file else None
     chosen = choose_preset(preset, config_file, dataset)
     config = cfg.build(cfg.FinetuneConfig, cfg.preset(cfg.FINETUNE_PRESETS, chosen), file_values, flags, overrides or [])

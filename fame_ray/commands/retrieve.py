@@ -6,9 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from fame_ray import config as cfg
 from fame_ray.commands import common
-from fame_ray.commands.finetune import Arch, Gpu, Pretrained, Workers, choose_preset, default_pretrained, explicit_arch
+from fame_ray.commands.finetune import Arch, Gpu, Pretrained, Workers, default_pretrained, finetune_config
 
 Clips = Annotated[Optional[int], typer.Option("--clips", help="Clips per video whose features are averaged (official: 10).")]
 
@@ -54,9 +53,7 @@ def retrieve(
         "storage": {"path": storage, "s3_endpoint": s3_endpoint, "run_name": run_name},
         "pretrained": pretrained or default_pretrained(storage),
     })
-    file_values = cfg.load_yaml(config_file) if config_file else None
-    chosen = choose_preset(preset, config_file, dataset)
-    config = cfg.build(cfg.FinetuneConfig, cfg.preset(cfg.FINETUNE_PRESETS, chosen), file_values, flags, overrides or [])
-    record = run_retrieval(config, explicit_arch(arch, file_values, overrides or []))
+    config, wanted_arch = finetune_config(flags, dataset, arch, config_file, preset, overrides)
+    record = run_retrieval(config, wanted_arch)
     typer.echo(render_markdown(record))
     typer.echo(f"results: {record['run_dir']}/results.md and results.json")
