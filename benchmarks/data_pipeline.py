@@ -5,7 +5,7 @@ Run from the repository root:
     .venv/bin/python benchmarks/data_pipeline.py --out bench-data.json
     .venv/bin/python benchmarks/data_pipeline.py --videos 64 --no-ray
 
-Same as `fame-ray bench data`; the measurement itself lives in fame_ray/data/bench.py.
+Same as `fame-ray bench data`; the measurement itself lives in fame_ray/bench/data.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 
 import ray
 
-from fame_ray.data import bench
+from fame_ray.bench import data as bench
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import argparse
 import json
 
 from fame_ray import logs
-from fame_ray.train import bench
+from fame_ray.bench import train as bench
 
 
 def main() -> None:

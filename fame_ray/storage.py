@@ -1,55 +1,77 @@
-"""URIs -> pyarrow filesystems (local or S3-compatible), and boto3 helpers.
+"""Where fame-ray reads and writes: a `Location` is a local path or an s3:// URI together with the
+S3 endpoint that serves it, passed around as one value.
+
+    runs = Location.parse("s3://bucket/runs", endpoint="http://minio:9000")
+    (runs / "my-run" / "metrics.jsonl").write_text("...")
+    Location.parse("~/fame-ray-runs").exists()
 
 Every S3 access in fame-ray goes through here. The endpoint comes from the config
-(`--s3-endpoint`) or AWS_ENDPOINT_URL, so MinIO, Ceph, R2 and moto's server work like AWS.
-Credentials come from the usual AWS chain (environment, instance role); none is stored.
+(`--s3-endpoint`) or AWS_ENDPOINT_URL, so MinIO, Ceph, R2 and moto's server work like AWS; it is
+resolved once, where the Location is made, so Ray workers use the driver's endpoint. Credentials
+come from the usual AWS chain (environment, instance role); none is stored or printed.
+Local writes are atomic (a temporary name, then a rename): a reader never sees half a file.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import posixpath
+import tempfile
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
 from fame_ray.errors import UserError
 
-
-def is_s3(uri: str) -> bool:
-    return uri.startswith("s3://")
-
-
-def split_s3(uri: str) -> tuple[str, str]:
-    """'s3://bucket/a/b' -> ('bucket', 'a/b')."""
-    parsed = urlparse(uri)
-    return parsed.netloc, parsed.path.lstrip("/")
+# The only schemes fame-ray reads or writes; anything else (ftp://, gs://, file://, S3://)
+# would otherwise become a local folder named after the scheme.
+S3_SCHEME = "s3://"
+_ENDPOINT_SCHEMES = ("http", "https")
 
 
 def endpoint_url(endpoint: str = "") -> str:
+    """The S3 endpoint: the given one, else AWS_ENDPOINT_URL(_S3), else '' (AWS itself)."""
     return endpoint or os.environ.get("AWS_ENDPOINT_URL", "") or os.environ.get("AWS_ENDPOINT_URL_S3", "")
 
 
+def check_endpoint(endpoint: str) -> str:
+    """An endpoint URL that can be used, or a UserError that names the fix (never echoing secrets)."""
+    if not endpoint:
+        return ""
+    parsed = urlparse(endpoint)
+    if parsed.scheme not in _ENDPOINT_SCHEMES or not parsed.hostname:
+        raise UserError("the S3 endpoint is not an http(s) URL", "e.g. --s3-endpoint http://127.0.0.1:9000")
+    if parsed.username or parsed.password:
+        raise UserError("the S3 endpoint URL carries credentials", "drop user:password@ from --s3-endpoint / AWS_ENDPOINT_URL; use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    return endpoint.rstrip("/")
+
+
+def check_uri(uri: str) -> str:
+    """A local path or an s3:// URI; any other scheme is a UserError."""
+    if "://" in uri and not uri.startswith(S3_SCHEME):
+        scheme = uri.split("://", 1)[0]
+        raise UserError(f"'{scheme}://' locations are not supported ({uri})", "use a local path or s3://BUCKET/PREFIX")
+    if uri.startswith(S3_SCHEME) and not urlparse(uri).netloc:
+        raise UserError(f"'{uri}' names no bucket", "use s3://BUCKET/PREFIX")
+    return uri
+
+
+@functools.lru_cache(maxsize=8)
 def s3_filesystem(endpoint: str = "") -> pafs.S3FileSystem:
-    """pyarrow S3 filesystem for AWS or any S3-compatible endpoint."""
-    url = endpoint_url(endpoint)
+    """pyarrow S3 filesystem for AWS or any S3-compatible endpoint (one per endpoint and process)."""
     kwargs = {}
-    if url:
-        parsed = urlparse(url)
-        kwargs["endpoint_override"] = parsed.netloc or parsed.path
-        kwargs["scheme"] = parsed.scheme or "http"
+    if endpoint:
+        parsed = urlparse(endpoint)
+        kwargs["endpoint_override"] = parsed.netloc
+        kwargs["scheme"] = parsed.scheme
         kwargs["force_virtual_addressing"] = False
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region:
         kwargs["region"] = region
-    return pafs.S3FileSystem(**kwargs, connect_timeout=5, request_timeout=30, retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=3))
-
-
-def filesystem(uri: str, endpoint: str = "") -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path inside it) for a local path or an s3:// URI."""
-    if is_s3(uri):
-        bucket, key = split_s3(uri)
-        return s3_filesystem(endpoint), f"{bucket}/{key}".rstrip("/")
-    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+    retries = pafs.AwsStandardS3RetryStrategy(max_attempts=3)
+    return pafs.S3FileSystem(**kwargs, connect_timeout=5, request_timeout=30, retry_strategy=retries)
 
 
 def boto3_client(endpoint: str = ""):
@@ -57,53 +79,132 @@ def boto3_client(endpoint: str = ""):
     import boto3
     from botocore.config import Config
 
-    url = endpoint_url(endpoint)
     config = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}, s3={"addressing_style": "path"})
-    return boto3.client("s3", endpoint_url=url or None, config=config)
+    return boto3.client("s3", endpoint_url=endpoint_url(endpoint) or None, config=config)
 
 
-def check_writable_root(uri: str, endpoint: str = "") -> None:
-    """Fail early, with the fix, when an s3:// root's endpoint or bucket cannot be reached."""
-    if not is_s3(uri):
-        return
-    bucket, _ = split_s3(uri)
-    if not bucket:
-        raise UserError(f"storage URI '{uri}' names no bucket", "use s3://BUCKET/PREFIX")
-    from botocore.exceptions import BotoCoreError, ClientError
+@dataclass(frozen=True)
+class Location:
+    """A local path (absolute) or an s3://bucket/key URI, and the endpoint of its S3 service."""
 
-    client = boto3_client(endpoint)
-    where = endpoint_url(endpoint) or "AWS"
-    try:
-        client.head_bucket(Bucket=bucket)
-    except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
-        if code in ("404", "NoSuchBucket", "NotFound"):
-            raise UserError(f"bucket '{bucket}' does not exist at {where}", "create it first (e.g. `aws s3 mb s3://" + bucket + "`) or fix --storage") from None
-        raise UserError(f"cannot access bucket '{bucket}' at {where}: {code or error}", "check credentials and the bucket policy") from None
-    except BotoCoreError as error:
-        raise UserError(f"cannot reach the S3 endpoint {where}: {error}", "check --s3-endpoint / AWS_ENDPOINT_URL") from None
+    uri: str
+    endpoint: str = ""
 
+    @classmethod
+    def parse(cls, uri: str, endpoint: str = "") -> "Location":
+        """Check the scheme and the endpoint; expand `~` and make local paths absolute."""
+        uri = check_uri(str(uri))
+        if uri.startswith(S3_SCHEME):
+            return cls(uri.rstrip("/"), check_endpoint(endpoint_url(endpoint)))
+        return cls(os.path.abspath(os.path.expanduser(uri)), check_endpoint(endpoint_url(endpoint)))
 
-def join(root: str, *parts: str) -> str:
-    """Join URI or path parts with '/'."""
-    return "/".join([root.rstrip("/")] + [p.strip("/") for p in parts if p])
+    def __str__(self) -> str:
+        return self.uri
 
+    def __truediv__(self, part: str) -> "Location":
+        return self.join(part)
 
-def exists(uri: str, endpoint: str = "") -> bool:
-    fs, path = filesystem(uri, endpoint)
-    return fs.get_file_info(path).type != pafs.FileType.NotFound
+    @property
+    def is_s3(self) -> bool:
+        return self.uri.startswith(S3_SCHEME)
 
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.uri.rstrip("/"))
 
-def read_bytes(uri: str, endpoint: str = "") -> bytes:
-    fs, path = filesystem(uri, endpoint)
-    with fs.open_input_stream(path) as stream:
-        return stream.read()
+    @property
+    def parent(self) -> "Location":
+        return Location(posixpath.dirname(self.uri.rstrip("/")), self.endpoint)
 
+    @property
+    def bucket(self) -> str:
+        return urlparse(self.uri).netloc if self.is_s3 else ""
 
-def write_bytes(uri: str, data: bytes, endpoint: str = "") -> None:
-    fs, path = filesystem(uri, endpoint)
-    parent = path.rsplit("/", 1)[0]
-    if not is_s3(uri):
-        fs.create_dir(parent, recursive=True)
-    with fs.open_output_stream(path) as stream:
-        stream.write(data)
+    def join(self, *parts: str) -> "Location":
+        """A location below this one ('a/b' parts are fine; empty parts are skipped)."""
+        return Location("/".join([self.uri.rstrip("/")] + [p.strip("/") for p in parts if p]), self.endpoint)
+
+    def at(self, uri: str) -> "Location":
+        """Another URI served by the same endpoint (e.g. a video path listed in a manifest)."""
+        return Location(uri, self.endpoint)
+
+    @property
+    def filesystem(self) -> pafs.FileSystem:
+        return s3_filesystem(self.endpoint) if self.is_s3 else pafs.LocalFileSystem()
+
+    @property
+    def path(self) -> str:
+        """The path inside `filesystem` ('bucket/key' for S3)."""
+        if self.is_s3:
+            parsed = urlparse(self.uri)
+            return f"{parsed.netloc}/{parsed.path.lstrip('/')}".rstrip("/")
+        return self.uri
+
+    def info(self) -> pafs.FileInfo:
+        return self.filesystem.get_file_info(self.path)
+
+    def exists(self) -> bool:
+        return self.info().type != pafs.FileType.NotFound
+
+    def is_file(self) -> bool:
+        return self.info().type == pafs.FileType.File
+
+    def is_dir(self) -> bool:
+        return self.info().type == pafs.FileType.Directory
+
+    def children(self) -> list[pafs.FileInfo]:
+        """Entries directly inside (none when it does not exist), sorted by name."""
+        selector = pafs.FileSelector(self.path, allow_not_found=True)
+        return sorted(self.filesystem.get_file_info(selector), key=lambda info: info.base_name)
+
+    def read_bytes(self) -> bytes:
+        with self.filesystem.open_input_stream(self.path) as stream:
+            return stream.read()
+
+    def read_text(self) -> str:
+        return self.read_bytes().decode("utf-8")
+
+    def write_bytes(self, data: bytes) -> None:
+        """Write the whole object; local files go to a temporary name first, then are renamed."""
+        if self.is_s3:
+            with self.filesystem.open_output_stream(self.path) as stream:
+                stream.write(data)
+            return
+        os.makedirs(os.path.dirname(self.uri), exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=os.path.dirname(self.uri), prefix=f".{self.name}.")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(data)
+            os.replace(temporary, self.uri)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+            raise
+
+    def write_text(self, text: str) -> None:
+        self.write_bytes(text.encode("utf-8"))
+
+    def make_dirs(self) -> None:
+        """Create a local folder (S3 has no folders to create)."""
+        if not self.is_s3:
+            os.makedirs(self.uri, exist_ok=True)
+
+    def delete_dir(self) -> None:
+        self.filesystem.delete_dir(self.path)
+
+    def check_writable_root(self) -> None:
+        """Fail early, with the fix, when an s3:// root's endpoint or bucket cannot be reached."""
+        if not self.is_s3:
+            return
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        where = self.endpoint or "AWS"
+        try:
+            boto3_client(self.endpoint).head_bucket(Bucket=self.bucket)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise UserError(f"bucket '{self.bucket}' does not exist at {where}", f"create it first (e.g. `aws s3 mb s3://{self.bucket}`) or fix --storage") from None
+            raise UserError(f"cannot access bucket '{self.bucket}' at {where}: {code or type(error).__name__}", "check credentials and the bucket policy") from None
+        except BotoCoreError as error:
+            raise UserError(f"cannot reach the S3 endpoint {where}: {type(error).__name__}", "check --s3-endpoint / AWS_ENDPOINT_URL") from None

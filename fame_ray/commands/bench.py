@@ -12,7 +12,7 @@ Out = Annotated[str, typer.Option("--out", "-o", help="JSON file to write.")]
 
 
 # ---------------------------------------------------------------------------------------
-# bench data (owner: data-pipeline)
+# bench data: a thin wrapper over fame_ray.bench.data.run
 
 Videos = Annotated[int, typer.Option("--videos", min=4, help="Synthetic videos to measure on (two clips each).")]
 Batch = Annotated[int, typer.Option("--batch", min=2, help="FAME batch size (the per-worker batch).")]
@@ -50,13 +50,11 @@ def bench_data(
     common.start_logging()
     import json
 
-    from fame_ray.data import bench
+    from fame_ray import runtime
+    from fame_ray.bench import data as bench  # torch, decord and ray: loaded only to run
 
     if not no_ray:
-        import ray
-
-        if not ray.is_initialized():
-            ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+        runtime.connect_ray(worker_logs=False)
     result = bench.run(data_root or "", videos, batch, repeats, epochs, with_ray=not no_ray, overrides=overrides or [])
     with open(out, "w") as handle:
         json.dump(result, handle, indent=2)
@@ -69,7 +67,7 @@ def bench_data(
 
 
 # ---------------------------------------------------------------------------------------
-# bench train (owner: pretrain) — a thin wrapper over fame_ray.train.bench.run
+# bench train: a thin wrapper over fame_ray.bench.train.run
 
 
 Gpu = Annotated[bool, typer.Option("--gpu", help="R(2+1)D-18 at 16x112x112, bf16, on one GPU (instead of the tiny CPU model).")]
@@ -96,7 +94,7 @@ def bench_train(
     common.start_logging()
     import json
 
-    from fame_ray.train import bench
+    from fame_ray.bench import train as bench  # torch and ray: loaded only to run
 
     result = bench.run(overrides=overrides or [], gpu=gpu, steps=steps, pipeline=not no_pipeline)
     with open(out, "w") as handle:

@@ -1,4 +1,5 @@
-"""Options shared by several commands, and the config-building step they all take."""
+"""Options shared by several commands, and the one config-assembly step they all take:
+preset, then YAML file, then the command's flags, then `--set key=value` overrides."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from fame_ray import config as cfg
 from fame_ray import logs
+from fame_ray.config import DATASETS, build, load_yaml, presets
 
-Dataset = Annotated[Optional[str], typer.Option("--dataset", "-d", help=f"Dataset: {', '.join(cfg.DATASETS)}.")]
+Dataset = Annotated[Optional[str], typer.Option("--dataset", "-d", help=f"Dataset: {', '.join(DATASETS)}.")]
 DataRoot = Annotated[Optional[str], typer.Option("--data-root", help="Dataset folder or s3:// prefix (default: $FAME_RAY_DATA/<dataset>, $FAME_RAY_DATA defaults to ~/fame-ray-data).")]
 Split = Annotated[Optional[int], typer.Option("--split", help="Official split 1, 2 or 3.")]
 CsvList = Annotated[Optional[str], typer.Option("--csv", help="For --dataset csv: a `path,label` list file.")]
@@ -38,6 +39,15 @@ def drop_none(values: dict) -> dict:
         elif value is not None:
             out[key] = value
     return out
+
+
+def assemble(cls, table: dict, flags: dict, dataset: str | None, config_file: str | None, preset: str | None, overrides: list[str] | None):
+    """The one way every command builds its config: the preset (`--preset`, else the demo for
+    a bare synthetic run, else the official recipe), then the YAML file, then the flags the
+    user gave, then `--set` overrides; validated once."""
+    file_values = load_yaml(config_file) if config_file else None
+    chosen = presets.choose(preset, config_file, dataset)
+    return build(cls, presets.get(table, chosen), file_values, drop_none(flags), overrides or [])
 
 
 def start_logging() -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from fame_ray.commands import common
+from fame_ray.config import PretrainConfig, presets
 
 OutDir = Annotated[Optional[str], typer.Option("--out", help="Folder or s3:// prefix for the manifests (default: <data root>/.fame-ray).")]
 
@@ -18,6 +19,8 @@ def prepare(
     csv: common.CsvList = None,
     out: OutDir = None,
     s3_endpoint: common.S3Endpoint = None,
+    config_file: common.ConfigFile = None,
+    overrides: common.Overrides = None,
 ) -> None:
     """Write the Parquet manifests of a dataset split (train and test), probing every video.
 
@@ -36,16 +39,15 @@ def prepare(
       fame-ray data prepare --dataset folder --data-root ~/videos/my-classes
 
       fame-ray data prepare --dataset csv --csv lists/my-videos.csv --out /tmp/manifests
+
+      fame-ray data prepare --config jobs/pretrain-k400-i3d.yaml
     """
     common.start_logging()
-    from fame_ray.config import DataConfig
-    from fame_ray.data import catalog
+    from fame_ray.data import catalog  # ray, pyarrow and decord: loaded only to run
 
-    values = common.data_flags(dataset, data_root, split, csv)
-    if out:
-        values["manifest_dir"] = out
-    data = DataConfig(**values)
-    result = catalog.prepare(data, s3_endpoint or "", out or "")
+    flags = {"data": {**common.data_flags(dataset, data_root, split, csv), "manifest_dir": out}, "storage": {"s3_endpoint": s3_endpoint}}
+    config = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, "recipe", overrides)
+    result = catalog.prepare(config.data, config.data_location(), catalog.manifest_dir(config.data, config.data_location()))
     typer.echo(f"split {result.split} of {result.variant}")
     typer.echo(f"  classes: {result.num_classes} ({', '.join(result.class_names[:5])}{', ...' if result.num_classes > 5 else ''})")
     for subset, uri in result.manifests.items():

@@ -6,12 +6,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from fame_ray import config as cfg
 from fame_ray.commands import common
+from fame_ray.config import ARCHS, FinetuneConfig, StorageConfig, apply_overrides, load_yaml, presets
+from fame_ray.downstream.search_space import load_search_file, parse_search_flags
 
 Pretrained = Annotated[Optional[str], typer.Option("--pretrained", "-p", help="fame-ray run or checkpoint dir (local or s3://), or an official FAME .pth (keys module.encoder_q.*).")]
 Mode = Annotated[Optional[str], typer.Option("--mode", help="finetune (all layers) or linear (frozen backbone, linear classifier).")]
-Arch = Annotated[Optional[str], typer.Option("--arch", help=f"Backbone: {', '.join(cfg.ARCHS)} (default: the checkpoint's).")]
+Arch = Annotated[Optional[str], typer.Option("--arch", help=f"Backbone: {', '.join(ARCHS)} (default: the checkpoint's).")]
 Samples = Annotated[Optional[int], typer.Option("--samples", "-n", help="Tune samples of the search space (a grid is repeated this many times).")]
 Search = Annotated[Optional[list[str]], typer.Option("--search", help="Search one hyperparameter (lr, weight_decay, dropout, epochs): 'lr=loguniform(1e-3,1e-1)', 'dropout=[0.5,0.7]' (grid), 'epochs=choice(30,50)', 'weight_decay=uniform(0,1e-3)'. Repeatable.")]
 SearchFile = Annotated[Optional[str], typer.Option("--search-file", help="YAML file mapping hyperparameters to specs (same syntax as --search).")]
@@ -24,63 +25,35 @@ MaxConcurrent = Annotated[Optional[int], typer.Option("--max-concurrent", help="
 DEMO_PRETRAINED_RUN = "pretrain-synthetic-tiny"
 
 
-def choose_preset(preset: str | None, config_file: str | None, dataset: str | None) -> str:
-    """'demo' for the synthetic dataset (or none given, no --config); else the official recipe."""
-    if preset:
-        return preset
-    return "demo" if not config_file and dataset in (None, "synthetic") else "recipe"
-
-
 def search_space(items: list[str] | None, search_file: str | None) -> dict | None:
     """--search-file, then --search flags (a flag wins for its key); None when neither is given."""
-    from fame_ray.train import tune as sweep
-
     if not items and not search_file:
         return None
-    space = sweep.load_search_file(search_file) if search_file else {}
-    space.update(sweep.parse_search_flags(items or []))
+    space = load_search_file(search_file) if search_file else {}
+    space.update(parse_search_flags(items or []))
     return space
 
 
-def explicit_arch(arch: str | None, file_values: dict | None, overrides: list[str]) -> str | None:
+def explicit_arch(arch: str | None, config_file: str | None, overrides: list[str] | None) -> str | None:
     """The arch the user asked for (flag, config file or --set), else None (the checkpoint decides)."""
     if arch:
         return arch
-    values = cfg.apply_overrides(file_values or {}, overrides)
+    values = apply_overrides(load_yaml(config_file) if config_file else {}, overrides or [])
     return (values.get("model") or {}).get("arch")
 
 
-def default_pretrained(storage: str | None) -> str | None:
+def default_pretrained(storage: str | None, s3_endpoint: str | None) -> str | None:
     """The demo pretraining run in the storage root, if it exists."""
-    from fame_ray import storage as store
-
-    root = cfg.StorageConfig(path=storage or "").resolved_path()
-    candidate = store.join(root, DEMO_PRETRAINED_RUN)
-    return candidate if store.exists(candidate) else None
+    candidate = StorageConfig(path=storage or "", s3_endpoint=s3_endpoint or "").root() / DEMO_PRETRAINED_RUN
+    return candidate.uri if candidate.exists() else None
 
 
-def build_config(dataset, data_root, split, pretrained, mode, arch, samples, search, search_file, epochs, workers, gpu, max_concurrent, storage, s3_endpoint, run_name, config_file, preset, overrides):
-    """Flags -> FinetuneConfig (preset, then --config, then flags, then --set)."""
-    flags = common.drop_none({
-        "data": common.data_flags(dataset, data_root, split),
-        "model": {"arch": arch},
-        "train": {"epochs": epochs, "num_workers": workers, "use_gpu": gpu},
-        "storage": {"path": storage, "s3_endpoint": s3_endpoint, "run_name": run_name},
-        "pretrained": pretrained or default_pretrained(storage),
-        "mode": mode,
-        "samples": samples,
-        "max_concurrent": max_concurrent,
-        "search_space": search_space(search, search_file),
-    })
-    return finetune_config(flags, dataset, arch, config_file, preset, overrides)
-
-
-def finetune_config(flags: dict, dataset, arch, config_file, preset, overrides):
-    """(FinetuneConfig, the arch the user named or None): preset, --config, flags, --set."""
-    file_values = cfg.load_yaml(config_file) if config_file else None
-    chosen = choose_preset(preset, config_file, dataset)
-    config = cfg.build(cfg.FinetuneConfig, cfg.preset(cfg.FINETUNE_PRESETS, chosen), file_values, flags, overrides or [])
-    return config, explicit_arch(arch, file_values, overrides or [])
+def downstream_config(flags: dict, dataset, arch, config_file, preset, overrides) -> tuple[FinetuneConfig, str | None]:
+    """(FinetuneConfig, the arch the user named or None), assembled as every command's config."""
+    storage = flags.get("storage", {})
+    flags = {**flags, "pretrained": flags.get("pretrained") or default_pretrained(storage.get("path"), storage.get("s3_endpoint"))}
+    config = common.assemble(FinetuneConfig, presets.FINETUNE, flags, dataset, config_file, preset, overrides)
+    return config, explicit_arch(arch, config_file, overrides)
 
 
 def finetune(
@@ -127,11 +100,21 @@ def finetune(
       fame-ray finetune --dataset ucf101 --pretrained RUN --mode linear --search-file space.yaml
     """
     common.start_logging()
-    from fame_ray.train.finetune import run_finetune
-
-    config, wanted_arch = build_config(dataset, data_root, split, pretrained, mode, arch, samples, search, search_file, epochs, workers, gpu, max_concurrent, storage, s3_endpoint, run_name, config_file, preset, overrides)
-    record = run_finetune(config, wanted_arch)
+    flags = {
+        "data": common.data_flags(dataset, data_root, split),
+        "model": {"arch": arch},
+        "train": {"epochs": epochs, "num_workers": workers, "use_gpu": gpu},
+        "storage": {"path": storage, "s3_endpoint": s3_endpoint, "run_name": run_name},
+        "pretrained": pretrained,
+        "mode": mode,
+        "samples": samples,
+        "max_concurrent": max_concurrent,
+        "search_space": search_space(search, search_file),
+    }
+    config, wanted_arch = downstream_config(flags, dataset, arch, config_file, preset, overrides)
+    from fame_ray.downstream.finetune import run_finetune  # torch and ray: loaded only to run
     from fame_ray.eval.report import render_markdown
 
+    record = run_finetune(config, wanted_arch)
     typer.echo(render_markdown(record))
     typer.echo(f"results: {record['run_dir']}/results.md and results.json")

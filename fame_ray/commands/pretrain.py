@@ -6,11 +6,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from fame_ray import config as cfg
 from fame_ray.commands import common
+from fame_ray.config import ARCHS, PretrainConfig, presets
 from fame_ray.errors import UserError
 
-Arch = Annotated[Optional[str], typer.Option("--arch", help=f"Backbone: {', '.join(cfg.ARCHS)}.")]
+Arch = Annotated[Optional[str], typer.Option("--arch", help=f"Backbone: {', '.join(ARCHS)}.")]
 Workers = Annotated[Optional[str], typer.Option("--workers", "-w", help="Training workers: N, or MIN-MAX for an elastic run (grows and shrinks with the cluster).")]
 Gpu = Annotated[Optional[bool], typer.Option("--gpu/--cpu", help="One GPU per worker (nccl, bf16 autocast).")]
 Batch = Annotated[Optional[int], typer.Option("--batch", "-b", help="Global batch (clips per step over all workers); kept when the worker count changes.")]
@@ -31,13 +31,6 @@ def parse_workers(text: str | None) -> dict:
     if any(v < 1 for v in values) or (dash and values[0] > values[1]):
         raise UserError(f"--workers '{text}' must be positive, MIN <= MAX", "e.g. --workers 2-8")
     return {"num_workers": values[-1], "min_workers": values[0] if dash else 0}
-
-
-def choose_preset(preset: str | None, config_file: str | None, dataset: str | None) -> str:
-    """The demo preset for a bare run (no --config, synthetic or no dataset); else the recipe."""
-    if preset:
-        return preset
-    return "demo" if not config_file and dataset in (None, "synthetic") else "recipe"
 
 
 def pretrain(
@@ -61,7 +54,7 @@ def pretrain(
 ) -> None:
     """Pretrain a video encoder with MoCo + FAME on Ray Train.
 
-    With no arguments: the demo (local Ray, the built-in synthetic dataset, a tiny 3D CNN, 2 workers, a few minutes on 2 CPUs). The preset is 'demo' when no --config is given and the dataset is synthetic (or not given); otherwise the official recipe (FAME.md).
+    With no arguments: the demo (local Ray, the built-in synthetic dataset, a tiny 3D CNN, 2 workers, a few minutes on 2 CPUs). The preset is 'demo' when no --config is given and the dataset is synthetic (or not given); otherwise the official recipe (docs/recipe.md).
 
     Running the same command again (same --run-name and --storage) resumes from the latest complete checkpoint, from any machine; --workers MIN-MAX makes the run elastic.
 
@@ -78,23 +71,18 @@ def pretrain(
       fame-ray pretrain --resume pretrain-synthetic-tiny --max-steps 400
     """
     common.start_logging()
-    from fame_ray.train import runs
-    from fame_ray.train.pretrain import resolve_run_name, run_pretrain
+    flags = {
+        "data": common.data_flags(dataset, data_root, split, csv),
+        "model": {"arch": arch},
+        "train": {"use_gpu": gpu, "global_batch": batch, "epochs": epochs, "max_steps": max_steps, **parse_workers(workers)},
+        "storage": {"path": storage, "s3_endpoint": s3_endpoint, "run_name": run_name, "resume": resume},
+    }
+    config = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, preset, overrides)
+    from fame_ray.pretrain.driver import run_location, run_pretrain  # torch and ray: loaded only to run
 
-    flags = common.drop_none(
-        {
-            "data": common.data_flags(dataset, data_root, split, csv),
-            "model": {"arch": arch},
-            "train": {"use_gpu": gpu, "global_batch": batch, "epochs": epochs, "max_steps": max_steps, **parse_workers(workers)},
-            "storage": {"path": storage, "s3_endpoint": s3_endpoint, "run_name": run_name, "resume": resume},
-        }
-    )
-    file_values = cfg.load_yaml(config_file) if config_file else None
-    chosen = choose_preset(preset, config_file, dataset)
-    config = cfg.build(cfg.PretrainConfig, cfg.preset(cfg.PRETRAIN_PRESETS, chosen), file_values, flags, overrides or [])
     result = run_pretrain(config)
-    name = resolve_run_name(config)
-    typer.echo(f"run {name}: checkpoints, metrics.jsonl and TensorBoard logs in {runs.run_uri(config.storage.resolved_path(), name)}")
+    name = config.run_name()
+    typer.echo(f"run {name}: checkpoints, metrics.jsonl and TensorBoard logs in {run_location(config)}")
     if result.checkpoint is not None:
         typer.echo(f"latest checkpoint: {result.checkpoint.path}")
     typer.echo(f"to resume or extend it, rerun with --run-name {name} (e.g. --max-steps N); see `fame-ray runs show {name}`")

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from fame_ray.commands import common
+from fame_ray.config import StorageConfig
 
 Runs = Annotated[list[str], typer.Argument(help="Run directories (local or s3://), results.json files, or run names under --storage.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the records as JSON instead of a Markdown table.")]
@@ -26,11 +27,10 @@ def report(runs: Runs, storage: common.Storage = None, s3_endpoint: common.S3End
     """
     import json
 
-    from fame_ray.config import StorageConfig
     from fame_ray.eval import report as results
 
-    root = StorageConfig(path=storage or "").resolved_path()
-    records = [results.read(run, root, s3_endpoint or "") for run in runs]
+    root = StorageConfig(path=storage or "", s3_endpoint=s3_endpoint or "").root()
+    records = [results.read(run, root) for run in runs]
     text = json.dumps(records, indent=2, default=str) if as_json else results.side_by_side(records)
     typer.echo(text)
     if out:

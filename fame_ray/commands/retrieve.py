@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from fame_ray.commands import common
-from fame_ray.commands.finetune import Arch, Gpu, Pretrained, Workers, default_pretrained, finetune_config
+from fame_ray.commands.finetune import Arch, Gpu, Pretrained, Workers, downstream_config
 
 Clips = Annotated[Optional[int], typer.Option("--clips", help="Clips per video whose features are averaged (official: 10).")]
 
@@ -30,7 +30,7 @@ def retrieve(
 ) -> None:
     """Nearest-neighbour video retrieval: test videos query the training videos.
 
-    Protocol (FAME.md): the features of --clips uniformly spaced clips per video (centre crop) are averaged, centred on the training features' mean and L2-normalised; a query is a hit at k when any of its k nearest training videos shares its class. R@1, 5, 10, 20, 50.
+    Protocol (docs/recipe.md): the features of --clips uniformly spaced clips per video (centre crop) are averaged, centred on the training features' mean and L2-normalised; a query is a hit at k when any of its k nearest training videos shares its class. R@1, 5, 10, 20, 50.
 
     Features are extracted with Ray Data: a pool of --workers backbone actors, on CPU or GPU. Writes results.md and results.json into the run directory.
 
@@ -43,17 +43,17 @@ def retrieve(
       fame-ray retrieve --dataset hmdb51 --pretrained fame_r21d.pth --arch r2plus1d_18 --workers 2 --gpu
     """
     common.start_logging()
-    from fame_ray.eval.features import run_retrieval
-    from fame_ray.eval.report import render_markdown
-
-    flags = common.drop_none({
+    flags = {
         "data": {**common.data_flags(dataset, data_root, split), "eval_clips": clips},
         "model": {"arch": arch},
         "train": {"num_workers": workers, "use_gpu": gpu},
         "storage": {"path": storage, "s3_endpoint": s3_endpoint, "run_name": run_name},
-        "pretrained": pretrained or default_pretrained(storage),
-    })
-    config, wanted_arch = finetune_config(flags, dataset, arch, config_file, preset, overrides)
+        "pretrained": pretrained,
+    }
+    config, wanted_arch = downstream_config(flags, dataset, arch, config_file, preset, overrides)
+    from fame_ray.downstream.features import run_retrieval  # torch and ray: loaded only to run
+    from fame_ray.eval.report import render_markdown
+
     record = run_retrieval(config, wanted_arch)
     typer.echo(render_markdown(record))
     typer.echo(f"results: {record['run_dir']}/results.md and results.json")

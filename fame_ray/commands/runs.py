@@ -7,15 +7,16 @@ from typing import Annotated
 import typer
 
 from fame_ray.commands import common
+from fame_ray.config import StorageConfig
 
 RunArgument = Annotated[str, typer.Argument(help="Run name (a folder under the storage root).")]
 _SHOWN = ("loss", "acc1", "lr", "clips_per_s", "data_wait", "world_size")
 
 
-def _root(storage: str | None) -> str:
-    from fame_ray.config import StorageConfig
-
-    return StorageConfig(path=storage or "").resolved_path()
+def _root(storage: str | None, s3_endpoint: str | None):
+    root = StorageConfig(path=storage or "", s3_endpoint=s3_endpoint or "").root()
+    root.check_writable_root()
+    return root
 
 
 def _metrics_text(metrics: dict) -> str:
@@ -39,12 +40,10 @@ def list_runs(storage: common.Storage = None, s3_endpoint: common.S3Endpoint = N
       fame-ray runs list --storage s3://bucket/runs --s3-endpoint http://minio:9000
     """
     common.start_logging()
-    from fame_ray import storage as storage_lib
-    from fame_ray.train import runs
+    from fame_ray import checkpoints
 
-    root = _root(storage)
-    storage_lib.check_writable_root(root, s3_endpoint or "")
-    summaries = runs.summarize_all(root, s3_endpoint or "")
+    root = _root(storage, s3_endpoint)
+    summaries = checkpoints.summarize_all(root)
     if not summaries:
         typer.echo(f"no runs in {root}")
         return
@@ -64,12 +63,10 @@ def show_run(run: RunArgument, storage: common.Storage = None, s3_endpoint: comm
       fame-ray runs show my-run --storage s3://bucket/runs
     """
     common.start_logging()
-    from fame_ray import storage as storage_lib
-    from fame_ray.train import runs
+    from fame_ray import checkpoints
 
-    root = _root(storage)
-    storage_lib.check_writable_root(root, s3_endpoint or "")
-    summary = runs.summarize(root, run, s3_endpoint or "")
+    root = _root(storage, s3_endpoint)
+    summary = checkpoints.summarize(root, run)
     typer.echo(f"run {summary.name}: {summary.uri}")
     typer.echo(f"last step {summary.last_step}; latest metrics: {_metrics_text(summary.last_metrics)}")
     latest = summary.latest

@@ -7,13 +7,12 @@ from typing import Annotated
 import typer
 
 from fame_ray.commands import common
+from fame_ray.errors import UserError
 
 LAYOUTS = "ucf101, hmdb51, diving48, kinetics400, folder"
 
 
 def _size(text: str) -> tuple[int, int]:
-    from fame_ray.errors import UserError
-
     width, _, height = text.lower().partition("x")
     if not (width.isdigit() and height.isdigit()):
         raise UserError(f"--size must be WIDTHxHEIGHT, got '{text}'", "e.g. --size 160x120")

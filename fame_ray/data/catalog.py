@@ -1,7 +1,7 @@
 """Dataset catalog: a dataset root in any supported layout -> one Parquet manifest per subset.
 
     from fame_ray.data import catalog
-    uri = catalog.manifest_uri(cfg.data, "train")     # prepares the manifests on first use
+    train = catalog.manifest_location(cfg.data, cfg.data_location(), "train")   # prepared on first use
 
 `prepare` reads the layout (layouts.py, generic.py; the variant found is logged), probes every
 video in parallel on Ray (probe.py), skips unreadable or missing videos and lists them in a
@@ -28,10 +28,12 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from fame_ray import config, storage
+from fame_ray import config
 from fame_ray.data import generic, layouts, manifest, probe
 from fame_ray.data.listing import SUBSETS, Listing, Tree
+from fame_ray.data.synthetic import ensure_synthetic
 from fame_ray.errors import UserError
+from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +55,15 @@ class PrepareResult:
     split: int
     variant: str
     class_names: list[str]
-    manifests: dict[str, str]
-    """'train' / 'test' -> manifest URI."""
+    manifests: dict[str, Location]
+    """'train' / 'test' -> manifest."""
     counts: dict[str, int]
     """'train' / 'test' -> videos in the manifest."""
     skipped: list[tuple[str, str]] = field(default_factory=list)
     """(path, reason) of every video left out."""
-    report: str = ""
-    """URI of the skipped-videos report."""
-    classes_file: str = ""
+    report: Location | None = None
+    """The skipped-videos report."""
+    classes_file: Location | None = None
     seconds: float = 0.0
 
     @property
@@ -76,21 +78,15 @@ def _key(data: config.DataConfig) -> str:
     return data.dataset
 
 
-def manifest_dir(data: config.DataConfig) -> str:
-    """Where the manifests of `data` live: manifest_dir, or .fame-ray/ in the root (csv: beside the list)."""
+def manifest_dir(data: config.DataConfig, source: Location) -> Location:
+    """Where the manifests live: data.manifest_dir, or .fame-ray/ in the root (csv: beside the list)."""
     if data.manifest_dir:
-        return data.manifest_dir
-    if data.dataset == "csv":
-        return storage.join(posixpath.dirname(_absolute(data.csv_path)), ".fame-ray")
-    return storage.join(data.resolved_root(), ".fame-ray")
+        return Location.parse(data.manifest_dir, source.endpoint)
+    return (source.parent if data.dataset == "csv" else source) / ".fame-ray"
 
 
-def _absolute(path: str) -> str:
-    return path if storage.is_s3(path) else storage.filesystem(path)[1]
-
-
-def _file(data: config.DataConfig, out_dir: str, suffix: str) -> str:
-    return storage.join(out_dir or manifest_dir(data), f"{_key(data)}_split{data.split}_{suffix}")
+def _file(data: config.DataConfig, folder: Location, suffix: str) -> Location:
+    return folder / f"{_key(data)}_split{data.split}_{suffix}"
 
 
 def _subset(subset: str) -> str:
@@ -100,21 +96,21 @@ def _subset(subset: str) -> str:
     return subset
 
 
-def read_listing(data: config.DataConfig, endpoint: str = "") -> Listing:
-    """The dataset's layout read into a Listing (no probing); the variant found is logged."""
-    if data.dataset == "csv":
-        listing = generic.read_csv(_absolute(data.csv_path), data.split, endpoint)
-    else:
-        root = data.resolved_root()
-        if data.dataset == "synthetic":
-            from fame_ray.data.synthetic import ensure_synthetic
+def read_listing(data: config.DataConfig, source: Location) -> Listing:
+    """The dataset's layout read into a Listing (no probing); the variant found is logged.
 
-            ensure_synthetic(root)
-        tree = Tree(root, endpoint)
+    `source` is `data.location(endpoint)`: the dataset root, or the list file for 'csv'.
+    """
+    if data.dataset == "csv":
+        listing = generic.read_csv(source, data.split)
+    else:
+        if data.dataset == "synthetic":
+            ensure_synthetic(source.uri)
+        tree = Tree(source)
         if not tree.is_dir():
             name = config.DATASET_DIRS.get(data.dataset, data.dataset)
-            raise UserError(f"data root {root} does not exist (dataset '{data.dataset}')",
-                            f"pass --data-root DIR holding the {name} layout (see DATASETS.md), or put it at {config.data_home()}/{name}")
+            raise UserError(f"data root {source} does not exist (dataset '{data.dataset}')",
+                            f"pass --data-root DIR holding the {name} layout (README 'Datasets'), or put it at {config.data_home()}/{name}")
         listing = READERS[data.dataset](tree, data.split)
     _check_classes(data.dataset, listing)
     log.info("found %s", listing.variant)
@@ -132,10 +128,10 @@ def _check_classes(dataset: str, listing: Listing) -> None:
         log.info("%s lists %d classes (the official release has %d): a subset or synthetic copy", dataset, len(listing.classes), official)
 
 
-def _tables(listing: Listing, endpoint: str) -> tuple[dict[str, pa.Table], list[tuple[str, str, str]]]:
+def _tables(listing: Listing, source: Location) -> tuple[dict[str, pa.Table], list[tuple[str, str, str]]]:
     """Probe every listed video; manifest tables per subset and (path, reason, subset) skipped."""
     entries = [(subset, e) for subset in SUBSETS for e in listing.subsets[subset]]
-    results = probe.probe_all([e.path for _, e in entries], endpoint)
+    results = probe.probe_all([source.at(e.path) for _, e in entries])
     rows = {subset: [] for subset in SUBSETS}
     skipped = [(path, reason, "") for path, reason in listing.missing]
     for (subset, entry), result in zip(entries, results):
@@ -150,65 +146,63 @@ def _tables(listing: Listing, endpoint: str) -> tuple[dict[str, pa.Table], list[
     return tables, skipped
 
 
-def _write_report(uri: str, skipped: list[tuple[str, str, str]], endpoint: str) -> None:
+def _write_report(location: Location, skipped: list[tuple[str, str, str]]) -> None:
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(["path", "reason", "subset"])
     writer.writerows(skipped)
-    storage.write_bytes(uri, text.getvalue().encode("utf-8"), endpoint)
+    location.write_text(text.getvalue())
 
 
-def prepare(data: config.DataConfig, endpoint: str = "", out_dir: str = "") -> PrepareResult:
+def prepare(data: config.DataConfig, source: Location, out_dir: Location | None = None) -> PrepareResult:
     """Read the layout, probe every video on Ray, write manifests, class names and skip report.
 
     Raises UserError when the layout is not found, files disagree, or no video is left.
     """
     started = time.time()
-    listing = read_listing(data, endpoint)
-    tables, skipped = _tables(listing, endpoint)
+    folder = out_dir or manifest_dir(data, source)
+    listing = read_listing(data, source)
+    tables, skipped = _tables(listing, source)
     if tables["train"].num_rows == 0:
-        where = data.csv_path if data.dataset == "csv" else data.resolved_root()
         reasons = sorted({reason for _, reason, _ in skipped})[:3]
-        raise UserError(f"no readable training videos in {where} ({len(skipped)} skipped: {'; '.join(reasons) or 'none listed'})",
+        raise UserError(f"no readable training videos in {source} ({len(skipped)} skipped: {'; '.join(reasons) or 'none listed'})",
                         "check the data root and the video files")
     if tables["test"].num_rows == 0:
         log.warning("the test subset of %s split %d is empty", data.dataset, data.split)
+    report, classes_file = _file(data, folder, "skipped.csv"), _file(data, folder, "classes.json")
     result = PrepareResult(data.dataset, data.split, listing.variant, listing.classes, {}, {},
-                           [(p, r) for p, r, _ in skipped], _file(data, out_dir, "skipped.csv"), _file(data, out_dir, "classes.json"))
-    _write_report(result.report, skipped, endpoint)
-    storage.write_bytes(result.classes_file, json.dumps(listing.classes, indent=1).encode("utf-8"), endpoint)
+                           [(p, r) for p, r, _ in skipped], report, classes_file)
+    _write_report(report, skipped)
+    classes_file.write_text(json.dumps(listing.classes, indent=1))
     for subset in SUBSETS:
-        result.manifests[subset] = _file(data, out_dir, f"{subset}.parquet")
+        location = _file(data, folder, f"{subset}.parquet")
+        result.manifests[subset] = location
         result.counts[subset] = tables[subset].num_rows
-        manifest.write(tables[subset], result.manifests[subset], endpoint)
+        manifest.write(tables[subset], location)
     if skipped:
         log.warning("skipped %d videos (listed in %s)", len(skipped), result.report)
     result.seconds = time.time() - started
     log.info("%s split %d: %d train / %d test videos, %d classes, manifests in %s (%.1fs)", data.dataset, data.split,
-             result.counts["train"], result.counts["test"], result.num_classes, posixpath.dirname(result.manifests["train"]), result.seconds)
+             result.counts["train"], result.counts["test"], result.num_classes, folder, result.seconds)
     return result
 
 
-def _prepared(data: config.DataConfig, subset: str, endpoint: str) -> bool:
-    return storage.exists(_file(data, "", f"{subset}.parquet"), endpoint) and storage.exists(_file(data, "", "classes.json"), endpoint)
-
-
-def manifest_uri(data: config.DataConfig, subset: str, endpoint: str = "") -> str:
-    """URI of the manifest of `subset` ('train' or 'test') of data.split, prepared if absent.
+def manifest_location(data: config.DataConfig, source: Location, subset: str) -> Location:
+    """The manifest of `subset` ('train' or 'test') of data.split, prepared if absent.
 
     For 'synthetic', the built-in dataset is written first if needed.
     """
     subset = _subset(subset)
     if data.dataset == "synthetic":
-        from fame_ray.data.synthetic import ensure_synthetic
+        ensure_synthetic(source.uri)
+    folder = manifest_dir(data, source)
+    location = _file(data, folder, f"{subset}.parquet")
+    if not (location.exists() and _file(data, folder, "classes.json").exists()):
+        prepare(data, source)
+    return location
 
-        ensure_synthetic(data.resolved_root())
-    if not _prepared(data, subset, endpoint):
-        prepare(data, endpoint)
-    return _file(data, "", f"{subset}.parquet")
 
-
-def class_names(data: config.DataConfig, endpoint: str = "") -> list[str]:
+def class_names(data: config.DataConfig, source: Location) -> list[str]:
     """Class names of `data` (index = label), preparing the manifests if needed."""
-    manifest_uri(data, "train", endpoint)
-    return json.loads(storage.read_bytes(_file(data, "", "classes.json"), endpoint))
+    manifest_location(data, source, "train")
+    return json.loads(_file(data, manifest_dir(data, source), "classes.json").read_text())

@@ -9,7 +9,7 @@ Videos shorter than one clip span loop: frame indices wrap around to start_frame
 16-frame clip (0, 2, 4, 6, 8, 0, 2, ...). The official loader (torchvision VideoClips)
 drops such videos; looping keeps every labelled video usable and is documented here.
 
-Paths are local files or s3:// URIs; s3 objects are read through fame_ray.storage and
+Videos are `Location`s: local files, or s3:// objects read through fame_ray.storage and
 decoded from memory (decord accepts file-like objects).
 """
 
@@ -20,7 +20,7 @@ import logging
 
 import numpy as np
 
-from fame_ray import storage
+from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +46,18 @@ def uniform_offsets(length: int, span: int, count: int) -> list[int]:
     return [int(v) for v in np.linspace(0, max(length - span, 0), count).round()]
 
 
-def open_video(path: str, num_threads: int = 1, endpoint: str = ""):
-    """A decord VideoReader for a local path or an s3:// URI (read into memory)."""
+def open_video(video: Location, num_threads: int = 1):
+    """A decord VideoReader for a local file or an s3:// object (read into memory)."""
     import decord
 
     try:
-        if storage.is_s3(path):
-            source = io.BytesIO(storage.read_bytes(path, endpoint))
-        else:
-            source = path
+        source = io.BytesIO(video.read_bytes()) if video.is_s3 else video.uri
         return decord.VideoReader(source, num_threads=num_threads)
     except (decord.DECORDError, RuntimeError, OSError, ValueError) as error:
-        raise DecodeError(f"cannot open {path}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
+        raise DecodeError(f"cannot open {video}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
 
 
-def decode_clips(path: str, start_frame: int, end_frame: int, offsets: list[int], frames_per_clip: int, temporal_stride: int, num_threads: int = 1, endpoint: str = "") -> list[np.ndarray]:
+def decode_clips(video: Location, start_frame: int, end_frame: int, offsets: list[int], frames_per_clip: int, temporal_stride: int, num_threads: int = 1) -> list[np.ndarray]:
     """Decode clips (uint8 T H W C each, size as stored) at the given offsets in one `get_batch`.
 
     The usable range is clamped to the frames decord actually finds (manifest counts come
@@ -68,14 +65,14 @@ def decode_clips(path: str, start_frame: int, end_frame: int, offsets: list[int]
     """
     import decord
 
-    reader = open_video(path, num_threads, endpoint)
+    reader = open_video(video, num_threads)
     end = min(end_frame, len(reader))
     if end <= start_frame:
-        raise DecodeError(f"{path}: no frames in [{start_frame}, {end_frame}) (video has {len(reader)})")
+        raise DecodeError(f"{video}: no frames in [{start_frame}, {end_frame}) (video has {len(reader)})")
     clips = [clip_indices(start_frame, end, offset, frames_per_clip, temporal_stride) for offset in offsets]
     unique, inverse = np.unique(np.concatenate(clips), return_inverse=True)
     try:
         frames = reader.get_batch(unique.tolist()).asnumpy()
     except (decord.DECORDError, RuntimeError, ValueError) as error:
-        raise DecodeError(f"cannot decode {path}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
+        raise DecodeError(f"cannot decode {video}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
     return [frames[part] for part in np.split(inverse, len(clips))]

@@ -1,13 +1,42 @@
-"""FAME: foreground-background merging (Ding et al., CVPR 2022, arXiv 2109.15130).
+"""FAME: foreground-background merging (Ding et al., "Motion-aware Contrastive Video
+Representation Learning via Foreground-background Merging", CVPR 2022, arXiv 2109.15130;
+official code github.com/Mark12Ding/FAME, `moco/loader.py`).
 
-The method, step by step, is in ../shared/FAME.md; this module is that text as batched
-torch code. Details the text leaves open follow the official code (github.com/Mark12Ding/FAME,
-moco/loader.py): reflect padding of the Gaussian blur (kornia's default border), eps 1e-8 in
-the min-max divisor and in both histogram divisors, `int()` (floor) of the pixel counts.
-Ties between equal scores (large static regions have exactly equal motion) go to the
-lower row-major pixel index, so masks are deterministic; the official `torch.topk` leaves
-the order of ties unspecified. The blur is separable and applied as two small matrix
-products, which equals kornia's padded 2-D convolution up to float rounding.
+Why: contrastive video pretraining pulls two clips of the same video together; both share the
+background, so a network can match them by the scene instead of the motion. FAME pastes the
+moving foreground of each clip onto the background of another clip of the batch and asks the
+network to match the fused clip with an untouched clip of the original video: the background
+no longer identifies the video, the motion does.
+
+The mask, per clip (C x T x H x W, float in [0, 1], cropped to the training crop S = H = W):
+1. Motion map: |x[t+1] - x[t]| summed over channels, averaged over the T-1 differences -> H x W.
+2. Blur it with a Gaussian of odd size k = (int(0.1 * S) // 2) * 2 + 1 and sigma = k / 3, then
+   min-max normalise to [0, 1] (eps 1e-8 in the divisor).
+3. Seeds: the 50% of pixels with the most motion are foreground seeds; the 10% with the least
+   are background seeds.
+4. Colour model: the clip's mean frame over time in HSV; each pixel gets one of 10 x 10 x 10
+   bins from hx = (s*cos(2*pi*h) + 1)/2, hy = (s*sin(2*pi*h) + 1)/2 and v, each mapped onto
+   levels 1..10 by round(x*9 + 1).
+5. Histograms of the foreground seeds' bins and of the background seeds' bins; 1 is added to
+   every background bin (smoothing); each is normalised to sum 1.
+6. Per pixel p = P_fg(bin) / (P_fg(bin) + P_bg(bin)).
+7. Blur p with the same Gaussian, min-max normalise again.
+8. Binary mask: the top int(beta * H * W) pixels of p are foreground (official beta = 0.5).
+
+The merge, per batch: with a random permutation `perm` of the batch (it may map a clip to
+itself), fused[i] = mask[i] * x[i] + (1 - mask[i]) * x[perm[i]], the mask broadcast over
+channels and time. Only the query view is fused; the key view stays untouched; colour jitter,
+grayscale, blur and normalisation come after the merge.
+
+Official quirks reproduced on purpose (the paper's numbers come from them):
+- kornia's rgb_to_hsv gives hue in radians, [0, 2*pi), and the official code still multiplies
+  it by 2*pi in step 4;
+- the blur pads by reflection (kornia's default border); `int()` floors the pixel counts;
+- eps 1e-8 in the min-max divisor and in both histogram divisors.
+Ties between equal scores (large static regions have exactly equal motion) go to the lower
+row-major pixel index, so masks are deterministic; the official `torch.topk` leaves the order
+of ties unspecified. The blur is separable and applied as two small matrix products, which
+equals kornia's padded 2-D convolution up to float rounding.
 
 Pure functions over CPU tensors: clips are B C T H W, float in [0, 1]; masks are B H W.
 `fame_uint8` is the pipeline's entry: the same steps on uint8 clips, with the frame
@@ -33,7 +62,7 @@ NUM_BINS = LEVELS**3
 
 
 def kernel_size(crop_size: int) -> int:
-    """Odd Gaussian kernel side for crop size S: (int(0.1 * S) // 2) * 2 + 1 (FAME.md step 2)."""
+    """Odd Gaussian kernel side for crop size S: (int(0.1 * S) // 2) * 2 + 1 (step 2)."""
     return (int(0.1 * crop_size) // 2) * 2 + 1
 
 
@@ -130,7 +159,7 @@ def rgb_to_hsv(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
 def colour_bins(mean_frames: torch.Tensor) -> torch.Tensor:
     """B 3 H W mean frames -> B x (H*W) int64 colour bin of each pixel, in [0, 1000).
 
-    Levels 1..10 per axis as FAME.md; the official index h + (s-1)*10 + (v-1)*100 minus one,
+    Levels 1..10 per axis (step 4); the official index h + (s-1)*10 + (v-1)*100 minus one,
     so the same 1000 bins (two of which no pixel can reach) get the background smoothing.
     """
     hue, saturation, value = rgb_to_hsv(mean_frames)
@@ -151,7 +180,7 @@ def histograms(bins: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
 
 
 def foreground_probability(motion: torch.Tensor, mean_frames: torch.Tensor) -> torch.Tensor:
-    """Motion B H W and mean frames B 3 H W -> soft foreground map p B H W (FAME.md steps 2-7)."""
+    """Motion B H W and mean frames B 3 H W -> soft foreground map p B H W (steps 2-7)."""
     batch, height, width = motion.shape
     size = kernel_size(height)
     motion = min_max(gaussian_blur(motion, size)).flatten(1)
@@ -180,7 +209,7 @@ def mask_from_statistics(motion: torch.Tensor, mean_frames: torch.Tensor, beta: 
 def foreground_mask(clips: torch.Tensor, beta: float = 0.5) -> torch.Tensor:
     """B C T H W float [0, 1] -> B H W mask (same dtype), 1 on the int(beta * H * W) most foreground pixels.
 
-    The crop size S of FAME.md is the clip's height (clips are square crops).
+    The crop size S of the method is the clip's height (clips are square crops).
     """
     if clips.dim() != 5 or clips.shape[1] != 3:
         raise ValueError(f"expected clips of shape B x 3 x T x H x W, got {tuple(clips.shape)}")

@@ -16,7 +16,7 @@ import io
 import logging
 import posixpath
 
-from fame_ray import storage
+from fame_ray.storage import S3_SCHEME, Location
 from fame_ray.data.listing import Entry, Listing, Tree, hash_split, join
 from fame_ray.errors import UserError
 
@@ -81,21 +81,21 @@ def _csv_labels(values: list[str], where: str) -> tuple[list[int], list[str]]:
 
 def _resolve(path: str, base: str) -> str:
     """A CSV cell as an absolute path or URI: relative paths are relative to the CSV's folder."""
-    if storage.is_s3(path) or posixpath.isabs(path):
+    if path.startswith(S3_SCHEME) or posixpath.isabs(path):
         return path
-    if storage.is_s3(base):
-        return "s3://" + posixpath.normpath(posixpath.join(base[len("s3://"):], path))
+    if base.startswith(S3_SCHEME):
+        return S3_SCHEME + posixpath.normpath(posixpath.join(base[len(S3_SCHEME):], path))
     return posixpath.normpath(posixpath.join(base, path))
 
 
-def read_csv(csv_path: str, split: int, endpoint: str = "") -> Listing:
+def read_csv(csv_file: Location, split: int) -> Listing:
     """A `path,label[,split]` list (local or s3://) into a Listing; files are checked when probed."""
     _no_split("csv", split)
-    if not storage.exists(csv_path, endpoint):
-        raise UserError(f"the list file {csv_path} does not exist", "pass --csv FILE with rows path,label")
-    tree = Tree(posixpath.dirname(csv_path.rstrip("/")) or ".", endpoint)
-    where = csv_path
-    rows, has_split = _csv_rows(storage.read_bytes(csv_path, endpoint).decode("utf-8", errors="replace"), where)
+    if not csv_file.exists():
+        raise UserError(f"the list file {csv_file} does not exist", "pass --csv FILE with rows path,label")
+    tree = Tree(csv_file.parent)
+    where = csv_file.uri
+    rows, has_split = _csv_rows(csv_file.read_bytes().decode("utf-8", errors="replace"), where)
     labels, classes = _csv_labels([r[1] for r in rows], where)
     listing = Listing(classes, {"train": [], "test": []}, "")
     for row, label in zip(rows, labels):
@@ -105,5 +105,5 @@ def read_csv(csv_path: str, split: int, endpoint: str = "") -> Listing:
             raise UserError(f"{where}: split '{row[2]}' of {row[0]} is not train, test or val", "use train, test or val")
         listing.subsets[SPLIT_DIRS[split_name]].append(Entry(path, label, split_name))
     how = "split column" if has_split else f"no split column: {int(TEST_FRACTION * 100)}% in test by a hash of the path"
-    listing.variant = f"csv: {len(rows)} rows in {csv_path}, labels as {'indices' if classes[0] == '0' else 'names'}, {how}"
+    listing.variant = f"csv: {len(rows)} rows in {csv_file}, labels as {'indices' if classes[0] == '0' else 'names'}, {how}"
     return listing

@@ -1,4 +1,4 @@
-"""Readers of the official dataset layouts (DATASETS.md) into a `Listing`, no probing.
+"""Readers of the official dataset layouts (docs/datasets.md) into a `Listing`, no probing.
 
 Each `read_<dataset>(tree, split)` finds the split/annotation files and the videos where the
 publisher puts them or where a known variant does, checks that they agree with each other,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pyarrow.fs as pafs
 
-from fame_ray import storage
+from fame_ray.storage import Location
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 SUBSETS = ("train", "test")
@@ -62,10 +62,10 @@ def hash_split(key: str, test_fraction: float = 0.2) -> str:
 class Tree:
     """A local folder or s3:// prefix; all paths are relative to it ('..' allowed)."""
 
-    def __init__(self, root: str, endpoint: str = ""):
-        self.root = root.rstrip("/") or root
-        self.s3 = storage.is_s3(root)
-        self.fs, self.base = storage.filesystem(root, endpoint)
+    def __init__(self, root: Location):
+        self.location = root
+        self.s3 = root.is_s3
+        self.fs, self.base = root.filesystem, root.path
         self._files: dict[str, list[str]] = {}
 
     def _path(self, relative: str) -> str:

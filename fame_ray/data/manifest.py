@@ -8,7 +8,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fame_ray import storage
+from fame_ray.storage import Location
 
 SCHEMA = pa.schema(
     [
@@ -31,13 +31,12 @@ def manifest_name(dataset: str, split: int, subset: str) -> str:
     return f"{dataset}_split{split}_{subset}.parquet"
 
 
-def write(table: pa.Table, uri: str, endpoint: str = "") -> None:
-    fs, path = storage.filesystem(uri, endpoint)
-    if not storage.is_s3(uri):
-        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    pq.write_table(table.cast(SCHEMA), path, filesystem=fs)
+def write(table: pa.Table, location: Location) -> None:
+    """Write a manifest (atomically for local files: the bytes are built first, then stored)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table.cast(SCHEMA), sink)
+    location.write_bytes(sink.getvalue().to_pybytes())
 
 
-def read(uri: str, endpoint: str = "") -> pa.Table:
-    fs, path = storage.filesystem(uri, endpoint)
-    return pq.read_table(path, filesystem=fs, schema=SCHEMA)
+def read(location: Location) -> pa.Table:
+    return pq.read_table(location.path, filesystem=location.filesystem, schema=SCHEMA)

@@ -6,11 +6,9 @@ per-worker batch size runs FAME on the first clip (the query view) of each batch
 rows {"view_q", "view_k": uint8 C T H W, "label": int64}. Finetuning / eval:
 `supervised_dataset` gives rows {"clip": uint8 C T H W, "label", "video_index", "clip_index"}.
 
-CPU budget: Ray Train workers hold CPUs for the whole run. If they held them all, Ray
-Data's tasks could never be scheduled and training would wait forever for its first
-batch (2 CPUs, 2 workers: the classic deadlock). `plan_resources` always leaves CPUs to
-the data side, and the map tasks ask for fractions of those, with bounded concurrency,
-so the whole pipeline fits in what the training workers leave free.
+CPU budget: the map tasks ask for fractions of the CPUs `runtime.plan_resources` leaves to
+the data side, with bounded concurrency, so the whole pipeline fits in what the training
+workers leave free (no deadlock on 2 CPUs).
 
 Videos that fail to decode are skipped (the row yields nothing) and counted by a small
 named actor; `decode_failures()` reads the count.
@@ -20,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -29,7 +26,9 @@ import torch
 
 from fame_ray.config import DataConfig, PretrainConfig, TrainConfig
 from fame_ray.data import decode, fame, manifest, transforms
-from fame_ray.errors import ConfigError, UserError
+from fame_ray.errors import UserError
+from fame_ray.runtime import ResourcePlan, cluster_cpus, plan_resources
+from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -39,55 +38,6 @@ FAILURE_EXAMPLES = 20
 # Blocks per dataset: enough for parallel decode tasks and a per-epoch block shuffle,
 # few enough that building a Kinetics-size dataset stays quick.
 TARGET_BLOCKS = 1000
-
-
-@dataclass(frozen=True)
-class ResourcePlan:
-    """How the CPUs of the cluster are split between training workers and Ray Data."""
-
-    cpus_per_worker: float
-    """CPUs each Ray Train worker holds."""
-    data_cpus: float
-    """CPUs left to Ray Data (decode, crops, FAME)."""
-    decode_cpus: float
-    """num_cpus of one decode task."""
-    decode_concurrency: int
-    """Decode tasks at once."""
-    fame_cpus: float
-    """num_cpus of one FAME batch task."""
-    fame_concurrency: int
-    """FAME batch tasks at once."""
-
-
-def plan_resources(total_cpus: float, train: TrainConfig, data: DataConfig) -> ResourcePlan:
-    """Split `total_cpus` so that Ray Data always keeps CPUs next to the training workers.
-
-    Training workers get `train.cpus_per_worker` if set, else at most 1 CPU each from what
-    remains after reserving `data.data_cpus` (default: a quarter of the CPUs, at least 1,
-    at most half). Decode tasks take 3/4 and FAME tasks 1/4 of the data CPUs.
-    """
-    workers = train.num_workers
-    if train.cpus_per_worker > 0:
-        cpus_per_worker = train.cpus_per_worker
-    else:
-        reserve = data.data_cpus or min(max(1.0, 0.25 * total_cpus), total_cpus / 2)
-        cpus_per_worker = min(1.0, math.floor(100 * (total_cpus - reserve) / workers) / 100)
-    data_cpus = total_cpus - cpus_per_worker * workers
-    if cpus_per_worker <= 0 or data_cpus <= 0:
-        raise ConfigError(
-            f"{workers} training workers x {cpus_per_worker} CPUs leave no CPU for data loading on {total_cpus:g} CPUs",
-            "lower train.cpus_per_worker, data.data_cpus or train.num_workers",
-        )
-    decode_concurrency = max(1, int(data_cpus))
-    fame_concurrency = max(1, math.ceil(decode_concurrency / 4))
-    return ResourcePlan(
-        cpus_per_worker=cpus_per_worker,
-        data_cpus=data_cpus,
-        decode_cpus=min(1.0, 0.75 * data_cpus / decode_concurrency),
-        decode_concurrency=decode_concurrency,
-        fame_cpus=min(1.0, 0.25 * data_cpus / fame_concurrency),
-        fame_concurrency=fame_concurrency,
-    )
 
 
 @ray.remote(num_cpus=0)
@@ -127,15 +77,11 @@ def decode_failures() -> dict:
     return ray.get(failure_counter().report.remote())
 
 
-def _total_cpus() -> float:
-    return float(ray.cluster_resources().get("CPU", 1.0))
-
-
-def load_manifest(manifest_uri: str, data: DataConfig, endpoint: str = "") -> pa.Table:
+def load_manifest(location: Location, data: DataConfig) -> pa.Table:
     """The manifest with a `video_index` column (row number), checked against the crop size."""
-    table = manifest.read(manifest_uri, endpoint)
+    table = manifest.read(location)
     if table.num_rows == 0:
-        raise UserError(f"manifest {manifest_uri} lists no videos", "run `fame-ray data prepare` on a dataset with videos")
+        raise UserError(f"manifest {location} lists no videos", "run `fame-ray data prepare` on a dataset with videos")
     sizes = np.minimum(table["height"].to_numpy(), table["width"].to_numpy())
     known = sizes[sizes > 0]
     if known.size:
@@ -163,13 +109,13 @@ def _skip(row: dict, error: decode.DecodeError, counter) -> list:
     return []
 
 
-def _pretrain_rows(row: dict, data: DataConfig, endpoint: str, counter) -> list[dict]:
+def _pretrain_rows(row: dict, data: DataConfig, source: Location, counter) -> list[dict]:
     """One manifest row -> [{"clip_q", "clip_k": uint8 T H W C, "label"}], or [] if it fails to decode."""
     rng = np.random.default_rng()
     start, end = int(row["start_frame"]), int(row["end_frame"])
     offsets = decode.random_offsets(end - start, data.clip_span, 2, rng)
     try:
-        clips = decode.decode_clips(str(row["path"]), start, end, offsets, data.frames_per_clip, data.temporal_stride, data.decode_threads, endpoint)
+        clips = decode.decode_clips(source.at(str(row["path"])), start, end, offsets, data.frames_per_clip, data.temporal_stride, data.decode_threads)
     except decode.DecodeError as error:
         return _skip(row, error, counter)
     query, key = (transforms.random_resized_crop(clip, data.crop_size, data.crop_scale, rng) for clip in clips)
@@ -191,12 +137,7 @@ def _fame_batch(batch: dict, beta: float, enabled: bool) -> dict:
     return {"view_q": query.numpy(), "view_k": key.numpy(), "label": np.asarray(batch["label"], dtype=np.int64)}
 
 
-def per_worker_batch_size(train: TrainConfig) -> int:
-    """Clips per worker per step: global batch split over the workers."""
-    return max(1, train.global_batch // train.num_workers)
-
-
-def pretrain_dataset(manifest_uri: str, cfg: PretrainConfig, endpoint: str = "", per_worker_batch: int = 0, plan: ResourcePlan | None = None) -> ray.data.Dataset:
+def pretrain_dataset(manifest_location: Location, cfg: PretrainConfig, plan: ResourcePlan, per_worker_batch: int = 0) -> ray.data.Dataset:
     """Streaming dataset of {"view_q", "view_k": uint8 B C T H W, "label": int64} batches.
 
     FAME permutes within batches of `per_worker_batch` (default global_batch // num_workers),
@@ -204,14 +145,13 @@ def pretrain_dataset(manifest_uri: str, cfg: PretrainConfig, endpoint: str = "",
     reshuffled every epoch (each new iteration of the dataset), clip positions and crops
     are drawn afresh each time.
     """
-    plan = plan or plan_resources(_total_cpus(), cfg.train, cfg.data)
-    batch_size = per_worker_batch or per_worker_batch_size(cfg.train)
-    table = load_manifest(manifest_uri, cfg.data, endpoint)
+    batch_size = per_worker_batch or cfg.train.split_batch(cfg.train.num_workers)[0]
+    table = load_manifest(manifest_location, cfg.data)
     seed = ray.data.RandomSeedConfig(seed=cfg.train.seed, reseed_after_execution=True)
     dataset = ray.data.from_arrow(_blocks(table, cfg.train.seed)).randomize_block_order(seed=seed)
     dataset = dataset.flat_map(
         _pretrain_rows,
-        fn_kwargs={"data": cfg.data, "endpoint": endpoint, "counter": failure_counter()},
+        fn_kwargs={"data": cfg.data, "source": manifest_location, "counter": failure_counter()},
         num_cpus=plan.decode_cpus,
         compute=ray.data.TaskPoolStrategy(size=plan.decode_concurrency),
     )
@@ -225,7 +165,7 @@ def pretrain_dataset(manifest_uri: str, cfg: PretrainConfig, endpoint: str = "",
     )
 
 
-def _supervised_rows(row: dict, data: DataConfig, train: bool, endpoint: str, counter) -> list[dict]:
+def _supervised_rows(row: dict, data: DataConfig, train: bool, source: Location, counter) -> list[dict]:
     """One manifest row -> 1 random clip (train) or eval_clips centre-cropped clips (eval)."""
     rng = np.random.default_rng()
     start, end = int(row["start_frame"]), int(row["end_frame"])
@@ -234,7 +174,7 @@ def _supervised_rows(row: dict, data: DataConfig, train: bool, endpoint: str, co
     else:
         offsets = decode.uniform_offsets(end - start, data.clip_span, data.eval_clips)
     try:
-        clips = decode.decode_clips(str(row["path"]), start, end, offsets, data.frames_per_clip, data.temporal_stride, data.decode_threads, endpoint)
+        clips = decode.decode_clips(source.at(str(row["path"])), start, end, offsets, data.frames_per_clip, data.temporal_stride, data.decode_threads)
     except decode.DecodeError as error:
         return _skip(row, error, counter)
     rows = []
@@ -244,7 +184,7 @@ def _supervised_rows(row: dict, data: DataConfig, train: bool, endpoint: str, co
     return rows
 
 
-def supervised_dataset(manifest_uri: str, data: DataConfig, train: bool, endpoint: str = "", seed: int = 0, data_cpus: float = 0.0) -> ray.data.Dataset:
+def supervised_dataset(manifest_location: Location, data: DataConfig, train: bool, seed: int = 0, data_cpus: float = 0.0) -> ray.data.Dataset:
     """Rows {"clip": uint8 C T H W, "label", "video_index", "clip_index"} (all int64 but clip).
 
     train=True: one random clip per video (random resized crop + flip), rows reshuffled
@@ -253,9 +193,9 @@ def supervised_dataset(manifest_uri: str, data: DataConfig, train: bool, endpoin
     `data_cpus` bounds the decode tasks (default: what `plan_resources` leaves for data
     next to one training worker).
     """
-    data_cpus = data_cpus or plan_resources(_total_cpus(), TrainConfig(), data).data_cpus
+    data_cpus = data_cpus or plan_resources(cluster_cpus(), TrainConfig(), data).data_cpus
     concurrency = max(1, int(data_cpus))
-    table = load_manifest(manifest_uri, data, endpoint)
+    table = load_manifest(manifest_location, data)
     if train:
         seed_config = ray.data.RandomSeedConfig(seed=seed, reseed_after_execution=True)
         dataset = ray.data.from_arrow(_blocks(table, seed)).randomize_block_order(seed=seed_config)
@@ -263,7 +203,7 @@ def supervised_dataset(manifest_uri: str, data: DataConfig, train: bool, endpoin
         dataset = ray.data.from_arrow(_blocks(table, None))
     return dataset.flat_map(
         _supervised_rows,
-        fn_kwargs={"data": data, "train": train, "endpoint": endpoint, "counter": failure_counter()},
+        fn_kwargs={"data": data, "train": train, "source": manifest_location, "counter": failure_counter()},
         num_cpus=min(1.0, data_cpus / concurrency),
         compute=ray.data.TaskPoolStrategy(size=concurrency),
     )

@@ -12,7 +12,10 @@ import logging
 import math
 import os
 
-from fame_ray import storage
+import ray
+
+from fame_ray import runtime
+from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -20,17 +23,17 @@ CHUNK = 16  # videos per Ray task: enough to hide task overhead, small enough to
 TASK_CPUS = 0.5  # probing waits on I/O and demuxing more than it computes
 
 
-def probe_video(uri: str, endpoint: str = "") -> dict | str:
+def probe_video(video: Location) -> dict | str:
     """{'num_frames', 'fps', 'height', 'width'} of one video, or the reason it cannot be read."""
     import decord
 
     try:
-        if storage.is_s3(uri):
-            source = io.BytesIO(storage.read_bytes(uri, endpoint))
-        elif not os.path.isfile(uri):
+        if video.is_s3:
+            source = io.BytesIO(video.read_bytes())
+        elif not os.path.isfile(video.uri):
             return "missing file"
         else:
-            source = uri
+            source = video.uri
         reader = decord.VideoReader(source, num_threads=1)
         num_frames = len(reader)
         height, width = reader[0].shape[:2]
@@ -44,48 +47,38 @@ def probe_video(uri: str, endpoint: str = "") -> dict | str:
     return {"num_frames": num_frames, "fps": fps if fps > 0 else 25.0, "height": height, "width": width}
 
 
-def probe_chunk(uris: list[str], endpoint: str = "") -> list[dict | str]:
-    return [probe_video(uri, endpoint) for uri in uris]
+def probe_chunk(videos: list[Location]) -> list[dict | str]:
+    return [probe_video(video) for video in videos]
 
 
-def _ensure_ray():
-    import ray
-
-    if not ray.is_initialized():
-        # A local instance (or the cluster in RAY_ADDRESS); later Ray work in this process reuses it.
-        ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
-    return ray
-
-
-def probe_all(uris: list[str], endpoint: str = "") -> list[dict | str]:
+def probe_all(videos: list[Location]) -> list[dict | str]:
     """Probe every video in parallel Ray tasks; one result (dict or reason) per URI, in order.
 
     A task whose worker dies (a decoder crash on a broken file) is retried video by video,
     so one bad file costs only itself.
     """
-    if not uris:
+    if not videos:
         return []
-    ray = _ensure_ray()
-    # Resolved here: the driver's --s3-endpoint / AWS_ENDPOINT_URL, not the workers' environment.
-    endpoint = storage.endpoint_url(endpoint)
+    # A local instance (or the cluster in RAY_ADDRESS); later Ray work in this process reuses it.
+    runtime.connect_ray(worker_logs=False)
     remote = ray.remote(num_cpus=TASK_CPUS, max_retries=0)(probe_chunk)
     # At least two tasks per CPU when there are enough videos, at most CHUNK videos per task.
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    size = max(1, min(CHUNK, math.ceil(len(uris) / (2 * cpus))))
-    chunks = [uris[i:i + size] for i in range(0, len(uris), size)]
-    refs = [remote.remote(chunk, endpoint) for chunk in chunks]
+    size = max(1, min(CHUNK, math.ceil(len(videos) / (2 * cpus))))
+    chunks = [videos[i:i + size] for i in range(0, len(videos), size)]
+    refs = [remote.remote(chunk) for chunk in chunks]
     results: list[dict | str] = []
     for chunk, ref in zip(chunks, refs):
         try:
             results.extend(ray.get(ref))
         except ray.exceptions.RayError as error:
             log.warning("probe task of %d videos failed (%s); probing them one by one", len(chunk), type(error).__name__)
-            results.extend(_one_by_one(ray, remote, chunk, endpoint))
+            results.extend(_one_by_one(remote, chunk))
     return results
 
 
-def _one_by_one(ray, remote, chunk: list[str], endpoint: str) -> list[dict | str]:
-    refs = [remote.remote([uri], endpoint) for uri in chunk]
+def _one_by_one(remote, chunk: list[Location]) -> list[dict | str]:
+    refs = [remote.remote([video]) for video in chunk]
     out: list[dict | str] = []
     for ref in refs:
         try:

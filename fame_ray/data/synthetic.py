@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fame_ray.data import synthetic_layouts
 from fame_ray.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -217,11 +218,9 @@ def write_dataset(out: str, layout: str, num_classes: int = 6, videos_per_class:
                   width: int = 160, height: int = 120, fps: int = 25, scene_bias: bool = False, seed: int = 0) -> str:
     """Write a synthetic dataset in `layout`'s official layout under `out`; returns `out`.
 
-    Layouts (DATASETS.md): ucf101, hmdb51, diving48, kinetics400, folder. The videos, split
+    Layouts (docs/datasets.md): ucf101, hmdb51, diving48, kinetics400, folder. The videos, split
     files and annotations are those the real dataset ships, with fewer classes.
     """
-    from fame_ray.data import synthetic_layouts
-
     _validate(layout, num_classes, videos_per_class, frames, width, height, fps)
     writer = VideoWriter(num_classes, frames, width, height, fps, scene_bias, seed)
     os.makedirs(out, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Writers of the official dataset layouts (DATASETS.md) for synthetic videos.
+"""Writers of the official dataset layouts (docs/datasets.md) for synthetic videos.
 
 Each `write_<layout>(out, writer, videos_per_class)` renders the videos through a
 synthetic.VideoWriter and writes the split/annotation files exactly as the publisher ships

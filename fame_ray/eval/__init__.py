@@ -1,5 +1,2 @@
-"""Downstream evaluation: clip/video accuracy, retrieval recall, results tables.
-
-Pure functions over arrays live in `metrics` and `retrieval`; `report` writes and reads
-the results table of a run; `features` extracts clip features with Ray Data.
-"""
+"""Pure evaluation: clip/video accuracy (`metrics`), retrieval recall (`retrieval`) and the
+results tables of downstream runs (`report`). No Ray and no model code here."""

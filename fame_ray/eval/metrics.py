@@ -1,4 +1,4 @@
-"""Clip- and video-level accuracy with multi-clip testing (FAME.md, "Finetune").
+"""Clip- and video-level accuracy with multi-clip testing (docs/recipe.md, "Finetuning").
 
 The official protocol tests N clips per video (default 10, uniformly spaced, centre
 crop) and averages the clips' softmax scores into one video score. Clip accuracy counts

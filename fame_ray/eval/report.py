@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 import math
 
-from fame_ray import storage
 from fame_ray.errors import UserError
+from fame_ray.storage import Location
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 # Metric columns in the order a paper prints them; others follow alphabetically.
 METRIC_ORDER = ("video_top1", "video_top5", "clip_top1", "clip_top5", "R@1", "R@5", "R@10", "R@20", "R@50")
 METRIC_TITLES = {"video_top1": "video top-1", "video_top5": "video top-5", "clip_top1": "clip top-1", "clip_top5": "clip top-5"}
-# Pretraining settings that explain 1-3 point gaps between runs (FAME.md, last section).
+# Pretraining settings that explain 1-3 point gaps between runs (docs/recipe.md, last section).
 RECIPE_KEYS = ("dataset", "arch", "epochs", "global_batch", "lr", "schedule", "mlp_head", "queue_size", "fame", "fame_beta", "crop_size", "frames_per_clip", "steps")
 HYPER_KEYS = ("lr", "weight_decay", "dropout", "epochs")
 
@@ -104,24 +104,24 @@ def trials_table(trials: list[dict]) -> str:
     return markdown_table(header, rows)
 
 
-def write(record: dict, run_dir: str, endpoint: str = "") -> tuple[str, str]:
-    """Write results.json and results.md into `run_dir`; returns their URIs."""
-    json_uri = storage.join(run_dir, RESULTS_JSON)
-    md_uri = storage.join(run_dir, RESULTS_MD)
-    storage.write_bytes(json_uri, json.dumps(record, indent=2, sort_keys=False, default=str).encode(), endpoint)
-    storage.write_bytes(md_uri, render_markdown(record).encode(), endpoint)
-    return json_uri, md_uri
+def write(record: dict, run_dir: Location) -> tuple[Location, Location]:
+    """Write results.json and results.md into `run_dir`; returns where they went."""
+    json_file, md_file = run_dir / RESULTS_JSON, run_dir / RESULTS_MD
+    json_file.write_text(json.dumps(record, indent=2, sort_keys=False, default=str))
+    md_file.write_text(render_markdown(record))
+    return json_file, md_file
 
 
-def read(run: str, storage_root: str = "", endpoint: str = "") -> dict:
-    """A results record from a run directory, a results.json URI, or a run name under `storage_root`."""
-    candidates = [run] if run.endswith(".json") else [storage.join(run, RESULTS_JSON)]
-    if storage_root and "/" not in run.rstrip("/"):
-        candidates.append(storage.join(storage_root, run, RESULTS_JSON))
-    for uri in candidates:
-        if storage.exists(uri, endpoint):
-            return json.loads(storage.read_bytes(uri, endpoint))
-    raise UserError(f"no results found for run '{run}' (looked for {', '.join(candidates)})", "give a run directory written by `fame-ray finetune` or `fame-ray retrieve`, or its name with --storage")
+def read(run: str, storage_root: Location) -> dict:
+    """A results record from a run directory, a results.json file, or a run name under `storage_root`."""
+    given = storage_root.at(run) if run.startswith("s3://") else Location.parse(run, storage_root.endpoint)
+    candidates = [given] if run.endswith(".json") else [given / RESULTS_JSON]
+    if "/" not in run.rstrip("/"):
+        candidates.append(storage_root / run / RESULTS_JSON)
+    for location in candidates:
+        if location.exists():
+            return json.loads(location.read_bytes())
+    raise UserError(f"no results found for run '{run}' (looked for {', '.join(map(str, candidates))})", "give a run directory written by `fame-ray finetune` or `fame-ray retrieve`, or its name with --storage")
 
 
 def side_by_side(records: list[dict]) -> str:

@@ -1,4 +1,4 @@
-"""Video retrieval recall (FAME.md, "Retrieval"), pure numpy.
+"""Video retrieval recall (docs/recipe.md, "Retrieval"), pure numpy.
 
 Protocol: each video's feature is the mean of its clips' features; features are
 centred by subtracting the mean of the training (gallery) features, then L2-normalised;

@@ -10,7 +10,7 @@ We strip `module.encoder_q.` (or `encoder_q.` when saved without DDP), drop the 
 and load the rest into our backbone with strict key and shape matching. A finetuned
 official checkpoint (keys `module.<backbone names>` and `module.fc.*`) loads the same way.
 
-fame-ray checkpoints (fame_ray.train.checkpoint, owner "pretrain"):
+fame-ray checkpoints (fame_ray.checkpoints):
     <storage>/<run>/checkpoint_<step:08d>/state.pt     torch.save dict; "model" = the MoCo
         state_dict (fame_ray.models.moco): encoder_q.backbone.<backbone names>,
         encoder_q.head.*, encoder_k.*, queue, queue_ptr (a leading `module.` is tolerated)
@@ -19,7 +19,7 @@ fame-ray checkpoints (fame_ray.train.checkpoint, owner "pretrain"):
     <storage>/<run>/checkpoint_<step:08d>/meta.json    written last; without it (or without
         state.pt) the checkpoint is incomplete and never chosen
 A run directory (holding checkpoint_* subdirectories) resolves to its latest complete
-checkpoint (`latest_checkpoint`). Paths may be local or s3:// (fame_ray.storage).
+checkpoint (`resolve_weights`). Paths may be local or s3:// (fame_ray.storage).
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ from __future__ import annotations
 import io
 import logging
 
-import pyarrow.fs as pafs
 import torch
 from torch import nn
 
-from fame_ray import storage
+from fame_ray import checkpoints
 from fame_ray.errors import UserError
+from fame_ray.models.backbones import build_backbone
+from fame_ray.storage import Location
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +101,6 @@ def load_backbone_state(backbone: nn.Module, state: dict, arch: str, source: str
 
 def load_official_query_encoder(state_dict: dict, arch: str) -> tuple[nn.Module, dict]:
     """(backbone, report) from a state dict in the official layout (`module.encoder_q.*`)."""
-    from fame_ray.models import build_backbone
-
     backbone = build_backbone(arch)
     state, dropped = official_backbone_state(state_dict)
     report = load_backbone_state(backbone, state, arch, "the official checkpoint")
@@ -120,14 +119,6 @@ def fame_ray_backbone_state(model_state: dict) -> dict:
     return {k[len(prefix):]: v for k, v in model_state.items() if k.startswith(prefix)}
 
 
-def latest_checkpoint(run_uri: str, endpoint: str = "") -> str | None:
-    """URI of the latest complete checkpoint_* directory of a run (local or s3://), or None."""
-    from fame_ray.train.checkpoint import latest_complete
-
-    info = latest_complete(run_uri, endpoint)
-    return info.uri if info else None
-
-
 def _torch_load(data: bytes, where: str):
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
@@ -136,57 +127,51 @@ def _torch_load(data: bytes, where: str):
                         "pass an official FAME .pth(.tar) or a fame-ray checkpoint directory") from None
 
 
-def _resolve(uri: str, endpoint: str) -> tuple[str, str]:
-    """('file', uri) for a single torch file, ('checkpoint', dir) for a fame-ray checkpoint dir."""
-    from fame_ray.train.checkpoint import STATE_FILE
-
-    if not storage.exists(uri, endpoint):
-        raise UserError(f"pretrained weights not found: {uri}", "check the path (local or s3://) and --s3-endpoint")
-    fs, path = storage.filesystem(uri, endpoint)
-    if fs.get_file_info(path).type == pafs.FileType.File:
-        return "file", uri
-    if storage.exists(storage.join(uri, STATE_FILE), endpoint):
-        return "checkpoint", uri
-    latest = latest_checkpoint(uri, endpoint)
+def resolve_weights(weights: Location) -> tuple[str, Location]:
+    """('file', it) for a single torch file, ('checkpoint', dir) for a fame-ray checkpoint dir
+    (a run directory resolves to its latest complete checkpoint)."""
+    if not weights.exists():
+        raise UserError(f"pretrained weights not found: {weights}", "check the path (local or s3://) and --s3-endpoint")
+    if weights.is_file():
+        return "file", weights
+    if (weights / checkpoints.STATE_FILE).exists():
+        return "checkpoint", weights
+    latest = checkpoints.latest_complete(weights)
     if latest is None:
-        raise UserError(f"{uri} holds no complete fame-ray checkpoint",
+        raise UserError(f"{weights} holds no complete fame-ray checkpoint",
                         "pass a checkpoint_* directory, a run directory with one, or an official .pth file")
-    return "checkpoint", latest
+    return "checkpoint", latest.location
 
 
-def _checkpoint_arch(uri: str, endpoint: str) -> str:
-    from fame_ray.train.checkpoint import CONFIG_FILE, read_config
-
-    if not storage.exists(storage.join(uri, CONFIG_FILE), endpoint):
+def _checkpoint_arch(checkpoint: Location) -> str:
+    if not (checkpoint / checkpoints.CONFIG_FILE).exists():
         return ""
-    return str((read_config(uri, endpoint).get("model") or {}).get("arch", ""))
+    return str((checkpoints.read_config(checkpoint).get("model") or {}).get("arch", ""))
 
 
-def load_pretrained_backbone(uri_or_path: str, arch: str, endpoint: str = "") -> tuple[nn.Module, dict]:
+def load_pretrained_backbone(weights: Location, arch: str) -> tuple[nn.Module, dict]:
     """(backbone, report) from a fame-ray checkpoint/run dir or an official FAME .pth (local or s3://).
 
     `arch` must be the checkpoint's; an empty `arch` takes it from a fame-ray checkpoint's
     config. A mismatch is a UserError that names the two architectures (or the keys).
     """
-    from fame_ray.models import build_backbone
-    from fame_ray.train.checkpoint import STATE_FILE
-
-    kind, uri = _resolve(uri_or_path, endpoint)
+    kind, where = resolve_weights(weights)
+    uri = where.uri
     if kind == "file":
         if not arch:
             raise UserError("an official FAME checkpoint does not say its architecture", "pass --arch (i3d or r2plus1d_18)")
-        checkpoint = _torch_load(storage.read_bytes(uri, endpoint), uri)
+        checkpoint = _torch_load(where.read_bytes(), uri)
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
             state, source = fame_ray_backbone_state(checkpoint["model"]), "fame-ray"
         else:
             backbone, report = load_official_query_encoder(checkpoint, arch)
             return backbone, {**report, "source": uri}
     else:
-        saved_arch = _checkpoint_arch(uri, endpoint)
+        saved_arch = _checkpoint_arch(where)
         if saved_arch and arch and saved_arch != arch:
             raise UserError(f"the checkpoint {uri} is a {saved_arch} model, not {arch}", f"pass --arch {saved_arch}")
         arch = arch or saved_arch
-        checkpoint = _torch_load(storage.read_bytes(storage.join(uri, STATE_FILE), endpoint), uri)
+        checkpoint = _torch_load((where / checkpoints.STATE_FILE).read_bytes(), uri)
         state, source = fame_ray_backbone_state(checkpoint.get("model", {})), "fame-ray"
     backbone = build_backbone(arch)
     report = load_backbone_state(backbone, state, arch, f"the {source} checkpoint")

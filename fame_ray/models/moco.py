@@ -10,7 +10,7 @@ arXiv 2003.04297; FAME: Ding et al. arXiv 2109.15130, official `moco/builder.py`
   a permutation broadcast from rank 0) and unshuffled after, so BatchNorm statistics cannot
   leak which key is the positive. On one worker (no process group) the batch is shuffled
   locally, which is what shuffle-BN reduces to.
-- Symmetric step (FAME.md): loss = 0.5 * (L(q=fused, k=plain) + L(q=plain, k=fused)); the
+- Symmetric step (docs/recipe.md): loss = 0.5 * (L(q=fused, k=plain) + L(q=plain, k=fused)); the
   momentum update runs once per step (first pass); both passes enqueue their keys, so
   2 x global batch keys enter the queue per step. As the official code, the first pass
   enqueues its keys before the second pass computes its logits, and acc@1 is computed on
@@ -36,6 +36,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from fame_ray.models.backbones import build_backbone
 
 
 def _distributed() -> bool:
@@ -117,14 +119,21 @@ class MoCo(nn.Module):
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
-        """Put the keys of all workers (N,dim, normalised) into the queue at queue_ptr."""
+        """Put the keys of all workers (N,dim, normalised) into the queue at queue_ptr.
+
+        The queue is a ring: a write that runs past the end wraps to the start. With the
+        official K % batch == 0 this is exactly the official slice assignment; it also keeps
+        the queue correct when an elastic resize changes the effective batch mid-run (the
+        pointer need not stay a multiple of the batch). The pointer stays on the device:
+        no host sync.
+        """
         keys = concat_all_gather(keys)
         count = keys.shape[0]
-        if self.queue_size % count != 0:
-            raise ValueError(f"queue size {self.queue_size} is not a multiple of the global batch {count}")
-        pointer = int(self.queue_ptr)
-        self.queue[:, pointer:pointer + count] = keys.T.to(self.queue.dtype)
-        self.queue_ptr[0] = (pointer + count) % self.queue_size
+        if count > self.queue_size:
+            raise ValueError(f"a batch of {count} keys does not fit a queue of {self.queue_size}")
+        slots = (self.queue_ptr + torch.arange(count, device=self.queue_ptr.device)) % self.queue_size
+        self.queue.index_copy_(1, slots, keys.T.to(self.queue.dtype))
+        self.queue_ptr.copy_((self.queue_ptr + count) % self.queue_size)
 
     def _permutation(self, size: int, device: torch.device) -> torch.Tensor:
         permutation = torch.randperm(size, generator=self.generator)
@@ -184,9 +193,7 @@ def _top1(logits: torch.Tensor) -> torch.Tensor:
     return (logits.detach().argmax(dim=1) == 0).float().mean()
 
 
-def build_moco(arch: str, dim: int, queue_size: int, momentum: float, temperature: float, mlp: bool,
-               symmetric: bool = True, shuffle_bn: bool = True, generator: torch.Generator | None = None) -> MoCo:
+def moco_for(arch: str, dim: int, queue_size: int, momentum: float, temperature: float, mlp: bool,
+             symmetric: bool = True, shuffle_bn: bool = True, generator: torch.Generator | None = None) -> MoCo:
     """MoCo around a fresh `build_backbone(arch)`."""
-    from fame_ray.models import build_backbone
-
     return MoCo(build_backbone(arch), dim, queue_size, momentum, temperature, mlp, symmetric, shuffle_bn, generator)

@@ -27,7 +27,6 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(420)]
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB_TIMEOUT_S = 300
-HAS_PRETRAIN = (ROOT / "fame_ray" / "train" / "pretrain.py").exists()
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +87,6 @@ def test_a_driver_without_the_token_is_refused_by_the_gcs(head):
     assert "InvalidAuthToken" in driver.stderr, driver.stderr[-2000:]
 
 
-@pytest.mark.skipif(not HAS_PRETRAIN, reason="fame_ray.train.pretrain is not in this checkout yet")
 def test_submitted_pretrain_job_succeeds_and_checkpoints(head, tmp_path):
     runs, data = tmp_path / "runs", tmp_path / "data" / "synthetic"
     submission_id = f"fame-ray-test-{uuid.uuid4().hex[:8]}"

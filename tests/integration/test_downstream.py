@@ -16,6 +16,8 @@ import os
 import pytest
 
 from fame_ray import config as C
+from fame_ray.config import presets
+from fame_ray.storage import Location
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -51,10 +53,10 @@ def learnable_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pretrained(learnable_root, tmp_path_factory, local_ray):
     """A fame-ray pretraining run of the tiny model: a few MoCo + FAME steps."""
-    from fame_ray.train.pretrain import run_pretrain
+    from fame_ray.pretrain.driver import run_pretrain
 
     runs = tmp_path_factory.mktemp("runs")
-    cfg = C.build(C.PretrainConfig, C.demo_pretrain(), None, {
+    cfg = C.build(C.PretrainConfig, presets.demo_pretrain(), None, {
         "data": {"dataset": "ucf101", "data_root": learnable_root},
         "train": {"num_workers": 1, "max_steps": 2, "epochs": 1, "global_batch": 8, "checkpoint_every": 2},
         "moco": {"queue_size": 64},
@@ -73,13 +75,13 @@ def _finetune_config(data_root, pretrained_run, runs, **values):
         "milestones": [4],
         "dropout": 0.3,
     }
-    return C.build(C.FinetuneConfig, C.demo_finetune(), None, C.merge(base, values))
+    return C.build(C.FinetuneConfig, presets.demo_finetune(), None, C.merge(base, values))
 
 
 def test_finetune_sweep_linear_probe_retrieval_and_report(learnable_root, pretrained):
     from fame_ray.eval import report as results
-    from fame_ray.eval.features import run_retrieval
-    from fame_ray.train.finetune import run_finetune
+    from fame_ray.downstream.features import run_retrieval
+    from fame_ray.downstream.finetune import run_finetune
 
     pretrained_run, runs = pretrained
     sweep = _finetune_config(learnable_root, pretrained_run, runs, storage={"run_name": "ft"}, search_space={"lr": [0.01, 0.02]})
@@ -107,7 +109,7 @@ def test_finetune_sweep_linear_probe_retrieval_and_report(learnable_root, pretra
     recalls = [retrieval["metrics"][f"R@{k}"] for k in (1, 5, 10, 20, 50)]
     assert recalls == sorted(recalls) and recalls[-1] == 100.0  # R@k grows with k; 50 > gallery size
 
-    table = results.side_by_side([results.read(os.path.join(runs, name)) for name in ("ft", "lin", "ret")])
+    table = results.side_by_side([results.read(os.path.join(runs, name), Location.parse(runs)) for name in ("ft", "lin", "ret")])
     assert len(table.splitlines()) == 5 and "R@1 (%)" in table and "video top-1 (%)" in table
 
 

@@ -99,11 +99,12 @@ def test_report_of_a_missing_run(tmp_path):
 
 def test_report_prints_runs_side_by_side(tmp_path):
     from fame_ray.eval import report as results
+    from fame_ray.storage import Location
 
     setting = {"dataset": "ucf101", "split": 1, "backbone": "r2plus1d_18", "pretrained": "s3://b/pre"}
     recipe = {"dataset": "kinetics400", "epochs": 200, "schedule": "cosine", "mlp_head": True, "queue_size": 65536}
-    results.write(results.new_record("finetune", "ft", {**setting, "mode": "finetune"}, recipe, {"video_top1": 84.8, "clip_top1": 80.0}), str(tmp_path / "ft"))
-    results.write(results.new_record("retrieval", "ret", {**setting, "mode": "retrieval"}, recipe, {"R@1": 64.6}), str(tmp_path / "ret"))
+    results.write(results.new_record("finetune", "ft", {**setting, "mode": "finetune"}, recipe, {"video_top1": 84.8, "clip_top1": 80.0}), Location.parse(str(tmp_path / "ft")))
+    results.write(results.new_record("retrieval", "ret", {**setting, "mode": "retrieval"}, recipe, {"R@1": 64.6}), Location.parse(str(tmp_path / "ret")))
     result = fame_ray("report", "ft", "ret", "--storage", str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()

@@ -11,8 +11,7 @@ from __future__ import annotations
 import pytest
 from pretrain_support import assert_checkpoints_sound, run_in_thread, small_config, wait_for
 
-from fame_ray.train import checkpoint as ckpt
-from fame_ray.train import metrics as run_metrics
+from fame_ray import checkpoints as ckpt
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(480)]
 
@@ -28,9 +27,9 @@ def test_node_loss_mid_run_resumes_and_reaches_the_target(tmp_path):
         trainer_nodes = [cluster.add_node(num_cpus=1, resources={"trainer_slot": 1}) for _ in range(2)]
         ray.init(address=cluster.address, log_to_driver=False)
         cfg = small_config(tmp_path, "node-loss", max_steps=TARGET, num_workers=2, cpus_per_worker=0.5, worker_resources={"trainer_slot": 1})
-        thread, outcome, loop_config = run_in_thread(cfg)
-        run_uri = loop_config["run_uri"]
-        wait_for(lambda: (ckpt.latest_complete(run_uri) or ckpt.CheckpointInfo("", "", 0, True, {})).step >= 4, 300, "a first checkpoint")
+        thread, outcome, plan = run_in_thread(cfg)
+        run_uri = plan.run
+        wait_for(lambda: (ckpt.latest_complete(run_uri) or ckpt.CheckpointInfo("", run_uri, 0, True, {})).step >= 4, 300, "a first checkpoint")
         assert thread.is_alive(), f"the run ended before the node was killed: {outcome}"
         cluster.remove_node(trainer_nodes[0], allow_graceful=False)
         cluster.add_node(num_cpus=1, resources={"trainer_slot": 1})
@@ -40,7 +39,7 @@ def test_node_loss_mid_run_resumes_and_reaches_the_target(tmp_path):
         assert outcome["result"].metrics["step"] == TARGET
         found = assert_checkpoints_sound(run_uri)
         assert found[-1].step == TARGET and found[-1].complete
-        records = run_metrics.read_records(run_uri)
+        records = ckpt.read_records(run_uri)
         assert [r["step"] for r in records] == list(range(1, TARGET + 1))
         assert max(r["start_step"] for r in records) >= 4, "no worker group restarted from a checkpoint"
     finally:

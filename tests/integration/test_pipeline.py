@@ -9,8 +9,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from fame_ray import config
+from fame_ray import config, runtime
 from fame_ray.data import catalog, manifest, pipeline
+from fame_ray.errors import ConfigError
+from fame_ray.storage import Location
 
 pytestmark = pytest.mark.ray
 
@@ -24,13 +26,14 @@ def _cfg(synth_root, **train):
 
 @pytest.fixture(scope="module")
 def train_manifest(synth_root):
-    return catalog.manifest_uri(_cfg(synth_root).data, "train")
+    data = _cfg(synth_root).data
+    return catalog.manifest_location(data, data.location(), "train")
 
 
 def test_pretrain_batches_have_views_and_labels(ray_local, synth_root, train_manifest):
     cfg = _cfg(synth_root)
     rows = manifest.read(train_manifest).num_rows
-    batches = list(pipeline.pretrain_dataset(train_manifest, cfg, per_worker_batch=4).iter_batches(batch_size=4, batch_format="numpy", drop_last=True))
+    batches = list(pipeline.pretrain_dataset(train_manifest, cfg, runtime.plan_resources(2, cfg.train, cfg.data), per_worker_batch=4).iter_batches(batch_size=4, batch_format="numpy", drop_last=True))
     assert len(batches) == rows // 4
     first = batches[0]
     assert first["view_q"].shape == first["view_k"].shape == (4, 3, 8, 64, 64)
@@ -44,7 +47,7 @@ def test_pretrain_batches_have_views_and_labels(ray_local, synth_root, train_man
 def test_fame_off_gives_plain_query_clips(ray_local, synth_root, train_manifest):
     cfg = _cfg(synth_root)
     cfg.fame.enabled = False
-    batch = pipeline.pretrain_dataset(train_manifest, cfg, per_worker_batch=4).take_batch(4)
+    batch = pipeline.pretrain_dataset(train_manifest, cfg, runtime.plan_resources(2, cfg.train, cfg.data), per_worker_batch=4).take_batch(4)
     assert batch["view_q"].shape == (4, 3, 8, 64, 64)
 
 
@@ -54,11 +57,11 @@ def test_corrupt_video_is_skipped_and_counted(ray_local, synth_root, train_manif
     corrupt.write_bytes(os.urandom(4096))
     bad = table.slice(0, 1).to_pydict()
     bad["path"] = [str(corrupt)]
-    uri = str(tmp_path / "with_corrupt.parquet")
+    uri = Location.parse(str(tmp_path / "with_corrupt.parquet"))
     manifest.write(pa.concat_tables([table, pa.Table.from_pydict(bad, schema=manifest.SCHEMA)]), uri)
     before = pipeline.decode_failures()["count"]
     cfg = _cfg(synth_root)
-    total = sum(len(b["label"]) for b in pipeline.pretrain_dataset(uri, cfg, per_worker_batch=4).iter_batches(batch_size=None, batch_format="numpy"))
+    total = sum(len(b["label"]) for b in pipeline.pretrain_dataset(uri, cfg, runtime.plan_resources(2, cfg.train, cfg.data), per_worker_batch=4).iter_batches(batch_size=None, batch_format="numpy"))
     assert total == table.num_rows
     failures = pipeline.decode_failures()
     assert failures["count"] == before + 1
@@ -67,7 +70,7 @@ def test_corrupt_video_is_skipped_and_counted(ray_local, synth_root, train_manif
 
 def test_eval_dataset_gives_uniform_clips_per_video(ray_local, synth_root):
     data = _cfg(synth_root).data
-    uri = catalog.manifest_uri(data, "test")
+    uri = catalog.manifest_location(data, data.location(), "test")
     videos = manifest.read(uri).num_rows
     rows = pipeline.supervised_dataset(uri, data, train=False).take_all()
     assert len(rows) == videos * data.eval_clips
@@ -104,12 +107,12 @@ def test_torch_trainer_on_two_cpus_does_not_starve_the_data(ray_local, synth_roo
             ray.train.report({"shapes": shapes}, checkpoint=checkpoint)
 
     cfg = _cfg(synth_root)
-    plan = pipeline.plan_resources(2, cfg.train, cfg.data)
+    plan = runtime.plan_resources(2, cfg.train, cfg.data)
     assert plan.cpus_per_worker * 2 + plan.data_cpus == pytest.approx(2) and plan.data_cpus >= 1
-    dataset = pipeline.pretrain_dataset(train_manifest, cfg, plan=plan)
+    dataset = pipeline.pretrain_dataset(train_manifest, cfg, plan)
     trainer = TorchTrainer(
         pull_two_batches,
-        train_loop_config={"batch": pipeline.per_worker_batch_size(cfg.train)},
+        train_loop_config={"batch": cfg.train.split_batch(cfg.train.num_workers)[0]},
         scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": plan.cpus_per_worker}),
         datasets={"train": dataset},
         run_config=RunConfig(name="pipeline-test", storage_path=str(tmp_path)),
@@ -121,7 +124,7 @@ def test_torch_trainer_on_two_cpus_does_not_starve_the_data(ray_local, synth_roo
 
 @pytest.mark.parametrize("cpus,workers,per_worker,data_cpus", [(2, 2, 0.5, 1.0), (2, 1, 1.0, 1.0), (16, 8, 1.0, 8.0), (1, 1, 0.5, 0.5)])
 def test_plan_always_leaves_cpus_for_data(cpus, workers, per_worker, data_cpus):
-    plan = pipeline.plan_resources(cpus, config.TrainConfig(num_workers=workers, global_batch=8), config.DataConfig())
+    plan = runtime.plan_resources(cpus, config.TrainConfig(num_workers=workers, global_batch=8), config.DataConfig())
     assert (plan.cpus_per_worker, plan.data_cpus) == (per_worker, data_cpus)
     decode_share = plan.decode_cpus * plan.decode_concurrency
     assert decode_share + plan.fame_cpus * plan.fame_concurrency <= plan.data_cpus + 1e-9
@@ -129,8 +132,8 @@ def test_plan_always_leaves_cpus_for_data(cpus, workers, per_worker, data_cpus):
 
 
 def test_plan_rejects_workers_that_take_every_cpu():
-    with pytest.raises(config.ConfigError, match="no CPU for data"):
-        pipeline.plan_resources(2, config.TrainConfig(num_workers=2, cpus_per_worker=1.0), config.DataConfig())
+    with pytest.raises(ConfigError, match="no CPU for data"):
+        runtime.plan_resources(2, config.TrainConfig(num_workers=2, cpus_per_worker=1.0), config.DataConfig())
 
 
 def test_crop_larger_than_videos_is_rejected_before_decoding(synth_root, train_manifest):
@@ -159,7 +162,7 @@ def test_preview_command_writes_a_picture(ray_local, synth_root, train_manifest,
 
 
 def test_bench_reports_decode_and_pipeline_figures(synth_root, train_manifest):
-    from fame_ray.data import bench
+    from fame_ray.bench import data as bench
 
     result = bench.run(synth_root, videos=8, batch=4, repeats=1, with_ray=False, overrides=["data.frames_per_clip=8", "data.crop_size=64"])
     figures = result["in_process"]["cpu"]

@@ -35,31 +35,33 @@ def test_prepare_probes_and_reports_a_corrupt_video(ray_local, synth_root, tmp_p
     corrupt = os.path.join(root, "UCF-101", first_train)
     with open(corrupt, "wb") as handle:
         handle.write(os.urandom(5000))
-    result = catalog.prepare(DataConfig(dataset="ucf101", data_root=root))
+    data = DataConfig(dataset="ucf101", data_root=root)
+    result = catalog.prepare(data, data.location())
     assert result.counts["train"] == 15 and result.counts["test"] == 8 and result.num_classes == 4
     assert result.skipped == [(corrupt, result.skipped[0][1])] and "unreadable" in result.skipped[0][1]
-    with open(result.report) as handle:
+    with open(result.report.uri) as handle:
         rows = list(csv.DictReader(handle))
     assert rows[0]["path"] == corrupt and rows[0]["subset"] == "train"
     table = manifest.read(result.manifests["train"]).to_pylist()
     assert {row["num_frames"] for row in table} == {40} and {(row["height"], row["width"]) for row in table} == {(120, 160)}
     assert all(row["fps"] == 25 and row["end_frame"] == 40 and os.path.isfile(row["path"]) for row in table)
-    assert {row["label_name"] for row in table} == set(json.load(open(result.classes_file)))
-    assert os.path.dirname(result.manifests["train"]) == os.path.join(root, ".fame-ray")
+    assert {row["label_name"] for row in table} == set(json.load(open(result.classes_file.uri)))
+    assert result.manifests["train"].parent.uri == os.path.join(root, ".fame-ray")
 
 
-def test_manifest_uri_writes_the_synthetic_dataset_on_first_use(ray_local, tmp_path, monkeypatch):
+def test_manifest_location_writes_the_synthetic_dataset_on_first_use(ray_local, tmp_path, monkeypatch):
     monkeypatch.setattr(synthetic, "DEFAULT", dict(synthetic.DEFAULT, num_classes=3, videos_per_class=3, frames=20))
     data = DataConfig(dataset="synthetic", data_root=str(tmp_path / "synthetic"))
-    uri = catalog.manifest_uri(data, "train")
-    assert uri.endswith("synthetic_split1_train.parquet") and synthetic.is_complete(data.data_root)
-    assert manifest.read(uri).num_rows + manifest.read(catalog.manifest_uri(data, "test")).num_rows == 9
-    assert catalog.class_names(data) == ["Horizontal", "Vertical", "Circle"]
+    source = data.location()
+    train = catalog.manifest_location(data, source, "train")
+    assert train.name == "synthetic_split1_train.parquet" and synthetic.is_complete(data.data_root)
+    assert manifest.read(train).num_rows + manifest.read(catalog.manifest_location(data, source, "test")).num_rows == 9
+    assert catalog.class_names(data, source) == ["Horizontal", "Vertical", "Circle"]
 
 
 def _upload(local_root: str, uri: str, endpoint: str) -> None:
     client = storage.boto3_client(endpoint)
-    bucket, prefix = storage.split_s3(uri)
+    bucket, prefix = uri[len("s3://"):].split("/", 1)
     for folder, folders, files in os.walk(local_root):
         folders[:] = [f for f in folders if f != ".fame-ray"]  # manifests of other tests
         for name in files:
@@ -71,8 +73,9 @@ def test_prepare_from_an_s3_root(ray_local, synth_root, s3_server, bucket):
     root = f"{bucket}/UCF101"
     _upload(synth_root, root, s3_server)
     data = DataConfig(dataset="ucf101", data_root=root, split=2)
-    result = catalog.prepare(data)
+    source = data.location(s3_server)
+    result = catalog.prepare(data, source)
     assert result.counts["train"] + result.counts["test"] == 24 and not result.skipped
-    assert result.manifests["test"] == f"{root}/.fame-ray/ucf101_split2_test.parquet"
-    rows = manifest.read(catalog.manifest_uri(data, "test")).to_pylist()
+    assert result.manifests["test"].uri == f"{root}/.fame-ray/ucf101_split2_test.parquet"
+    rows = manifest.read(catalog.manifest_location(data, source, "test")).to_pylist()
     assert rows and all(row["path"].startswith(f"{root}/UCF-101/") and row["num_frames"] == 40 for row in rows)

@@ -9,20 +9,20 @@ import sys
 
 import pytest
 
-from fame_ray import config as config_lib
-from fame_ray.train import checkpoint as ckpt
-from fame_ray.train import metrics as run_metrics
-from fame_ray.train.pretrain import run_pretrain
+from fame_ray import checkpoints as ckpt
+from fame_ray.config import PretrainConfig, build, presets
+from fame_ray.pretrain.driver import run_pretrain
+from fame_ray.storage import Location
 
 FAME_RAY = os.path.join(os.path.dirname(sys.executable), "fame-ray")
 
 
-def _config(synth_root, storage_path, max_steps: int) -> config_lib.PretrainConfig:
-    values = config_lib.demo_pretrain()
-    values["data"].update(dataset="ucf101", data_root=synth_root, manifest_dir=str(storage_path / "manifests"), frames_per_clip=4, crop_size=32)
-    values["train"].update(global_batch=8, max_steps=max_steps, checkpoint_every=2, log_every=1, keep_checkpoints=2)
-    values["storage"] = {"path": str(storage_path / "runs"), "run_name": "demo"}
-    return config_lib.build(config_lib.PretrainConfig, values)
+def _config(synth_root, storage_path, max_steps: int) -> PretrainConfig:
+    return build(PretrainConfig, presets.demo_pretrain(), {
+        "data": {"dataset": "ucf101", "data_root": synth_root, "manifest_dir": str(storage_path / "manifests"), "frames_per_clip": 4, "crop_size": 32},
+        "train": {"global_batch": 8, "max_steps": max_steps, "checkpoint_every": 2, "log_every": 1, "keep_checkpoints": 2},
+        "storage": {"path": str(storage_path / "runs"), "run_name": "demo"},
+    })
 
 
 @pytest.mark.ray
@@ -30,15 +30,15 @@ def _config(synth_root, storage_path, max_steps: int) -> config_lib.PretrainConf
 def test_pretrain_then_resume_with_the_same_name(synth_root, tmp_path, ray_local):
     result = run_pretrain(_config(synth_root, tmp_path, max_steps=3))
     assert result.metrics["step"] == 3
-    run_uri = str(tmp_path / "runs" / "demo")
+    run_uri = Location.parse(str(tmp_path / "runs" / "demo"))
     first = ckpt.latest_complete(run_uri)
     assert first.step == 3
-    assert ckpt.read_config(first.uri)["data"]["crop_size"] == 32
-    assert len(ckpt.read_meta(first.uri)["git_sha"]) > 0
+    assert ckpt.read_config(first.location)["data"]["crop_size"] == 32
+    assert len(ckpt.read_meta(first.location)["git_sha"]) > 0
 
     result = run_pretrain(_config(synth_root, tmp_path, max_steps=5))
     assert result.metrics["step"] == 5
-    records = run_metrics.read_records(run_uri)
+    records = ckpt.read_records(run_uri)
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
     assert {r["start_step"] for r in records if r["step"] > 3} == {3}
     assert all(0 <= r["data_wait"] <= 1 and r["world_size"] == 2 for r in records)

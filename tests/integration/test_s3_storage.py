@@ -12,11 +12,10 @@ import socket
 import pytest
 from pretrain_support import run_in_thread, small_config, wait_for
 
+from fame_ray import checkpoints as ckpt
 from fame_ray import storage
 from fame_ray.errors import UserError
-from fame_ray.train import checkpoint as ckpt
-from fame_ray.train import metrics as run_metrics
-from fame_ray.train.pretrain import validate
+from fame_ray.pretrain.driver import preflight
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(540)]
 
@@ -46,10 +45,10 @@ def _objects(endpoint: str, prefix: str) -> list[str]:
 
 
 def _run(cfg):
-    thread, outcome, loop_config = run_in_thread(cfg)
+    thread, outcome, plan = run_in_thread(cfg)
     thread.join(timeout=400)
     assert not thread.is_alive()
-    return outcome, loop_config
+    return outcome, plan
 
 
 def test_checkpoints_are_objects_a_second_run_resumes_and_an_outage_fails_loudly(ray_s3, s3_server):
@@ -58,9 +57,9 @@ def test_checkpoints_are_objects_a_second_run_resumes_and_an_outage_fails_loudly
     root = f"{ray_s3}/runs"
     cfg = small_config(root, "s3-run", num_workers=2, cpus_per_worker=0.5, max_steps=8)
     cfg.storage.s3_endpoint = s3_server
-    outcome, loop_config = _run(cfg)
+    outcome, plan = _run(cfg)
     assert "error" not in outcome, outcome.get("error")
-    run_uri = loop_config["run_uri"]
+    run = plan.run
     keys = _objects(s3_server, "runs/s3-run/")
     for step in (4, 8):
         for name in (ckpt.STATE_FILE, ckpt.CONFIG_FILE, ckpt.META_FILE):
@@ -77,21 +76,21 @@ def test_checkpoints_are_objects_a_second_run_resumes_and_an_outage_fails_loudly
         longer = small_config(root, "s3-run", num_workers=2, cpus_per_worker=0.5, max_steps=400, max_failures=0)
         longer.storage.s3_endpoint = f"http://{host}:{port}"
         thread, outcome, _ = run_in_thread(longer)
-        wait_for(lambda: ckpt.latest_complete(run_uri, s3_server).step >= 12, 300, "a checkpoint of the resumed run")
+        wait_for(lambda: ckpt.latest_complete(run).step >= 12, 300, "a checkpoint of the resumed run")
         outage.stop()
         thread.join(timeout=300)
         assert not thread.is_alive(), "the run did not stop when storage went away"
         assert "error" in outcome, "a run that cannot write its checkpoints must fail"
     finally:
         outage.stop()
-    records = run_metrics.read_records(run_uri, s3_server)
+    records = ckpt.read_records(run)
     assert [r["step"] for r in records[:12]] == list(range(1, 13))
     assert {r["start_step"] for r in records if r["step"] > 8} == {8}
-    found = ckpt.list_checkpoints(run_uri, s3_server)
+    found = ckpt.list_checkpoints(run)
     assert found[-1].step < 400
     for info in found:
         if info.complete:
-            assert ckpt.load_state(info.uri, s3_server)["step"] == info.step
+            assert ckpt.load_state(info.location)["step"] == info.step
         else:
             names = [key.rsplit("/", 1)[-1] for key in _objects(s3_server, f"runs/s3-run/{info.name}/")]
             assert ckpt.META_FILE not in names
@@ -101,7 +100,7 @@ def test_missing_bucket_and_unreachable_endpoint_fail_before_workers(s3_server, 
     cfg = small_config("s3://no-such-bucket/runs", "x")
     cfg.storage.s3_endpoint = s3_server
     with pytest.raises(UserError, match="does not exist"):
-        validate(cfg)
+        preflight(cfg)
     cfg.storage.s3_endpoint = f"http://127.0.0.1:{_free_port()}"
     with pytest.raises(UserError, match="cannot reach the S3 endpoint"):
-        validate(cfg)
+        preflight(cfg)

@@ -9,7 +9,13 @@ import pytest
 
 from fame_ray.data import layouts
 from fame_ray.data.generic import read_folder
-from fame_ray.data.listing import Tree
+from fame_ray.data.listing import Tree as _Tree
+from fame_ray.storage import Location
+
+
+def Tree(root):
+    """A local dataset root as the layout readers take it."""
+    return _Tree(Location.parse(str(root)))
 from fame_ray.data.synthetic import write_dataset
 from fame_ray.errors import UserError
 

@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from fame_ray import config as cfg
+from fame_ray.config import presets
 from fame_ray.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -246,8 +247,8 @@ def build_job(path: Path):
     """Build a job YAML the way `fame-ray pretrain/finetune --config FILE` does."""
     values = cfg.load_yaml(path)
     if path.name.startswith("pretrain"):
-        return cfg.build(cfg.PretrainConfig, cfg.preset(cfg.PRETRAIN_PRESETS, "recipe"), values)
-    return cfg.build(cfg.FinetuneConfig, cfg.preset(cfg.FINETUNE_PRESETS, "recipe"), values)
+        return cfg.build(cfg.PretrainConfig, presets.get(presets.PRETRAIN, "recipe"), values)
+    return cfg.build(cfg.FinetuneConfig, presets.get(presets.FINETUNE, "recipe"), values)
 
 
 def test_the_expected_jobs_exist():
@@ -271,9 +272,9 @@ def test_job_config_is_complete_whatever_the_base_preset(name):
     """A job file is the whole recipe: built over the demo preset it gives the same config."""
     path = ROOT / "jobs" / name
     values = cfg.load_yaml(path)
-    cls, table = (cfg.PretrainConfig, cfg.PRETRAIN_PRESETS) if name.startswith("pretrain") else (cfg.FinetuneConfig, cfg.FINETUNE_PRESETS)
-    over_recipe = cfg.to_dict(cfg.build(cls, cfg.preset(table, "recipe"), values))
-    over_demo = cfg.to_dict(cfg.build(cls, cfg.preset(table, "demo"), values))
+    cls, table = (cfg.PretrainConfig, presets.PRETRAIN) if name.startswith("pretrain") else (cfg.FinetuneConfig, presets.FINETUNE)
+    over_recipe = cfg.to_dict(cfg.build(cls, presets.get(table, "recipe"), values))
+    over_demo = cfg.to_dict(cfg.build(cls, presets.get(table, "demo"), values))
     assert over_recipe == over_demo
 
 

@@ -6,8 +6,8 @@ import av
 import numpy as np
 import pytest
 
-from fame_ray import storage
 from fame_ray.data import decode
+from fame_ray.storage import Location
 
 FRAMES = 30
 
@@ -60,19 +60,19 @@ def test_uniform_offsets_span_first_to_last_position():
 
 
 def test_decode_two_clips_in_one_call(video):
-    first, second = decode.decode_clips(video, 0, FRAMES, [0, 3], 8, 2)
+    first, second = decode.decode_clips(Location.parse(video), 0, FRAMES, [0, 3], 8, 2)
     assert first.shape == second.shape == (8, 48, 64, 3) and first.dtype == np.uint8
     assert frame_numbers(first) == list(range(0, 16, 2))
     assert frame_numbers(second) == list(range(3, 19, 2))
 
 
 def test_decode_respects_start_frame_and_wraps_short_ranges(video):
-    (clip,) = decode.decode_clips(video, 20, 24, [1], 6, 1)
+    (clip,) = decode.decode_clips(Location.parse(video), 20, 24, [1], 6, 1)
     assert frame_numbers(clip) == [21, 22, 23, 20, 21, 22]
 
 
 def test_manifest_frame_count_larger_than_video_is_clamped(video):
-    (clip,) = decode.decode_clips(video, 0, FRAMES + 50, [FRAMES - 4], 4, 2)
+    (clip,) = decode.decode_clips(Location.parse(video), 0, FRAMES + 50, [FRAMES - 4], 4, 2)
     assert frame_numbers(clip) == [26, 28, 0, 2]
 
 
@@ -81,14 +81,14 @@ def test_corrupt_and_missing_videos_raise_decode_error(tmp_path):
     corrupt.write_bytes(b"not a video" * 100)
     for path in (corrupt, tmp_path / "missing.mp4"):
         with pytest.raises(decode.DecodeError):
-            decode.decode_clips(str(path), 0, 10, [0], 4, 1)
+            decode.decode_clips(Location.parse(str(path)), 0, 10, [0], 4, 1)
 
 
 def test_decode_from_s3_reads_bytes_through_storage(video, bucket, s3_server):
     uri = f"{bucket}/videos/grey.mp4"
-    storage.write_bytes(uri, open(video, "rb").read(), s3_server)
-    (remote,) = decode.decode_clips(uri, 0, FRAMES, [2], 8, 3, endpoint=s3_server)
-    (local,) = decode.decode_clips(video, 0, FRAMES, [2], 8, 3)
+    Location.parse(uri, s3_server).write_bytes(open(video, "rb").read())
+    (remote,) = decode.decode_clips(Location.parse(uri, s3_server), 0, FRAMES, [2], 8, 3)
+    (local,) = decode.decode_clips(Location.parse(video), 0, FRAMES, [2], 8, 3)
     assert np.array_equal(remote, local)
     with pytest.raises(decode.DecodeError):
-        decode.decode_clips(f"{bucket}/videos/absent.mp4", 0, FRAMES, [0], 4, 1, endpoint=s3_server)
+        decode.decode_clips(Location.parse(f"{bucket}/videos/absent.mp4", s3_server), 0, FRAMES, [0], 4, 1)

@@ -6,6 +6,7 @@ import pytest
 
 from fame_ray.errors import UserError
 from fame_ray.eval import report as results
+from fame_ray.storage import Location
 
 
 def _record(run="finetune-ucf101-split1-r2plus1d_18", mode="finetune", metrics=None, recipe=None):
@@ -27,20 +28,21 @@ def test_percent_converts_fractions_and_keeps_counts():
 
 def test_write_and_read_round_trip(tmp_path):
     record = _record()
-    json_uri, md_uri = results.write(record, str(tmp_path / "run"))
-    assert json.loads(open(json_uri).read())["metrics"]["video_top1"] == 81.2
-    markdown = open(md_uri).read()
+    json_uri, md_uri = results.write(record, Location.parse(str(tmp_path / "run")))
+    assert json.loads(open(json_uri.uri).read())["metrics"]["video_top1"] == 81.2
+    markdown = open(md_uri.uri).read()
     assert "| ucf101 | 1 | finetune | r2plus1d_18 | s3://b/runs/pretrain | 81.2 | 95.5 | 74 | 92.1 |" in markdown
     assert "| schedule | cosine |" in markdown and "| mlp_head | yes |" in markdown
     assert "| b2 | failed |" in markdown and "out of memory" in markdown  # a failed trial is listed, not dropped
-    assert results.read(str(tmp_path / "run")) == record
-    assert results.read("run", storage_root=str(tmp_path)) == record
-    assert results.read(json_uri) == record
+    root = Location.parse(str(tmp_path))
+    assert results.read(str(tmp_path / "run"), root) == record
+    assert results.read("run", root) == record
+    assert results.read(json_uri.uri, root) == record
 
 
 def test_missing_run_is_a_user_error(tmp_path):
     with pytest.raises(UserError):
-        results.read(str(tmp_path / "nothing"))
+        results.read(str(tmp_path / "nothing"), Location.parse(str(tmp_path)))
 
 
 def test_record_without_recipe_says_so():

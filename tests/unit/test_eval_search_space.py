@@ -3,7 +3,8 @@
 import pytest
 
 from fame_ray.errors import ConfigError
-from fame_ray.train import tune as sweep
+from fame_ray.downstream import search_space as sweep
+from fame_ray.downstream.sweep import concurrent_trials
 
 
 def test_flags_parse_every_kind():
@@ -66,8 +67,8 @@ def test_grid_size_max_value_and_description():
 
 def test_concurrency_counts_ray_data_cpus_too():
     # 2 CPUs, a trial = 1 worker x 1 CPU + 1 CPU for Ray Data: one trial at a time
-    assert sweep.concurrent_trials(2, 0, 2.0, 0, wanted=4) == 1
-    assert sweep.concurrent_trials(16, 0, 2.0, 0, wanted=4) == 4
-    assert sweep.concurrent_trials(64, 4, 9.0, 2, wanted=8) == 2  # GPUs limit
+    assert concurrent_trials(2, 0, 2.0, 0, wanted=4) == 1
+    assert concurrent_trials(16, 0, 2.0, 0, wanted=4) == 4
+    assert concurrent_trials(64, 4, 9.0, 2, wanted=8) == 2  # GPUs limit
     with pytest.raises(ConfigError):
-        sweep.concurrent_trials(2, 0, 3.0, 0, wanted=1)
+        concurrent_trials(2, 0, 3.0, 0, wanted=1)

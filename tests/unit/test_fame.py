@@ -1,4 +1,4 @@
-"""FAME against a plain loop-based reference written from FAME.md, plus properties."""
+"""FAME against a plain loop-based reference written from the method in fame_ray/data/fame.py, plus properties."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from fame_ray.data import fame
 
 # ---------------------------------------------------------------------------------------
-# Reference: FAME.md step by step, one pixel at a time (float64, Python loops).
+# Reference: the method (fame_ray/data/fame.py) step by step, one pixel at a time (float64, Python loops).
 
 
 def _reflect(index: int, length: int) -> int:

@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from fame_ray import storage
+from fame_ray import checkpoints as ckpt
 from fame_ray.errors import UserError
 from fame_ray.models import build_backbone
-from fame_ray.models.loading import latest_checkpoint, load_official_query_encoder, load_pretrained_backbone
-from fame_ray.models.moco import build_moco
-from fame_ray.train import checkpoint as ckpt
+from fame_ray.models.loading import load_official_query_encoder, load_pretrained_backbone, resolve_weights
+from fame_ray.models.moco import moco_for
+from fame_ray.storage import Location
 
 
 def official_checkpoint(arch: str, seed: int = 0) -> dict:
@@ -89,11 +89,11 @@ def test_official_file_on_disk(tmp_path):
     path = tmp_path / "checkpoint_0199.pth.tar"
     saved = official_checkpoint("r2plus1d_18", seed=1)
     torch.save(saved, path)
-    backbone, report = load_pretrained_backbone(str(path), "r2plus1d_18")
+    backbone, report = load_pretrained_backbone(Location.parse(str(path)), "r2plus1d_18")
     assert torch.equal(backbone.layer4[1].conv2[1].running_mean, saved["state_dict"]["module.encoder_q.layer4.1.conv2.1.running_mean"])
     assert report["source"] == str(path)
     with pytest.raises(UserError, match="another architecture"):
-        load_pretrained_backbone(str(path), "r3d_18")
+        load_pretrained_backbone(Location.parse(str(path)), "r3d_18")
 
 
 def _write_checkpoint(directory, model: nn.Module, arch: str, step: int, complete: bool = True):
@@ -105,29 +105,29 @@ def _write_checkpoint(directory, model: nn.Module, arch: str, step: int, complet
 
 def test_fame_ray_run_directory_resolves_to_latest_complete(tmp_path):
     torch.manual_seed(0)
-    early, late = build_moco("tiny", 16, 32, 0.99, 0.1, True), build_moco("tiny", 16, 32, 0.99, 0.1, True)
+    early, late = moco_for("tiny", 16, 32, 0.99, 0.1, True), moco_for("tiny", 16, 32, 0.99, 0.1, True)
     _write_checkpoint(tmp_path / ckpt.dir_name(5), early, "tiny", 5)
     _write_checkpoint(tmp_path / ckpt.dir_name(9), late, "tiny", 9, complete=False)
-    assert latest_checkpoint(str(tmp_path)).endswith(ckpt.dir_name(5))
-    backbone, report = load_pretrained_backbone(str(tmp_path), "tiny")
+    assert resolve_weights(Location.parse(str(tmp_path)))[1].name == ckpt.dir_name(5)
+    backbone, report = load_pretrained_backbone(Location.parse(str(tmp_path)), "tiny")
     assert report["step"] == 5 and report["format"] == "fame-ray"
     assert torch.equal(backbone.stem[0].weight, early.encoder_q.backbone.stem[0].weight)
     # An empty arch is taken from the checkpoint's config.
-    _, report = load_pretrained_backbone(str(tmp_path / ckpt.dir_name(5)), "")
+    _, report = load_pretrained_backbone(Location.parse(str(tmp_path / ckpt.dir_name(5))), "")
     assert report["arch"] == "tiny"
 
 
 def test_fame_ray_checkpoint_of_another_arch_fails_early(tmp_path):
-    _write_checkpoint(tmp_path / ckpt.dir_name(1), build_moco("tiny", 16, 32, 0.99, 0.1, True), "tiny", 1)
+    _write_checkpoint(tmp_path / ckpt.dir_name(1), moco_for("tiny", 16, 32, 0.99, 0.1, True), "tiny", 1)
     with pytest.raises(UserError, match="is a tiny model, not i3d"):
-        load_pretrained_backbone(str(tmp_path), "i3d")
+        load_pretrained_backbone(Location.parse(str(tmp_path)), "i3d")
 
 
 def test_missing_or_empty_paths_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="not found"):
-        load_pretrained_backbone(str(tmp_path / "nope.pth"), "tiny")
+        load_pretrained_backbone(Location.parse(str(tmp_path / "nope.pth")), "tiny")
     with pytest.raises(UserError, match="no complete fame-ray checkpoint"):
-        load_pretrained_backbone(str(tmp_path), "tiny")
+        load_pretrained_backbone(Location.parse(str(tmp_path)), "tiny")
 
 
 def test_official_file_on_s3(bucket, s3_server):
@@ -136,7 +136,7 @@ def test_official_file_on_s3(bucket, s3_server):
     saved = official_checkpoint("tiny", seed=2)
     torch.save(saved, buffer)
     uri = f"{bucket}/released/fame_tiny.pth.tar"
-    storage.write_bytes(uri, buffer.getvalue(), s3_server)
-    backbone, report = load_pretrained_backbone(uri, "tiny", endpoint=s3_server)
+    Location.parse(uri, s3_server).write_bytes(buffer.getvalue())
+    backbone, report = load_pretrained_backbone(Location.parse(uri, s3_server), "tiny")
     assert torch.equal(backbone.stem[0].weight, saved["state_dict"]["module.encoder_q.stem.0.weight"])
     assert report["source"] == uri and report["format"] == "official"

@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
-from fame_ray.models.moco import MoCo, build_moco
+from fame_ray.models.moco import MoCo, moco_for
 
 
 class PlainNet(nn.Module):
@@ -33,10 +33,10 @@ def _moco(backbone=None, queue_size=32, momentum=0.999, mlp=True, seed=0):
 
 
 def test_state_dict_layout():
-    keys = build_moco("tiny", 128, 64, 0.999, 0.1, mlp=True).state_dict().keys()
+    keys = moco_for("tiny", 128, 64, 0.999, 0.1, mlp=True).state_dict().keys()
     assert "encoder_q.backbone.stem.0.weight" in keys and "encoder_k.backbone.stem.0.weight" in keys
     assert {"encoder_q.head.0.weight", "encoder_q.head.2.weight", "queue", "queue_ptr"} <= set(keys)
-    linear = build_moco("tiny", 128, 64, 0.999, 0.1, mlp=False).state_dict()
+    linear = moco_for("tiny", 128, 64, 0.999, 0.1, mlp=False).state_dict()
     assert linear["encoder_q.head.weight"].shape == (128, 128)
 
 
@@ -50,8 +50,26 @@ def test_queue_pointer_and_contents():
     assert torch.equal(model.queue[:, 8:16], (keys + 1).T)
     model.enqueue(keys)
     assert int(model.queue_ptr) == 8 and torch.equal(model.queue[:, :8], keys.T)
-    with pytest.raises(ValueError, match="multiple"):
-        model.enqueue(torch.randn(5, 8))
+    with pytest.raises(ValueError, match="does not fit"):
+        model.enqueue(torch.randn(33, 8))
+
+
+def test_queue_survives_an_elastic_resize_that_changes_the_batch():
+    """Global batch 12 on 1..5 workers: 12 keys per pass, then 10 after a resize to 5 workers,
+    with K = 60. The pointer stops being a multiple of the batch; the queue wraps around and
+    always holds the newest K keys (the old slice assignment failed at 52 + 10 > 60)."""
+    model = _moco(queue_size=60)
+    written = []
+    for step in range(12):
+        count = 12 if step < 3 else 10
+        keys = F.normalize(torch.randn(count, 8), dim=1)
+        model.enqueue(keys)
+        written.append(keys)
+    newest = torch.cat(written)[-60:]
+    pointer = int(model.queue_ptr)
+    assert pointer == (3 * 12 + 9 * 10) % 60
+    in_order = torch.cat([model.queue[:, pointer:], model.queue[:, :pointer]], dim=1).T
+    assert torch.equal(in_order, newest)
 
 
 def test_symmetric_step_enqueues_twice_and_updates_momentum_once():
@@ -73,7 +91,7 @@ def test_symmetric_step_enqueues_twice_and_updates_momentum_once():
 
 
 def test_key_encoder_gets_no_gradients_and_loss_is_sane():
-    model = build_moco("tiny", 32, 64, 0.999, 0.1, mlp=True, generator=torch.Generator().manual_seed(0))
+    model = moco_for("tiny", 32, 64, 0.999, 0.1, mlp=True, generator=torch.Generator().manual_seed(0))
     out = model(torch.randn(4, 3, 4, 32, 32), torch.randn(4, 3, 4, 32, 32))
     out.loss.backward()
     assert all(p.grad is None and not p.requires_grad for p in model.encoder_k.parameters())
@@ -86,7 +104,7 @@ def test_loss_decreases_on_an_easy_task():
     """Fresh clips each step, key = query + small noise: once the random initial queue has been
     replaced by real keys (after 4 steps), the loss must fall as the encoder learns."""
     torch.manual_seed(1)
-    model = build_moco("tiny", 32, 64, 0.9, 0.2, mlp=True, generator=torch.Generator().manual_seed(0))
+    model = moco_for("tiny", 32, 64, 0.9, 0.2, mlp=True, generator=torch.Generator().manual_seed(0))
     optimizer = torch.optim.SGD(model.encoder_q.parameters(), lr=0.1, momentum=0.9)
     losses = []
     for _ in range(20):
@@ -157,7 +175,7 @@ def _check_exact_keys(rank, world):
 
 def _check_training_steps(rank, world):
     """Tiny (with BN) under DDP: two optimizer steps; both ranks' queues stay identical."""
-    model = build_moco("tiny", 16, 32, 0.99, 0.1, mlp=True, generator=torch.Generator().manual_seed(rank))
+    model = moco_for("tiny", 16, 32, 0.99, 0.1, mlp=True, generator=torch.Generator().manual_seed(rank))
     torch.manual_seed(0)
     ddp = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
     optimizer = torch.optim.SGD(model.encoder_q.parameters(), lr=0.01)

@@ -1,19 +1,20 @@
-"""Bad pretraining input fails before any worker starts, with a one-line UserError."""
+"""Bad pretraining input fails before any worker starts, with a one-line UserError; the run plan."""
 
 from __future__ import annotations
 
 import pytest
 
-from fame_ray import config as cfg
-from fame_ray.commands.pretrain import choose_preset, parse_workers
+from fame_ray.commands.pretrain import parse_workers
+from fame_ray.config import PretrainConfig, build, presets
 from fame_ray.errors import ConfigError, UserError
-from fame_ray.train.pretrain import split_batch, total_steps, validate
+from fame_ray.pretrain.driver import preflight
+from fame_ray.pretrain.plan import make_plan, total_steps
+from fame_ray.runtime import ResourcePlan
+from fame_ray.storage import Location
 
 
 def _demo(**train):
-    values = cfg.demo_pretrain()
-    values["train"].update(train)
-    return values
+    return build(PretrainConfig, presets.demo_pretrain(), {"train": train})
 
 
 def test_workers_flag():
@@ -25,40 +26,58 @@ def test_workers_flag():
 
 
 def test_preset_choice():
-    assert choose_preset(None, None, None) == "demo"
-    assert choose_preset(None, None, "synthetic") == "demo"
-    assert choose_preset(None, None, "ucf101") == "recipe"
-    assert choose_preset(None, "jobs/x.yaml", None) == "recipe"
-    assert choose_preset("k400-i3d", None, None) == "k400-i3d"
+    assert presets.choose(None, None, None) == "demo"
+    assert presets.choose(None, None, "synthetic") == "demo"
+    assert presets.choose(None, None, "ucf101") == "recipe"
+    assert presets.choose(None, "jobs/x.yaml", None) == "recipe"
+    assert presets.choose("k400-i3d", None, None) == "k400-i3d"
+
+
+def test_presets_are_complete_typed_configs():
+    for name, make in presets.PRETRAIN.items():
+        config = make()
+        assert isinstance(config, PretrainConfig) and config.preset == name
+    assert presets.FINETUNE["demo"]().model.arch == "tiny"
 
 
 def test_batch_split_rounds_down():
-    assert split_batch(16, 2) == (8, 16)
-    assert split_batch(16, 3) == (5, 15)
+    train = presets.demo_pretrain().train
+    assert train.split_batch(2) == (8, 16)
+    assert train.split_batch(3) == (5, 15)
 
 
 def test_unknown_arch_and_small_batch():
     with pytest.raises(ConfigError, match="unknown arch"):
-        cfg.build(cfg.PretrainConfig, cfg.demo_pretrain(), overrides=["model.arch=resnet50"])
+        build(PretrainConfig, presets.demo_pretrain(), overrides=["model.arch=resnet50"])
     with pytest.raises(ConfigError, match="smaller than the number of workers"):
-        cfg.build(cfg.PretrainConfig, _demo(global_batch=1, num_workers=2))
+        _demo(global_batch=1, num_workers=2)
 
 
-def test_queue_must_divide_for_every_elastic_world_size(tmp_path):
-    config = cfg.build(cfg.PretrainConfig, _demo(global_batch=16, num_workers=3, min_workers=1), overrides=[f"storage.path={tmp_path}"])
-    with pytest.raises(ConfigError, match="effective global batch 15"):
-        validate(config)
-    validate(cfg.build(cfg.PretrainConfig, _demo(num_workers=2, min_workers=1), overrides=[f"storage.path={tmp_path}"]))
+def test_queue_rule_is_the_official_one_and_elastic_batches_are_accepted():
+    with pytest.raises(ConfigError, match="must be divisible by train.global_batch"):
+        build(PretrainConfig, presets.demo_pretrain(), overrides=["moco.queue_size=100"])
+    # 16 on 3 workers is an effective 15: the ring-buffer queue takes it (tests/unit/test_moco.py).
+    _demo(global_batch=16, num_workers=3, min_workers=1)
 
 
 def test_resume_of_a_missing_run(tmp_path):
-    config = cfg.build(cfg.PretrainConfig, cfg.demo_pretrain(), overrides=[f"storage.path={tmp_path}", "storage.resume=nope"])
+    config = build(PretrainConfig, presets.demo_pretrain(), overrides=[f"storage.path={tmp_path}", "storage.resume=nope"])
     with pytest.raises(UserError, match="no run named 'nope'"):
-        validate(config)
+        preflight(config)
 
 
 def test_total_steps():
-    config = cfg.build(cfg.PretrainConfig, cfg.demo_pretrain())
+    config = _demo()
     assert total_steps(config, 100) == config.train.epochs * (100 // 16)
-    capped = cfg.build(cfg.PretrainConfig, _demo(max_steps=7))
-    assert total_steps(capped, 100) == 7
+    assert total_steps(_demo(max_steps=7), 100) == 7
+
+
+def test_the_plan_holds_every_derived_value(tmp_path):
+    config = build(PretrainConfig, presets.demo_pretrain(), {"train": {"num_workers": 3, "min_workers": 1, "global_batch": 12}, "moco": {"queue_size": 120}, "storage": {"path": str(tmp_path)}})
+    resources = ResourcePlan(0.5, 1.0, 0.75, 1, 0.25, 1)
+    plan = make_plan(config, Location.parse(str(tmp_path / "m.parquet")), 100, resources, "abc")
+    assert plan.steps_per_epoch == 100 // 12 and plan.total_steps == config.train.epochs * plan.steps_per_epoch
+    assert plan.run.uri == str(tmp_path / "pretrain-synthetic-tiny")
+    assert sorted(plan.worlds) == [1, 2, 3]
+    assert plan.for_world(3).per_worker_batch == 4 and plan.for_world(3).effective_batch == 12
+    assert plan.for_world(2).peak_lr == pytest.approx(config.optim.lr * 12 / config.optim.base_batch)

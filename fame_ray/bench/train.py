@@ -18,11 +18,20 @@ import platform
 import tempfile
 import time
 
+import dataclasses
+
 import numpy as np
+import ray
 import torch
 
-from fame_ray import config as config_lib
-from fame_ray.config import PretrainConfig
+from fame_ray import checkpoints, runtime
+from fame_ray.config import PretrainConfig, build, presets
+from fame_ray.data import catalog, manifest, pipeline
+from fame_ray.pretrain.driver import fit
+from fame_ray.pretrain.plan import make_plan
+from fame_ray.pretrain.step import build_training, new_generators, train_step
+from fame_ray.runtime import ResourcePlan
+from fame_ray.storage import Location
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +45,6 @@ def random_clips(cfg: PretrainConfig, count: int, seed: int = 0) -> dict[str, np
 
 def random_clip_dataset(cfg: PretrainConfig, count: int, seed: int = 0):
     """A materialised Ray Dataset of random clips (the step's cost without video decoding)."""
-    import ray
-
     clips = random_clips(cfg, count, seed)
     rows = [{key: value[index] for key, value in clips.items()} for index in range(count)]
     return ray.data.from_items(rows).materialize()
@@ -45,12 +52,10 @@ def random_clip_dataset(cfg: PretrainConfig, count: int, seed: int = 0):
 
 def plain_loop(cfg: PretrainConfig, clips: dict, steps: int, warmup: int) -> dict:
     """clips/s of `steps` training steps in a plain PyTorch loop (after `warmup` steps)."""
-    from fame_ray.train.step import build_moco, new_generators, train_step
-
     torch.manual_seed(cfg.train.seed)
     device = torch.device("cuda" if cfg.train.use_gpu and torch.cuda.is_available() else "cpu")
     generators = new_generators(cfg.train.seed, 0, device)
-    moco, optimizer = build_moco(cfg, device, generators)
+    moco, optimizer = build_training(cfg, device, generators)
     batch_size = cfg.train.global_batch
     count = len(clips["label"]) // batch_size
     start = 0.0
@@ -73,8 +78,6 @@ def _sync(device: torch.device) -> None:
 
 def machine() -> dict:
     info = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__}
-    import ray
-
     info["ray"] = ray.__version__
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
@@ -83,21 +86,18 @@ def machine() -> dict:
 
 def bench_config(gpu: bool, overrides: list[str]) -> PretrainConfig:
     """CPU: the demo's tiny model, one worker. GPU: R(2+1)D-18 at 16x112x112, bf16, one GPU."""
-    values = config_lib.demo_pretrain()
-    values["train"].update(num_workers=1, epochs=1000, log_every=5, checkpoint_every=10_000, max_failures=0)
+    cfg = presets.demo_pretrain()
+    train = dataclasses.replace(cfg.train, num_workers=1, epochs=1000, log_every=5, checkpoint_every=10_000, max_failures=0)
+    updates = {}
     if gpu:
-        values["data"].update(frames_per_clip=16, crop_size=112)
-        values["model"] = {"arch": "r2plus1d_18"}
-        values["moco"] = {"queue_size": 2048}
-        values["train"].update(use_gpu=True, global_batch=32, amp=True, channels_last=True)
-    return config_lib.build(PretrainConfig, values, overrides=overrides)
+        updates = {"data": {"frames_per_clip": 16, "crop_size": 112}, "model": {"arch": "r2plus1d_18"}, "moco": {"queue_size": 2048},
+                   "train": {"use_gpu": True, "global_batch": 32, "amp": True, "channels_last": True}}
+    return build(PretrainConfig, dataclasses.replace(cfg, train=train), updates, overrides=overrides)
 
 
-def _worker_figures(run_uri: str, warmup: int, batch: int) -> dict:
+def _worker_figures(run: Location, warmup: int, batch: int) -> dict:
     """clips/s and data-wait share of the steps after `warmup`, from the run's metrics.jsonl."""
-    from fame_ray.train.metrics import read_records
-
-    records = [r for r in read_records(run_uri) if r["step"] > warmup]
+    records = [r for r in checkpoints.read_records(run) if r["step"] > warmup]
     seconds = sum(r["step_time_s"] for r in records)
     return {
         "steps": len(records),
@@ -107,33 +107,28 @@ def _worker_figures(run_uri: str, warmup: int, batch: int) -> dict:
     }
 
 
-def ray_train_run(cfg: PretrainConfig, dataset, num_videos: int, steps: int, warmup: int, name: str) -> dict:
+def ray_train_run(cfg: PretrainConfig, dataset, num_videos: int, steps: int, warmup: int, name: str, resources: ResourcePlan, manifest_location: Location | None = None) -> dict:
     """The pretraining worker loop through Ray Train for warmup + steps steps; figures after warmup."""
-    from fame_ray.train.pretrain import fit, loop_config_for
-
     cfg.train.max_steps = warmup + steps
     cfg.storage.path = tempfile.mkdtemp(prefix="fame-ray-bench-")
     cfg.storage.run_name = name
-    loop_config = loop_config_for(cfg, num_videos)
-    fit(cfg, loop_config, dataset, cfg.train.cpus_per_worker)
-    return _worker_figures(loop_config["run_uri"], warmup, cfg.train.global_batch)
+    plan = make_plan(cfg, manifest_location or Location.parse(cfg.storage.path), num_videos, resources, checkpoints.git_sha())
+    fit(cfg, plan, dataset)
+    return _worker_figures(plan.run, warmup, cfg.train.global_batch)
 
 
 def run(overrides: list[str] = (), gpu: bool = False, steps: int = 30, warmup: int = 5, pipeline: bool = True) -> dict:
     """Plain PyTorch vs Ray Train on the same batches, then the real pipeline's data-wait share."""
-    import ray
-
-    from fame_ray.train.pretrain import connect_ray
-
     cfg = bench_config(gpu, list(overrides))
-    connect_ray()
-    threads = max(1, int(ray.cluster_resources().get("CPU", 2)) - 1)
+    runtime.connect_ray()
+    threads = max(1, int(runtime.cluster_cpus()) - 1)
     cfg.train.cpus_per_worker = float(threads)
     torch.set_num_threads(threads)  # the same CPU budget as the Ray Train worker
     count = cfg.train.global_batch * 16  # long passes: a new pass of the split costs a dataset restart
     clips = random_clips(cfg, count)
     plain = plain_loop(cfg, clips, steps, warmup)
-    through_ray = ray_train_run(cfg, random_clip_dataset(cfg, count), count, steps, warmup, "bench-ray-train")
+    resources = runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data)
+    through_ray = ray_train_run(cfg, random_clip_dataset(cfg, count), count, steps, warmup, "bench-ray-train", resources)
     result = {
         "config": {"arch": cfg.model.arch, "frames": cfg.data.frames_per_clip, "crop": cfg.data.crop_size, "global_batch": cfg.train.global_batch, "device": "cuda" if gpu else "cpu", "threads": threads},
         "plain": plain,
@@ -149,19 +144,11 @@ def run(overrides: list[str] = (), gpu: bool = False, steps: int = 30, warmup: i
 
 def pipeline_run(cfg: PretrainConfig, steps: int, warmup: int) -> dict:
     """The worker loop fed by the real Ray Data pipeline (decode, crops, FAME) over the dataset in cfg."""
-    from fame_ray.data import catalog, manifest, pipeline
-
-    manifest_uri = catalog.manifest_uri(cfg.data, "train", cfg.storage.s3_endpoint)
-    num_videos = manifest.read(manifest_uri, cfg.storage.s3_endpoint).num_rows
+    train_manifest = catalog.manifest_location(cfg.data, cfg.data_location(), "train")
+    num_videos = manifest.read(train_manifest).num_rows
     cfg.train.cpus_per_worker = 0.0
-    resources = pipeline.plan_resources(_cluster_cpus(), cfg.train, cfg.data)
+    resources = runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data)
     cfg.train.cpus_per_worker = resources.cpus_per_worker
-    dataset = pipeline.pretrain_dataset(manifest_uri, cfg, cfg.storage.s3_endpoint, plan=resources)
-    figures = ray_train_run(cfg, dataset, num_videos, steps, warmup, "bench-pipeline")
+    dataset = pipeline.pretrain_dataset(train_manifest, cfg, resources)
+    figures = ray_train_run(cfg, dataset, num_videos, steps, warmup, "bench-pipeline", resources, train_manifest)
     return {**figures, "videos": num_videos, "cpus_per_worker": resources.cpus_per_worker, "data_cpus": resources.data_cpus}
-
-
-def _cluster_cpus() -> float:
-    import ray
-
-    return float(ray.cluster_resources().get("CPU", 1))

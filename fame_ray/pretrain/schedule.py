@@ -32,11 +32,12 @@ def epoch_factors(optim: OptimConfig, epochs: int) -> np.ndarray:
     return 0.1 ** drops
 
 
-def lr_schedule(optim: OptimConfig, global_batch: int, steps_per_epoch: int, epochs: int) -> np.ndarray:
-    """lr for every global step 0 .. epochs * steps_per_epoch - 1 (float64 array)."""
+def lr_schedule(optim: OptimConfig, peak: float, steps_per_epoch: int, epochs: int) -> np.ndarray:
+    """lr for every global step 0 .. epochs * steps_per_epoch - 1 (float64 array), from `peak`
+    (`peak_lr` of the effective global batch)."""
     if steps_per_epoch <= 0 or epochs <= 0:
         raise ValueError(f"steps_per_epoch and epochs must be positive, got {steps_per_epoch}, {epochs}")
-    lrs = peak_lr(optim, global_batch) * np.repeat(epoch_factors(optim, epochs), steps_per_epoch)
+    lrs = peak * np.repeat(epoch_factors(optim, epochs), steps_per_epoch)
     warmup = min(int(round(optim.warmup_epochs * steps_per_epoch)), lrs.size)
     if warmup > 0:
         lrs[:warmup] *= np.arange(1, warmup + 1, dtype=np.float64) / warmup

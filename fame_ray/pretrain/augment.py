@@ -178,6 +178,11 @@ def to_float(clips: torch.Tensor) -> torch.Tensor:
     return clips.float()
 
 
+def to_input(clips: torch.Tensor, device: torch.device, mean=KINETICS_MEAN, std=KINETICS_STD) -> torch.Tensor:
+    """uint8 B C T H W (any device) -> normalised float on `device`, no augmentation."""
+    return normalize(to_float(clips.to(device, non_blocking=True)), mean, std)
+
+
 def augment(clips: torch.Tensor, generator: torch.Generator, params: AugmentParams = PRETRAIN,
             mean=KINETICS_MEAN, std=KINETICS_STD) -> torch.Tensor:
     """uint8 B,3,T,H,W (any device) -> float32 B,3,T,H,W: grayscale, jitter, blur, normalise.
@@ -205,5 +210,5 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
     return generator
 
 
-__all__ = ["AugmentParams", "PRETRAIN", "FINETUNE", "NONE", "augment", "normalize", "to_float",
+__all__ = ["AugmentParams", "PRETRAIN", "FINETUNE", "NONE", "augment", "normalize", "to_float", "to_input",
            "gaussian_blur", "blur_kernel_size", "make_generator"]

@@ -1,6 +1,6 @@
 """The Ray Train worker loop of pretraining: one function per worker, plain PyTorch inside.
 
-Ray-specific lines are few and marked `# Ray:`. Each worker: rebuilds the config, builds MoCo
+Ray-specific lines are few and marked `# Ray:`. Each worker: takes the config and plan, builds MoCo
 on its device (DDP across workers via prepare_model), restores the latest checkpoint, then
 loops `train_step` over its Ray Data shard for a fixed number of steps (the same on every
 rank), reporting metrics every `log_every` steps and a checkpoint every `checkpoint_every`
@@ -15,44 +15,42 @@ import logging
 import shutil
 import tempfile
 
+import ray.train
+import ray.train.torch
 import torch
+from ray.train import Checkpoint, CheckpointUploadMode
 
-from fame_ray import config as config_lib
+from fame_ray import checkpoints as ckpt
 from fame_ray import logs
-from fame_ray.config import PretrainConfig
-from fame_ray.train import checkpoint as ckpt
-from fame_ray.train import progress, schedule
-from fame_ray.train.metrics import MetricsWriter
-from fame_ray.train.pretrain import split_batch
-from fame_ray.train.step import build_moco, learning_rates, new_generators, train_step, unwrap
+from fame_ray.config import PretrainConfig, to_dict
+from fame_ray.pretrain import progress, schedule
+from fame_ray.pretrain.metrics import MetricsWriter
+from fame_ray.pretrain.plan import RunPlan
+from fame_ray.pretrain.step import build_training, new_generators, train_step, unwrap
 
 logger = logging.getLogger(__name__)
 
 
-def _choose_source(loop_config: dict) -> tuple[str, int]:
+def _choose_source(plan: RunPlan) -> tuple[str, int]:
     """('ray' | storage URI | '', step): the furthest of Ray's restored checkpoint and storage's.
 
     Ray Train restores the latest checkpoint it *registered*; after an ungraceful kill a
     checkpoint can be complete in storage (meta.json written) but not registered yet, so
     storage is scanned too, at this moment (not when the run started).
     """
-    import ray.train
-
     options = [("", 0)]
     restored = ray.train.get_checkpoint()  # Ray: restored after a failure, or from the run snapshot
     if restored is not None:
-        options.append(("ray", ckpt.checkpoint_step(restored)))
-    latest = ckpt.latest_complete(loop_config["run_uri"], loop_config["config"]["storage"]["s3_endpoint"])
+        options.append(("ray", ckpt.ray_checkpoint_step(restored)))
+    latest = ckpt.latest_complete(plan.run)
     if latest is not None:
         options.append((latest.uri, latest.step))
     return max(options, key=lambda option: option[1])
 
 
-def _restore_source(loop_config: dict, rank: int, world: int):
+def _restore_source(plan: RunPlan, rank: int, world: int):
     """(state dict or None, where from): rank 0 chooses, every rank loads the same checkpoint."""
-    import ray.train
-
-    choice = [_choose_source(loop_config) if rank == 0 else None]
+    choice = [_choose_source(plan) if rank == 0 else None]
     if world > 1 and torch.distributed.is_initialized():
         torch.distributed.broadcast_object_list(choice, src=0)
     source, _ = choice[0]
@@ -60,8 +58,8 @@ def _restore_source(loop_config: dict, rank: int, world: int):
         return None, ""
     if source == "ray":
         restored = ray.train.get_checkpoint()
-        return ckpt.load_checkpoint_state(restored), restored.path
-    return ckpt.load_state(source, loop_config["config"]["storage"]["s3_endpoint"]), source
+        return ckpt.load_ray_checkpoint_state(restored), restored.path
+    return ckpt.load_state(plan.run.at(source)), source
 
 
 def _set_rng(state: dict | None, generators: dict, rank: int, world: int) -> None:
@@ -94,36 +92,32 @@ def _batches(shard, per_worker: int):
 class Loop:
     """State of one worker's training run, and the three things it does: step, log, save."""
 
-    def __init__(self, loop_config: dict):
-        import ray.train
-        import ray.train.torch
-
-        self.config_dict = loop_config["config"]
-        self.cfg = config_lib.from_dict(PretrainConfig, self.config_dict)
-        self.loop_config = loop_config
+    def __init__(self, cfg: PretrainConfig, plan: RunPlan):
+        self.cfg, self.plan = cfg, plan
         context = ray.train.get_context()
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()  # Ray: the worker's device
-        self.per_worker, self.effective_batch = split_batch(self.cfg.train.global_batch, self.world)
-        if self.effective_batch != self.cfg.train.global_batch and self.rank == 0:
-            logger.warning("global batch %d does not split over %d workers: using %d", self.cfg.train.global_batch, self.world, self.effective_batch)
-        self.total = loop_config["total_steps"]
-        self.steps_per_epoch = max(1, loop_config["num_videos"] // self.cfg.train.global_batch)
-        torch.manual_seed(self.cfg.train.seed)  # the same initial weights and queue on every rank
-        self.generators = new_generators(self.cfg.train.seed, self.rank, self.device)
-        self.moco, self.optimizer = build_moco(self.cfg, self.device, self.generators)
+        self.world_plan = plan.for_world(self.world)
+        self.per_worker, self.effective_batch = self.world_plan.per_worker_batch, self.world_plan.effective_batch
+        if self.effective_batch != cfg.train.global_batch and self.rank == 0:
+            logger.warning("global batch %d does not split over %d workers: using %d", cfg.train.global_batch, self.world, self.effective_batch)
+        self.total = plan.total_steps
+        self.steps_per_epoch = plan.steps_per_epoch
+        torch.manual_seed(cfg.train.seed)  # the same initial weights and queue on every rank
+        self.generators = new_generators(cfg.train.seed, self.rank, self.device)
+        self.moco, self.optimizer = build_training(cfg, self.device, self.generators)
         self.step = self._restore()
         self.start_step = self.step
         # Ray: DDP when world > 1; the queue is identical on every rank, no need to re-send buffers.
         self.model = ray.train.torch.prepare_model(self.moco, move_to_device=False, parallel_strategy_kwargs={"broadcast_buffers": False})
-        self.lrs = learning_rates(self.cfg, self.effective_batch, self.steps_per_epoch)
-        self.writer = MetricsWriter(loop_config["run_uri"], self.cfg.storage.s3_endpoint, self.step) if self.rank == 0 else None
+        self.lrs = schedule.lr_schedule(cfg.optim, self.world_plan.peak_lr, self.steps_per_epoch, cfg.train.epochs)
+        self.writer = MetricsWriter(plan.run, self.step) if self.rank == 0 else None
         self.timer = progress.StepTimer()
         self.pending: list[tuple[int, torch.Tensor, torch.Tensor, float]] = []
         self.last_metrics: dict = {}
 
     def _restore(self) -> int:
-        state, source = _restore_source(self.loop_config, self.rank, self.world)
+        state, source = _restore_source(self.plan, self.rank, self.world)
         if state is None:
             return 0
         self.moco.load_state_dict(state["model"])
@@ -138,8 +132,6 @@ class Loop:
         return self.step // self.steps_per_epoch
 
     def run(self) -> None:
-        import ray.train
-
         if self.step >= self.total:
             logger.info("rank %d: already at step %d of %d, nothing to do", self.rank, self.step, self.total)
             return
@@ -167,8 +159,6 @@ class Loop:
 
     def _log(self) -> None:
         """Per-step records for the interval, one progress line, one report on every rank."""
-        import ray.train
-
         values = torch.stack([torch.stack([loss.float(), acc.float()]) for _, loss, acc, _ in self.pending]).cpu().tolist()
         summary = self.timer.summary(self.total - self.step)
         self.timer.reset()
@@ -185,9 +175,6 @@ class Loop:
 
     def _save(self, final: bool) -> None:
         """Checkpoint: RNG states gathered, rank 0 writes and attaches it, all ranks report."""
-        import ray.train
-        from ray.train import Checkpoint, CheckpointUploadMode
-
         rng = _rng_states(self.generators, self.world)
         name = ckpt.dir_name(self.step)
         if self.rank != 0:
@@ -204,8 +191,8 @@ class Loop:
             "rng": rng,
             "format": ckpt.FORMAT_VERSION,
         }
-        meta = ckpt.make_meta(self.step, self.epoch, self.last_metrics, self.world, self.loop_config["git_sha"])
-        local = ckpt.write_local(tempfile.mkdtemp(prefix="fame-ray-ckpt-"), state, self.config_dict, meta)
+        meta = ckpt.make_meta(self.step, self.epoch, self.last_metrics, self.world, self.plan.git_sha)
+        local = ckpt.write_local(tempfile.mkdtemp(prefix="fame-ray-ckpt-"), state, to_dict(self.cfg), meta)
         use_async = self.cfg.train.async_checkpoint and not final
         mode = CheckpointUploadMode.ASYNC if use_async else CheckpointUploadMode.SYNC
         ray.train.report(  # Ray: rank 0 attaches the checkpoint; upload writes meta.json last
@@ -220,6 +207,6 @@ class Loop:
 
 
 def train_loop(loop_config: dict) -> None:
-    """Ray Train's train_loop_per_worker: rebuild the config, build, restore, train."""
+    """Ray Train's train_loop_per_worker: {"config": PretrainConfig, "plan": RunPlan} -> train."""
     logs.setup()
-    Loop(loop_config).run()
+    Loop(loop_config["config"], loop_config["plan"]).run()

@@ -1,20 +1,19 @@
 """One MoCo + FAME training step, and what it needs: model, optimizer, lr, generators.
 
-Plain PyTorch; no Ray here (the worker loop in fame_ray.train.worker calls it). The batch
+Plain PyTorch; no Ray here (the worker loop in fame_ray.pretrain.worker calls it). The batch
 holds uint8 B,C,T,H,W clips from the Ray Data pipeline: "view_q" (FAME-fused when FAME is
-on) and "view_k" (plain). On the device: augmentation per clip (fame_ray.train.augment),
+on) and "view_k" (plain). On the device: augmentation per clip (fame_ray.pretrain.augment),
 bf16 autocast and channels-last 3D on GPU, symmetric MoCo loss, one SGD step.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
 from fame_ray.config import PretrainConfig
-from fame_ray.models.moco import MoCo, build_moco as build_moco_module
-from fame_ray.train import augment, schedule
+from fame_ray.models.moco import MoCo, moco_for
+from fame_ray.pretrain import augment
 
 
 def new_generators(seed: int, rank: int, device: torch.device) -> dict[str, torch.Generator]:
@@ -25,9 +24,9 @@ def new_generators(seed: int, rank: int, device: torch.device) -> dict[str, torc
     }
 
 
-def build_moco(cfg: PretrainConfig, device: torch.device, generators: dict) -> tuple[MoCo, torch.optim.Optimizer]:
+def build_training(cfg: PretrainConfig, device: torch.device, generators: dict) -> tuple[MoCo, torch.optim.Optimizer]:
     """MoCo on `device` (channels-last 3D and torch.compile where configured) and its SGD."""
-    moco = build_moco_module(
+    moco = moco_for(
         cfg.model.arch, cfg.model.embed_dim, cfg.moco.queue_size, cfg.moco.momentum, cfg.moco.temperature,
         cfg.model.use_mlp_head, cfg.moco.symmetric, cfg.moco.shuffle_bn, generators["shuffle"],
     ).to(device)
@@ -40,11 +39,6 @@ def build_moco(cfg: PretrainConfig, device: torch.device, generators: dict) -> t
     params = [p for p in moco.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
     return moco, optimizer
-
-
-def learning_rates(cfg: PretrainConfig, global_batch: int, steps_per_epoch: int) -> np.ndarray:
-    """lr per step (scaled by the effective global batch); read with schedule.lr_at."""
-    return schedule.lr_schedule(cfg.optim, global_batch, steps_per_epoch, cfg.train.epochs)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -13,6 +13,17 @@ import logging
 import time
 
 import numpy as np
+import ray
+import torch
+
+from fame_ray import runtime
+from fame_ray.config import FinetuneConfig
+from fame_ray.data.pipeline import supervised_dataset
+from fame_ray.downstream import preflight
+from fame_ray.pretrain.augment import to_input
+from fame_ray.eval import report as results
+from fame_ray.eval.retrieval import centre_and_normalise, recall_at_k
+from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -20,31 +31,23 @@ log = logging.getLogger(__name__)
 class ClipEncoder:
     """Ray Data actor: backbone loaded once; batch {'clip' uint8 B C T H W, ...} -> features `B D`."""
 
-    def __init__(self, pretrained: str, arch: str, endpoint: str = "", use_gpu: bool = False):
-        import torch
-
-        from fame_ray.eval.preflight import load_backbone
-
+    def __init__(self, weights: Location, arch: str, use_gpu: bool = False):
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
-        backbone, _ = load_backbone(pretrained, arch, endpoint)
+        backbone, _ = preflight.load_backbone(weights, arch)
         self.backbone = backbone.to(self.device).eval()
 
     def __call__(self, batch: dict) -> dict:
-        import torch
-
-        from fame_ray.train.finetune import to_input
-
         with torch.no_grad():
             clips = to_input(torch.as_tensor(np.asarray(batch["clip"])), self.device)
             features = self.backbone(clips).float().cpu().numpy()
         return {"feature": features, "label": np.asarray(batch["label"]), "video_index": np.asarray(batch["video_index"])}
 
 
-def encode_dataset(dataset, pretrained: str, arch: str, endpoint: str, batch_size: int, actors: int, use_gpu: bool, actor_cpus: float = 1.0):
+def encode_dataset(dataset, weights: Location, arch: str, batch_size: int, actors: int, use_gpu: bool, actor_cpus: float = 1.0):
     """Ray Data: map the clip dataset through a pool of `actors` ClipEncoders."""
     return dataset.map_batches(
         ClipEncoder,
-        fn_constructor_kwargs={"pretrained": pretrained, "arch": arch, "endpoint": endpoint, "use_gpu": use_gpu},
+        fn_constructor_kwargs={"weights": weights, "arch": arch, "use_gpu": use_gpu},
         batch_size=batch_size,
         batch_format="numpy",
         concurrency=actors,
@@ -69,36 +72,24 @@ def video_features(batches) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ids, features, np.array([labels[v] for v in ids], dtype=np.int64)
 
 
-def run_retrieval(cfg, explicit_arch: str | None = None) -> dict:
+def run_retrieval(cfg: FinetuneConfig, explicit_arch: str | None = None) -> dict:
     """Test videos query training videos: R@1/5/10/20/50; writes results.json/.md."""
-    from fame_ray import storage
-    from fame_ray.data.pipeline import plan_resources, supervised_dataset
-    from fame_ray.eval import preflight
-    from fame_ray.eval import report as results
-    from fame_ray.eval.retrieval import centre_and_normalise, recall_at_k
-    from fame_ray.train.finetune import _ensure_ray
-
     started = time.time()
-    storage.check_writable_root(cfg.storage.resolved_path(), cfg.storage.s3_endpoint)
+    cfg.storage.root().check_writable_root()
     cfg, info = preflight.prepare(cfg, explicit_arch)
-    endpoint = cfg.storage.s3_endpoint
-    owns_ray = _ensure_ray()
+    owns_ray = runtime.connect_ray(worker_logs=False)
     try:
-        import ray
-
         # The encoder actors take the training workers' share; decode tasks keep the rest.
-        plan = plan_resources(ray.cluster_resources().get("CPU", 1.0), cfg.train, cfg.data)
-        batch = max(1, cfg.train.global_batch // cfg.train.num_workers)
+        plan = runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data)
+        batch, _ = cfg.train.split_batch(cfg.train.num_workers)
         encoded = {}
         for subset in ("train", "test"):
-            clips = supervised_dataset(info["manifests"][subset], cfg.data, train=False, endpoint=endpoint, data_cpus=plan.data_cpus)
-            dataset = encode_dataset(clips, cfg.pretrained, cfg.model.arch, endpoint, batch, cfg.train.num_workers, cfg.train.use_gpu, plan.cpus_per_worker)
+            clips = supervised_dataset(info["manifests"][subset], cfg.data, train=False, data_cpus=plan.data_cpus)
+            dataset = encode_dataset(clips, cfg.pretrained_location(), cfg.model.arch, batch, cfg.train.num_workers, cfg.train.use_gpu, plan.cpus_per_worker)
             encoded[subset] = video_features(dataset.iter_batches(batch_size=256, batch_format="numpy"))
             log.info("%s: %d videos encoded", subset, len(encoded[subset][0]))
     finally:
         if owns_ray:
-            import ray
-
             ray.shutdown()
     gallery, queries = centre_and_normalise(encoded["train"][1], encoded["test"][1])
     metrics = recall_at_k(queries, encoded["test"][2], gallery, encoded["train"][2])
@@ -111,7 +102,7 @@ def run_retrieval(cfg, explicit_arch: str | None = None) -> dict:
                 "query_videos": len(encoded["test"][0]), "gallery_videos": len(encoded["train"][0])}
     record = results.new_record("retrieval", run, setting, info["recipe"], results.percent(metrics), protocol=protocol,
                                 checkpoint_dir=info["checkpoint_dir"], load_report=info["load_report"], wall_s=round(time.time() - started, 1))
-    run_dir = storage.join(cfg.storage.resolved_path(), run)
-    results.write(record, run_dir, endpoint)
-    record["run_dir"] = run_dir
+    run_dir = cfg.storage.root() / run
+    results.write(record, run_dir)
+    record["run_dir"] = run_dir.uri
     return record

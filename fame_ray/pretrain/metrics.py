@@ -15,22 +15,20 @@ import logging
 import os
 import tempfile
 
-from fame_ray import storage
+from fame_ray.checkpoints import METRICS_FILE
+from fame_ray.storage import Location
 
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 
 
 class MetricsWriter:
-    """Appends metric records to `<run_uri>/metrics.jsonl` and TensorBoard scalars."""
+    """Appends metric records to `<run>/metrics.jsonl` and TensorBoard scalars."""
 
-    def __init__(self, run_uri: str, endpoint: str = "", resume_step: int = 0):
-        self.run_uri = run_uri
-        self.endpoint = endpoint
-        self.remote = storage.is_s3(run_uri)
-        self.local_dir = tempfile.mkdtemp(prefix="fame-ray-metrics-") if self.remote else run_uri
+    def __init__(self, run: Location, resume_step: int = 0):
+        self.run = run
+        self.local_dir = tempfile.mkdtemp(prefix="fame-ray-metrics-") if run.is_s3 else run.uri
         os.makedirs(os.path.join(self.local_dir, TENSORBOARD_DIR), exist_ok=True)
         self.jsonl_path = os.path.join(self.local_dir, METRICS_FILE)
         self._start_jsonl(resume_step)
@@ -41,10 +39,10 @@ class MetricsWriter:
     def _start_jsonl(self, resume_step: int) -> None:
         """Keep the records before `resume_step` (a resumed run re-does the steps after it)."""
         lines = []
-        uri = storage.join(self.run_uri, METRICS_FILE)
-        if self.remote and storage.exists(uri, self.endpoint):
-            lines = storage.read_bytes(uri, self.endpoint).decode().splitlines()
-        elif not self.remote and os.path.exists(self.jsonl_path):
+        remote = self.run / METRICS_FILE
+        if self.run.is_s3 and remote.exists():
+            lines = remote.read_text().splitlines()
+        elif not self.run.is_s3 and os.path.exists(self.jsonl_path):
             with open(self.jsonl_path) as handle:
                 lines = handle.read().splitlines()
         kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= resume_step]
@@ -63,14 +61,13 @@ class MetricsWriter:
     def flush(self) -> None:
         """Make the files visible in the run directory (uploads them for s3://)."""
         self.tensorboard.flush()
-        if not self.remote:
+        if not self.run.is_s3:
             return
         for root, _, files in os.walk(self.local_dir):
             for name in files:
                 local = os.path.join(root, name)
-                relative = os.path.relpath(local, self.local_dir)
                 with open(local, "rb") as handle:
-                    storage.write_bytes(storage.join(self.run_uri, relative), handle.read(), self.endpoint)
+                    (self.run / os.path.relpath(local, self.local_dir)).write_bytes(handle.read())
 
     def close(self) -> None:
         self.flush()
@@ -82,17 +79,3 @@ def _step_of(line: str) -> int | None:
         return int(json.loads(line)["step"])
     except (ValueError, KeyError, TypeError):
         return None
-
-
-def read_records(run_uri: str, endpoint: str = "") -> list[dict]:
-    """All records of a run's metrics.jsonl ([] when it has none yet)."""
-    uri = storage.join(run_uri, METRICS_FILE)
-    if not storage.exists(uri, endpoint):
-        return []
-    records = []
-    for line in storage.read_bytes(uri, endpoint).decode().splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records

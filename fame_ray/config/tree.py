@@ -1,27 +1,22 @@
-"""One typed config tree: dataclasses with a docstring per field, validated on creation.
+"""The config tree: typed dataclasses with a docstring per field, validated on creation.
 
-The config flows one way: CLI -> config -> `train_loop_config` (as a plain dict) ->
-rebuilt with `from_dict` as the first line of every Ray worker function. It is saved
-beside every checkpoint, so a run can be resumed or reproduced from storage alone.
+The config flows one way: CLI flags -> `config.build` (preset, YAML, flags, `--set`) -> a typed
+`PretrainConfig` / `FinetuneConfig` -> handed to the Ray workers as the object itself, next to
+the run plan the driver derives from it. It is saved beside every checkpoint (`to_dict`), so a
+run can be resumed or reproduced from storage alone.
 
-Defaults are the official FAME recipe (../shared/FAME.md); named presets (`PRESETS`)
-return complete configs for the demo and the paper's settings.
+Defaults are the official FAME recipe (see `fame_ray.data.fame` and the README); named presets
+(`fame_ray.config.presets`) return complete configs for the demo and the paper's settings.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from fame_ray.errors import ConfigError
+from fame_ray.storage import Location
 
 DATASETS = ("synthetic", "ucf101", "hmdb51", "diving48", "kinetics400", "folder", "csv")
 ARCHS = ("tiny", "r3d_18", "r2plus1d_18", "i3d")
@@ -106,10 +101,14 @@ class DataConfig:
             return self.data_root if "://" in self.data_root else str(Path(self.data_root).expanduser())
         return f"{data_home()}/{DATASET_DIRS.get(self.dataset, self.dataset)}"
 
+    def location(self, endpoint: str = "") -> Location:
+        """Where the dataset is read from: its root, or for 'csv' the list file."""
+        return Location.parse(self.csv_path if self.dataset == "csv" else self.resolved_root(), endpoint)
+
 
 @dataclass
 class FameConfig:
-    """Foreground-background merging (FAME.md)."""
+    """Foreground-background merging (fame_ray.data.fame)."""
 
     enabled: bool = True
     """Off gives the plain MoCo baseline."""
@@ -247,6 +246,16 @@ class TrainConfig:
         _check(self.keep_checkpoints > 0, "train.keep_checkpoints must be positive")
         _check(self.log_every > 0, "train.log_every must be positive")
 
+    def world_sizes(self) -> range:
+        """Every number of workers the run may have (one for a fixed run, min..max when elastic)."""
+        return range(self.min_workers or self.num_workers, self.num_workers + 1)
+
+    def split_batch(self, world_size: int) -> tuple[int, int]:
+        """(per-worker batch, effective global batch) on `world_size` workers: the global batch
+        rounded down to a multiple of the worker count (every worker takes the same share)."""
+        per_worker = self.global_batch // world_size
+        return per_worker, per_worker * world_size
+
 
 @dataclass
 class StorageConfig:
@@ -262,9 +271,11 @@ class StorageConfig:
     """Resume this existing run (an error if it does not exist)."""
 
     def resolved_path(self) -> str:
-        if not self.path:
-            return str(Path("fame-ray-runs").absolute())
-        return self.path if "://" in self.path else str(Path(self.path).expanduser().absolute())
+        return self.root().uri
+
+    def root(self) -> Location:
+        """The runs root as a Location (default ./fame-ray-runs), with the endpoint resolved."""
+        return Location.parse(self.path or "fame-ray-runs", self.s3_endpoint)
 
 
 @dataclass
@@ -282,16 +293,24 @@ class PretrainConfig:
     """Name of the preset this config started from."""
 
     def __post_init__(self):
-        global_batch = self.train.global_batch
-        _check(self.moco.queue_size % global_batch == 0, f"moco.queue_size ({self.moco.queue_size}) must be divisible by train.global_batch ({global_batch}), as the official code asserts")
+        # The official code asserts K % batch == 0. Every effective batch an elastic run may
+        # have (the global batch rounded down to a multiple of the worker count) is then <= K,
+        # and the queue is a ring buffer (models.moco.MoCo.enqueue), so any of them works.
+        queue, global_batch = self.moco.queue_size, self.train.global_batch
+        _check(queue % global_batch == 0, f"moco.queue_size ({queue}) must be divisible by train.global_batch ({global_batch}), as the official code asserts")
 
     def run_name(self) -> str:
-        return self.storage.run_name or f"pretrain-{self.data.dataset}-{self.model.arch}"
+        """--resume names the run; otherwise --run-name or the name derived from dataset and arch."""
+        return self.storage.resume or self.storage.run_name or f"pretrain-{self.data.dataset}-{self.model.arch}"
+
+    def data_location(self) -> Location:
+        """The dataset root (or csv list) with the run's S3 endpoint."""
+        return self.data.location(self.storage.s3_endpoint)
 
 
 @dataclass
 class FinetuneConfig:
-    """Downstream finetune / linear probe / retrieval (official protocol in FAME.md)."""
+    """Downstream finetune / linear probe / retrieval (official protocol in docs/recipe.md)."""
 
     data: DataConfig = field(default_factory=lambda: DataConfig(dataset="ucf101"))
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -335,207 +354,9 @@ class FinetuneConfig:
     def run_name(self) -> str:
         return self.storage.run_name or f"{self.mode}-{self.data.dataset}-split{self.data.split}-{self.model.arch}"
 
+    def pretrained_location(self) -> Location:
+        return Location.parse(self.pretrained, self.storage.s3_endpoint)
 
-# ---------------------------------------------------------------------------------------
-# dict <-> dataclass, YAML, overrides
-
-
-def to_dict(config: Any) -> dict:
-    """A plain, YAML- and JSON-safe dict (tuples become lists)."""
-
-    def plain(value):
-        if isinstance(value, tuple):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [plain(v) for v in value]
-        return value
-
-    return plain(dataclasses.asdict(config))
-
-
-def _nested_type(cls, name):
-    hints = typing.get_type_hints(cls)
-    hint = hints[name]
-    return hint if dataclasses.is_dataclass(hint) else None
-
-
-def from_dict(cls, values: dict | None, where: str = ""):
-    """Build `cls` from a nested dict; unknown keys are an error that suggests the right one."""
-    values = dict(values or {})
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean '{where}{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
-            raise ConfigError(f"unknown config key '{where}{key}'{hint}")
-        nested = _nested_type(cls, key)
-        if nested is not None:
-            if not isinstance(value, dict):
-                raise ConfigError(f"config key '{where}{key}' must be a mapping")
-            kwargs[key] = from_dict(nested, value, where=f"{where}{key}.")
-        else:
-            kwargs[key] = _coerce(cls, key, value, where)
-    try:
-        return cls(**kwargs)
-    except TypeError as error:
-        raise ConfigError(f"bad config for '{where or cls.__name__}': {error}") from None
-
-
-def _coerce(cls, key: str, value: Any, where: str):
-    """Check a leaf value against its annotation (bool, int, float, str, tuple, dict)."""
-    hint = typing.get_type_hints(cls)[key]
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        hint = next(a for a in args if a is not type(None))
-        origin, args = typing.get_origin(hint), typing.get_args(hint)
-    name = f"{where}{key}"
-    try:
-        if hint is bool:
-            if isinstance(value, str):
-                lowered = value.lower()
-                if lowered not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
-                    raise ValueError(value)
-                return lowered in ("true", "1", "yes", "on")
-            if not isinstance(value, (bool, int)):
-                raise ValueError(value)
-            return bool(value)
-        if hint is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        if hint is float:
-            return float(value)
-        if hint is str:
-            return str(value)
-        if origin is tuple:
-            if isinstance(value, str):
-                value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
-            item = args[0] if args else str
-            return tuple(item(v) for v in value)
-        if origin is dict or hint is dict:
-            if isinstance(value, str):
-                value = yaml.safe_load(value)
-            if not isinstance(value, dict):
-                raise ValueError(value)
-            return value
-    except (TypeError, ValueError):
-        raise ConfigError(f"config key '{name}' has a bad value {value!r} (expected {getattr(hint, '__name__', hint)})") from None
-    return value
-
-
-def apply_overrides(values: dict, overrides: list[str]) -> dict:
-    """Apply `section.key=value` strings (values parsed as YAML) to a nested dict."""
-    values = dict(values)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' is not of the form key=value (e.g. train.epochs=5)")
-        dotted, raw = item.split("=", 1)
-        parsed = yaml.safe_load(raw) if raw else ""
-        node = values
-        parts = dotted.strip().split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            node[part] = dict(child) if isinstance(child, dict) else {}
-            node = node[part]
-        node[parts[-1]] = parsed
-    return values
-
-
-def merge(base: dict, update: dict) -> dict:
-    """Deep-merge `update` into a copy of `base`."""
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def load_yaml(path: str | Path) -> dict:
-    """Read a YAML config file into a dict (an error names the file if it is missing or bad)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist", "give the path of a YAML file, e.g. jobs/pretrain-ucf101-r21d.yaml")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    return values
-
-
-# ---------------------------------------------------------------------------------------
-# named presets: complete configs
-
-
-def demo_pretrain() -> dict:
-    """A few minutes on 2 CPUs: tiny backbone on the built-in synthetic dataset."""
-    return {
-        "preset": "demo",
-        "data": {"dataset": "synthetic", "frames_per_clip": 8, "temporal_stride": 2, "crop_size": 64, "eval_clips": 2},
-        "model": {"arch": "tiny", "mlp_head": True},
-        "moco": {"queue_size": 512},
-        "optim": {"lr": 0.05, "base_batch": 16, "warmup_epochs": 1},
-        "train": {"epochs": 6, "global_batch": 16, "num_workers": 2, "checkpoint_every": 20, "log_every": 5},
-    }
-
-
-def ucf101_r21d_pretrain() -> dict:
-    """UCF101 pretraining with R(2+1)D-18 at 16x112x112 (K=2048, as the official code)."""
-    return {
-        "preset": "ucf101-r21d",
-        "data": {"dataset": "ucf101", "crop_size": 112},
-        "model": {"arch": "r2plus1d_18"},
-        "moco": {"queue_size": 2048},
-        "train": {"epochs": 200, "global_batch": 64},
-    }
-
-
-def k400_i3d_pretrain() -> dict:
-    """Kinetics-400 pretraining with I3D at 16x224x224, the paper's headline setting."""
-    return {
-        "preset": "k400-i3d",
-        "data": {"dataset": "kinetics400", "crop_size": 224},
-        "model": {"arch": "i3d"},
-        "moco": {"queue_size": 65536},
-        "train": {"epochs": 200, "global_batch": 64, "num_workers": 8, "use_gpu": True},
-    }
-
-
-def demo_finetune() -> dict:
-    """Finetune the tiny backbone on the synthetic dataset in a few minutes on CPU."""
-    return {
-        "preset": "demo",
-        "data": {"dataset": "synthetic", "frames_per_clip": 8, "crop_size": 64, "eval_clips": 2},
-        "model": {"arch": "tiny"},
-        "train": {"epochs": 3, "global_batch": 16, "num_workers": 1, "log_every": 5},
-        "lr": 0.05,
-        "dropout": 0.5,
-        "milestones": [2],
-    }
-
-
-PRETRAIN_PRESETS = {"demo": demo_pretrain, "ucf101-r21d": ucf101_r21d_pretrain, "k400-i3d": k400_i3d_pretrain, "recipe": lambda: {"preset": "recipe"}}
-FINETUNE_PRESETS = {"demo": demo_finetune, "recipe": lambda: {"preset": "recipe"}}
-
-
-def preset(table: dict, name: str) -> dict:
-    if name not in table:
-        raise ConfigError(f"unknown preset '{name}': expected one of {', '.join(table)}")
-    return table[name]()
-
-
-def build(cls, preset_values: dict, file_values: dict | None = None, flag_values: dict | None = None, overrides: list[str] | None = None):
-    """Preset, then YAML file, then CLI flags, then `key=value` overrides; validated once."""
-    values = merge(preset_values, file_values or {})
-    values = merge(values, flag_values or {})
-    values = apply_overrides(values, overrides or [])
-    return from_dict(cls, values)
+    def data_location(self) -> Location:
+        """The dataset root (or csv list) with the run's S3 endpoint."""
+        return self.data.location(self.storage.s3_endpoint)

@@ -1,6 +1,6 @@
 """Downstream finetune and linear probe: one Ray Train run per Ray Tune trial.
 
-Official protocol (FAME.md, "Finetune"): SGD lr 0.025, weight decay 1e-4, momentum 0.9,
+Official protocol (docs/recipe.md, "Finetuning"): SGD lr 0.025, weight decay 1e-4, momentum 0.9,
 lr / 10 at epochs 60 and 120, dropout 0.7 before the classifier; every epoch is validated
 on the test split with multi-clip testing (data.eval_clips uniformly spaced clips per
 video, centre crop, softmax averaged per video): clip and video top-1/top-5.
@@ -17,26 +17,29 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 
 import numpy as np
 import ray.train
+import ray.train.torch
 import torch
+from ray import tune
+from ray.train.torch import TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
 from torch import nn
 
-from fame_ray.config import KINETICS_MEAN, KINETICS_STD, FinetuneConfig, from_dict
+from fame_ray import runtime
+from fame_ray.config import FinetuneConfig
+from fame_ray.data.pipeline import supervised_dataset
+from fame_ray.downstream import preflight, sweep
+from fame_ray.downstream.search_space import Hyperparameters, describe_space, grid_size, max_value, normalise_space
+from fame_ray.eval import report as results
 from fame_ray.eval.metrics import multi_clip_metrics
 from fame_ray.models.heads import build_classifier, trainable_parameters
+from fame_ray.pretrain.augment import to_input
 
 log = logging.getLogger(__name__)
 STATE_FILE = "finetune_state.pt"
-
-
-def to_input(clips: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 B C T H W -> float on `device`, normalised with the Kinetics mean/std."""
-    clips = clips.to(device, non_blocking=True).float().div_(255.0)
-    mean = torch.tensor(KINETICS_MEAN, device=device).view(1, 3, 1, 1, 1)
-    std = torch.tensor(KINETICS_STD, device=device).view(1, 3, 1, 1, 1)
-    return (clips - mean) / std
 
 
 def lr_at_epoch(base_lr: float, milestones, epoch: int) -> float:
@@ -120,29 +123,25 @@ def _restore(model, optimizer) -> int:
 
 def build_model(cfg: FinetuneConfig, num_classes: int, dropout: float) -> nn.Module:
     """The pretrained query encoder + a new classifier (frozen backbone for the linear probe)."""
-    from fame_ray.eval.preflight import load_backbone
-
-    backbone, _ = load_backbone(cfg.pretrained, cfg.model.arch, cfg.storage.s3_endpoint)
+    backbone, _ = preflight.load_backbone(cfg.pretrained_location(), cfg.model.arch)
     return build_classifier(backbone, num_classes, cfg.mode, dropout)
 
 
-def train_loop_per_worker(config: dict) -> None:
-    """Ray Train worker: config = {"cfg", "num_classes", "lr", "weight_decay", "dropout", "epochs"}."""
-    import ray.train.torch
-
-    cfg = from_dict(FinetuneConfig, config["cfg"])
+def train_loop_per_worker(loop_config: dict) -> None:
+    """Ray Train worker: {"config": FinetuneConfig, "trial": Hyperparameters, "num_classes": int}."""
+    cfg, trial = loop_config["config"], loop_config["trial"]
     torch.manual_seed(cfg.train.seed)
     device = ray.train.torch.get_device()  # Ray: the worker's device
     context = ray.train.get_context()
-    model = build_model(cfg, config["num_classes"], config["dropout"])
-    optimizer = build_optimizer(model, config["lr"], config["weight_decay"], cfg.momentum)
+    model = build_model(cfg, loop_config["num_classes"], trial.dropout)
+    optimizer = build_optimizer(model, trial.lr, trial.weight_decay, cfg.momentum)
     start = _restore(model, optimizer)
     model = ray.train.torch.prepare_model(model)  # Ray: DDP across the trial's workers
     plain = model.module if hasattr(model, "module") else model
-    batch = max(1, cfg.train.global_batch // context.get_world_size())
+    batch, _ = cfg.train.split_batch(context.get_world_size())
     train_shard, val_shard = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
-    for epoch in range(start, config["epochs"]):
-        lr = lr_at_epoch(config["lr"], cfg.milestones, epoch)
+    for epoch in range(start, trial.epochs):
+        lr = lr_at_epoch(trial.lr, cfg.milestones, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
         metrics = train_epoch(model, optimizer, train_shard.iter_torch_batches(batch_size=batch, drop_last=False), device)
@@ -179,30 +178,24 @@ class ValidationSplit(ray.train.DataConfig):
         return output
 
 
-def trial_driver(hyper: dict, *, cfg_dict: dict, num_classes: int, manifests: dict, cpus_per_worker: float, data_cpus: float, train_root: str, storage_filesystem=None, ledger=None) -> None:
+def trial_driver(hyper: dict, *, cfg: FinetuneConfig, num_classes: int, manifests: dict, cpus_per_worker: float, data_cpus: float, train_root: str, storage_filesystem=None, ledger=None) -> None:
     """Ray Tune function trainable: one Ray Train run with this trial's hyperparameters.
 
     Runs in the Tune trial's actor; it only drives the TorchTrainer (no CPU of its own).
     """
-    from ray import tune
-    from ray.train.torch import TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    from fame_ray.data.pipeline import supervised_dataset
-    from fame_ray.train.tune import record_placement_group_callback
-
-    cfg = from_dict(FinetuneConfig, cfg_dict)
     trial_id = tune.get_context().get_trial_id()
-    endpoint = cfg.storage.s3_endpoint
-    hyper = {"lr": float(hyper["lr"]), "weight_decay": float(hyper["weight_decay"]), "dropout": float(hyper["dropout"]), "epochs": int(round(hyper["epochs"]))}
+    trial = Hyperparameters.from_trial(hyper)
     datasets = {
-        "train": supervised_dataset(manifests["train"], cfg.data, train=True, endpoint=endpoint, seed=cfg.train.seed, data_cpus=data_cpus),
-        "val": supervised_dataset(manifests["test"], cfg.data, train=False, endpoint=endpoint, data_cpus=data_cpus),
+        "train": supervised_dataset(manifests["train"], cfg.data, train=True, seed=cfg.train.seed, data_cpus=data_cpus),
+        "val": supervised_dataset(manifests["test"], cfg.data, train=False, data_cpus=data_cpus),
     }
     resources = {"CPU": cpus_per_worker, **({"GPU": 1} if cfg.train.use_gpu else {}), **cfg.train.worker_resources}
+    callbacks = [TuneReportCallback()]  # Ray: rank 0's reports become Tune results
+    if ledger:
+        callbacks.append(sweep.RecordPlacementGroup(ledger, trial_id))
     trainer = TorchTrainer(  # Ray: a Train V2 run inside the Tune trial
         train_loop_per_worker,
-        train_loop_config={"cfg": cfg_dict, "num_classes": num_classes, **hyper},
+        train_loop_config={"config": cfg, "trial": trial, "num_classes": num_classes},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu, resources_per_worker=resources),
         run_config=ray.train.RunConfig(
             name=f"trial_{trial_id}",
@@ -210,7 +203,7 @@ def trial_driver(hyper: dict, *, cfg_dict: dict, num_classes: int, manifests: di
             storage_filesystem=storage_filesystem,
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            callbacks=[TuneReportCallback(), *([record_placement_group_callback(ledger, trial_id)] if ledger else [])],  # Ray: rank 0's reports become Tune results
+            callbacks=callbacks,
         ),
         datasets=datasets,
         dataset_config=ValidationSplit(),
@@ -218,103 +211,64 @@ def trial_driver(hyper: dict, *, cfg_dict: dict, num_classes: int, manifests: di
     trainer.fit()
 
 
-def _ensure_ray() -> bool:
-    """Join RAY_ADDRESS's cluster (`ray job submit` sets it; 'auto' finds a `ray start`
-    cluster) or start a private local instance; True if we started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(configure_logging=False)
-    else:
-        # The dashboard serves the State API that Ray Train V2 uses to free the placement
-        # groups of runs whose trial was stopped (ASHA): without it they leak.
-        ray.init(address="local", configure_logging=False, log_to_driver=False)
-    return True
-
-
 def sweep_plan(cfg: FinetuneConfig, space: dict) -> dict:
     """How many trials run at once, and each trial's CPUs: its workers AND its Ray Data CPUs.
 
     A trial needs at least num_workers x (cpus_per_worker or 1) + (data_cpus or 1) CPUs;
     as many trials as fit run at once, and each splits its share of the cluster with
-    `pipeline.plan_resources`, so Ray Data always keeps CPUs (no deadlock on 2 CPUs).
+    `runtime.plan_resources`, so Ray Data always keeps CPUs (no deadlock on 2 CPUs).
     """
-    import ray
-
-    from fame_ray.data.pipeline import plan_resources
-    from fame_ray.train import tune as sweep
-
     total = ray.cluster_resources()
     cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
     smallest_trial = cfg.train.num_workers * (cfg.train.cpus_per_worker or 1.0) + (cfg.data.data_cpus or 1.0)
     trial_gpus = cfg.train.num_workers if cfg.train.use_gpu else 0
-    trials = cfg.samples * sweep.grid_size(space)
+    trials = cfg.samples * grid_size(space)
     wanted = min(cfg.max_concurrent or trials, trials)
     concurrent = sweep.concurrent_trials(cpus, gpus, smallest_trial, trial_gpus, wanted)
-    plan = plan_resources(cpus / concurrent, cfg.train, cfg.data)
+    plan = runtime.plan_resources(cpus / concurrent, cfg.train, cfg.data)
     trial_cpus = cfg.train.num_workers * plan.cpus_per_worker + plan.data_cpus
     return {"cpus_per_worker": plan.cpus_per_worker, "data_cpus": plan.data_cpus, "trial_cpus": trial_cpus, "max_concurrent": concurrent, "trials": trials}
 
 
 def run_finetune(cfg: FinetuneConfig, explicit_arch: str | None = None) -> dict:
     """Check inputs, run the Tune sweep of Train runs, write results.json/.md; returns the record."""
-    import time
-
-    from fame_ray import storage
-    from fame_ray.eval import preflight
-    from fame_ray.eval import report as results
-    from fame_ray.train import tune as sweep
-
     started = time.time()
-    space = sweep.normalise_space(cfg.search_space)
-    storage.check_writable_root(cfg.storage.resolved_path(), cfg.storage.s3_endpoint)
+    space = normalise_space(cfg.search_space)
+    cfg.storage.root().check_writable_root()
     cfg, info = preflight.prepare(cfg, explicit_arch)
-    owns_ray = _ensure_ray()
+    owns_ray = runtime.connect_ray(dashboard=True, worker_logs=False)
     try:
         plan = sweep_plan(cfg, space)
         log.info("sweep: %d trial(s), %d at once, %.3g CPUs each (%.3g for Ray Data)", plan["trials"], plan["max_concurrent"], plan["trial_cpus"], plan["data_cpus"])
         records = _sweep(cfg, space, info, plan)
     finally:
         if owns_ray:
-            import ray
-
             ray.shutdown()
     record = _record(cfg, info, space, plan, records, time.time() - started)
-    run_dir = storage.join(cfg.storage.resolved_path(), cfg.run_name())
-    results.write(record, run_dir, cfg.storage.s3_endpoint)
-    record["run_dir"] = run_dir
+    run_dir = cfg.storage.root() / cfg.run_name()
+    results.write(record, run_dir)
+    record["run_dir"] = run_dir.uri
     return record
 
 
 def _sweep(cfg: FinetuneConfig, space: dict, info: dict, plan: dict) -> list[dict]:
-    from ray import tune
-
-    from fame_ray import storage
-    from fame_ray.config import to_dict
-    from fame_ray.train import tune as sweep
-
-    fs, root_path = storage.filesystem(cfg.storage.resolved_path(), cfg.storage.s3_endpoint)
-    fs_arg = fs if storage.is_s3(cfg.storage.resolved_path()) else None
+    root = cfg.storage.root()
+    fs_arg = root.filesystem if root.is_s3 else None
     fixed = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "dropout": cfg.dropout, "epochs": cfg.train.epochs}
-    ledger = sweep.placement_group_ledger()
+    ledger = sweep.PlacementGroupLedger.remote()
     trainable = tune.with_parameters(
-        trial_driver, cfg_dict=to_dict(cfg), num_classes=len(info["class_names"]), manifests=info["manifests"],
-        cpus_per_worker=plan["cpus_per_worker"], data_cpus=plan["data_cpus"], train_root=f"{root_path}/{cfg.run_name()}/train", storage_filesystem=fs_arg, ledger=ledger,
+        trial_driver, cfg=cfg, num_classes=len(info["class_names"]), manifests=info["manifests"],
+        cpus_per_worker=plan["cpus_per_worker"], data_cpus=plan["data_cpus"], train_root=f"{root.path}/{cfg.run_name()}/train", storage_filesystem=fs_arg, ledger=ledger,
     )
     grid = sweep.run_sweep(
         trainable, sweep.to_tune_space(space, fixed), samples=cfg.samples, max_concurrent=plan["max_concurrent"],
-        max_epochs=int(sweep.max_value(space, "epochs", cfg.train.epochs)), storage_path=root_path, name=cfg.run_name(),
-        trial_failures=cfg.trial_failures, storage_filesystem=fs_arg, callbacks=[sweep.release_placement_groups_callback(ledger)],
+        max_epochs=int(max_value(space, "epochs", cfg.train.epochs)), storage_path=root.path, name=cfg.run_name(),
+        trial_failures=cfg.trial_failures, storage_filesystem=fs_arg, callbacks=[sweep.ReleasePlacementGroups(ledger)],
     )
     return sweep.trial_records(grid)
 
 
 def _record(cfg: FinetuneConfig, info: dict, space: dict, plan: dict, trials: list[dict], wall_s: float) -> dict:
-    from fame_ray.eval import report as results
-    from fame_ray.train import tune as sweep
-
     for trial in trials:
         trial["metrics"] = results.percent({k.removeprefix("val_"): v for k, v in trial["metrics"].items() if k.startswith("val_")})
     finished = [t for t in trials if t["status"] != "failed" and t["metrics"].get("video_top1") is not None]
@@ -324,7 +278,7 @@ def _record(cfg: FinetuneConfig, info: dict, space: dict, plan: dict, trials: li
         "classes": len(info["class_names"]), "eval_clips": cfg.data.eval_clips, "frames_per_clip": cfg.data.frames_per_clip,
         "temporal_stride": cfg.data.temporal_stride, "crop_size": cfg.data.crop_size, "global_batch": cfg.train.global_batch,
         "workers_per_trial": cfg.train.num_workers, "momentum": cfg.momentum, "milestones": list(cfg.milestones),
-        "search_space": sweep.describe_space(space) or "none (defaults)", "samples": cfg.samples,
+        "search_space": describe_space(space) or "none (defaults)", "samples": cfg.samples,
         "scheduler": "ASHA on val_video_top1 (max), one rung step = one epoch", "trials_at_once": plan["max_concurrent"],
     }
     notes = ["validation = the test split, as in the official protocol; metrics are the last epoch's"]

@@ -8,11 +8,15 @@ Also reads the pretraining recipe from the checkpoint's config.yaml, for the res
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
-from fame_ray import storage
-from fame_ray.config import DATASET_DIRS
+from fame_ray import checkpoints
+from fame_ray.config import DATASET_DIRS, FinetuneConfig, ModelConfig
+from fame_ray.data import catalog, manifest
 from fame_ray.errors import UserError
+from fame_ray.models.loading import load_pretrained_backbone
+from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +29,10 @@ DATASET_SOURCES = {
 }
 
 
-def check_data_root(data, endpoint: str = "") -> str:
+def check_data_root(cfg: FinetuneConfig) -> Location:
     """The dataset root, after checking it exists ('synthetic' is written on first use)."""
-    root = data.resolved_root()
-    if data.dataset in ("synthetic", "csv") or storage.exists(root, endpoint):
+    data, root = cfg.data, cfg.data_location()
+    if data.dataset in ("synthetic", "csv") or root.exists():
         return root
     source = DATASET_SOURCES.get(data.dataset)
     where = f"get it from {source} and " if source else ""
@@ -39,36 +43,28 @@ def check_data_root(data, endpoint: str = "") -> str:
     )
 
 
-def check_pretrained(uri: str, endpoint: str = "") -> str:
-    """The pretrained weights URI, after checking something is stored there."""
-    if not uri:
+def check_pretrained(cfg: FinetuneConfig) -> Location:
+    """The pretrained weights, after checking something is stored there."""
+    if not cfg.pretrained:
         raise UserError("no pretrained weights given", "pass --pretrained RUN_DIR, CHECKPOINT_DIR, s3://... or an official FAME .pth")
-    path = uri if "://" in uri else str(_expand(uri))
-    if not storage.exists(path, endpoint):
-        raise UserError(f"pretrained checkpoint {uri} does not exist", "give a fame-ray run or checkpoint directory (local or s3://) or an official FAME .pth file")
-    return path
+    weights = cfg.pretrained_location()
+    if not weights.exists():
+        raise UserError(f"pretrained checkpoint {cfg.pretrained} does not exist", "give a fame-ray run or checkpoint directory (local or s3://) or an official FAME .pth file")
+    return weights
 
 
-def _expand(path: str):
-    from pathlib import Path
+def checkpoint_config(weights: Location) -> tuple[dict, Location | None]:
+    """(config.yaml of the checkpoint, the checkpoint dir it came from); ({}, None) when none.
 
-    return Path(path).expanduser().absolute()
-
-
-def checkpoint_config(uri: str, endpoint: str = "") -> tuple[dict, str]:
-    """(config.yaml of the checkpoint, the checkpoint dir it came from); ({}, '') when none.
-
-    `uri` may be a checkpoint directory, a run directory (its latest complete checkpoint),
+    `weights` may be a checkpoint directory, a run directory (its latest complete checkpoint),
     or a file (an official .pth: no config).
     """
-    from fame_ray.train import checkpoint
-
-    if storage.exists(storage.join(uri, checkpoint.CONFIG_FILE), endpoint):
-        return checkpoint.read_config(uri, endpoint), uri
-    latest = checkpoint.latest_complete(uri, endpoint) if not uri.endswith((".pth", ".pt", ".tar")) else None
+    if (weights / checkpoints.CONFIG_FILE).exists():
+        return checkpoints.read_config(weights), weights
+    latest = checkpoints.latest_complete(weights) if not weights.uri.endswith((".pth", ".pt", ".tar")) else None
     if latest is not None:
-        return checkpoint.read_config(latest.uri, endpoint), latest.uri
-    return {}, ""
+        return checkpoints.read_config(latest.location), latest.location
+    return {}, None
 
 
 def pretrain_recipe(config: dict, meta: dict | None = None) -> dict:
@@ -84,7 +80,8 @@ def pretrain_recipe(config: dict, meta: dict | None = None) -> dict:
         "global_batch": train.get("global_batch"),
         "lr": optim.get("lr"),
         "schedule": optim.get("schedule") if optim.get("schedule") != "step" else f"step {optim.get('milestones')}",
-        "mlp_head": mlp if mlp is not None else model.get("arch") != "i3d",
+        # The same rule as the config's: an unset mlp_head means the official choice (on for every arch).
+        "mlp_head": ModelConfig(mlp_head=mlp).use_mlp_head,
         "queue_size": moco.get("queue_size"),
         "fame": fame.get("enabled"),
         "fame_beta": fame.get("beta"),
@@ -104,17 +101,15 @@ def resolve_arch(given: str | None, ckpt_config: dict, default: str) -> str:
     return given or from_checkpoint or default
 
 
-def load_backbone(uri: str, arch: str, endpoint: str = ""):
+def load_backbone(weights: Location, arch: str):
     """Load the query encoder (strict key matching); a mismatch is a UserError naming keys."""
-    from fame_ray.models.loading import load_pretrained_backbone
-
     try:
-        return load_pretrained_backbone(uri, arch, endpoint)
+        return load_pretrained_backbone(weights, arch)
     except UserError:
         raise
     except (RuntimeError, KeyError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"cannot load {uri} as a {arch} backbone: {first}", "check --arch against the checkpoint (fame-ray runs show RUN prints its arch)") from None
+        raise UserError(f"cannot load {weights} as a {arch} backbone: {first}", "check --arch against the checkpoint (fame-ray runs show RUN prints its arch)") from None
 
 
 def check_labels(num_classes: int, tables: dict) -> None:
@@ -131,54 +126,44 @@ def check_labels(num_classes: int, tables: dict) -> None:
             raise UserError(f"the {subset} split uses class indices {bad[:5]} but the class list has {num_classes} classes", "use split files and the class list of the same release")
 
 
-def prepare(cfg, explicit_arch: str | None = None):
+def prepare(cfg: FinetuneConfig, explicit_arch: str | None = None):
     """All up-front work of a downstream run, in the order that fails fastest.
 
     Returns (cfg with the backbone's arch filled in, info dict: class_names, manifests,
     recipe, checkpoint_dir, load_report). Raises UserError before anything is launched.
     """
-    import dataclasses
-
-    from fame_ray.data import catalog
-
-    endpoint = cfg.storage.s3_endpoint
-    check_data_root(cfg.data, endpoint)
-    pretrained = check_pretrained(cfg.pretrained, endpoint)
-    ckpt_config, ckpt_dir = checkpoint_config(pretrained, endpoint)
+    check_data_root(cfg)
+    weights = check_pretrained(cfg)
+    ckpt_config, ckpt_dir = checkpoint_config(weights)
     arch = resolve_arch(explicit_arch, ckpt_config, cfg.model.arch)
-    cfg = dataclasses.replace(cfg, pretrained=pretrained, model=dataclasses.replace(cfg.model, arch=arch))
-    _, load_report = load_backbone(pretrained, arch, endpoint)
-    manifests = {subset: catalog.manifest_uri(cfg.data, subset, endpoint) for subset in ("train", "test")}
-    class_names = list(catalog.class_names(cfg.data, endpoint))
-    from fame_ray.data import manifest
-
-    check_labels(len(class_names), {subset: manifest.read(uri, endpoint) for subset, uri in manifests.items()})
-    meta = _checkpoint_meta(ckpt_dir, endpoint)
+    cfg = dataclasses.replace(cfg, pretrained=weights.uri, model=dataclasses.replace(cfg.model, arch=arch))
+    _, load_report = load_backbone(weights, arch)
+    source = cfg.data_location()
+    manifests = {subset: catalog.manifest_location(cfg.data, source, subset) for subset in ("train", "test")}
+    class_names = list(catalog.class_names(cfg.data, source))
+    check_labels(len(class_names), {subset: manifest.read(location) for subset, location in manifests.items()})
+    meta = _checkpoint_meta(ckpt_dir)
     info = {
         "class_names": class_names,
         "manifests": manifests,
         "recipe": pretrain_recipe(ckpt_config, meta),
-        "checkpoint_dir": ckpt_dir or pretrained,
+        "checkpoint_dir": (ckpt_dir or weights).uri,
         "load_report": _plain(load_report),
     }
     return cfg, info
 
 
-def _checkpoint_meta(ckpt_dir: str, endpoint: str) -> dict:
-    if not ckpt_dir:
+def _checkpoint_meta(ckpt_dir: Location | None) -> dict:
+    if ckpt_dir is None:
         return {}
-    from fame_ray.train import checkpoint
-
     try:
-        return checkpoint.read_meta(ckpt_dir, endpoint)
+        return checkpoints.read_meta(ckpt_dir)
     except (OSError, ValueError):
         return {}
 
 
 def _plain(report):
     """A loading report as JSON-safe data (dict, dataclass or text)."""
-    import dataclasses
-
     if dataclasses.is_dataclass(report):
         report = dataclasses.asdict(report)
     if isinstance(report, dict):

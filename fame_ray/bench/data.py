@@ -17,11 +17,16 @@ import platform
 import tempfile
 import time
 
+import decord
 import numpy as np
+import ray
 import torch
 
 from fame_ray import config
-from fame_ray.data import decode, fame, manifest, transforms
+from fame_ray.config import presets
+from fame_ray.data import catalog, decode, fame, manifest, pipeline, synthetic, transforms
+from fame_ray.runtime import ResourcePlan
+from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +35,6 @@ TARGETS = {"pipeline_vs_decode": 0.8, "fame_share_of_decode": 0.15}
 
 def machine() -> dict:
     """CPU model, cores, library versions, date."""
-    import decord
-    import ray
-
     model = platform.processor() or "unknown"
     if os.path.exists("/proc/cpuinfo"):
         for line in open("/proc/cpuinfo"):
@@ -95,7 +97,7 @@ def in_process(rows: list[dict], data: config.DataConfig, batch: int, repeats: i
     try:
         for _ in range(repeats):
             with Stopwatch() as decoding:
-                pairs = [decode.decode_clips(r["path"], r["start_frame"], r["end_frame"], o, data.frames_per_clip, data.temporal_stride, data.decode_threads) for r, o in zip(rows, offsets)]
+                pairs = [decode.decode_clips(Location(r["path"]), r["start_frame"], r["end_frame"], o, data.frames_per_clip, data.temporal_stride, data.decode_threads) for r, o in zip(rows, offsets)]
             with Stopwatch() as cropping:
                 crops = [[transforms.random_resized_crop(c, data.crop_size, data.crop_scale, rng) for c in pair] for pair in pairs]
                 queries = torch.from_numpy(np.stack([q for q, _ in crops])).permute(0, 4, 1, 2, 3).contiguous()
@@ -119,7 +121,7 @@ def _decode_only(row: dict, data: config.DataConfig) -> list[dict]:
     rng = np.random.default_rng()
     start, end = int(row["start_frame"]), int(row["end_frame"])
     offsets = decode.random_offsets(end - start, data.clip_span, 2, rng)
-    first, second = decode.decode_clips(str(row["path"]), start, end, offsets, data.frames_per_clip, data.temporal_stride, data.decode_threads)
+    first, second = decode.decode_clips(Location(str(row["path"])), start, end, offsets, data.frames_per_clip, data.temporal_stride, data.decode_threads)
     return [{"clip_q": first, "clip_k": second, "label": np.int64(row["label"])}]
 
 
@@ -131,19 +133,15 @@ def _clips_per_second(dataset, epochs: int, batch: int) -> float:
     return 2 * rows / (time.perf_counter() - start)
 
 
-def ray_data(manifest_uri: str, cfg: config.PretrainConfig, epochs: int) -> dict:
+def ray_data(manifest_location: Location, cfg: config.PretrainConfig, epochs: int) -> dict:
     """clips/s of the Ray Data pipeline vs a Ray Data job that only decodes, with all CPUs."""
-    import ray
-
-    from fame_ray.data import pipeline
-
     cpus = float(ray.cluster_resources().get("CPU", 1))
     # No training workers here: the data side gets every CPU, split as plan_resources does.
     tasks = max(1, int(cpus))
-    plan = pipeline.ResourcePlan(0.0, cpus, 0.75 * cpus / tasks, tasks, 0.25 * cpus, 1)
-    batch = pipeline.per_worker_batch_size(cfg.train)
-    full = pipeline.pretrain_dataset(manifest_uri, cfg, plan=plan)
-    table = pipeline.load_manifest(manifest_uri, cfg.data)
+    plan = ResourcePlan(0.0, cpus, 0.75 * cpus / tasks, tasks, 0.25 * cpus, 1)
+    batch, _ = cfg.train.split_batch(cfg.train.num_workers)
+    full = pipeline.pretrain_dataset(manifest_location, cfg, plan)
+    table = pipeline.load_manifest(manifest_location, cfg.data)
     bare = ray.data.from_arrow(pipeline._blocks(table, 0)).flat_map(
         _decode_only, fn_kwargs={"data": cfg.data}, num_cpus=plan.decode_cpus, compute=ray.data.TaskPoolStrategy(size=tasks)
     )
@@ -166,14 +164,12 @@ def run(data_root: str = "", videos: int = 32, batch: int = 8, repeats: int = 3,
     Synthetic videos default to 320x240, UCF101's frame size, so decode costs what it
     costs on the real dataset (FAME's cost depends only on the crop size).
     """
-    from fame_ray.data import catalog, synthetic
-
     root = data_root or os.path.join(tempfile.mkdtemp(prefix="fame-ray-bench-"), "UCF101")
     if not data_root:
         synthetic.write_dataset(root, "ucf101", num_classes=4, videos_per_class=max(1, videos // 4), frames=48, width=width, height=height, seed=0)
     values = {"data": {"dataset": "ucf101", "data_root": root}, "moco": {"queue_size": batch * 8}, "train": {"global_batch": batch, "num_workers": 1}}
     cfg = config.build(config.PretrainConfig, values, overrides=overrides or [])
-    uri = catalog.manifest_uri(cfg.data, "train")
+    uri = catalog.manifest_location(cfg.data, cfg.data_location(), "train")
     table = manifest.read(uri)
     rows = _rows(table)[:videos]
     first = rows[0]

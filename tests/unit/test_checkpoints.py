@@ -9,10 +9,11 @@ import pyarrow.fs as pafs
 import pytest
 import torch
 
+from fame_ray import checkpoints as ckpt
 from fame_ray.errors import UserError
-from fame_ray.train import checkpoint as ckpt
-from fame_ray.train import progress, runs
-from fame_ray.train.metrics import METRICS_FILE, MetricsWriter, read_records
+from fame_ray.pretrain import progress
+from fame_ray.pretrain.metrics import MetricsWriter
+from fame_ray.storage import Location
 
 
 def _write(run_dir, step, complete=True):
@@ -33,14 +34,14 @@ def test_latest_complete_skips_checkpoints_without_meta(tmp_path):
     _write(run_dir, 10)
     _write(run_dir, 20)
     _write(run_dir, 30, complete=False)
-    found = ckpt.list_checkpoints(str(run_dir))
+    found = ckpt.list_checkpoints(Location.parse(str(run_dir)))
     assert [(info.step, info.complete) for info in found] == [(10, True), (20, True), (30, False)]
-    latest = ckpt.latest_complete(str(run_dir))
+    latest = ckpt.latest_complete(Location.parse(str(run_dir)))
     assert latest.step == 20
-    state = ckpt.load_state(latest.uri)
+    state = ckpt.load_state(latest.location)
     assert state["step"] == 20 and torch.equal(state["model"]["w"], torch.full((2,), 20.0))
-    assert ckpt.read_meta(latest.uri)["git_sha"] == "abc"
-    assert ckpt.read_config(latest.uri) == {"train": {"epochs": 1}}
+    assert ckpt.read_meta(latest.location)["git_sha"] == "abc"
+    assert ckpt.read_config(latest.location) == {"train": {"epochs": 1}}
 
 
 def test_copy_directory_refuses_a_checkpoint_without_meta(tmp_path):
@@ -61,25 +62,25 @@ def test_runs_listing_and_unknown_run(tmp_path):
     root = tmp_path / "runs"
     _write(root / "alpha", 10)
     (root / "not-a-run").mkdir(parents=True)
-    assert runs.run_names(str(root)) == ["alpha"]
-    summary = runs.summarize(str(root), "alpha")
+    assert ckpt.run_names(Location.parse(str(root))) == ["alpha"]
+    summary = ckpt.summarize(Location.parse(str(root)), "alpha")
     assert summary.last_step == 10 and summary.latest.step == 10
     with pytest.raises(UserError, match="no run named 'beta'"):
-        runs.summarize(str(root), "beta")
+        ckpt.summarize(Location.parse(str(root)), "beta")
 
 
 def test_metrics_writer_appends_and_truncates_on_resume(tmp_path):
     run = tmp_path / "run"
-    writer = MetricsWriter(str(run))
+    writer = MetricsWriter(Location.parse(str(run)))
     for step in range(1, 6):
         writer.write(step, {"loss": 10.0 - step, "acc1": 0.1})
     writer.close()
-    assert [r["step"] for r in read_records(str(run))] == [1, 2, 3, 4, 5]
+    assert [r["step"] for r in ckpt.read_records(Location.parse(str(run)))] == [1, 2, 3, 4, 5]
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(run / "tensorboard"))
-    resumed = MetricsWriter(str(run), resume_step=3)
+    resumed = MetricsWriter(Location.parse(str(run)), resume_step=3)
     resumed.write(4, {"loss": 0.5, "acc1": 0.9})
     resumed.close()
-    lines = (run / METRICS_FILE).read_text().splitlines()
+    lines = (run / ckpt.METRICS_FILE).read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
     assert json.loads(lines[-1])["loss"] == 0.5
 

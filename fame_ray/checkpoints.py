@@ -1,0 +1,264 @@
+"""The one home of the checkpoint format, of run listing, and of "the latest complete checkpoint",
+used by pretraining, finetuning and weight loading alike.
+
+A run is a directory `<storage>/<run name>/` (local or s3://) holding checkpoint_* directories,
+metrics.jsonl, TensorBoard events and Ray Train's own checkpoint_manager_snapshot.json.
+A checkpoint is a directory `<run>/checkpoint_<step:08d>/` holding:
+
+- `state.pt`    torch.save dict: "model" (MoCo state_dict: both encoders, queue, queue_ptr),
+                "optimizer", "step", "epoch", "world_size", "rng" (one entry per rank: the
+                torch CPU state and the state of each explicit generator), "format".
+- `config.yaml` the resolved config (`fame_ray.config.to_dict`), so a run can be resumed or
+                reproduced from storage alone.
+- `meta.json`   step, epoch, metrics, git SHA, time. Uploaded LAST: a directory without it is
+                incomplete (an upload that was cut off) and is never taken as the latest.
+
+Ray Train uploads the directory through `upload` (passed as `checkpoint_upload_fn`), which
+copies state.pt and config.yaml first and meta.json only once they are stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pyarrow.fs as pafs
+import ray.train
+import yaml
+
+from fame_ray.errors import UserError
+from fame_ray.storage import Location
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+CONFIG_FILE = "config.yaml"
+META_FILE = "meta.json"
+METRICS_FILE = "metrics.jsonl"
+FORMAT_VERSION = 1
+_NAME = re.compile(r"^checkpoint_(\d+)$")
+# Files that mark a directory as a run (any one of them).
+RUN_MARKERS = (METRICS_FILE, "checkpoint_manager_snapshot.json", "run.json")
+
+
+@dataclasses.dataclass
+class CheckpointInfo:
+    """One checkpoint directory found in storage."""
+
+    name: str
+    location: Location
+    step: int
+    complete: bool
+    meta: dict
+
+    @property
+    def uri(self) -> str:
+        return self.location.uri
+
+
+def dir_name(step: int) -> str:
+    """Checkpoint directory name for a step; zero-padded so names sort by step."""
+    return f"checkpoint_{step:08d}"
+
+
+def git_sha() -> str:
+    """The commit of the code that is running ('unknown' outside a git checkout)."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def make_meta(step: int, epoch: int, metrics: dict, world_size: int, sha: str) -> dict:
+    """The meta.json record of a checkpoint (`sha`: git SHA taken once on the driver)."""
+    return {"step": step, "epoch": epoch, "metrics": metrics, "world_size": world_size, "git_sha": sha, "time": time.time(), "format": FORMAT_VERSION}
+
+
+def write_local(directory: str, state: dict, config_dict: dict, meta: dict) -> str:
+    """Write the three files of a checkpoint into a local directory (meta.json last)."""
+    import torch
+
+    os.makedirs(directory, exist_ok=True)
+    torch.save(state, os.path.join(directory, STATE_FILE))
+    Path(directory, CONFIG_FILE).write_text(yaml.safe_dump(config_dict, sort_keys=False))
+    Path(directory, META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
+    return directory
+
+
+def upload(checkpoint, checkpoint_dir_name: str):
+    """Ray Train `checkpoint_upload_fn`: copy a local checkpoint to the run dir, meta.json last.
+
+    Runs on the reporting worker (rank 0). The target filesystem and run directory come from
+    Ray Train's storage context, so the returned checkpoint is one Ray Train manages
+    (keeps `num_to_keep`, restores after failures). Any storage error propagates: with
+    synchronous reports the step fails, with asynchronous ones Ray Train raises it in the
+    training thread, so a failed upload always surfaces and never leaves a meta.json behind.
+    """
+    context = ray.train.get_context().get_storage()
+    fs = context.storage_filesystem
+    target = f"{context.experiment_fs_path}/{checkpoint_dir_name}"
+    copy_directory(checkpoint.path, fs, target)
+    return ray.train.Checkpoint(path=target, filesystem=fs)
+
+
+def copy_directory(local_dir: str, fs: pafs.FileSystem, target: str) -> None:
+    """Copy a local checkpoint directory onto `fs` at `target`, with meta.json last."""
+    names = sorted(os.listdir(local_dir), key=lambda name: name == META_FILE)
+    if META_FILE not in names or STATE_FILE not in names:
+        raise FileNotFoundError(f"checkpoint {local_dir} lacks {STATE_FILE} or {META_FILE}")
+    fs.create_dir(target, recursive=True)
+    for name in names:
+        with open(os.path.join(local_dir, name), "rb") as source, fs.open_output_stream(f"{target}/{name}") as sink:
+            while chunk := source.read(16 << 20):
+                sink.write(chunk)
+
+
+def is_complete(location: Location) -> bool:
+    """A checkpoint counts only when meta.json and state.pt are both stored."""
+    return (location / META_FILE).is_file() and (location / STATE_FILE).is_file()
+
+
+def _read_json(location: Location) -> dict:
+    return json.loads(location.read_bytes().decode())
+
+
+def list_checkpoints(run: Location) -> list[CheckpointInfo]:
+    """All checkpoint directories of a run, oldest first; incomplete ones flagged."""
+    try:
+        entries = run.children()
+    except (OSError, FileNotFoundError):
+        return []
+    found = []
+    for entry in entries:
+        match = _NAME.match(entry.base_name)
+        if entry.type != pafs.FileType.Directory or not match:
+            continue
+        location = run / entry.base_name
+        complete = is_complete(location)
+        meta = _read_json(location / META_FILE) if complete else {}
+        found.append(CheckpointInfo(entry.base_name, location, int(meta.get("step", match.group(1))), complete, meta))
+    return sorted(found, key=lambda info: (info.step, info.name))
+
+
+def latest_complete(run: Location) -> CheckpointInfo | None:
+    """The complete checkpoint with the highest step, or None."""
+    complete = [info for info in list_checkpoints(run) if info.complete]
+    return complete[-1] if complete else None
+
+
+def _torch_load(data: bytes) -> dict:
+    import torch
+
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def load_state(checkpoint: Location) -> dict:
+    """state.pt of a checkpoint directory (local or s3://), on CPU."""
+    return _torch_load((checkpoint / STATE_FILE).read_bytes())
+
+
+def load_ray_checkpoint_state(checkpoint: ray.train.Checkpoint) -> dict:
+    """state.pt of a `ray.train.Checkpoint` (any filesystem), on CPU."""
+    with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{STATE_FILE}") as stream:
+        return _torch_load(stream.read())
+
+
+def ray_checkpoint_step(checkpoint: ray.train.Checkpoint) -> int:
+    """The step of a `ray.train.Checkpoint`, from its meta.json."""
+    with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{META_FILE}") as stream:
+        return int(json.loads(stream.read().decode())["step"])
+
+
+def read_meta(checkpoint: Location) -> dict:
+    """meta.json of a checkpoint directory."""
+    return _read_json(checkpoint / META_FILE)
+
+
+def read_config(checkpoint: Location) -> dict:
+    """config.yaml of a checkpoint directory, as a dict."""
+    return yaml.safe_load((checkpoint / CONFIG_FILE).read_text()) or {}
+
+
+# ---------------------------------------------------------------------------------------
+# runs in a storage root
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """One run: where it is, its checkpoints, and how far it got."""
+
+    name: str
+    location: Location
+    checkpoints: list[CheckpointInfo]
+    last_step: int
+    last_metrics: dict
+
+    @property
+    def uri(self) -> str:
+        return self.location.uri
+
+    @property
+    def latest(self) -> CheckpointInfo | None:
+        complete = [info for info in self.checkpoints if info.complete]
+        return complete[-1] if complete else None
+
+
+def run_names(root: Location) -> list[str]:
+    """Names of the run directories directly under the storage root, sorted."""
+    try:
+        entries = root.children()
+    except (OSError, FileNotFoundError):
+        return []
+    names = []
+    for entry in entries:
+        if entry.type != pafs.FileType.Directory:
+            continue
+        children = (root / entry.base_name).children()
+        if any(child.base_name in RUN_MARKERS or child.base_name.startswith("checkpoint_") for child in children):
+            names.append(entry.base_name)
+    return sorted(names)
+
+
+def run_exists(root: Location, name: str) -> bool:
+    return name in run_names(root)
+
+
+def read_records(run: Location) -> list[dict]:
+    """All records of a run's metrics.jsonl ([] when it has none yet)."""
+    location = run / METRICS_FILE
+    if not location.exists():
+        return []
+    records = []
+    for line in location.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def summarize(root: Location, name: str) -> RunSummary:
+    """Checkpoints, last step and last metrics of one run (UserError when it does not exist)."""
+    if not run_exists(root, name):
+        known = run_names(root)
+        hint = f"runs there: {', '.join(known)}" if known else "no runs there yet; start one with `fame-ray pretrain`"
+        raise UserError(f"no run named '{name}' in {root}", hint)
+    run = root / name
+    checkpoints = list_checkpoints(run)
+    records = read_records(run)
+    last = records[-1] if records else {}
+    steps = [int(last.get("step", 0))] + [info.step for info in checkpoints if info.complete]
+    return RunSummary(name, run, checkpoints, max(steps), last)
+
+
+def summarize_all(root: Location) -> list[RunSummary]:
+    return [summarize(root, name) for name in run_names(root)]

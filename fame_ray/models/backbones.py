@@ -1,0 +1,25 @@
+"""`build_backbone(arch)`: a freshly initialised video backbone, by name.
+
+Every backbone maps B,C,T,H,W float (normalised) to B,feature_dim (global average pooled) and
+has the attribute `feature_dim`. Parameter names follow the official FAME backbones (see each
+module's docstring), so released FAME checkpoints load with strict key matching.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from fame_ray.config import ARCHS
+from fame_ray.errors import UserError
+from fame_ray.models.i3d import I3D
+from fame_ray.models.resnet3d import r2plus1d_18, r3d_18
+from fame_ray.models.tiny import TinyVideoNet
+
+_BUILDERS = {"tiny": TinyVideoNet, "r3d_18": r3d_18, "r2plus1d_18": r2plus1d_18, "i3d": I3D}
+
+
+def build_backbone(arch: str) -> nn.Module:
+    """A freshly initialised backbone of `arch` (one of config.ARCHS)."""
+    if arch not in _BUILDERS:
+        raise UserError(f"unknown arch '{arch}'", f"use one of {', '.join(ARCHS)}")
+    return _BUILDERS[arch]()

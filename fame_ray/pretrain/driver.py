@@ -1,0 +1,113 @@
+"""MoCo + FAME pretraining on Ray Train V2 (Ray 2.60): the driver side.
+
+    from fame_ray.config import PretrainConfig, build, presets
+    result = run_pretrain(build(PretrainConfig, presets.demo_pretrain()))
+
+`run_pretrain` checks every user input before any worker starts (one UserError each), connects
+to Ray (the cluster when RAY_ADDRESS is set or inside `ray job submit`, else a local instance),
+derives the run plan once, builds the Ray Data pipeline from the manifest and hands the worker
+loop (`fame_ray.pretrain.worker.train_loop`) to a TorchTrainer with {config, plan}.
+
+Resume: the run directory is `<storage>/<run name>`. Every (re)start of the worker group
+resumes from the furthest of Ray Train's registered checkpoint and the latest *complete*
+checkpoint in storage (meta.json present), so a rerun resumes from any machine even when Ray's
+snapshot is missing or behind.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import yaml
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from fame_ray import checkpoints, runtime
+from fame_ray.config import PretrainConfig, to_dict
+from fame_ray.data import catalog, manifest, pipeline
+from fame_ray.errors import UserError
+from fame_ray.pretrain.plan import RunPlan, make_plan
+from fame_ray.pretrain.worker import train_loop
+from fame_ray.runtime import ResourcePlan
+from fame_ray.storage import Location
+
+logger = logging.getLogger(__name__)
+
+
+def preflight(cfg: PretrainConfig) -> None:
+    """The checks that need storage (the config checked itself on creation): a reachable
+    bucket, and a --resume that names an existing run."""
+    root = cfg.storage.root()
+    root.check_writable_root()
+    if cfg.storage.resume and not checkpoints.run_exists(root, cfg.storage.resume):
+        known = checkpoints.run_names(root)
+        raise UserError(f"--resume: no run named '{cfg.storage.resume}' in {root}", f"runs there: {', '.join(known)}" if known else "drop --resume to start a new run")
+
+
+def _scaling_config(cfg: PretrainConfig, cpus_per_worker: float) -> ScalingConfig:
+    resources = {"CPU": cpus_per_worker, **{k: float(v) for k, v in cfg.train.worker_resources.items()}}
+    if cfg.train.use_gpu:
+        resources["GPU"] = 1
+    workers = (cfg.train.min_workers, cfg.train.num_workers) if cfg.train.min_workers else cfg.train.num_workers
+    return ScalingConfig(num_workers=workers, use_gpu=cfg.train.use_gpu, resources_per_worker=resources, elastic_resize_monitor_interval_s=cfg.train.elastic_resize_s)
+
+
+def _run_config(cfg: PretrainConfig, plan: RunPlan) -> RunConfig:
+    root = cfg.storage.root()
+    root.make_dirs()
+    return RunConfig(
+        name=plan.run_name,
+        storage_path=root.path,
+        storage_filesystem=root.filesystem,
+        failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+        checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
+    )
+
+
+def plan_run(cfg: PretrainConfig, resources: ResourcePlan) -> RunPlan:
+    """The run plan over the training manifest (prepared on first use)."""
+    train_manifest = catalog.manifest_location(cfg.data, cfg.data_location(), "train")
+    num_videos = manifest.read(train_manifest).num_rows
+    if num_videos < cfg.train.global_batch:
+        raise UserError(f"the training split has {num_videos} videos, fewer than one global batch ({cfg.train.global_batch})", "lower --batch")
+    return make_plan(cfg, train_manifest, num_videos, resources, checkpoints.git_sha())
+
+
+def log_start(cfg: PretrainConfig, plan: RunPlan) -> None:
+    """The resolved config and git SHA, once, at the start of the run."""
+    logger.info("fame-ray pretrain, git %s, run %s", plan.git_sha, plan.run)
+    logger.info("resolved config:\n%s", yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip())
+    latest = checkpoints.latest_complete(plan.run)
+    if latest:
+        logger.info("resuming from %s", latest.location)
+    logger.info("%d videos, %d steps of global batch %d", plan.num_videos, plan.total_steps, cfg.train.global_batch)
+    logger.info("resource plan: %.2f CPU per training worker, %.2f CPU for Ray Data", plan.resources.cpus_per_worker, plan.resources.data_cpus)
+
+
+def fit(cfg: PretrainConfig, plan: RunPlan, dataset):
+    """Run the worker loop on Ray Train over `dataset` (rows view_q, view_k, label)."""
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={"config": cfg, "plan": plan},
+        scaling_config=_scaling_config(cfg, plan.resources.cpus_per_worker),
+        run_config=_run_config(cfg, plan),
+        datasets={"train": dataset},
+    )
+    return trainer.fit()
+
+
+def run_pretrain(cfg: PretrainConfig):
+    """Validate, connect, plan, build the data pipeline, train; returns the Ray Train Result."""
+    preflight(cfg)
+    runtime.connect_ray()
+    plan = plan_run(cfg, runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data))
+    log_start(cfg, plan)
+    dataset = pipeline.pretrain_dataset(plan.manifest, cfg, plan.resources)
+    result = fit(cfg, plan, dataset)
+    logger.info("run finished: checkpoints and metrics in %s", plan.run)
+    return result
+
+
+def run_location(cfg: PretrainConfig) -> Location:
+    """Where the run of `cfg` lives."""
+    return cfg.storage.root() / cfg.run_name()

@@ -1,1 +1,0 @@
-"""Training on Ray Train: pretraining (MoCo + FAME), checkpoints, metrics, runs."""
