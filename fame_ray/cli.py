@@ -14,7 +14,7 @@ import sys
 
 import typer
 
-from fame_ray.commands import bench, data_prepare, data_preview, finetune, pretrain, report, retrieve, runs, synth
+from fame_ray.commands import bench, data_prepare, data_preview, experiment, finetune, pretrain, report, retrieve, runs, synth
 from fame_ray.errors import UserError
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ app = typer.Typer(
 data_app = typer.Typer(help="Dataset catalogs and previews.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that write JSON.", no_args_is_help=True)
 runs_app = typer.Typer(help="Runs in a storage root: list them, show one.", no_args_is_help=True)
+experiment_app = typer.Typer(help="Method comparisons through the whole product.", no_args_is_help=True)
 
 app.command("synth")(synth.synth)
 data_app.command("prepare")(data_prepare.prepare)
@@ -47,6 +48,8 @@ app.command("report")(report.report)
 bench_app.command("data")(bench.bench_data)
 bench_app.command("train")(bench.bench_train)
 app.add_typer(bench_app, name="bench")
+experiment_app.command("background-bias")(experiment.background_bias)
+app.add_typer(experiment_app, name="experiment")
 
 
 def main() -> None:

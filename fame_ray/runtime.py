@@ -14,9 +14,11 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from dataclasses import dataclass
 
 import ray
+from ray.data import DataContext
 
 from fame_ray.config import DataConfig, TrainConfig
 from fame_ray.errors import ConfigError
@@ -24,24 +26,83 @@ from fame_ray.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 
-def connect_ray(num_cpus: float | None = None, dashboard: bool = False, worker_logs: bool = True) -> bool:
+def connect_ray(num_cpus: float | None = None, dashboard: bool = False, verbose: bool = False) -> bool:
     """Join the cluster in RAY_ADDRESS (`ray job submit` sets it) or start a private local
     instance (never one that another process on this machine started).
 
     `dashboard`: a local instance serves the State API (Ray Train V2 frees the placement
-    groups of runs whose Tune trial was stopped through it). `worker_logs`: forward the
-    workers' log lines to this process (the progress line of rank 0 comes that way).
-    Returns True if this call started or joined Ray, False if it was already initialised.
+    groups of runs whose Tune trial was stopped through it). `verbose`: forward the workers'
+    log lines to this process and let Ray's own progress logs through (else only what
+    fame-ray relays, warnings and errors). Returns True if this call started or joined Ray,
+    False if it was already initialised.
     """
+    quiet_ray(verbose)
     if ray.is_initialized():
         return False
     if os.environ.get("RAY_ADDRESS"):
         logger.info("connecting to the Ray cluster at %s", os.environ["RAY_ADDRESS"])
-        ray.init(configure_logging=False, log_to_driver=worker_logs)
+        ray.init(configure_logging=False, log_to_driver=verbose)
         return True
     logger.info("no RAY_ADDRESS: starting a local Ray instance")
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, configure_logging=False, log_to_driver=worker_logs)
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, configure_logging=False, log_to_driver=verbose)
     return True
+
+
+def quiet_ray(verbose: bool = False) -> None:
+    """In this process (the driver, or a Ray worker): keep Ray Train's, Ray Tune's and Ray
+    Data's own chatter (per-report lines, "Starting execution", progress bars and progress logs)
+    out of the user's way unless `verbose`. Warnings and errors still come through."""
+    if verbose:
+        return
+    for name in ("ray.train", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Ray Data warns about its own defaults (progress bars off, deprecated arguments): errors only.
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    context = DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+
+
+@ray.remote(num_cpus=0)
+class LineRelay:
+    """Lines a worker wants the user to see (rank 0's progress line), held until the driver
+    takes them: they reach the user whether or not Ray forwards worker logs."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def post(self, line: str) -> None:
+        self.lines.append(line)
+
+    def take(self) -> list[str]:
+        lines, self.lines = self.lines, []
+        return lines
+
+
+class RelayPrinter:
+    """Driver side of a LineRelay: a thread that logs every posted line, until closed."""
+
+    def __init__(self, relay, log: logging.Logger, interval_s: float = 0.5):
+        self.relay, self.log, self.interval_s = relay, log, interval_s
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="fame-ray-progress", daemon=True)
+        self.thread.start()
+
+    def _flush(self) -> None:
+        try:
+            for line in ray.get(self.relay.take.remote(), timeout=30):
+                self.log.info(line)
+        except (ray.exceptions.RayError, TimeoutError):
+            pass  # a lost relay loses progress lines, never the run
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(self.interval_s):
+            self._flush()
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=5)
+        self._flush()
 
 
 def cluster_cpus() -> float:
@@ -57,14 +118,13 @@ class ResourcePlan:
     """CPUs each Ray Train worker holds."""
     data_cpus: float
     """CPUs left to Ray Data (decode, crops, FAME)."""
-    decode_cpus: float
-    """num_cpus of one decode task."""
-    decode_concurrency: int
-    """Decode tasks at once."""
-    fame_cpus: float
-    """num_cpus of one FAME batch task."""
-    fame_concurrency: int
-    """FAME batch tasks at once."""
+
+    def per_rank(self, world_size: int) -> tuple[int, float]:
+        """(decode tasks at once, num_cpus of each) of one training worker's data stream: the
+        data CPUs shared out over the workers, whole CPUs per task where there are enough."""
+        share = self.data_cpus / world_size
+        tasks = max(1, int(share))
+        return tasks, min(1.0, share / tasks)
 
 
 def plan_resources(total_cpus: float, train: TrainConfig, data: DataConfig) -> ResourcePlan:
@@ -72,7 +132,7 @@ def plan_resources(total_cpus: float, train: TrainConfig, data: DataConfig) -> R
 
     Training workers get `train.cpus_per_worker` if set, else at most 1 CPU each from what
     remains after reserving `data.data_cpus` (default: a quarter of the CPUs, at least 1,
-    at most half). Decode tasks take 3/4 and FAME tasks 1/4 of the data CPUs.
+    at most half). The data tasks (decode, crops, FAME masks) share the rest.
     """
     workers = train.num_workers
     if train.cpus_per_worker > 0:
@@ -86,13 +146,4 @@ def plan_resources(total_cpus: float, train: TrainConfig, data: DataConfig) -> R
             f"{workers} training workers x {cpus_per_worker} CPUs leave no CPU for data loading on {total_cpus:g} CPUs",
             "lower train.cpus_per_worker, data.data_cpus or train.num_workers",
         )
-    decode_concurrency = max(1, int(data_cpus))
-    fame_concurrency = max(1, math.ceil(decode_concurrency / 4))
-    return ResourcePlan(
-        cpus_per_worker=cpus_per_worker,
-        data_cpus=data_cpus,
-        decode_cpus=min(1.0, 0.75 * data_cpus / decode_concurrency),
-        decode_concurrency=decode_concurrency,
-        fame_cpus=min(1.0, 0.25 * data_cpus / fame_concurrency),
-        fame_concurrency=fame_concurrency,
-    )
+    return ResourcePlan(cpus_per_worker=cpus_per_worker, data_cpus=data_cpus)

@@ -26,10 +26,10 @@ import torch
 
 from fame_ray import checkpoints, runtime
 from fame_ray.config import PretrainConfig, build, presets
-from fame_ray.data import catalog, manifest, pipeline
+from fame_ray.data import catalog, manifest
 from fame_ray.pretrain.driver import fit
 from fame_ray.pretrain.plan import make_plan
-from fame_ray.pretrain.step import build_training, new_generators, train_step
+from fame_ray.pretrain.step import build_training, step_generators, train_step
 from fame_ray.runtime import ResourcePlan
 from fame_ray.storage import Location
 
@@ -37,10 +37,12 @@ logger = logging.getLogger(__name__)
 
 
 def random_clips(cfg: PretrainConfig, count: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """uint8 clips shaped like the pipeline's rows: view_q, view_k (N,C,T,H,W), label (N,)."""
+    """uint8 clips shaped like the pipeline's rows: view_q, view_k (N,C,T,H,W), mask (N,H,W, half
+    ones), label (N,)."""
     rng = np.random.default_rng(seed)
     shape = (count, 3, cfg.data.frames_per_clip, cfg.data.crop_size, cfg.data.crop_size)
-    return {"view_q": rng.integers(0, 256, shape, dtype=np.uint8), "view_k": rng.integers(0, 256, shape, dtype=np.uint8), "label": np.arange(count) % 4}
+    mask = (rng.random((count, cfg.data.crop_size, cfg.data.crop_size)) < 0.5).astype(np.uint8)
+    return {"view_q": rng.integers(0, 256, shape, dtype=np.uint8), "view_k": rng.integers(0, 256, shape, dtype=np.uint8), "mask": mask, "label": np.arange(count) % 4}
 
 
 def random_clip_dataset(cfg: PretrainConfig, count: int, seed: int = 0):
@@ -54,8 +56,7 @@ def plain_loop(cfg: PretrainConfig, clips: dict, steps: int, warmup: int) -> dic
     """clips/s of `steps` training steps in a plain PyTorch loop (after `warmup` steps)."""
     torch.manual_seed(cfg.train.seed)
     device = torch.device("cuda" if cfg.train.use_gpu and torch.cuda.is_available() else "cpu")
-    generators = new_generators(cfg.train.seed, 0, device)
-    moco, optimizer = build_training(cfg, device, generators)
+    moco, optimizer = build_training(cfg, device)
     batch_size = cfg.train.global_batch
     count = len(clips["label"]) // batch_size
     start = 0.0
@@ -65,7 +66,7 @@ def plain_loop(cfg: PretrainConfig, clips: dict, steps: int, warmup: int) -> dic
             start = time.perf_counter()
         rows = slice((index % count) * batch_size, (index % count + 1) * batch_size)
         batch = {key: torch.from_numpy(value[rows]) for key, value in clips.items()}
-        train_step(moco, optimizer, batch, cfg.optim.lr, generators, cfg, device)
+        train_step(moco, optimizer, batch, cfg.optim.lr, step_generators(cfg.train.seed, index, 0, device), cfg, device)
     _sync(device)
     elapsed = time.perf_counter() - start
     return {"steps": steps, "seconds": elapsed, "clips_per_s": steps * batch_size / elapsed}
@@ -107,13 +108,13 @@ def _worker_figures(run: Location, warmup: int, batch: int) -> dict:
     }
 
 
-def ray_train_run(cfg: PretrainConfig, dataset, num_videos: int, steps: int, warmup: int, name: str, resources: ResourcePlan, manifest_location: Location | None = None) -> dict:
+def ray_train_run(cfg: PretrainConfig, premade, num_videos: int, steps: int, warmup: int, name: str, resources: ResourcePlan, manifest_location: Location | None = None) -> dict:
     """The pretraining worker loop through Ray Train for warmup + steps steps; figures after warmup."""
     cfg.train.max_steps = warmup + steps
     cfg.storage.path = tempfile.mkdtemp(prefix="fame-ray-bench-")
     cfg.storage.run_name = name
     plan = make_plan(cfg, manifest_location or Location.parse(cfg.storage.path), num_videos, resources, checkpoints.git_sha())
-    fit(cfg, plan, dataset)
+    fit(cfg, plan, premade)
     return _worker_figures(plan.run, warmup, cfg.train.global_batch)
 
 
@@ -149,6 +150,5 @@ def pipeline_run(cfg: PretrainConfig, steps: int, warmup: int) -> dict:
     cfg.train.cpus_per_worker = 0.0
     resources = runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data)
     cfg.train.cpus_per_worker = resources.cpus_per_worker
-    dataset = pipeline.pretrain_dataset(train_manifest, cfg, resources)
-    figures = ray_train_run(cfg, dataset, num_videos, steps, warmup, "bench-pipeline", resources, train_manifest)
+    figures = ray_train_run(cfg, None, num_videos, steps, warmup, "bench-pipeline", resources, train_manifest)
     return {**figures, "videos": num_videos, "cpus_per_worker": resources.cpus_per_worker, "data_cpus": resources.data_cpus}

@@ -54,7 +54,7 @@ def bench_data(
     from fame_ray.bench import data as bench  # torch, decord and ray: loaded only to run
 
     if not no_ray:
-        runtime.connect_ray(worker_logs=False)
+        runtime.connect_ray()
     result = bench.run(data_root or "", videos, batch, repeats, epochs, with_ray=not no_ray, overrides=overrides or [])
     with open(out, "w") as handle:
         json.dump(result, handle, indent=2)

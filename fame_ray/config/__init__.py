@@ -4,11 +4,15 @@ presets (`presets`). The tree's names are re-exported here: `from fame_ray.confi
 from fame_ray.config.io import apply_overrides, build, from_dict, load_yaml, merge, to_dict
 from fame_ray.config.tree import (
     ARCHS,
+    METHODS,
     DATASET_DIRS,
     DATASETS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     KINETICS_MEAN,
     KINETICS_STD,
     NUM_CLASSES,
+    BackgroundErasingConfig,
     DataConfig,
     FameConfig,
     FinetuneConfig,
@@ -22,7 +26,7 @@ from fame_ray.config.tree import (
 )
 
 __all__ = [
-    "ARCHS", "DATASETS", "DATASET_DIRS", "KINETICS_MEAN", "KINETICS_STD", "NUM_CLASSES", "DataConfig", "FameConfig",
+    "ARCHS", "METHODS", "BackgroundErasingConfig", "DATASETS", "DATASET_DIRS", "IMAGENET_MEAN", "IMAGENET_STD", "KINETICS_MEAN", "KINETICS_STD", "NUM_CLASSES", "DataConfig", "FameConfig",
     "FinetuneConfig", "ModelConfig", "MoCoConfig", "OptimConfig", "PretrainConfig", "StorageConfig", "TrainConfig",
     "apply_overrides", "build", "data_home", "from_dict", "load_yaml", "merge", "to_dict",
 ]

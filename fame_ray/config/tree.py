@@ -33,6 +33,9 @@ NUM_CLASSES = {"ucf101": 101, "hmdb51": 51, "diving48": 48, "kinetics400": 400}
 # Kinetics-400 statistics, as used by the official code for normalisation.
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
+# ImageNet statistics, the input normalisation of the official retrieval (main_retrieve.py).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def data_home() -> str:
@@ -71,6 +74,10 @@ class DataConfig:
     """Area range of the random resized crop (official: 0.2 to 1)."""
     eval_clips: int = 10
     """Clips per video at test time, uniformly spaced (official: 10)."""
+    test_crop: str = "center"
+    """Test-time crop: 'center' = a crop_size square from the middle of the frame as stored
+    (official CenterCropVideo; transcode the data to short side ~1.14 x crop first), 'resize' =
+    short side resized to crop_size first (fame-ray's option for frames much larger than the crop)."""
     decode_threads: int = 1
     """decord threads per decoding task."""
     data_cpus: float = 0.0
@@ -86,6 +93,7 @@ class DataConfig:
         low, high = self.crop_scale
         _check(len(self.crop_scale) == 2 and 0 < low <= high <= 1, f"data.crop_scale must be (low, high) with 0 < low <= high <= 1, got {self.crop_scale}")
         _check(self.eval_clips > 0, f"data.eval_clips must be positive, got {self.eval_clips}")
+        _check(self.test_crop in ("center", "resize"), f"data.test_crop must be 'center' or 'resize', got '{self.test_crop}'")
         _check(self.decode_threads >= 0, "data.decode_threads must be >= 0")
         _check(self.data_cpus >= 0, "data.data_cpus must be >= 0")
         _check(self.dataset != "csv" or bool(self.csv_path), "dataset 'csv' needs data.csv_path (--csv FILE)")
@@ -106,17 +114,29 @@ class DataConfig:
         return Location.parse(self.csv_path if self.dataset == "csv" else self.resolved_root(), endpoint)
 
 
+METHODS = ("fame", "moco", "be")
+
+
 @dataclass
 class FameConfig:
-    """Foreground-background merging (fame_ray.data.fame)."""
+    """Foreground-background merging (fame_ray.data.fame), used when method is 'fame'."""
 
-    enabled: bool = True
-    """Off gives the plain MoCo baseline."""
     beta: float = 0.5
     """Share of pixels kept as foreground (official: 0.5)."""
 
     def __post_init__(self):
         _check(0 < self.beta <= 1, f"fame.beta must be in (0, 1], got {self.beta}")
+
+
+@dataclass
+class BackgroundErasingConfig:
+    """Background Erasing (Wang et al., CVPR 2021), used when method is 'be'."""
+
+    alpha: float = 0.3
+    """A static frame of the clip is mixed in with a weight uniform in [0, alpha) (BE code: 0.3)."""
+
+    def __post_init__(self):
+        _check(0 <= self.alpha < 1, f"be.alpha must be in [0, 1), got {self.alpha}")
 
 
 @dataclass
@@ -157,11 +177,16 @@ class MoCoConfig:
     """Symmetric loss: (q=fused, k=plain) and (q=plain, k=fused), averaged."""
     shuffle_bn: bool = True
     """Shuffle the key batch across workers before the key encoder (shuffle-BN)."""
+    enqueue: str = "between_passes"
+    """When the symmetric step's keys enter the queue: 'between_passes' (official: the first
+    pass's keys before the second pass's logits, which leaves each second-pass query its own
+    clip's key among the negatives) or 'after_both' (fame-ray's option: after both losses)."""
 
     def __post_init__(self):
         _check(self.queue_size > 0, "moco.queue_size must be positive")
         _check(0 <= self.momentum < 1, "moco.momentum must be in [0, 1)")
         _check(self.temperature > 0, "moco.temperature must be positive")
+        _check(self.enqueue in ("between_passes", "after_both"), f"moco.enqueue must be 'between_passes' or 'after_both', got '{self.enqueue}'")
 
 
 @dataclass
@@ -232,6 +257,9 @@ class TrainConfig:
     """Elastic runs: seconds between checks whether more workers fit (Ray Train's resize interval)."""
     worker_resources: dict = field(default_factory=dict)
     """Extra Ray resources each training worker holds, e.g. {'trainer_slot': 1} to pin workers to nodes."""
+    readout: bool = False
+    """After pretraining, read out what was learned: a linear probe of the frozen features of the
+    dataset's train split, tested on its test split, next to a randomly initialised encoder."""
 
     def __post_init__(self):
         _check(self.elastic_resize_s >= 0, "train.elastic_resize_s must be >= 0")
@@ -282,8 +310,12 @@ class StorageConfig:
 class PretrainConfig:
     """Everything a pretraining run needs."""
 
+    method: str = "fame"
+    """'fame' (MoCo + FAME, the paper), 'moco' (plain MoCo, the baseline) or 'be' (MoCo +
+    Background Erasing): what happens to the query view before augmentation."""
     data: DataConfig = field(default_factory=DataConfig)
     fame: FameConfig = field(default_factory=FameConfig)
+    be: BackgroundErasingConfig = field(default_factory=BackgroundErasingConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     moco: MoCoConfig = field(default_factory=MoCoConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -296,6 +328,7 @@ class PretrainConfig:
         # The official code asserts K % batch == 0. Every effective batch an elastic run may
         # have (the global batch rounded down to a multiple of the worker count) is then <= K,
         # and the queue is a ring buffer (models.moco.MoCo.enqueue), so any of them works.
+        _check(self.method in METHODS, f"unknown method '{self.method}': expected one of {', '.join(METHODS)}")
         queue, global_batch = self.moco.queue_size, self.train.global_batch
         _check(queue % global_batch == 0, f"moco.queue_size ({queue}) must be divisible by train.global_batch ({global_batch}), as the official code asserts")
 
@@ -338,6 +371,14 @@ class FinetuneConfig:
     """Trials at once; 0 = as many as the cluster fits."""
     trial_failures: int = 1
     """Retries of a failed trial before it is reported as failed."""
+    video_score: str = "official"
+    """Multi-clip testing: 'official' averages the classifier's raw outputs over a video's clips
+    (logits; log-softmax for I3D), 'softmax' averages probabilities (fame-ray's option)."""
+    retrieval: str = "official"
+    """Retrieval features: 'official' (main_retrieve.py: each clip L2-normalised, then averaged;
+    queries and gallery each centred on their own mean; ImageNet input statistics) or 'gallery'
+    (fame-ray's option: no per-clip normalisation, both centred on the gallery's mean, so no test
+    statistics are used; Kinetics input statistics)."""
     preset: str = ""
 
     def __post_init__(self):
@@ -346,6 +387,8 @@ class FinetuneConfig:
         _check(self.lr > 0, "lr must be positive")
         _check(0 <= self.dropout < 1, "dropout must be in [0, 1)")
         _check(self.samples > 0, "samples must be positive")
+        _check(self.video_score in ("official", "softmax"), f"video_score must be 'official' or 'softmax', got '{self.video_score}'")
+        _check(self.retrieval in ("official", "gallery"), f"retrieval must be 'official' or 'gallery', got '{self.retrieval}'")
         _check(self.dataset_ok(), f"dataset '{self.data.dataset}' has no labels to finetune on")
 
     def dataset_ok(self) -> bool:

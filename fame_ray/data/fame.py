@@ -33,14 +33,20 @@ Official quirks reproduced on purpose (the paper's numbers come from them):
   it by 2*pi in step 4;
 - the blur pads by reflection (kornia's default border); `int()` floors the pixel counts;
 - eps 1e-8 in the min-max divisor and in both histogram divisors.
-Ties between equal scores (large static regions have exactly equal motion) go to the lower
-row-major pixel index, so masks are deterministic; the official `torch.topk` leaves the order
-of ties unspecified. The blur is separable and applied as two small matrix products, which
-equals kornia's padded 2-D convolution up to float rounding.
+Ties between equal scores (static letterbox bars, a still background: whole regions of exactly
+equal motion) are broken at random, from a seeded generator: the official `torch.topk` leaves
+the order of ties unspecified, and any fixed rule (say, the lower pixel index) would put the
+"foreground" of a static clip in the top rows of every frame. Where no two scores are equal the
+masks are exactly the official code's. The blur is separable and applied as two small matrix
+products, which equals kornia's padded 2-D convolution up to float rounding.
+
+Where it runs: the mask of each query clip is computed on the CPU workers of the Ray Data
+pipeline (`clip_mask`, from uint8 clips with the frame statistics summed exactly in integers
+first); the merge runs on the training worker over its full per-worker batch (`merge`), so every
+clip of every step takes its background from a full batch, as one GPU's batch in the official
+code.
 
 Pure functions over CPU tensors: clips are B C T H W, float in [0, 1]; masks are B H W.
-`fame_uint8` is the pipeline's entry: the same steps on uint8 clips, with the frame
-statistics summed exactly in integers first, and the merge as a bitwise select.
 """
 
 from __future__ import annotations
@@ -113,12 +119,13 @@ def min_max(maps: torch.Tensor) -> torch.Tensor:
     return flat.view_as(maps)
 
 
-def select_top(scores: torch.Tensor, count: int, largest: bool = True) -> torch.Tensor:
-    """B x N bool: the `count` largest (or smallest) scores of each row; ties go to the lower index.
+def select_top(scores: torch.Tensor, count: int, largest: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+    """B x N bool: the `count` largest (or smallest) scores of each row; ties broken at random.
 
     O(N) selection instead of a full sort: the count-th key is found with numpy's
     introselect (several times faster than torch.kthvalue on CPU), everything beyond it is
-    taken, then the tied pixels in index order until `count` are chosen.
+    taken, then as many of the pixels tied with it as there is room for, chosen by random
+    priorities drawn from `generator` (a fresh generator seeded 0 when none is given).
     """
     if count <= 0:
         return torch.zeros_like(scores, dtype=torch.bool)
@@ -126,8 +133,18 @@ def select_top(scores: torch.Tensor, count: int, largest: bool = True) -> torch.
     threshold = torch.from_numpy(np.partition(keys.numpy(), count - 1, axis=1)[:, count - 1 : count])
     beyond = keys < threshold
     tied = keys == threshold
-    room = count - beyond.sum(dim=1, keepdim=True)
-    return beyond | (tied & (tied.cumsum(dim=1) <= room))
+    room = count - beyond.sum(dim=1)
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    priority = torch.rand(keys.shape, generator=generator, dtype=torch.float64).numpy()
+    priority[~tied.numpy()] = np.inf
+    chosen = beyond.clone()
+    for row, wanted in enumerate(room.tolist()):
+        if wanted >= int(tied[row].sum()):
+            chosen[row] |= tied[row]
+        else:
+            cut = np.partition(priority[row], wanted - 1)[wanted - 1]
+            chosen[row] |= torch.from_numpy(priority[row] <= cut)
+    return chosen
 
 
 def motion_map(clips: torch.Tensor) -> torch.Tensor:
@@ -179,14 +196,14 @@ def histograms(bins: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
     return counts.scatter_add_(1, bins, seeds.to(torch.float32))
 
 
-def foreground_probability(motion: torch.Tensor, mean_frames: torch.Tensor) -> torch.Tensor:
+def foreground_probability(motion: torch.Tensor, mean_frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Motion B H W and mean frames B 3 H W -> soft foreground map p B H W (steps 2-7)."""
     batch, height, width = motion.shape
     size = kernel_size(height)
     motion = min_max(gaussian_blur(motion, size)).flatten(1)
     pixels = height * width
-    foreground_seeds = select_top(motion, int(FOREGROUND_SEEDS * pixels), largest=True)
-    background_seeds = select_top(motion, int(BACKGROUND_SEEDS * pixels), largest=False)
+    foreground_seeds = select_top(motion, int(FOREGROUND_SEEDS * pixels), largest=True, generator=generator)
+    background_seeds = select_top(motion, int(BACKGROUND_SEEDS * pixels), largest=False, generator=generator)
     bins = colour_bins(mean_frames)
     foreground = histograms(bins, foreground_seeds).to(motion.dtype)
     background = histograms(bins, background_seeds).to(motion.dtype) + 1  # smoothing
@@ -198,22 +215,23 @@ def foreground_probability(motion: torch.Tensor, mean_frames: torch.Tensor) -> t
     return min_max(gaussian_blur(probability, size))
 
 
-def mask_from_statistics(motion: torch.Tensor, mean_frames: torch.Tensor, beta: float) -> torch.Tensor:
-    """Motion B H W + mean frames B 3 H W -> B H W 0/1 mask of the int(beta*H*W) top pixels of p."""
+def mask_from_statistics(motion: torch.Tensor, mean_frames: torch.Tensor, beta: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Motion B H W + mean frames B 3 H W -> B H W 0/1 mask of the int(beta*H*W) top pixels of p.
+    Ties are broken at random by `generator` (seeded 0 when None)."""
     batch, height, width = motion.shape
-    probability = foreground_probability(motion, mean_frames).flatten(1)
-    chosen = select_top(probability, int(beta * height * width), largest=True)
+    probability = foreground_probability(motion, mean_frames, generator).flatten(1)
+    chosen = select_top(probability, int(beta * height * width), largest=True, generator=generator)
     return chosen.to(motion.dtype).view(batch, height, width)
 
 
-def foreground_mask(clips: torch.Tensor, beta: float = 0.5) -> torch.Tensor:
+def foreground_mask(clips: torch.Tensor, beta: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
     """B C T H W float [0, 1] -> B H W mask (same dtype), 1 on the int(beta * H * W) most foreground pixels.
 
     The crop size S of the method is the clip's height (clips are square crops).
     """
     if clips.dim() != 5 or clips.shape[1] != 3:
         raise ValueError(f"expected clips of shape B x 3 x T x H x W, got {tuple(clips.shape)}")
-    return mask_from_statistics(motion_map(clips), clips.mean(dim=2), beta)
+    return mask_from_statistics(motion_map(clips), clips.mean(dim=2), beta, generator)
 
 
 def merge(clips: torch.Tensor, mask: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
@@ -254,13 +272,20 @@ def merge_uint8(clips: torch.Tensor, mask: torch.Tensor, permutation: torch.Tens
     return ((foreground & keep) | (background & ~keep)).view_as(clips)
 
 
+def clip_mask(clip: torch.Tensor, beta: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The mask of one uint8 clip C T H W: uint8 H W of 0/1 (what the data pipeline computes)."""
+    motion, mean = uint8_statistics(clip.unsqueeze(0))
+    return mask_from_statistics(motion, mean, beta, generator)[0].to(torch.uint8)
+
+
 def fame_uint8(clips: torch.Tensor, beta: float, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """FAME on a uint8 batch B C T H W: (fused uint8 B C T H W, mask B H W, permutation B).
 
     The permutation is random over the batch and may map a clip to itself, as in the
     official code; selecting uint8 pixels equals merging in float and converting back.
     """
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
     motion, mean = uint8_statistics(clips)
-    mask = mask_from_statistics(motion, mean, beta)
+    mask = mask_from_statistics(motion, mean, beta, generator)
     permutation = torch.randperm(clips.shape[0], generator=generator)
     return merge_uint8(clips.contiguous(), mask, permutation), mask, permutation

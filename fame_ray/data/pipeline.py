@@ -1,33 +1,45 @@
 """Ray Data builders: manifest -> streaming datasets of uint8 clips for training and eval.
 
-Pretraining: each manifest row becomes two clips at independent random positions
-(decode + random resized crop + flip, in `flat_map` tasks), then `map_batches` of the
-per-worker batch size runs FAME on the first clip (the query view) of each batch:
-rows {"view_q", "view_k": uint8 C T H W, "label": int64}. Finetuning / eval:
-`supervised_dataset` gives rows {"clip": uint8 C T H W, "label", "video_index", "clip_index"}.
+Pretraining (`pretrain_stream`): each Ray Train worker streams its own rows of every step. Which
+video every clip of every step comes from is a pure function of the run's seed
+(`sampling.EpochSampler`: a fresh permutation of all videos per epoch), so a resumed run picks
+up in the epoch and at the step where it stopped, and two runs with the same seed and worker
+count get the same clips. CPU tasks decode two clips of each video at distinct random
+positions, crop and flip them, and compute the FAME mask of the query clip; the rows arrive at
+the worker in order, exactly one per-worker batch per step:
+{"view_q", "view_k": uint8 C T H W, "mask": uint8 H W (FAME only), "label", "video_index"}.
+The merge itself runs on the worker over its full batch (fame_ray.pretrain.step), so every
+clip of every step takes its background from a full per-worker batch.
+
+Finetuning / eval (`supervised_dataset`): rows {"clip": uint8 C T H W, "label", "video_index",
+"clip_index"}; training rows are reshuffled across all videos every epoch.
 
 CPU budget: the map tasks ask for fractions of the CPUs `runtime.plan_resources` leaves to
 the data side, with bounded concurrency, so the whole pipeline fits in what the training
 workers leave free (no deadlock on 2 CPUs).
 
-Videos that fail to decode are skipped (the row yields nothing) and counted by a small
-named actor; `decode_failures()` reads the count.
+A video that fails to decode never breaks a step: pretraining takes a replacement video
+(`EpochSampler.replacement`), evaluation skips it; both count it in a small named actor that
+`decode_failures()` reads.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import time
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import ray
 import torch
 
-from fame_ray.config import DataConfig, PretrainConfig, TrainConfig
-from fame_ray.data import decode, fame, manifest, transforms
+from fame_ray.config import DataConfig, TrainConfig
+from fame_ray.data import decode, fame, manifest, sampling, transforms
 from fame_ray.errors import UserError
-from fame_ray.runtime import ResourcePlan, cluster_cpus, plan_resources
+from fame_ray.runtime import cluster_cpus, plan_resources
 from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
@@ -35,9 +47,10 @@ log = logging.getLogger(__name__)
 FAILURE_COUNTER = "fame_ray_decode_failures"
 # Keep at most this many failing paths (with reasons) for the report; the count is exact.
 FAILURE_EXAMPLES = 20
-# Blocks per dataset: enough for parallel decode tasks and a per-epoch block shuffle,
-# few enough that building a Kinetics-size dataset stays quick.
+# Blocks of an evaluation dataset: enough for parallel decode tasks, few enough to plan fast.
 TARGET_BLOCKS = 1000
+# Other videos tried in place of one that fails to decode, before the step gives up.
+REPLACEMENTS = 3
 
 
 @ray.remote(num_cpus=0)
@@ -63,7 +76,7 @@ _COUNTERS: dict = {}
 def failure_counter():
     """The job's decode-failure counter actor (created on first use).
 
-    The driver keeps a reference per Ray job, so the actor lives as long as the job
+    This process keeps a reference per Ray job, so the actor lives as long as the job
     (an actor nobody references any more is removed by Ray).
     """
     job = ray.get_runtime_context().get_job_id()
@@ -75,6 +88,16 @@ def failure_counter():
 def decode_failures() -> dict:
     """{"count": videos skipped so far in this Ray job, "examples": [(path, reason), ...]}."""
     return ray.get(failure_counter().report.remote())
+
+
+def _count_failure(counter, path: str, error: Exception) -> None:
+    log.warning("video failed to decode: %s", error)
+    # Waited for, so the count is up to date once the batch holding this row arrives;
+    # a lost counter must not turn a skipped video into a failed job.
+    try:
+        ray.get(counter.add.remote(path, str(error)))
+    except ray.exceptions.RayError as lost:
+        log.warning("could not count the skipped video: %s", lost)
 
 
 def load_manifest(location: Location, data: DataConfig) -> pa.Table:
@@ -90,83 +113,109 @@ def load_manifest(location: Location, data: DataConfig) -> pa.Table:
     return table.append_column("video_index", pa.array(np.arange(table.num_rows), pa.int64()))
 
 
-def _blocks(table: pa.Table, seed: int | None) -> list[pa.Table]:
-    """Rows shuffled once (seeded), cut into small blocks for parallel decoding."""
-    if seed is not None:
-        table = table.take(np.random.default_rng(seed).permutation(table.num_rows))
+@functools.lru_cache(maxsize=4)
+def _videos(location: Location) -> dict:
+    """The manifest as plain columns, read once per process (tasks of a run share it)."""
+    table = manifest.read(location)
+    return {name: table[name].to_pylist() if name == "path" else table[name].to_numpy() for name in ("path", "label", "start_frame", "end_frame")}
+
+
+# ---------------------------------------------------------------------------------------
+# pretraining
+
+
+@dataclass(frozen=True)
+class PretrainShard:
+    """What one Ray Train worker streams: its rows of the run, from `first_step` on."""
+
+    manifest: Location
+    data: DataConfig
+    sampler: sampling.EpochSampler
+    first_step: int
+    total_steps: int
+    masks: bool
+    """Compute the FAME mask of each query clip (method 'fame')."""
+    beta: float = 0.5
+
+    def segments(self, steps_per_segment: int = 2000) -> list[range]:
+        """The steps still to stream, cut into runs of at most `steps_per_segment` (each one Ray
+        Data execution: long enough that starting one costs nothing, short enough to plan fast)."""
+        starts = range(self.first_step, self.total_steps, steps_per_segment)
+        return [range(start, min(start + steps_per_segment, self.total_steps)) for start in starts]
+
+
+def _clip_pair(videos: dict, video: int, epoch: int, shard: PretrainShard) -> dict:
+    """Two clips of one video (distinct positions), cropped, flipped, and the query's mask;
+    with the milliseconds each stage took (the pipeline's live telemetry)."""
+    data = shard.data
+    rng = sampling.clip_rng(shard.sampler.seed, epoch, video)
+    start, end = int(videos["start_frame"][video]), int(videos["end_frame"][video])
+    offsets = sampling.distinct_offsets(end - start, data.clip_span, 2, rng)
+    source = shard.manifest.at(videos["path"][video])
+    started = time.perf_counter()
+    clips = decode.decode_clips(source, start, end, offsets, data.frames_per_clip, data.temporal_stride, data.decode_threads)
+    decoded = time.perf_counter()
+    query, key = (np.ascontiguousarray(transforms.random_resized_crop(clip, data.crop_size, data.crop_scale, rng).transpose(3, 0, 1, 2)) for clip in clips)
+    cropped = time.perf_counter()
+    row = {"view_q": query, "view_k": key, "label": np.int64(videos["label"][video]), "video_index": np.int64(video)}
+    if shard.masks:
+        ties = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        row["mask"] = fame.clip_mask(torch.from_numpy(query), shard.beta, ties).numpy()
+    # Per clip: decoding and cropping produce two clips, the mask is of the query clip only.
+    row.update(decode_ms=np.float32(500 * (decoded - started)), crop_ms=np.float32(500 * (cropped - decoded)),
+               mask_ms=np.float32(1000 * (time.perf_counter() - cropped) if shard.masks else 0.0))
+    return row
+
+
+def _pretrain_row(videos: dict, step: int, slot: int, shard: PretrainShard, counter) -> dict:
+    """The row of (step, slot): its video, or a replacement when that one fails to decode."""
+    epoch, video = shard.sampler.video(step, slot)
+    for attempt in range(REPLACEMENTS + 1):
+        try:
+            return _clip_pair(videos, video, epoch, shard)
+        except decode.DecodeError as error:
+            _count_failure(counter, videos["path"][video], error)
+            epoch, video = shard.sampler.replacement(step, slot, attempt)
+    raise decode.DecodeError(f"step {step}: {REPLACEMENTS + 1} videos in a row failed to decode; see `fame-ray runs show` and the data")
+
+
+def _pretrain_batch(batch: dict, shard: PretrainShard, first_step: int, counter) -> dict:
+    """Rows numbered from `first_step`'s first clip -> stacked uint8 arrays, one row each."""
+    videos = _videos(shard.manifest)
+    per_worker = shard.sampler.per_worker
+    rows = [_pretrain_row(videos, first_step + int(row) // per_worker, int(row) % per_worker, shard, counter) for row in batch["id"]]
+    return {name: np.stack([row[name] for row in rows]) for name in rows[0]}
+
+
+def pretrain_stream(shard: PretrainShard, steps: range, tasks: int, task_cpus: float) -> ray.data.Dataset:
+    """This worker's rows of `steps` (across epoch boundaries), in step order: one block (one
+    task) per step."""
+    per_worker = shard.sampler.per_worker
+    dataset = ray.data.range(len(steps) * per_worker, override_num_blocks=max(1, len(steps)))
+    # In order: row n is the (n % per_worker)-th clip of step first + n // per_worker.
+    dataset.context.execution_options.preserve_order = True
+    return dataset.map_batches(
+        _pretrain_batch,
+        fn_kwargs={"shard": shard, "first_step": steps.start, "counter": failure_counter()},
+        batch_size=per_worker,
+        batch_format="numpy",
+        num_cpus=task_cpus,
+        compute=ray.data.TaskPoolStrategy(size=tasks),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# finetuning and evaluation
+
+
+def _blocks(table: pa.Table) -> list[pa.Table]:
+    """Rows cut into small blocks for parallel decoding."""
     rows_per_block = max(1, math.ceil(table.num_rows / TARGET_BLOCKS))
     return [table.slice(start, rows_per_block) for start in range(0, table.num_rows, rows_per_block)]
 
 
-def _skip(row: dict, error: decode.DecodeError, counter) -> list:
-    log.warning("skipping video: %s", error)
-    # Waited for, so the count is up to date once the batch holding this row arrives;
-    # a lost counter must not turn a skipped video into a failed job.
-    try:
-        ray.get(counter.add.remote(str(row["path"]), str(error)))
-    except ray.exceptions.RayError as lost:
-        log.warning("could not count the skipped video: %s", lost)
-    return []
-
-
-def _pretrain_rows(row: dict, data: DataConfig, source: Location, counter) -> list[dict]:
-    """One manifest row -> [{"clip_q", "clip_k": uint8 T H W C, "label"}], or [] if it fails to decode."""
-    rng = np.random.default_rng()
-    start, end = int(row["start_frame"]), int(row["end_frame"])
-    offsets = decode.random_offsets(end - start, data.clip_span, 2, rng)
-    try:
-        clips = decode.decode_clips(source.at(str(row["path"])), start, end, offsets, data.frames_per_clip, data.temporal_stride, data.decode_threads)
-    except decode.DecodeError as error:
-        return _skip(row, error, counter)
-    query, key = (transforms.random_resized_crop(clip, data.crop_size, data.crop_scale, rng) for clip in clips)
-    return [{"clip_q": query, "clip_k": key, "label": np.int64(row["label"])}]
-
-
-def _channels_first(clips: np.ndarray) -> torch.Tensor:
-    """uint8 B T H W C -> B C T H W (contiguous)."""
-    return torch.from_numpy(np.ascontiguousarray(clips)).permute(0, 4, 1, 2, 3).contiguous()
-
-
-def _fame_batch(batch: dict, beta: float, enabled: bool) -> dict:
-    """A batch of clip pairs -> view_q (FAME-fused when enabled), view_k, label."""
-    query = _channels_first(batch["clip_q"])
-    if enabled and query.shape[0] > 1:
-        generator = torch.Generator().manual_seed(int(np.random.default_rng().integers(2**62)))
-        query = fame.fame_uint8(query, beta, generator)[0]
-    key = _channels_first(batch["clip_k"])
-    return {"view_q": query.numpy(), "view_k": key.numpy(), "label": np.asarray(batch["label"], dtype=np.int64)}
-
-
-def pretrain_dataset(manifest_location: Location, cfg: PretrainConfig, plan: ResourcePlan, per_worker_batch: int = 0) -> ray.data.Dataset:
-    """Streaming dataset of {"view_q", "view_k": uint8 B C T H W, "label": int64} batches.
-
-    FAME permutes within batches of `per_worker_batch` (default global_batch // num_workers),
-    the local batch of one worker, as the official code does per GPU. The block order is
-    reshuffled every epoch (each new iteration of the dataset), clip positions and crops
-    are drawn afresh each time.
-    """
-    batch_size = per_worker_batch or cfg.train.split_batch(cfg.train.num_workers)[0]
-    table = load_manifest(manifest_location, cfg.data)
-    seed = ray.data.RandomSeedConfig(seed=cfg.train.seed, reseed_after_execution=True)
-    dataset = ray.data.from_arrow(_blocks(table, cfg.train.seed)).randomize_block_order(seed=seed)
-    dataset = dataset.flat_map(
-        _pretrain_rows,
-        fn_kwargs={"data": cfg.data, "source": manifest_location, "counter": failure_counter()},
-        num_cpus=plan.decode_cpus,
-        compute=ray.data.TaskPoolStrategy(size=plan.decode_concurrency),
-    )
-    return dataset.map_batches(
-        _fame_batch,
-        fn_kwargs={"beta": cfg.fame.beta, "enabled": cfg.fame.enabled},
-        batch_size=batch_size,
-        batch_format="numpy",
-        num_cpus=plan.fame_cpus,
-        compute=ray.data.TaskPoolStrategy(size=plan.fame_concurrency),
-    )
-
-
 def _supervised_rows(row: dict, data: DataConfig, train: bool, source: Location, counter) -> list[dict]:
-    """One manifest row -> 1 random clip (train) or eval_clips centre-cropped clips (eval)."""
+    """One manifest row -> 1 random clip (train) or eval_clips test-cropped clips (eval)."""
     rng = np.random.default_rng()
     start, end = int(row["start_frame"]), int(row["end_frame"])
     if train:
@@ -176,10 +225,11 @@ def _supervised_rows(row: dict, data: DataConfig, train: bool, source: Location,
     try:
         clips = decode.decode_clips(source.at(str(row["path"])), start, end, offsets, data.frames_per_clip, data.temporal_stride, data.decode_threads)
     except decode.DecodeError as error:
-        return _skip(row, error, counter)
+        _count_failure(counter, str(row["path"]), error)
+        return []
     rows = []
     for index, clip in enumerate(clips):
-        cropped = transforms.random_resized_crop(clip, data.crop_size, data.crop_scale, rng) if train else transforms.center_crop(clip, data.crop_size)
+        cropped = transforms.random_resized_crop(clip, data.crop_size, data.crop_scale, rng) if train else transforms.eval_crop(clip, data.crop_size, data.test_crop)
         rows.append({"clip": np.ascontiguousarray(cropped.transpose(3, 0, 1, 2)), "label": np.int64(row["label"]), "video_index": np.int64(row["video_index"]), "clip_index": np.int64(index)})
     return rows
 
@@ -187,20 +237,19 @@ def _supervised_rows(row: dict, data: DataConfig, train: bool, source: Location,
 def supervised_dataset(manifest_location: Location, data: DataConfig, train: bool, seed: int = 0, data_cpus: float = 0.0) -> ray.data.Dataset:
     """Rows {"clip": uint8 C T H W, "label", "video_index", "clip_index"} (all int64 but clip).
 
-    train=True: one random clip per video (random resized crop + flip), rows reshuffled
-    per epoch; train=False: `data.eval_clips` uniformly spaced clips per video, centre
-    crop, manifest order (video_index says which video a clip belongs to).
+    train=True: one random clip per video (random resized crop + flip), the videos in a new
+    random order every epoch (each execution of the dataset reshuffles all of them);
+    train=False: `data.eval_clips` uniformly spaced clips per video with the test crop, in
+    manifest order (video_index says which video a clip belongs to).
     `data_cpus` bounds the decode tasks (default: what `plan_resources` leaves for data
     next to one training worker).
     """
     data_cpus = data_cpus or plan_resources(cluster_cpus(), TrainConfig(), data).data_cpus
     concurrency = max(1, int(data_cpus))
     table = load_manifest(manifest_location, data)
+    dataset = ray.data.from_arrow(_blocks(table))
     if train:
-        seed_config = ray.data.RandomSeedConfig(seed=seed, reseed_after_execution=True)
-        dataset = ray.data.from_arrow(_blocks(table, seed)).randomize_block_order(seed=seed_config)
-    else:
-        dataset = ray.data.from_arrow(_blocks(table, None))
+        dataset = dataset.random_shuffle(seed=ray.data.RandomSeedConfig(seed=seed, reseed_after_execution=True))
     return dataset.flat_map(
         _supervised_rows,
         fn_kwargs={"data": data, "train": train, "source": manifest_location, "counter": failure_counter()},

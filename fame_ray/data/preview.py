@@ -51,7 +51,7 @@ def pick_clips(table: pa.Table, data: DataConfig, count: int, seed: int, source:
         except decode.DecodeError as error:
             log.warning("skipped: %s", error)
             continue
-        chosen.append(transforms.center_crop(clip, data.crop_size))
+        chosen.append(transforms.resize_center_crop(clip, data.crop_size))
         titles.append(f"{row['label_name']}: {row['path'].rsplit('/', 1)[-1]}")
         if len(chosen) == count:
             break

@@ -60,7 +60,7 @@ def probe_all(videos: list[Location]) -> list[dict | str]:
     if not videos:
         return []
     # A local instance (or the cluster in RAY_ADDRESS); later Ray work in this process reuses it.
-    runtime.connect_ray(worker_logs=False)
+    runtime.connect_ray()
     remote = ray.remote(num_cpus=TASK_CPUS, max_retries=0)(probe_chunk)
     # At least two tasks per CPU when there are enough videos, at most CHUNK videos per task.
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))

@@ -36,8 +36,12 @@ log = logging.getLogger(__name__)
 
 LAYOUTS = ("ucf101", "hmdb51", "diving48", "kinetics400", "folder")
 MOTIONS = ("horizontal", "vertical", "circle", "diagonal", "pulse", "zigzag", "figure_eight", "spiral")
-# The built-in default dataset ("synthetic"): UCF101 layout, small enough to write in seconds.
-DEFAULT = {"num_classes": 6, "videos_per_class": 10, "frames": 48, "width": 160, "height": 120, "fps": 25, "seed": 0}
+# The built-in default dataset ("synthetic"): UCF101 layout, written in seconds. Its objects all
+# look alike and fill a good part of the frame, so that the motion is what tells videos apart
+# (the background-bias experiment's reasoning, fame_ray.data.scene_bias); 64x64 frames for the
+# demo's 48-pixel crops (about the official 128 : 112).
+DEFAULT = {"num_classes": 8, "videos_per_class": 80, "frames": 32, "width": 64, "height": 64, "fps": 25, "seed": 0,
+           "object_colour": (235, 235, 235), "object_size": (0.18, 0.23)}
 MARKER = ".fame-ray-synthetic.json"
 # One full period of the base motion in frames: a training clip (16 frames, stride 2 = 31
 # frames of video) always sees at least one whole period.
@@ -130,18 +134,29 @@ def _draw(frame: np.ndarray, x: float, y: float, radius: float, square: bool, co
     box[dist <= radius] = colour
 
 
+def family_background(family: int, families: int, rng: np.random.Generator) -> tuple[float, float]:
+    """(hue, stripe angle) of background family `family` of `families`: evenly spread hues and
+    stripe directions, with a little jitter so that no two backgrounds are the same."""
+    return family / families + rng.uniform(-0.03, 0.03), np.pi * family / families + rng.uniform(-0.1, 0.1)
+
+
 def render_video(motion: MotionClass, frames: int, width: int, height: int, rng: np.random.Generator,
-                 hue: float | None = None, stripe_angle: float | None = None) -> np.ndarray:
-    """One video as uint8 T x H x W x 3. `hue`/`stripe_angle` fix the background (scene bias)."""
+                 hue: float | None = None, stripe_angle: float | None = None, object_colour: tuple | None = None,
+                 object_size: tuple[float, float] = (0.10, 0.13)) -> np.ndarray:
+    """One video as uint8 T x H x W x 3. `hue`/`stripe_angle` fix the background (scene bias);
+    `object_colour` (RGB 0-255) fixes the object's colour, else it is the background's
+    complement (a colour that always stands out, but one that follows the background);
+    `object_size` is the range of the object's radius, as a share of the frame's short side."""
     hue = rng.uniform(0, 1) if hue is None else hue
     stripe_angle = rng.uniform(0, np.pi) if stripe_angle is None else stripe_angle
     background = _background(height, width, hue, stripe_angle, rng)
     drift = rng.uniform(-0.25, 0.25, size=2)  # slow global motion, pixels per frame
     path = trajectory(motion, frames, rng)
-    radius = rng.uniform(0.10, 0.13) * min(width, height)
+    radius = rng.uniform(*object_size) * min(width, height)
     square = rng.random() < 0.5
-    obj_colour = np.array(colorsys.hsv_to_rgb((hue + 0.5 + rng.uniform(-0.15, 0.15)) % 1.0, 0.9, 1.0)) * 255
-    obj_colour = obj_colour.astype(np.int16)
+    if object_colour is None:
+        object_colour = np.array(colorsys.hsv_to_rgb((hue + 0.5 + rng.uniform(-0.15, 0.15)) % 1.0, 0.9, 1.0)) * 255
+    obj_colour = np.asarray(object_colour).astype(np.int16)
     shifts = np.clip(np.round(4 + np.outer(np.arange(frames), drift)), 0, 8).astype(int)
     background = background.astype(np.int16)
     video = np.stack([background[dy:dy + height, dx:dx + width] for dy, dx in shifts])
@@ -182,10 +197,12 @@ class VideoSpec:
 class VideoWriter:
     """Renders and encodes the videos of one dataset (shared by the layout writers)."""
 
-    def __init__(self, num_classes: int, frames: int, width: int, height: int, fps: int, scene_bias: bool, seed: int):
+    def __init__(self, num_classes: int, frames: int, width: int, height: int, fps: int, scene_bias: bool, seed: int,
+                 object_colour: tuple | None = None, object_size: tuple[float, float] = (0.10, 0.13)):
         self.classes = motion_classes(num_classes)
         self.frames, self.width, self.height, self.fps = frames, width, height, fps
         self.scene_bias, self.seed = scene_bias, seed
+        self.object_colour, self.object_size = object_colour, tuple(object_size)
 
     def render(self, label: int, index: int) -> np.ndarray:
         """Video `index` of class `label`: uint8 T x H x W x 3, the same for the same seed."""
@@ -193,9 +210,8 @@ class VideoWriter:
         hue = angle = None
         if self.scene_bias:
             # The class decides the background's hue and stripe direction (small jitter).
-            hue = label / len(self.classes) + rng.uniform(-0.03, 0.03)
-            angle = np.pi * label / len(self.classes) + rng.uniform(-0.1, 0.1)
-        return render_video(self.classes[label], self.frames, self.width, self.height, rng, hue, angle)
+            hue, angle = family_background(label, len(self.classes), rng)
+        return render_video(self.classes[label], self.frames, self.width, self.height, rng, hue, angle, self.object_colour, self.object_size)
 
     def write(self, label: int, index: int, path: str) -> None:
         video = self.render(label, index)
@@ -215,18 +231,20 @@ def _validate(layout: str, num_classes: int, videos_per_class: int, frames: int,
 
 
 def write_dataset(out: str, layout: str, num_classes: int = 6, videos_per_class: int = 8, frames: int = 48,
-                  width: int = 160, height: int = 120, fps: int = 25, scene_bias: bool = False, seed: int = 0) -> str:
+                  width: int = 160, height: int = 120, fps: int = 25, scene_bias: bool = False, seed: int = 0,
+                  object_colour: tuple | None = None, object_size: tuple[float, float] = (0.10, 0.13)) -> str:
     """Write a synthetic dataset in `layout`'s official layout under `out`; returns `out`.
 
     Layouts (docs/datasets.md): ucf101, hmdb51, diving48, kinetics400, folder. The videos, split
     files and annotations are those the real dataset ships, with fewer classes.
     """
     _validate(layout, num_classes, videos_per_class, frames, width, height, fps)
-    writer = VideoWriter(num_classes, frames, width, height, fps, scene_bias, seed)
+    writer = VideoWriter(num_classes, frames, width, height, fps, scene_bias, seed, object_colour, object_size)
     os.makedirs(out, exist_ok=True)
     getattr(synthetic_layouts, f"write_{layout}")(out, writer, videos_per_class)
     settings = {"layout": layout, "num_classes": num_classes, "videos_per_class": videos_per_class, "frames": frames,
-                "width": width, "height": height, "fps": fps, "scene_bias": scene_bias, "seed": seed}
+                "width": width, "height": height, "fps": fps, "scene_bias": scene_bias, "seed": seed,
+                "object_colour": list(object_colour) if object_colour else None, "object_size": list(object_size)}
     # Written last: its presence means the dataset is complete.
     Path(out, MARKER).write_text(json.dumps(settings, indent=1))
     log.info("wrote %d synthetic %s videos (%d classes) to %s", num_classes * videos_per_class, layout, num_classes, out)
@@ -238,9 +256,19 @@ def is_complete(root: str) -> bool:
     return Path(root, MARKER).is_file()
 
 
+def _is_current_default(root: Path) -> bool:
+    """True when `root` holds the built-in dataset as this version of fame-ray writes it."""
+    if not is_complete(str(root)):
+        return False
+    settings = json.loads(Path(root, MARKER).read_text())
+    expected = {"layout": "ucf101", **{k: (list(v) if isinstance(v, tuple) else v) for k, v in DEFAULT.items()}}
+    return all(settings.get(key) == value for key, value in expected.items())
+
+
 def ensure_synthetic(root: str) -> str:
     """Write the built-in default dataset (UCF101 layout) at `root` unless it is already there.
 
+    A complete copy written with other settings (an older fame-ray's default) is replaced.
     Safe against a half-written folder and against two processes racing: the dataset is
     written into a temporary sibling folder and renamed into place in one step.
     """
@@ -248,21 +276,21 @@ def ensure_synthetic(root: str) -> str:
         raise UserError(f"the synthetic dataset is written on a local disk, not at {root}",
                         "write it with `fame-ray synth --out DIR`, upload it, and use --dataset ucf101 --data-root s3://...")
     target = Path(root).expanduser()
-    if is_complete(str(target)):
+    if _is_current_default(target):
         return str(target)
-    if target.exists() and any(p.name != ".fame-ray" for p in target.iterdir()):
+    if target.exists() and not is_complete(str(target)) and any(p.name != ".fame-ray" for p in target.iterdir()):
         raise UserError(f"{target} exists but holds no complete synthetic dataset (no {MARKER})", "remove it or pick another --data-root")
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         write_dataset(str(temp), "ucf101", **DEFAULT)
-        if is_complete(str(target)):  # another process finished first
+        if _is_current_default(target):  # another process finished first
             return str(target)
         if target.exists():
-            shutil.rmtree(target)  # an empty folder, or only stale manifests of an older copy
+            shutil.rmtree(target)  # empty, stale manifests, or an older built-in copy: ours to replace
         os.rename(temp, target)
     except OSError:
-        if not is_complete(str(target)):  # lost a race is fine; anything else is not
+        if not _is_current_default(target):  # lost a race is fine; anything else is not
             raise
     finally:
         shutil.rmtree(temp, ignore_errors=True)

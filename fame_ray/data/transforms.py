@@ -85,12 +85,22 @@ def random_resized_crop(clip: np.ndarray, crop_size: int, scale: tuple[float, fl
 
 
 def center_crop(clip: np.ndarray, crop_size: int) -> np.ndarray:
+    """uint8 T H W C -> T crop_size crop_size C: the middle of the frame as stored, no resize
+    (the official test crop, torchvision's CenterCropVideo)."""
+    height, width = clip.shape[1:3]
+    top, left = (height - crop_size) // 2, (width - crop_size) // 2
+    return np.ascontiguousarray(clip[:, top : top + crop_size, left : left + crop_size])
+
+
+def resize_center_crop(clip: np.ndarray, crop_size: int) -> np.ndarray:
     """uint8 T H W C -> T crop_size crop_size C: short side resized to crop_size, centre crop."""
     height, width = clip.shape[1:3]
     short = min(height, width)
     new_height = crop_size if height == short else int(round(height * crop_size / short))
     new_width = crop_size if width == short else int(round(width * crop_size / short))
-    resized = resize(clip, new_height, new_width)
-    top = (new_height - crop_size) // 2
-    left = (new_width - crop_size) // 2
-    return np.ascontiguousarray(resized[:, top : top + crop_size, left : left + crop_size])
+    return center_crop(resize(clip, new_height, new_width), crop_size)
+
+
+def eval_crop(clip: np.ndarray, crop_size: int, mode: str = "center") -> np.ndarray:
+    """The test-time crop: 'center' (official, no resize) or 'resize' (short side to crop first)."""
+    return center_crop(clip, crop_size) if mode == "center" else resize_center_crop(clip, crop_size)

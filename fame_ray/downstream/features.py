@@ -12,47 +12,95 @@ from __future__ import annotations
 import logging
 import time
 
+import dataclasses
+from dataclasses import dataclass
+
 import numpy as np
 import ray
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from fame_ray import runtime
-from fame_ray.config import FinetuneConfig
+from fame_ray.config import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD, DataConfig, FinetuneConfig, PretrainConfig
+from fame_ray.data import catalog
 from fame_ray.data.pipeline import supervised_dataset
 from fame_ray.downstream import preflight
 from fame_ray.pretrain.augment import to_input
 from fame_ray.eval import report as results
+from fame_ray.eval.probe import linear_probe
 from fame_ray.eval.retrieval import centre_and_normalise, recall_at_k
+from fame_ray.models.backbones import build_backbone
+from fame_ray.runtime import ResourcePlan
 from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
+RETRIEVAL_FEATURES = {
+    "official": "each clip L2-normalised, averaged per video; queries and gallery each centred on their own mean, then L2-normalised; ImageNet input statistics",
+    "gallery": "raw clip features averaged per video; both sets centred on the gallery mean, then L2-normalised; Kinetics input statistics",
+}
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """Which backbone turns clips into features, and how its input and output are treated."""
+
+    arch: str
+    weights: Location | None = None
+    """Pretrained weights; None = a randomly initialised backbone (seeded: the probes' baseline)."""
+    seed: int = 0
+    use_gpu: bool = False
+    amp: bool = True
+    mean: tuple = KINETICS_MEAN
+    std: tuple = KINETICS_STD
+    normalise_clips: bool = False
+    """L2-normalise each clip's feature before videos average them (official retrieval)."""
+
+    def build(self) -> nn.Module:
+        if self.weights is None:
+            torch.manual_seed(self.seed)
+            return build_backbone(self.arch)
+        return preflight.load_backbone(self.weights, self.arch)[0]
 
 
 class ClipEncoder:
     """Ray Data actor: backbone loaded once; batch {'clip' uint8 B C T H W, ...} -> features `B D`."""
 
-    def __init__(self, weights: Location, arch: str, use_gpu: bool = False):
-        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
-        backbone, _ = preflight.load_backbone(weights, arch)
-        self.backbone = backbone.to(self.device).eval()
+    def __init__(self, encoder: Encoder):
+        self.encoder = encoder
+        self.device = torch.device("cuda" if encoder.use_gpu and torch.cuda.is_available() else "cpu")
+        self.backbone = encoder.build().to(self.device).eval()
 
     def __call__(self, batch: dict) -> dict:
-        with torch.no_grad():
-            clips = to_input(torch.as_tensor(np.asarray(batch["clip"])), self.device)
-            features = self.backbone(clips).float().cpu().numpy()
-        return {"feature": features, "label": np.asarray(batch["label"]), "video_index": np.asarray(batch["video_index"])}
+        use_bf16 = self.device.type == "cuda" and self.encoder.amp
+        with torch.no_grad(), torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            clips = to_input(torch.as_tensor(np.asarray(batch["clip"])), self.device, self.encoder.mean, self.encoder.std)
+            features = self.backbone(clips).float()
+        if self.encoder.normalise_clips:
+            features = F.normalize(features, dim=1)
+        return {"feature": features.cpu().numpy(), "label": np.asarray(batch["label"]), "video_index": np.asarray(batch["video_index"])}
 
 
-def encode_dataset(dataset, weights: Location, arch: str, batch_size: int, actors: int, use_gpu: bool, actor_cpus: float = 1.0):
+def _bound(encoder: Encoder) -> type:
+    """A ClipEncoder class with `encoder` built in: the actors then take no constructor
+    arguments (which Ray would keep in the object store and warn about on every restart)."""
+
+    class BoundClipEncoder(ClipEncoder):
+        def __init__(self):
+            super().__init__(encoder)
+
+    return BoundClipEncoder
+
+
+def encode_dataset(dataset, encoder: Encoder, batch_size: int, actors: int, actor_cpus: float = 1.0):
     """Ray Data: map the clip dataset through a pool of `actors` ClipEncoders."""
     return dataset.map_batches(
-        ClipEncoder,
-        fn_constructor_kwargs={"weights": weights, "arch": arch, "use_gpu": use_gpu},
+        _bound(encoder),
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=actor_cpus,
-        num_gpus=1 if use_gpu else 0,
+        num_gpus=1 if encoder.use_gpu else 0,
     )
 
 
@@ -72,33 +120,42 @@ def video_features(batches) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ids, features, np.array([labels[v] for v in ids], dtype=np.int64)
 
 
+def encode_videos(manifest_location: Location, data: DataConfig, encoder: Encoder, resources: ResourcePlan, actors: int, batch_size: int):
+    """(video_ids, features `V D`, labels) of every video of a manifest: data.eval_clips clips
+    per video with the test crop, encoded by `actors` ClipEncoders, averaged per video."""
+    clips = supervised_dataset(manifest_location, data, train=False, data_cpus=resources.data_cpus)
+    dataset = encode_dataset(clips, encoder, batch_size, actors, resources.cpus_per_worker)
+    return video_features(dataset.iter_batches(batch_size=256, batch_format="numpy"))
+
+
 def run_retrieval(cfg: FinetuneConfig, explicit_arch: str | None = None) -> dict:
     """Test videos query training videos: R@1/5/10/20/50; writes results.json/.md."""
     started = time.time()
     cfg.storage.root().check_writable_root()
     cfg, info = preflight.prepare(cfg, explicit_arch)
-    owns_ray = runtime.connect_ray(worker_logs=False)
+    owns_ray = runtime.connect_ray()
+    official = cfg.retrieval == "official"
+    encoder = Encoder(cfg.model.arch, cfg.pretrained_location(), use_gpu=cfg.train.use_gpu, amp=cfg.train.amp, normalise_clips=official,
+                      mean=IMAGENET_MEAN if official else KINETICS_MEAN, std=IMAGENET_STD if official else KINETICS_STD)
     try:
         # The encoder actors take the training workers' share; decode tasks keep the rest.
         plan = runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data)
         batch, _ = cfg.train.split_batch(cfg.train.num_workers)
         encoded = {}
         for subset in ("train", "test"):
-            clips = supervised_dataset(info["manifests"][subset], cfg.data, train=False, data_cpus=plan.data_cpus)
-            dataset = encode_dataset(clips, cfg.pretrained_location(), cfg.model.arch, batch, cfg.train.num_workers, cfg.train.use_gpu, plan.cpus_per_worker)
-            encoded[subset] = video_features(dataset.iter_batches(batch_size=256, batch_format="numpy"))
+            encoded[subset] = encode_videos(info["manifests"][subset], cfg.data, encoder, plan, cfg.train.num_workers, batch)
             log.info("%s: %d videos encoded", subset, len(encoded[subset][0]))
     finally:
         if owns_ray:
             ray.shutdown()
-    gallery, queries = centre_and_normalise(encoded["train"][1], encoded["test"][1])
+    gallery, queries = centre_and_normalise(encoded["train"][1], encoded["test"][1], cfg.retrieval)
     metrics = recall_at_k(queries, encoded["test"][2], gallery, encoded["train"][2])
     metrics.update(queries=len(encoded["test"][0]), gallery=len(encoded["train"][0]))
     run = cfg.storage.run_name or f"retrieval-{cfg.data.dataset}-split{cfg.data.split}-{cfg.model.arch}"
     setting = {"dataset": cfg.data.dataset, "split": cfg.data.split, "mode": "retrieval", "backbone": cfg.model.arch, "pretrained": cfg.pretrained}
     protocol = {"clips_per_video": cfg.data.eval_clips, "crop_size": cfg.data.crop_size, "frames_per_clip": cfg.data.frames_per_clip,
                 "temporal_stride": cfg.data.temporal_stride, "queries": "test videos", "gallery": "training videos",
-                "features": "mean over clips, centred on the gallery mean, L2-normalised", "hit": "any of the top k shares the query's class",
+                "features": RETRIEVAL_FEATURES[cfg.retrieval], "test_crop": cfg.data.test_crop, "hit": "any of the top k shares the query's class",
                 "query_videos": len(encoded["test"][0]), "gallery_videos": len(encoded["train"][0])}
     record = results.new_record("retrieval", run, setting, info["recipe"], results.percent(metrics), protocol=protocol,
                                 checkpoint_dir=info["checkpoint_dir"], load_report=info["load_report"], wall_s=round(time.time() - started, 1))
@@ -106,3 +163,17 @@ def run_retrieval(cfg: FinetuneConfig, explicit_arch: str | None = None) -> dict
     results.write(record, run_dir)
     record["run_dir"] = run_dir.uri
     return record
+
+
+def probe_readout(cfg: PretrainConfig, weights: Location) -> dict:
+    """Linear-probe accuracy of the encoder in `weights` on the pretraining dataset's labels
+    (probe fitted on the train split's features, tested on the test split's), next to the
+    same probe on a randomly initialised encoder and chance."""
+    source = cfg.data_location()
+    manifests = {subset: catalog.manifest_location(cfg.data, source, subset) for subset in ("train", "test")}
+    resources = runtime.plan_resources(runtime.cluster_cpus(), dataclasses.replace(cfg.train, num_workers=1), cfg.data)
+    out = {"chance": 1 / len(catalog.class_names(cfg.data, source))}
+    for name, encoder in (("learned", Encoder(cfg.model.arch, weights)), ("random_init", Encoder(cfg.model.arch, None, seed=cfg.train.seed))):
+        (_, train, train_labels), (_, test, test_labels) = (encode_videos(manifests[s], cfg.data, encoder, resources, 1, 32) for s in ("train", "test"))
+        out[name] = linear_probe(train, train_labels, test, test_labels)
+    return out

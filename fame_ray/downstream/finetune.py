@@ -1,11 +1,10 @@
-"""Downstream finetune and linear probe: one Ray Train run per Ray Tune trial.
+"""Downstream finetune and linear probe: a Ray Tune sweep with one Ray Train run per trial.
 
-Official protocol (docs/recipe.md, "Finetuning"): SGD lr 0.025, weight decay 1e-4, momentum 0.9,
-lr / 10 at epochs 60 and 120, dropout 0.7 before the classifier; every epoch is validated
-on the test split with multi-clip testing (data.eval_clips uniformly spaced clips per
-video, centre crop, softmax averaged per video): clip and video top-1/top-5.
-Linear probe: the backbone is frozen and kept in eval mode (BatchNorm statistics frozen
-too); only the linear classifier learns (fame_ray.models.heads).
+    record = run_finetune(build(FinetuneConfig, presets.demo_finetune(), {"pretrained": "fame-ray-runs/RUN"}))
+
+`run_finetune` checks the inputs (preflight), sizes the sweep to the cluster (each trial's
+workers AND its Ray Data CPUs), runs the trials and writes results.json and results.md. What
+each worker does, epoch by epoch, is in `fame_ray.downstream.classify`.
 
 Ray pieces (marked `# Ray:`): the trial driver builds a TorchTrainer and calls fit();
 `TuneReportCallback` forwards rank 0's `ray.train.report` metrics to Tune, so ASHA sees
@@ -15,149 +14,23 @@ Ray pieces (marked `# Ray:`): the trial driver builds a TorchTrainer and calls f
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 
-import numpy as np
+import ray
 import ray.train
-import ray.train.torch
-import torch
 from ray import tune
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
-from torch import nn
 
 from fame_ray import runtime
 from fame_ray.config import FinetuneConfig
 from fame_ray.data.pipeline import supervised_dataset
 from fame_ray.downstream import preflight, sweep
+from fame_ray.downstream.classify import train_loop_per_worker
 from fame_ray.downstream.search_space import Hyperparameters, describe_space, grid_size, max_value, normalise_space
 from fame_ray.eval import report as results
-from fame_ray.eval.metrics import multi_clip_metrics
-from fame_ray.models.heads import build_classifier, trainable_parameters
-from fame_ray.pretrain.augment import to_input
 
 log = logging.getLogger(__name__)
-STATE_FILE = "finetune_state.pt"
-
-
-def lr_at_epoch(base_lr: float, milestones, epoch: int) -> float:
-    """Step schedule: base_lr / 10 per milestone reached (official: 60 and 120)."""
-    return base_lr * 0.1 ** sum(epoch >= m for m in milestones)
-
-
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float, momentum: float) -> torch.optim.Optimizer:
-    """SGD over the parameters that learn (only the classifier for the linear probe)."""
-    return torch.optim.SGD(trainable_parameters(model), lr=lr, momentum=momentum, weight_decay=weight_decay)
-
-
-def train_epoch(model, optimizer, batches, device) -> dict:
-    """One pass over the training shard; returns mean loss and clip accuracy."""
-    model.train()
-    loss_sum, correct, seen = 0.0, 0, 0
-    for batch in batches:
-        clips, labels = to_input(batch["clip"], device), batch["label"].to(device).long()
-        logits = model(clips)
-        loss = nn.functional.cross_entropy(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += float(loss.detach()) * len(labels)
-        correct += int((logits.argmax(1) == labels).sum())
-        seen += len(labels)
-    return {"train_loss": loss_sum / max(seen, 1), "train_clip_top1": correct / max(seen, 1), "train_clips": seen}
-
-
-@torch.no_grad()
-def predict(model, batches, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Logits `N K`, labels `N`, video_index `N` of every clip in an evaluation shard."""
-    model.eval()
-    logits, labels, videos = [], [], []
-    for batch in batches:
-        logits.append(model(to_input(batch["clip"], device)).float().cpu().numpy())
-        labels.append(batch["label"].cpu().numpy())
-        videos.append(batch["video_index"].cpu().numpy())
-    if not logits:
-        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(logits), np.concatenate(labels), np.concatenate(videos)
-
-
-def gather(parts: tuple) -> tuple:
-    """Concatenate every worker's (logits, labels, video_index) on every worker."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return parts
-    everyone = [None] * dist.get_world_size()
-    dist.all_gather_object(everyone, parts)
-    everyone = [p for p in everyone if len(p[1])]
-    if not everyone:
-        return parts
-    return tuple(np.concatenate([p[i] for p in everyone]) for i in range(3))
-
-
-def validate(model, batches, device) -> dict:
-    """Multi-clip testing over the whole test split (all workers' shards together)."""
-    logits, labels, videos = gather(predict(model, batches, device))
-    metrics = multi_clip_metrics(logits, labels, videos) if len(labels) else multi_clip_metrics(np.zeros((0, 1)), labels, videos)
-    return {f"val_{k}": v for k, v in metrics.items()}
-
-
-def _save(model, optimizer, epoch: int, directory: str) -> None:
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}, os.path.join(directory, STATE_FILE))
-
-
-def _restore(model, optimizer) -> int:
-    """Resume from Ray Train's latest checkpoint of this run; returns the first epoch to run."""
-    checkpoint = ray.train.get_checkpoint()  # Ray: set after a worker-group restart
-    if checkpoint is None:
-        return 0
-    with checkpoint.as_directory() as directory:
-        state = torch.load(os.path.join(directory, STATE_FILE), map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    log.info("resumed from epoch %d", state["epoch"])
-    return state["epoch"] + 1
-
-
-def build_model(cfg: FinetuneConfig, num_classes: int, dropout: float) -> nn.Module:
-    """The pretrained query encoder + a new classifier (frozen backbone for the linear probe)."""
-    backbone, _ = preflight.load_backbone(cfg.pretrained_location(), cfg.model.arch)
-    return build_classifier(backbone, num_classes, cfg.mode, dropout)
-
-
-def train_loop_per_worker(loop_config: dict) -> None:
-    """Ray Train worker: {"config": FinetuneConfig, "trial": Hyperparameters, "num_classes": int}."""
-    cfg, trial = loop_config["config"], loop_config["trial"]
-    torch.manual_seed(cfg.train.seed)
-    device = ray.train.torch.get_device()  # Ray: the worker's device
-    context = ray.train.get_context()
-    model = build_model(cfg, loop_config["num_classes"], trial.dropout)
-    optimizer = build_optimizer(model, trial.lr, trial.weight_decay, cfg.momentum)
-    start = _restore(model, optimizer)
-    model = ray.train.torch.prepare_model(model)  # Ray: DDP across the trial's workers
-    plain = model.module if hasattr(model, "module") else model
-    batch, _ = cfg.train.split_batch(context.get_world_size())
-    train_shard, val_shard = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
-    for epoch in range(start, trial.epochs):
-        lr = lr_at_epoch(trial.lr, cfg.milestones, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        metrics = train_epoch(model, optimizer, train_shard.iter_torch_batches(batch_size=batch, drop_last=False), device)
-        metrics.update(validate(plain, val_shard.iter_torch_batches(batch_size=batch), device))
-        metrics.update({"epoch": epoch, "lr": lr})
-        _report(metrics, plain, optimizer, epoch, context.get_world_rank())
-
-
-def _report(metrics: dict, model, optimizer, epoch: int, rank: int) -> None:
-    """Every worker reports each epoch; rank 0 attaches the checkpoint."""
-    with tempfile.TemporaryDirectory() as directory:
-        checkpoint = None
-        if rank == 0:
-            _save(model, optimizer, epoch, directory)
-            checkpoint = ray.train.Checkpoint.from_directory(directory)
-        ray.train.report(metrics, checkpoint=checkpoint)  # Ray: to Tune via TuneReportCallback
 
 
 class ValidationSplit(ray.train.DataConfig):
@@ -236,7 +109,7 @@ def run_finetune(cfg: FinetuneConfig, explicit_arch: str | None = None) -> dict:
     space = normalise_space(cfg.search_space)
     cfg.storage.root().check_writable_root()
     cfg, info = preflight.prepare(cfg, explicit_arch)
-    owns_ray = runtime.connect_ray(dashboard=True, worker_logs=False)
+    owns_ray = runtime.connect_ray(dashboard=True)
     try:
         plan = sweep_plan(cfg, space)
         log.info("sweep: %d trial(s), %d at once, %.3g CPUs each (%.3g for Ray Data)", plan["trials"], plan["max_concurrent"], plan["trial_cpus"], plan["data_cpus"])
@@ -275,7 +148,9 @@ def _record(cfg: FinetuneConfig, info: dict, space: dict, plan: dict, trials: li
     best = max(finished, key=lambda t: (t["metrics"]["video_top1"], t["epochs_run"]), default=None)
     setting = {"dataset": cfg.data.dataset, "split": cfg.data.split, "mode": cfg.mode, "backbone": cfg.model.arch, "pretrained": cfg.pretrained}
     protocol = {
-        "classes": len(info["class_names"]), "eval_clips": cfg.data.eval_clips, "frames_per_clip": cfg.data.frames_per_clip,
+        "classes": len(info["class_names"]), "eval_clips": cfg.data.eval_clips, "test_crop": cfg.data.test_crop, "video_score": cfg.video_score,
+        "train_augmentation": "grayscale p=0.2, colour jitter (0.4, 0.4, 0.4, 0.1) p=0.8 (official)" if cfg.mode == "finetune" else "none (linear probe)",
+        "frames_per_clip": cfg.data.frames_per_clip,
         "temporal_stride": cfg.data.temporal_stride, "crop_size": cfg.data.crop_size, "global_batch": cfg.train.global_batch,
         "workers_per_trial": cfg.train.num_workers, "momentum": cfg.momentum, "milestones": list(cfg.milestones),
         "search_space": describe_space(space) or "none (defaults)", "samples": cfg.samples,

@@ -13,8 +13,13 @@ arXiv 2003.04297; FAME: Ding et al. arXiv 2109.15130, official `moco/builder.py`
 - Symmetric step (docs/recipe.md): loss = 0.5 * (L(q=fused, k=plain) + L(q=plain, k=fused)); the
   momentum update runs once per step (first pass); both passes enqueue their keys, so
   2 x global batch keys enter the queue per step. As the official code, the first pass
-  enqueues its keys before the second pass computes its logits, and acc@1 is computed on
-  the average of the two passes' logits.
+  enqueues its keys before the second pass computes its logits (`enqueue_between_passes`),
+  and acc@1 is computed on the average of the two passes' logits. That order is a quirk: the
+  second pass's query is the plain clip, and the queue then holds that very clip's key from
+  the first pass, a near-copy of the query that outscores the true positive once the key
+  encoder has caught up; with the queues of a short run (a few hundred keys) it drags acc@1
+  down to chance as learning proceeds. `enqueue_between_passes=False` enqueues both passes'
+  keys after both losses (fame-ray's option, `moco.enqueue: after_both`).
 
 State dict layout (what fame-ray checkpoints hold under "model"):
     encoder_q.backbone.<backbone names>   encoder_q.head.*   (head: `0`,`2` MLP; or `weight`,`bias`)
@@ -88,8 +93,9 @@ class MoCo(nn.Module):
 
     def __init__(self, backbone: nn.Module, dim: int = 128, queue_size: int = 65536, momentum: float = 0.999,
                  temperature: float = 0.1, mlp: bool = True, symmetric: bool = True, shuffle_bn: bool = True,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, enqueue_between_passes: bool = True):
         super().__init__()
+        self.enqueue_between_passes = enqueue_between_passes
         self.queue_size = queue_size
         self.momentum = momentum
         self.temperature = temperature
@@ -135,22 +141,22 @@ class MoCo(nn.Module):
         self.queue.index_copy_(1, slots, keys.T.to(self.queue.dtype))
         self.queue_ptr.copy_((self.queue_ptr + count) % self.queue_size)
 
-    def _permutation(self, size: int, device: torch.device) -> torch.Tensor:
-        permutation = torch.randperm(size, generator=self.generator)
+    def _permutation(self, size: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+        permutation = torch.randperm(size, generator=generator if generator is not None else self.generator)
         return permutation.to(device)
 
     @torch.no_grad()
-    def _keys(self, clips: torch.Tensor) -> torch.Tensor:
+    def _keys(self, clips: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Key features B,dim (normalised) with shuffle-BN (across workers when distributed)."""
         if not self.shuffle_bn:
             return F.normalize(self.encoder_k(clips), dim=1)
         local = clips.shape[0]
         if not _distributed():
-            order = self._permutation(local, clips.device)
+            order = self._permutation(local, clips.device, generator)
             keys = F.normalize(self.encoder_k(clips[order]), dim=1)
             return keys[torch.argsort(order)]
         everything = concat_all_gather(clips)
-        order = self._permutation(everything.shape[0], clips.device)
+        order = self._permutation(everything.shape[0], clips.device, generator)
         dist.broadcast(order, src=0)
         rank = dist.get_rank()
         mine = order.view(-1, local)[rank]
@@ -166,22 +172,30 @@ class MoCo(nn.Module):
             negative = query @ self.queue.clone().detach().float()
             return torch.cat([positive, negative], dim=1) / self.temperature
 
-    def _pass(self, view_q: torch.Tensor, view_k: torch.Tensor, update: bool) -> torch.Tensor:
+    def _pass(self, view_q: torch.Tensor, view_k: torch.Tensor, update: bool, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, keys) of one direction; the keys enter the queue here when the official
+        order (`enqueue_between_passes`) is kept, else after both passes (see `forward`)."""
         query = self.encoder_q(view_q)
         if update:
             self.momentum_update()
-        keys = self._keys(view_k)
+        keys = self._keys(view_k, generator)
         logits = self._logits(query, keys)
-        self.enqueue(keys)
-        return logits
+        if self.enqueue_between_passes:
+            self.enqueue(keys)
+        return logits, keys
 
-    def forward(self, view_q: torch.Tensor, view_k: torch.Tensor) -> MoCoOutput:
-        """view_q (the FAME-fused clip), view_k (the plain clip): B,C,T,H,W float, normalised."""
-        logits_1 = self._pass(view_q, view_k, update=True)
+    def forward(self, view_q: torch.Tensor, view_k: torch.Tensor, shuffle_generator: torch.Generator | None = None) -> MoCoOutput:
+        """view_q (the FAME-fused clip), view_k (the plain clip): B,C,T,H,W float, normalised.
+        `shuffle_generator` (CPU) draws this step's shuffle-BN order (default: the module's)."""
+        logits_1, keys_1 = self._pass(view_q, view_k, update=True, generator=shuffle_generator)
         targets = torch.zeros(logits_1.shape[0], dtype=torch.long, device=logits_1.device)
         if not self.symmetric:
+            if not self.enqueue_between_passes:
+                self.enqueue(keys_1)
             return MoCoOutput(F.cross_entropy(logits_1, targets), _top1(logits_1), (logits_1.detach(), logits_1.detach()))
-        logits_2 = self._pass(view_k, view_q, update=False)
+        logits_2, keys_2 = self._pass(view_k, view_q, update=False, generator=shuffle_generator)
+        if not self.enqueue_between_passes:
+            self.enqueue(torch.cat([keys_1, keys_2]))
         loss = 0.5 * (F.cross_entropy(logits_1, targets) + F.cross_entropy(logits_2, targets))
         # As the official train.py: acc@1 of the averaged logits.
         acc1 = _top1((logits_1.detach() + logits_2.detach()) / 2)
@@ -194,6 +208,7 @@ def _top1(logits: torch.Tensor) -> torch.Tensor:
 
 
 def moco_for(arch: str, dim: int, queue_size: int, momentum: float, temperature: float, mlp: bool,
-             symmetric: bool = True, shuffle_bn: bool = True, generator: torch.Generator | None = None) -> MoCo:
+             symmetric: bool = True, shuffle_bn: bool = True, generator: torch.Generator | None = None,
+             enqueue_between_passes: bool = True) -> MoCo:
     """MoCo around a fresh `build_backbone(arch)`."""
-    return MoCo(build_backbone(arch), dim, queue_size, momentum, temperature, mlp, symmetric, shuffle_bn, generator)
+    return MoCo(build_backbone(arch), dim, queue_size, momentum, temperature, mlp, symmetric, shuffle_bn, generator, enqueue_between_passes)

@@ -1,37 +1,43 @@
-"""On-device augmentation of uint8 clip batches, drawn per clip, the same on every frame.
+"""On-device augmentation of uint8 clip batches, drawn per clip, the same on every frame, and the
+query-view transforms of the pretraining methods (FAME's merge, Background Erasing).
 
-The official FAME code (`moco/loader.py`, `Augment_GPU_pre`) runs kornia's VideoSequential
-with `same_on_frame=True`: RandomGrayscale(p=0.2), ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8),
-RandomGaussianBlur(kernel, sigma, p=0.5), Normalize(Kinetics mean/std). Here the same
-chain, vectorised over the batch:
+The official FAME code (`moco/loader.py`, `Augment_GPU_pre`) runs kornia's VideoSequential with
+`same_on_frame=True`: RandomGrayscale(p=0.2), ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8),
+RandomGaussianBlur(kernel, sigma, p=0.5), Normalize(Kinetics mean/std); finetuning
+(`Augment_GPU_ft`) runs the same without the blur. Here the same chain, vectorised over the batch:
 
-- grayscale first, then colour jitter, as the official order (MoCo v2's image recipe puts
-  jitter first); the four jitter operations run in a random order per clip, with
-  torchvision's definitions (brightness: x*b; contrast: blend with the clip's mean grey;
-  saturation: blend with the grey image; hue: shift in HSV), factors uniform in
-  [1-0.4, 1+0.4] and hue in [-0.1, 0.1]. The contrast mean is taken over the whole clip
-  (not per frame) so that a clip's frames get exactly the same transform.
+- grayscale first, then colour jitter, as the official order.
+- Colour jitter with the definitions of kornia's ColorJitter of the official code's time (kept in
+  today's kornia as `ColorJiggle`, which tests/unit/test_augment.py compares against): brightness
+  is additive (x + b - 1), contrast multiplies the raw values (x * c), saturation scales the HSV
+  saturation (clamped to [0, 1]), hue shifts the HSV hue by h turns; factors uniform in
+  [1-0.4, 1+0.4] and hue in [-0.1, 0.1] per clip; ONE random order of the four operations per
+  batch; input and output clamped to [0, 1]. Measured faster than kornia's own module on the
+  same batches (README, "Colour jitter").
 - Gaussian blur: odd kernel k = int(0.1 * S) // 2 * 2 + 1 for crop side S (official), sigma
   uniform in [0.1, 2.0] drawn PER CLIP. The official code draws sigma once per run
   (`random.uniform(0.1, 2)` when the augmentation is built), so every blurred clip of a run
   shares one sigma: a bug, fixed here. Reflect padding (kornia's default).
 - normalisation with config.KINETICS_MEAN / KINETICS_STD.
 
-All random numbers come from an explicit torch.Generator (on the CPU or on the clips'
-device); the heavy work runs on the clips' device in float32, autocast disabled, so the
-result is the same under bf16 autocast.
+All random numbers come from an explicit torch.Generator (on the CPU or on the clips' device);
+the heavy work runs on the clips' device in float32, autocast disabled, so the result is the
+same under bf16 autocast. On CUDA, every per-clip choice is a `torch.where` over the whole batch
+(no host-device synchronisation); on the CPU only the chosen clips are computed.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from fame_ray.config import KINETICS_MEAN, KINETICS_STD
 
-# ITU-R 601 luma weights, as torchvision's rgb_to_grayscale.
+# ITU-R 601 luma weights, as kornia's and torchvision's rgb_to_grayscale.
 _LUMA = (0.299, 0.587, 0.114)
 
 
@@ -58,33 +64,64 @@ FINETUNE = AugmentParams(blur_p=0.0)
 NONE = AugmentParams(grayscale_p=0.0, jitter_p=0.0, blur_p=0.0)
 
 
+@functools.lru_cache(maxsize=16)
+def _constant(values: tuple, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A small constant tensor, made once per device (no host-to-device copy per call)."""
+    return torch.tensor(values, device=device, dtype=dtype)
+
+
 def _uniform(generator: torch.Generator, size: int, low: float, high: float) -> torch.Tensor:
     return low + (high - low) * torch.rand(size, generator=generator, device=generator.device)
 
 
-def _grey(clips: torch.Tensor) -> torch.Tensor:
+def _per_clip(values: torch.Tensor) -> torch.Tensor:
+    """A per-clip vector (B,) shaped to broadcast over B,C,T,H,W."""
+    return values.view(-1, 1, 1, 1, 1)
+
+
+def _apply(clips: torch.Tensor, chosen: torch.Tensor, transform, select_all: bool | None = None) -> torch.Tensor:
+    """clips with `transform(subset, index)` applied to the clips where `chosen` (B,) is true.
+
+    On CUDA (`select_all`) the transform runs on every clip and `torch.where` keeps the chosen
+    ones: no host sync. On the CPU only the chosen clips are computed (no sync to avoid there).
+    """
+    chosen = chosen.to(clips.device)
+    if clips.is_cuda if select_all is None else select_all:
+        return torch.where(_per_clip(chosen), transform(clips, slice(None)), clips)
+    index = torch.nonzero(chosen).flatten()
+    if index.numel():
+        clips = clips.clone()
+        clips[index] = transform(clips[index], index)
+    return clips
+
+
+def grey(clips: torch.Tensor) -> torch.Tensor:
     """B,3,T,H,W -> B,1,T,H,W luma."""
-    weights = clips.new_tensor(_LUMA).view(1, 3, 1, 1, 1)
-    return (clips * weights).sum(dim=1, keepdim=True)
-
-
-def _blend(clips: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """factor * clips + (1 - factor) * other, clamped to [0,1]; factor per clip (B,)."""
-    factor = factor.view(-1, 1, 1, 1, 1)
-    return (factor * clips + (1 - factor) * other).clamp_(0, 1)
+    return (clips * _constant(_LUMA, clips.device, clips.dtype).view(1, 3, 1, 1, 1)).sum(dim=1, keepdim=True)
 
 
 def adjust_brightness(clips: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return _blend(clips, torch.zeros_like(clips), factor)
+    """kornia's additive brightness: x + (factor - 1), clamped; factor per clip (B,)."""
+    return (clips + _per_clip(factor - 1)).clamp_(0, 1)
 
 
 def adjust_contrast(clips: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    mean = _grey(clips).mean(dim=(1, 2, 3, 4), keepdim=True)
-    return _blend(clips, mean, factor)
+    """kornia's multiplicative contrast: x * factor, clamped."""
+    return (clips * _per_clip(factor)).clamp_(0, 1)
 
 
 def adjust_saturation(clips: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return _blend(clips, _grey(clips), factor)
+    """Scale the HSV saturation by `factor` (result clamped to [0, 1]), hue and value kept.
+
+    With value v = max(r, g, b) and saturation s = (v - min) / v fixed hue, every channel is
+    v - (v - c) * s'/s, the distance from the maximum scaled like the saturation.
+    """
+    top = clips.max(dim=1, keepdim=True).values
+    bottom = clips.min(dim=1, keepdim=True).values
+    saturation = (top - bottom) / top.clamp_min(1e-12)
+    scaled = (saturation * _per_clip(factor)).clamp(0, 1)
+    ratio = torch.where(saturation > 0, scaled / saturation.clamp_min(1e-12), torch.ones_like(saturation))
+    return (top - (top - clips) * ratio).clamp_(0, 1)
 
 
 def adjust_hue(clips: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -107,27 +144,33 @@ def adjust_hue(clips: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return torch.stack(channels, dim=1)
 
 
-_JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+# The four operations in kornia's index order: brightness, contrast, saturation, hue.
+JITTER_OPERATIONS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
 
 
-def _jitter(clips: torch.Tensor, params: AugmentParams, generator: torch.Generator) -> torch.Tensor:
-    """Colour jitter with probability jitter_p, the four operations in a random order per clip."""
+def jitter(clips: torch.Tensor, factors: torch.Tensor, order: list[int]) -> torch.Tensor:
+    """Colour jitter with given per-clip factors (B x 4: brightness, contrast, saturation, hue)
+    in the given order of operations; input and output clamped to [0, 1], as kornia's."""
+    clips = clips.clamp(0, 1)
+    for index in order:
+        clips = JITTER_OPERATIONS[index](clips, factors[:, index])
+    return clips.clamp_(0, 1)
+
+
+def _jitter(clips: torch.Tensor, params: AugmentParams, generator: torch.Generator, order_generator: torch.Generator) -> torch.Tensor:
+    """Colour jitter with probability jitter_p per clip, one order of operations for the batch."""
     batch = clips.shape[0]
-    apply = torch.rand(batch, generator=generator, device=generator.device) < params.jitter_p
+    chosen = torch.rand(batch, generator=generator, device=generator.device) < params.jitter_p
     factors = torch.stack([
         _uniform(generator, batch, max(0.0, 1 - params.brightness), 1 + params.brightness),
         _uniform(generator, batch, max(0.0, 1 - params.contrast), 1 + params.contrast),
         _uniform(generator, batch, max(0.0, 1 - params.saturation), 1 + params.saturation),
         _uniform(generator, batch, -params.hue, params.hue),
-    ], dim=1)
-    order = torch.argsort(torch.rand(batch, 4, generator=generator, device=generator.device), dim=1)
-    apply, factors, order = apply.to(clips.device), factors.to(clips.device), order.to(clips.device)
-    for position in range(4):
-        for op_index, op in enumerate(_JITTER_OPS):
-            chosen = torch.nonzero(apply & (order[:, position] == op_index)).flatten()
-            if chosen.numel():
-                clips[chosen] = op(clips[chosen], factors[chosen, op_index])
-    return clips
+    ], dim=1).to(clips.device)
+    # The order steers Python control flow (which step runs first), so it is drawn on the CPU:
+    # a CPU draw costs no device sync.
+    order = torch.randperm(4, generator=order_generator).tolist()
+    return _apply(clips, chosen, lambda subset, index: jitter(subset, factors[index], order))
 
 
 def blur_kernel_size(crop_size: int) -> int:
@@ -155,19 +198,16 @@ def gaussian_blur(clips: torch.Tensor, sigma: torch.Tensor, kernel: int) -> torc
 
 def _blur(clips: torch.Tensor, params: AugmentParams, generator: torch.Generator) -> torch.Tensor:
     batch = clips.shape[0]
-    apply = torch.rand(batch, generator=generator, device=generator.device) < params.blur_p
-    sigma = _uniform(generator, batch, *params.blur_sigma)
-    chosen = torch.nonzero(apply.to(clips.device)).flatten()
+    chosen = torch.rand(batch, generator=generator, device=generator.device) < params.blur_p
+    sigma = _uniform(generator, batch, *params.blur_sigma).to(clips.device)
     kernel = params.blur_kernel or blur_kernel_size(min(clips.shape[-2:]))
-    if chosen.numel():
-        clips[chosen] = gaussian_blur(clips[chosen], sigma.to(clips.device)[chosen], kernel)
-    return clips
+    return _apply(clips, chosen, lambda subset, index: gaussian_blur(subset, sigma[index], kernel))
 
 
 def normalize(clips: torch.Tensor, mean=KINETICS_MEAN, std=KINETICS_STD) -> torch.Tensor:
     """(x - mean) / std per channel of B,3,T,H,W float clips in [0,1]."""
-    mean = clips.new_tensor(mean).view(1, -1, 1, 1, 1)
-    std = clips.new_tensor(std).view(1, -1, 1, 1, 1)
+    mean = _constant(tuple(mean), clips.device, clips.dtype).view(1, -1, 1, 1, 1)
+    std = _constant(tuple(std), clips.device, clips.dtype).view(1, -1, 1, 1, 1)
     return (clips - mean) / std
 
 
@@ -183,32 +223,57 @@ def to_input(clips: torch.Tensor, device: torch.device, mean=KINETICS_MEAN, std=
     return normalize(to_float(clips.to(device, non_blocking=True)), mean, std)
 
 
-def augment(clips: torch.Tensor, generator: torch.Generator, params: AugmentParams = PRETRAIN,
-            mean=KINETICS_MEAN, std=KINETICS_STD) -> torch.Tensor:
-    """uint8 B,3,T,H,W (any device) -> float32 B,3,T,H,W: grayscale, jitter, blur, normalise.
+def colour(clips: torch.Tensor, generator: torch.Generator, params: AugmentParams = PRETRAIN,
+           order_generator: torch.Generator | None = None) -> torch.Tensor:
+    """float B,3,T,H,W in [0,1] -> grayscale, jitter and blur drawn per clip (not normalised).
 
-    Parameters are drawn per clip from `generator` and shared by all frames of a clip.
+    `order_generator` (CPU) draws the jitter's order of operations; default: `generator`,
+    which must then be a CPU generator.
     """
+    batch = clips.shape[0]
+    chosen = torch.rand(batch, generator=generator, device=generator.device) < params.grayscale_p
+    clips = _apply(clips, chosen, lambda subset, index: grey(subset).expand(-1, 3, -1, -1, -1))
+    clips = _jitter(clips, params, generator, order_generator or generator)
+    return _blur(clips, params, generator)
+
+
+def augment(clips: torch.Tensor, generator: torch.Generator, params: AugmentParams = PRETRAIN,
+            mean=KINETICS_MEAN, std=KINETICS_STD, order_generator: torch.Generator | None = None) -> torch.Tensor:
+    """uint8 (or [0,1] float) B,3,T,H,W on any device -> float32 B,3,T,H,W: grayscale,
+    jitter, blur, normalise. Parameters are drawn per clip from `generator` and shared by
+    all frames of a clip."""
     if clips.dim() != 5 or clips.shape[1] != 3:
         raise ValueError(f"expected clips B,3,T,H,W, got shape {tuple(clips.shape)}")
     with torch.autocast(device_type=clips.device.type, enabled=False):
-        clips = to_float(clips)
-        batch = clips.shape[0]
-        grey = torch.rand(batch, generator=generator, device=generator.device) < params.grayscale_p
-        chosen = torch.nonzero(grey.to(clips.device)).flatten()
-        if chosen.numel():
-            clips[chosen] = _grey(clips[chosen]).expand(-1, 3, -1, -1, -1)
-        clips = _jitter(clips, params, generator)
-        clips = _blur(clips, params, generator)
-        return normalize(clips, mean, std)
+        return normalize(colour(to_float(clips), generator, params, order_generator), mean, std)
 
 
-def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A seeded generator on `device` (the clips' device avoids host-device copies on GPU)."""
+def background_erasing(clips: torch.Tensor, alpha: float, generator: torch.Generator) -> torch.Tensor:
+    """Background Erasing (Wang et al., CVPR 2021, arXiv 2009.05769; public code FingerRec/BE,
+    `SpatialMixup` version 2, the one its `GenPositive` uses): a frame drawn at random from each
+    clip is mixed into every frame of that clip, x'_t = (1 - lam) * x_t + lam * x_static, with
+    lam uniform in [0, alpha) drawn once per batch (the BE code's alpha = 0.3).
+
+    A static frame added everywhere moves the background of the clip but not its motion, so a
+    network that must match the result to another clip of the video cannot lean on the scene.
+    float B,C,T,H,W in [0,1] -> same shape.
+    """
+    batch, _, frames = clips.shape[:3]
+    lam = torch.rand(1, generator=generator, device=generator.device).to(clips.device) * alpha
+    index = torch.randint(0, frames, (batch,), generator=generator, device=generator.device).to(clips.device)
+    static = clips[torch.arange(batch, device=clips.device), :, index].unsqueeze(2)
+    return (1 - lam) * clips + lam * static
+
+
+def make_generator(seed: int | list[int], device: torch.device | str = "cpu") -> torch.Generator:
+    """A seeded generator on `device` (the clips' device avoids host-device copies on GPU).
+    A list seeds from all its numbers (e.g. [seed, step, rank]) through numpy's SeedSequence."""
+    if isinstance(seed, (list, tuple)):
+        seed = int(np.random.SeedSequence([int(v) for v in seed]).generate_state(1, dtype=np.uint64)[0])
     generator = torch.Generator(device=device)
     generator.manual_seed(int(seed) % (2**63 - 1))
     return generator
 
 
-__all__ = ["AugmentParams", "PRETRAIN", "FINETUNE", "NONE", "augment", "normalize", "to_float", "to_input",
-           "gaussian_blur", "blur_kernel_size", "make_generator"]
+__all__ = ["AugmentParams", "PRETRAIN", "FINETUNE", "NONE", "augment", "colour", "jitter", "normalize",
+           "to_float", "to_input", "gaussian_blur", "blur_kernel_size", "background_erasing", "make_generator"]

@@ -24,7 +24,7 @@ from ray.train.torch import TorchTrainer
 
 from fame_ray import checkpoints, runtime
 from fame_ray.config import PretrainConfig, to_dict
-from fame_ray.data import catalog, manifest, pipeline
+from fame_ray.data import catalog, manifest
 from fame_ray.errors import UserError
 from fame_ray.pretrain.plan import RunPlan, make_plan
 from fame_ray.pretrain.worker import train_loop
@@ -73,37 +73,52 @@ def plan_run(cfg: PretrainConfig, resources: ResourcePlan) -> RunPlan:
     return make_plan(cfg, train_manifest, num_videos, resources, checkpoints.git_sha())
 
 
-def log_start(cfg: PretrainConfig, plan: RunPlan) -> None:
-    """The resolved config and git SHA, once, at the start of the run."""
+def log_start(cfg: PretrainConfig, plan: RunPlan, verbose: bool = False) -> None:
+    """The git SHA and the resolved config, once, at the start of the run: in full with
+    `verbose`, else one line (the whole config is written beside the run and every checkpoint)."""
+    resolved = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    (plan.run / checkpoints.CONFIG_FILE).write_text(resolved)
     logger.info("fame-ray pretrain, git %s, run %s", plan.git_sha, plan.run)
-    logger.info("resolved config:\n%s", yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip())
+    if verbose:
+        logger.info("resolved config:\n%s", resolved.rstrip())
     latest = checkpoints.latest_complete(plan.run)
-    if latest:
-        logger.info("resuming from %s", latest.location)
-    logger.info("%d videos, %d steps of global batch %d", plan.num_videos, plan.total_steps, cfg.train.global_batch)
-    logger.info("resource plan: %.2f CPU per training worker, %.2f CPU for Ray Data", plan.resources.cpus_per_worker, plan.resources.data_cpus)
+    logger.info(
+        "%s: %s, %s on %s, %dx%dx%d clips, %d videos, %d steps of %d clips on %s worker(s); %.2g CPU each, %.2g CPU for Ray Data%s",
+        cfg.preset or "config", cfg.method, cfg.model.arch, cfg.data.dataset, cfg.data.frames_per_clip, cfg.data.crop_size, cfg.data.crop_size,
+        plan.num_videos, plan.total_steps, cfg.train.global_batch, "-".join(map(str, sorted({min(plan.worlds), max(plan.worlds)}))),
+        plan.resources.cpus_per_worker, plan.resources.data_cpus, f"; resuming from {latest.name}" if latest else "",
+    )
 
 
-def fit(cfg: PretrainConfig, plan: RunPlan, dataset):
-    """Run the worker loop on Ray Train over `dataset` (rows view_q, view_k, label)."""
+def fit(cfg: PretrainConfig, plan: RunPlan, premade=None, verbose: bool = False):
+    """Run the worker loop on Ray Train. Each worker streams its own clips from the manifest;
+    `premade` (a Ray Dataset of ready rows: view_q, view_k, mask, label) replaces that stream,
+    for benchmarks and tests of the training side alone. Rank 0's progress lines come back
+    through a relay and are logged here."""
+    relay = runtime.LineRelay.remote()
+    printer = runtime.RelayPrinter(relay, logger)
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config={"config": cfg, "plan": plan},
+        train_loop_config={"config": cfg, "plan": plan, "premade": premade is not None, "relay": relay, "verbose": verbose},
         scaling_config=_scaling_config(cfg, plan.resources.cpus_per_worker),
         run_config=_run_config(cfg, plan),
-        datasets={"train": dataset},
+        datasets={"train": premade} if premade is not None else None,
     )
-    return trainer.fit()
+    try:
+        return trainer.fit()
+    finally:
+        printer.close()
 
 
-def run_pretrain(cfg: PretrainConfig):
-    """Validate, connect, plan, build the data pipeline, train; returns the Ray Train Result."""
+def run_pretrain(cfg: PretrainConfig, verbose: bool = False):
+    """Validate, connect, plan, train; returns the Ray Train Result. `verbose` lets Ray's own
+    logs (workers, Ray Data, Ray Train) through; by default the user sees the progress line,
+    the summary and any errors."""
     preflight(cfg)
-    runtime.connect_ray()
+    runtime.connect_ray(verbose=verbose)
     plan = plan_run(cfg, runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data))
-    log_start(cfg, plan)
-    dataset = pipeline.pretrain_dataset(plan.manifest, cfg, plan.resources)
-    result = fit(cfg, plan, dataset)
+    log_start(cfg, plan, verbose)
+    result = fit(cfg, plan, verbose=verbose)
     logger.info("run finished: checkpoints and metrics in %s", plan.run)
     return result
 

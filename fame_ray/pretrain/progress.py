@@ -1,6 +1,9 @@
 """The live progress line of a training run (rank 0), and the timers behind it.
 
     step 40/120 (33%) | epoch 2 | loss 5.912 | acc@1 0.219 | 41.3 clips/s | data-wait 12% | eta 1m56s
+
+Loss and acc@1 are the means over the steps since the last line; clips/s, data-wait (the share
+of wall time spent waiting for the next batch) and the eta are measured over the same steps.
 """
 
 from __future__ import annotations
@@ -62,7 +65,10 @@ class StepTimer:
         self._mark = now
 
     def summary(self, steps_left: int) -> dict:
-        """clips/s, data-wait share and eta over the interval since the last reset."""
+        """clips/s, data-wait share and eta over the interval since the last reset, up to now:
+        the time since the last mark (a log step's wait for the queued work, say) counts as
+        bookkeeping, so no second of the interval is lost between summary() and reset()."""
+        self.bookkeeping_done()
         elapsed = max(self.wait + self.compute + self.bookkeeping, 1e-9)
         seconds_per_step = elapsed / max(self.steps, 1)
         return {

@@ -1,9 +1,16 @@
-"""One MoCo + FAME training step, and what it needs: model, optimizer, lr, generators.
+"""One pretraining step, and what it needs: model, optimizer, per-step generators, query views.
 
 Plain PyTorch; no Ray here (the worker loop in fame_ray.pretrain.worker calls it). The batch
-holds uint8 B,C,T,H,W clips from the Ray Data pipeline: "view_q" (FAME-fused when FAME is
-on) and "view_k" (plain). On the device: augmentation per clip (fame_ray.pretrain.augment),
-bf16 autocast and channels-last 3D on GPU, symmetric MoCo loss, one SGD step.
+holds one per-worker batch of uint8 B,C,T,H,W clips from the Ray Data pipeline: "view_q",
+"view_k" and, for FAME, the query clips' masks "mask" (B,H,W). On the device:
+- the method's query view: FAME merges each query clip's foreground with the background of
+  another clip of this full batch (a random permutation); Background Erasing mixes a static
+  frame of the clip into every frame; plain MoCo leaves it; the key view is never touched;
+- augmentation per clip (fame_ray.pretrain.augment) of both views, then normalisation;
+- bf16 autocast and channels-last 3D on GPU, the symmetric MoCo loss, one SGD step.
+
+Every random draw of a step comes from generators seeded by (seed, step, rank): a run is
+reproducible from its seed, and a resumed run draws exactly what it would have drawn.
 """
 
 from __future__ import annotations
@@ -12,23 +19,29 @@ import torch
 from torch import nn
 
 from fame_ray.config import PretrainConfig
+from fame_ray.data import fame
 from fame_ray.models.moco import MoCo, moco_for
 from fame_ray.pretrain import augment
 
 
-def new_generators(seed: int, rank: int, device: torch.device) -> dict[str, torch.Generator]:
-    """Explicit generators: 'augment' (on the device, per rank), 'shuffle' (CPU, shuffle-BN order)."""
+def step_generators(seed: int, step: int, rank: int, device: torch.device) -> dict[str, torch.Generator]:
+    """The generators of one step: 'augment' and 'query' on the device (per rank), 'order'
+    (CPU, per rank: the jitter's order of operations) and 'shuffle' (CPU, the same on every
+    rank: shuffle-BN's order, drawn on rank 0 and broadcast)."""
     return {
-        "augment": augment.make_generator(seed * 1000 + rank, device),
-        "shuffle": augment.make_generator(seed * 1000 + 997, "cpu"),
+        "augment": augment.make_generator([seed, step, rank, 1], device),
+        "query": augment.make_generator([seed, step, rank, 2], device),
+        "order": augment.make_generator([seed, step, rank, 3], "cpu"),
+        "shuffle": augment.make_generator([seed, step, 4], "cpu"),
     }
 
 
-def build_training(cfg: PretrainConfig, device: torch.device, generators: dict) -> tuple[MoCo, torch.optim.Optimizer]:
+def build_training(cfg: PretrainConfig, device: torch.device) -> tuple[MoCo, torch.optim.Optimizer]:
     """MoCo on `device` (channels-last 3D and torch.compile where configured) and its SGD."""
     moco = moco_for(
         cfg.model.arch, cfg.model.embed_dim, cfg.moco.queue_size, cfg.moco.momentum, cfg.moco.temperature,
-        cfg.model.use_mlp_head, cfg.moco.symmetric, cfg.moco.shuffle_bn, generators["shuffle"],
+        cfg.model.use_mlp_head, cfg.moco.symmetric, cfg.moco.shuffle_bn, augment.make_generator([cfg.train.seed, 4]),
+        enqueue_between_passes=cfg.moco.enqueue == "between_passes",
     ).to(device)
     if device.type == "cuda" and cfg.train.channels_last:
         moco = moco.to(memory_format=torch.channels_last_3d)
@@ -46,15 +59,26 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
-def _views(batch: dict, generator: torch.Generator, cfg: PretrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 B,C,T,H,W views -> augmented, normalised float on the device."""
-    views = []
-    for key in ("view_q", "view_k"):
-        clips = augment.augment(batch[key].to(device, non_blocking=True), generator)
-        if device.type == "cuda" and cfg.train.channels_last:
-            clips = clips.contiguous(memory_format=torch.channels_last_3d)
-        views.append(clips)
-    return views[0], views[1]
+def query_clips(batch: dict, cfg: PretrainConfig, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """The method's query view as float B,C,T,H,W in [0, 1] on the device (not yet augmented)."""
+    clips = batch["view_q"].to(device, non_blocking=True)
+    if cfg.method == "fame":
+        permutation = torch.randperm(clips.shape[0], generator=generator, device=generator.device).to(device)
+        clips = fame.merge(clips, batch["mask"].to(device, non_blocking=True), permutation)
+    clips = augment.to_float(clips)
+    if cfg.method == "be":
+        clips = augment.background_erasing(clips, cfg.be.alpha, generator)
+    return clips
+
+
+def views(batch: dict, cfg: PretrainConfig, generators: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(query, key): augmented, normalised float B,C,T,H,W on the device."""
+    with torch.autocast(device_type=device.type, enabled=False):
+        raw = (query_clips(batch, cfg, generators["query"], device), augment.to_float(batch["view_k"].to(device, non_blocking=True)))
+        out = [augment.normalize(augment.colour(clips, generators["augment"], augment.PRETRAIN, generators["order"])) for clips in raw]
+    if device.type == "cuda" and cfg.train.channels_last:
+        out = [clips.contiguous(memory_format=torch.channels_last_3d) for clips in out]
+    return out[0], out[1]
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: dict, lr: float, generators: dict,
@@ -62,10 +86,10 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: dict, 
     """One SGD step on one batch; returns (loss, acc@1) as 0-dim tensors on the device (no sync)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    view_q, view_k = _views(batch, generators["augment"], cfg, device)
+    view_q, view_k = views(batch, cfg, generators, device)
     use_bf16 = device.type == "cuda" and cfg.train.amp
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-        output = model(view_q, view_k)
+        output = model(view_q, view_k, shuffle_generator=generators["shuffle"])
     optimizer.zero_grad(set_to_none=True)
     output.loss.backward()
     optimizer.step()

@@ -1,12 +1,12 @@
 """The Ray Train worker loop of pretraining: one function per worker, plain PyTorch inside.
 
-Ray-specific lines are few and marked `# Ray:`. Each worker: takes the config and plan, builds MoCo
-on its device (DDP across workers via prepare_model), restores the latest checkpoint, then
-loops `train_step` over its Ray Data shard for a fixed number of steps (the same on every
-rank), reporting metrics every `log_every` steps and a checkpoint every `checkpoint_every`
-steps and at the end. Data passes restart when a shard ends, so every rank takes exactly the
-same number of steps; a resumed run starts a fresh pass over the data (clip positions are
-random per pass anyway), at the step, epoch, lr and RNG state of the checkpoint.
+Ray-specific lines are few and marked `# Ray:`. Each worker takes the config and the plan,
+builds MoCo on its device (DDP across workers via prepare_model), restores the latest
+checkpoint, then streams its own rows of every step from Ray Data (`pipeline.pretrain_stream`:
+which videos a step sees is fixed by the seed, so a resumed run continues in the epoch and at
+the step where it stopped) and runs `train_step` on every per-worker batch, reporting metrics
+every `log_every` steps and a checkpoint every `checkpoint_every` steps and at the end. Every
+rank takes exactly the same number of steps.
 """
 
 from __future__ import annotations
@@ -15,20 +15,24 @@ import logging
 import shutil
 import tempfile
 
+import numpy as np
 import ray.train
 import ray.train.torch
 import torch
 from ray.train import Checkpoint, CheckpointUploadMode
 
 from fame_ray import checkpoints as ckpt
-from fame_ray import logs
+from fame_ray import logs, runtime
 from fame_ray.config import PretrainConfig, to_dict
+from fame_ray.data import pipeline, sampling
 from fame_ray.pretrain import progress, schedule
 from fame_ray.pretrain.metrics import MetricsWriter
 from fame_ray.pretrain.plan import RunPlan
-from fame_ray.pretrain.step import build_training, new_generators, train_step, unwrap
+from fame_ray.pretrain.step import build_training, step_generators, train_step, unwrap
 
 logger = logging.getLogger(__name__)
+# Per-clip timings the data tasks attach to every row, averaged into the metrics.
+STAGE_COLUMNS = ("decode_ms", "crop_ms", "mask_ms")
 
 
 def _choose_source(plan: RunPlan) -> tuple[str, int]:
@@ -62,67 +66,39 @@ def _restore_source(plan: RunPlan, rank: int, world: int):
     return ckpt.load_state(plan.run.at(source)), source
 
 
-def _set_rng(state: dict | None, generators: dict, rank: int, world: int) -> None:
-    """Per-rank RNG states from the checkpoint when the world size is unchanged."""
-    if not state or state.get("world_size") != world or rank >= len(state["rng"]):
-        return
-    saved = state["rng"][rank]
-    torch.set_rng_state(saved["torch"])
-    for name, generator in generators.items():
-        generator.set_state(saved[name])
-
-
-def _rng_states(generators: dict, world: int) -> list[dict]:
-    """Every rank's RNG state, gathered (a collective: all ranks call it)."""
-    mine = {"torch": torch.get_rng_state(), **{name: generator.get_state().cpu() for name, generator in generators.items()}}
-    if world == 1 or not torch.distributed.is_initialized():
-        return [mine]
-    gathered = [None] * world
-    torch.distributed.all_gather_object(gathered, mine)
-    return gathered
-
-
-def _batches(shard, per_worker: int):
-    """Batches forever: a new pass over the shard each time it ends."""
-    while True:
-        for batch in shard.iter_torch_batches(batch_size=per_worker, drop_last=True):  # Ray: streaming shard
-            yield batch
-
-
 class Loop:
     """State of one worker's training run, and the three things it does: step, log, save."""
 
-    def __init__(self, cfg: PretrainConfig, plan: RunPlan):
-        self.cfg, self.plan = cfg, plan
+    def __init__(self, cfg: PretrainConfig, plan: RunPlan, relay=None):
+        self.cfg, self.plan, self.relay = cfg, plan, relay
         context = ray.train.get_context()
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()  # Ray: the worker's device
-        self.world_plan = plan.for_world(self.world)
-        self.per_worker, self.effective_batch = self.world_plan.per_worker_batch, self.world_plan.effective_batch
+        world_plan = plan.for_world(self.world)
+        self.per_worker, self.effective_batch = world_plan.per_worker_batch, world_plan.effective_batch
         if self.effective_batch != cfg.train.global_batch and self.rank == 0:
             logger.warning("global batch %d does not split over %d workers: using %d", cfg.train.global_batch, self.world, self.effective_batch)
-        self.total = plan.total_steps
-        self.steps_per_epoch = plan.steps_per_epoch
+        self.total, self.steps_per_epoch = plan.total_steps, plan.steps_per_epoch
         torch.manual_seed(cfg.train.seed)  # the same initial weights and queue on every rank
-        self.generators = new_generators(cfg.train.seed, self.rank, self.device)
-        self.moco, self.optimizer = build_training(cfg, self.device, self.generators)
+        self.moco, self.optimizer = build_training(cfg, self.device)
         self.step = self._restore()
         self.start_step = self.step
         # Ray: DDP when world > 1; the queue is identical on every rank, no need to re-send buffers.
         self.model = ray.train.torch.prepare_model(self.moco, move_to_device=False, parallel_strategy_kwargs={"broadcast_buffers": False})
-        self.lrs = schedule.lr_schedule(cfg.optim, self.world_plan.peak_lr, self.steps_per_epoch, cfg.train.epochs)
+        self.lrs = schedule.lr_schedule(cfg.optim, world_plan.peak_lr, self.steps_per_epoch, cfg.train.epochs)
         self.writer = MetricsWriter(plan.run, self.step) if self.rank == 0 else None
         self.timer = progress.StepTimer()
-        self.pending: list[tuple[int, torch.Tensor, torch.Tensor, float]] = []
+        self.pending: list[tuple[int, torch.Tensor, torch.Tensor, float, dict]] = []
         self.last_metrics: dict = {}
 
     def _restore(self) -> int:
+        """Model and optimizer state of the latest checkpoint (the model is on its device first,
+        so the optimizer's momentum follows it there); the step to continue from."""
         state, source = _restore_source(self.plan, self.rank, self.world)
         if state is None:
             return 0
         self.moco.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        _set_rng(state, self.generators, self.rank, self.world)
         if self.rank == 0:
             logger.info("resumed from %s at step %d (epoch %d)", source, state["step"], state["epoch"])
         return int(state["step"])
@@ -131,22 +107,42 @@ class Loop:
     def epoch(self) -> int:
         return self.step // self.steps_per_epoch
 
-    def run(self) -> None:
+    def shard(self) -> pipeline.PretrainShard:
+        """What this worker streams: its rows of every step from the current one on."""
+        sampler = sampling.EpochSampler(self.plan.num_videos, self.steps_per_epoch, self.per_worker, self.world, self.rank, self.cfg.train.seed)
+        return pipeline.PretrainShard(self.plan.manifest, self.cfg.data, sampler, self.step, self.total, self.cfg.method == "fame", self.cfg.fame.beta)
+
+    def batches(self, premade: bool = False):
+        """This worker's batches from the current step to the end, epoch after epoch (or, for
+        benchmarks and tests, passes over a premade dataset's shard, as many as needed)."""
+        if premade:
+            while True:
+                yield from ray.train.get_dataset_shard("train").iter_torch_batches(batch_size=self.per_worker, drop_last=True)  # Ray
+        shard = self.shard()
+        tasks, task_cpus = self.plan.resources.per_rank(self.world)
+        for steps in shard.segments():
+            dataset = pipeline.pretrain_stream(shard, steps, tasks, task_cpus)  # Ray: this worker's Ray Data stream
+            yield from dataset.iter_torch_batches(batch_size=self.per_worker, prefetch_batches=2)
+
+    def run(self, premade: bool = False) -> None:
         if self.step >= self.total:
             logger.info("rank %d: already at step %d of %d, nothing to do", self.rank, self.step, self.total)
             return
-        batches = _batches(ray.train.get_dataset_shard("train"), self.per_worker)  # Ray: this worker's shard
         self.timer.reset()
-        while self.step < self.total:
-            batch = next(batches)
+        for batch in self.batches(premade):
             self.timer.data_ready()
             lr = schedule.lr_at(self.lrs, self.step)
-            loss, acc1 = train_step(self.model, self.optimizer, batch, lr, self.generators, self.cfg, self.device)
+            generators = step_generators(self.cfg.train.seed, self.step, self.rank, self.device)
+            loss, acc1 = train_step(self.model, self.optimizer, batch, lr, generators, self.cfg, self.device)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)  # the step's time ends when the GPU is done
             self.step += 1
             self.timer.step_done(self.effective_batch)
-            self.pending.append((self.step, loss, acc1, lr))
+            self.pending.append((self.step, loss, acc1, lr, _stage_times(batch)))
             self._after_step()
             self.timer.bookkeeping_done()
+            if self.step >= self.total:
+                break
         if self.writer:
             self.writer.close()
 
@@ -159,23 +155,28 @@ class Loop:
 
     def _log(self) -> None:
         """Per-step records for the interval, one progress line, one report on every rank."""
-        values = torch.stack([torch.stack([loss.float(), acc.float()]) for _, loss, acc, _ in self.pending]).cpu().tolist()
+        values = torch.stack([torch.stack([loss.float(), acc.float()]) for _, loss, acc, _, _ in self.pending]).cpu().tolist()
         summary = self.timer.summary(self.total - self.step)
         self.timer.reset()
-        for (step, _, _, lr), (loss, acc1) in zip(self.pending, values):
-            record = {"loss": loss, "acc1": acc1, "lr": lr, "epoch": step // self.steps_per_epoch, "world_size": self.world, "start_step": self.start_step, **summary}
+        for (step, _, _, lr, stages), (loss, acc1) in zip(self.pending, values):
+            record = {"loss": loss, "acc1": acc1, "lr": lr, "epoch": step // self.steps_per_epoch, "world_size": self.world, "start_step": self.start_step, **stages, **summary}
             if self.writer:
                 self.writer.write(step, record)
         self.pending = []
-        self.last_metrics = {"step": self.step, **record}
+        # The progress line shows the interval's means: one batch's acc@1 is too noisy to read.
+        means = {"loss_mean": float(np.mean([v[0] for v in values])), "acc1_mean": float(np.mean([v[1] for v in values]))}
+        self.last_metrics = {"step": self.step, **record, **means}
         if self.rank == 0:
-            logger.info(progress.format_line(self.step, self.total, self.epoch, record))
+            line = progress.format_line(self.step, self.total, self.epoch, {**record, "loss": means["loss_mean"], "acc1": means["acc1_mean"]})
+            if self.relay is not None:
+                self.relay.post.remote(line)  # Ray: to the driver, which prints it
+            else:
+                logger.info(line)
         if self.step % self.cfg.train.checkpoint_every and self.step != self.total:
             ray.train.report(self.last_metrics)  # Ray: every rank, same steps
 
     def _save(self, final: bool) -> None:
-        """Checkpoint: RNG states gathered, rank 0 writes and attaches it, all ranks report."""
-        rng = _rng_states(self.generators, self.world)
+        """Checkpoint: rank 0 writes and attaches it, all ranks report."""
         name = ckpt.dir_name(self.step)
         if self.rank != 0:
             ray.train.report(self.last_metrics, checkpoint=None, checkpoint_dir_name=name)  # Ray: same count on every rank
@@ -184,11 +185,9 @@ class Loop:
         state = {
             "model": unwrap(self.moco).state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scaler": None,
             "step": self.step,
             "epoch": self.epoch,
             "world_size": self.world,
-            "rng": rng,
             "format": ckpt.FORMAT_VERSION,
         }
         meta = ckpt.make_meta(self.step, self.epoch, self.last_metrics, self.world, self.plan.git_sha)
@@ -206,7 +205,14 @@ class Loop:
             shutil.rmtree(local, ignore_errors=True)
 
 
+def _stage_times(batch: dict) -> dict:
+    """Mean per-clip decode / crop / mask milliseconds of a batch (what the data tasks measured)."""
+    return {name: float(np.mean(batch[name].numpy())) for name in STAGE_COLUMNS if name in batch}
+
+
 def train_loop(loop_config: dict) -> None:
-    """Ray Train's train_loop_per_worker: {"config": PretrainConfig, "plan": RunPlan} -> train."""
+    """Ray Train's train_loop_per_worker: {"config": PretrainConfig, "plan": RunPlan, "premade":
+    bool, "relay": the driver's LineRelay, "verbose": bool}."""
     logs.setup()
-    Loop(loop_config["config"], loop_config["plan"]).run()
+    runtime.quiet_ray(loop_config.get("verbose", False))
+    Loop(loop_config["config"], loop_config["plan"], loop_config.get("relay")).run(loop_config.get("premade", False))

@@ -1,5 +1,6 @@
-"""Ray Data pipeline on a local 2-CPU Ray: batch shapes, FAME on the query view, skipped
-corrupt videos, eval clips, and Ray Train workers that hold CPUs without starving the data."""
+"""Ray Data pipelines on a local 2-CPU Ray: each worker's pretraining stream (full batches with
+masks, reproducible, resumable, reshuffled every epoch), a video that fails to decode, eval
+clips, and Ray Train workers that hold CPUs without starving the data."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import os
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 
 from fame_ray import config, runtime
-from fame_ray.data import catalog, manifest, pipeline
-from fame_ray.errors import ConfigError
+from fame_ray.config import PretrainConfig, build, presets
+from fame_ray.data import catalog, manifest, pipeline, sampling
+from fame_ray.errors import ConfigError, UserError
+from fame_ray.pretrain import step
 from fame_ray.storage import Location
 
 pytestmark = pytest.mark.ray
@@ -19,9 +23,13 @@ pytestmark = pytest.mark.ray
 SMALL = {"frames_per_clip": 8, "temporal_stride": 2, "crop_size": 64, "eval_clips": 3}
 
 
-def _cfg(synth_root, **train):
-    values = {"data": {"dataset": "ucf101", "data_root": synth_root, **SMALL}, "moco": {"queue_size": 64}, "train": {"global_batch": 8, "num_workers": 2, **train}}
-    return config.from_dict(config.PretrainConfig, values)
+def _cfg_values(synth_root):
+    return {"data": {"dataset": "ucf101", "data_root": synth_root, **SMALL}, "moco": {"queue_size": 64}}
+
+
+def _cfg(synth_root, method="fame", **train) -> PretrainConfig:
+    values = {**_cfg_values(synth_root), "method": method, "train": {"global_batch": 8, "num_workers": 2, **train}}
+    return build(PretrainConfig, presets.recipe_pretrain(), values)
 
 
 @pytest.fixture(scope="module")
@@ -30,42 +38,81 @@ def train_manifest(synth_root):
     return catalog.manifest_location(data, data.location(), "train")
 
 
-def test_pretrain_batches_have_views_and_labels(ray_local, synth_root, train_manifest):
+def _shard(cfg, location, rank=0, world=2, first_step=0, total_steps=None, num_videos=None):
+    num_videos = num_videos or manifest.read(location).num_rows
+    per_worker, _ = cfg.train.split_batch(world)
+    steps_per_epoch = num_videos // cfg.train.global_batch
+    sampler = sampling.EpochSampler(num_videos, steps_per_epoch, per_worker, world, rank, cfg.train.seed)
+    total = total_steps or 3 * steps_per_epoch
+    return pipeline.PretrainShard(location, cfg.data, sampler, first_step, total, cfg.method == "fame", cfg.fame.beta)
+
+
+def _stream(shard):
+    return [batch for steps in shard.segments() for batch in pipeline.pretrain_stream(shard, steps, 1, 1.0).iter_batches(batch_size=shard.sampler.per_worker, batch_format="numpy")]
+
+
+def test_every_step_gets_a_full_batch_with_masks_on_a_dataset_that_is_no_multiple_of_it(ray_local, synth_root, train_manifest):
+    """16 training videos, global batch 6 on 2 workers: 2 steps per epoch, 4 videos left over each
+    epoch (the old block-wise map cut FAME groups like that into full ones and a remainder)."""
+    cfg = build(PretrainConfig, presets.recipe_pretrain(), {**_cfg_values(synth_root), "moco": {"queue_size": 60}, "train": {"global_batch": 6, "num_workers": 2}})
+    shard = _shard(cfg, train_manifest)
+    assert manifest.read(train_manifest).num_rows % cfg.train.global_batch != 0
+    batches = _stream(shard)
+    assert len(batches) == shard.total_steps
+    for batch in batches:
+        assert batch["view_q"].shape == batch["view_k"].shape == (3, 3, 8, 64, 64) and batch["view_q"].dtype == np.uint8
+        assert batch["mask"].shape == (3, 64, 64) and set(np.unique(batch["mask"])) <= {0, 1}
+        assert batch["mask"].reshape(3, -1).sum(1).tolist() == [int(0.5 * 64 * 64)] * 3
+        assert (batch["decode_ms"] > 0).all()
+    # On the worker, the merge runs over exactly this full batch.
+    fused = step.query_clips({k: torch.from_numpy(v) for k, v in batches[0].items()}, cfg, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert fused.shape == (3, 3, 8, 64, 64)
+
+
+def test_plain_moco_streams_no_masks_and_the_two_views_differ(ray_local, synth_root, train_manifest):
+    batches = _stream(_shard(_cfg(synth_root, "moco"), train_manifest, total_steps=2))
+    assert "mask" not in batches[0]
+    assert all((b["view_q"] != b["view_k"]).any() for b in batches)
+
+
+def test_the_same_seed_gives_the_same_first_batch_bit_for_bit_on_every_rank(ray_local, synth_root, train_manifest):
     cfg = _cfg(synth_root)
-    rows = manifest.read(train_manifest).num_rows
-    batches = list(pipeline.pretrain_dataset(train_manifest, cfg, runtime.plan_resources(2, cfg.train, cfg.data), per_worker_batch=4).iter_batches(batch_size=4, batch_format="numpy", drop_last=True))
-    assert len(batches) == rows // 4
-    first = batches[0]
-    assert first["view_q"].shape == first["view_k"].shape == (4, 3, 8, 64, 64)
-    assert first["view_q"].dtype == np.uint8 and first["label"].dtype == np.int64
-    labels = np.concatenate([b["label"] for b in batches])
-    assert set(labels) <= set(manifest.read(train_manifest)["label"].to_pylist())
-    # Two clips at independent positions and crops: the views differ.
-    assert any((b["view_q"] != b["view_k"]).any() for b in batches)
+    for rank in (0, 1):
+        first = _stream(_shard(cfg, train_manifest, rank=rank, total_steps=1))[0]
+        again = _stream(_shard(cfg, train_manifest, rank=rank, total_steps=1))[0]
+        for name in ("view_q", "view_k", "mask", "label", "video_index"):
+            assert np.array_equal(first[name], again[name]), name
+    other_seed = build(PretrainConfig, presets.recipe_pretrain(), {**_cfg_values(synth_root), "train": {"global_batch": 8, "num_workers": 2, "seed": 1}})
+    assert not np.array_equal(_stream(_shard(other_seed, train_manifest, total_steps=1))[0]["view_q"], first["view_q"])
 
 
-def test_fame_off_gives_plain_query_clips(ray_local, synth_root, train_manifest):
+def test_a_resumed_stream_continues_exactly_where_the_run_stopped(ray_local, synth_root, train_manifest):
     cfg = _cfg(synth_root)
-    cfg.fame.enabled = False
-    batch = pipeline.pretrain_dataset(train_manifest, cfg, runtime.plan_resources(2, cfg.train, cfg.data), per_worker_batch=4).take_batch(4)
-    assert batch["view_q"].shape == (4, 3, 8, 64, 64)
+    whole = _stream(_shard(cfg, train_manifest, total_steps=3))
+    resumed = _stream(_shard(cfg, train_manifest, first_step=2, total_steps=3))
+    assert len(resumed) == 1
+    for name in ("view_q", "mask", "video_index"):
+        assert np.array_equal(whole[2][name], resumed[0][name])
+    # Epochs 0, 1 and 2 (one step each) draw different videos.
+    assert len({tuple(batch["video_index"]) for batch in whole}) == 3
 
 
-def test_corrupt_video_is_skipped_and_counted(ray_local, synth_root, train_manifest, tmp_path):
+def test_a_video_that_fails_to_decode_is_replaced_and_counted(ray_local, synth_root, train_manifest, tmp_path):
     table = manifest.read(train_manifest)
     corrupt = tmp_path / "corrupt.avi"
     corrupt.write_bytes(os.urandom(4096))
-    bad = table.slice(0, 1).to_pydict()
-    bad["path"] = [str(corrupt)]
-    uri = Location.parse(str(tmp_path / "with_corrupt.parquet"))
-    manifest.write(pa.concat_tables([table, pa.Table.from_pydict(bad, schema=manifest.SCHEMA)]), uri)
+    rows = table.to_pydict()
+    rows["path"] = [str(corrupt)] + rows["path"][1:]
+    location = Location.parse(str(tmp_path / "with_corrupt.parquet"))
+    manifest.write(pa.Table.from_pydict(rows, schema=manifest.SCHEMA), location)
     before = pipeline.decode_failures()["count"]
     cfg = _cfg(synth_root)
-    total = sum(len(b["label"]) for b in pipeline.pretrain_dataset(uri, cfg, runtime.plan_resources(2, cfg.train, cfg.data), per_worker_batch=4).iter_batches(batch_size=None, batch_format="numpy"))
-    assert total == table.num_rows
+    shard = _shard(cfg, location, total_steps=4)
+    batches = _stream(shard) + _stream(_shard(cfg, location, rank=1, total_steps=4))
+    assert all(len(batch["label"]) == 4 for batch in batches) and len(batches) == 8
+    assert 0 not in {int(v) for batch in batches for v in batch["video_index"]}
     failures = pipeline.decode_failures()
-    assert failures["count"] == before + 1
-    assert any(path == str(corrupt) for path, _ in failures["examples"])
+    assert failures["count"] > before and any(path == str(corrupt) for path, _ in failures["examples"])
 
 
 def test_eval_dataset_gives_uniform_clips_per_video(ray_local, synth_root):
@@ -79,14 +126,16 @@ def test_eval_dataset_gives_uniform_clips_per_video(ray_local, synth_root):
     assert pairs == {(v, c) for v in range(videos) for c in range(data.eval_clips)}
 
 
-def test_train_supervised_dataset_one_clip_per_video(ray_local, synth_root, train_manifest):
+def test_train_supervised_dataset_reshuffles_all_videos_every_epoch(ray_local, synth_root, train_manifest):
     data = _cfg(synth_root).data
-    rows = pipeline.supervised_dataset(train_manifest, data, train=True).take_all()
-    assert sorted(int(r["video_index"]) for r in rows) == list(range(manifest.read(train_manifest).num_rows))
+    dataset = pipeline.supervised_dataset(train_manifest, data, train=True)
+    epochs = [[int(r["video_index"]) for r in dataset.iter_rows()] for _ in range(3)]
+    assert all(sorted(order) == list(range(manifest.read(train_manifest).num_rows)) for order in epochs)
+    assert len({tuple(order) for order in epochs}) == 3
 
 
 @pytest.mark.timeout(300)
-def test_torch_trainer_on_two_cpus_does_not_starve_the_data(ray_local, synth_root, train_manifest, tmp_path):
+def test_torch_trainer_workers_on_two_cpus_do_not_starve_their_streams(ray_local, synth_root, train_manifest, tmp_path):
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -95,40 +144,38 @@ def test_torch_trainer_on_two_cpus_does_not_starve_the_data(ray_local, synth_roo
 
         import ray.train
 
-        shard = ray.train.get_dataset_shard("train")
+        context = ray.train.get_context()
+        shard = loop_config["shards"][context.get_world_rank()]
+        tasks, task_cpus = loop_config["plan"].per_rank(context.get_world_size())
         shapes = []
-        for index, batch in enumerate(shard.iter_torch_batches(batch_size=loop_config["batch"], drop_last=True)):
-            shapes.append([list(batch["view_q"].shape), list(batch["view_k"].shape), str(batch["label"].dtype)])
-            if index == 1:
-                break
-        # Ray Train V2 keeps metrics only when they come with a checkpoint (rank 0's).
+        for steps in shard.segments():
+            for batch in pipeline.pretrain_stream(shard, steps, tasks, task_cpus).iter_torch_batches(batch_size=4):
+                shapes.append([list(batch["view_q"].shape), list(batch["mask"].shape)])
         with tempfile.TemporaryDirectory() as folder:
-            checkpoint = ray.train.Checkpoint.from_directory(folder) if ray.train.get_context().get_world_rank() == 0 else None
+            checkpoint = ray.train.Checkpoint.from_directory(folder) if context.get_world_rank() == 0 else None
             ray.train.report({"shapes": shapes}, checkpoint=checkpoint)
 
     cfg = _cfg(synth_root)
     plan = runtime.plan_resources(2, cfg.train, cfg.data)
     assert plan.cpus_per_worker * 2 + plan.data_cpus == pytest.approx(2) and plan.data_cpus >= 1
-    dataset = pipeline.pretrain_dataset(train_manifest, cfg, plan)
+    shards = [_shard(cfg, train_manifest, rank=rank, total_steps=2) for rank in (0, 1)]
     trainer = TorchTrainer(
         pull_two_batches,
-        train_loop_config={"batch": cfg.train.split_batch(cfg.train.num_workers)[0]},
+        train_loop_config={"shards": shards, "plan": plan},
         scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": plan.cpus_per_worker}),
-        datasets={"train": dataset},
         run_config=RunConfig(name="pipeline-test", storage_path=str(tmp_path)),
     )
     result = trainer.fit()
     assert result.error is None
-    assert result.metrics["shapes"] == [[[4, 3, 8, 64, 64], [4, 3, 8, 64, 64], "torch.int64"]] * 2
+    assert result.metrics["shapes"] == [[[4, 3, 8, 64, 64], [4, 64, 64]]] * 2
 
 
 @pytest.mark.parametrize("cpus,workers,per_worker,data_cpus", [(2, 2, 0.5, 1.0), (2, 1, 1.0, 1.0), (16, 8, 1.0, 8.0), (1, 1, 0.5, 0.5)])
 def test_plan_always_leaves_cpus_for_data(cpus, workers, per_worker, data_cpus):
     plan = runtime.plan_resources(cpus, config.TrainConfig(num_workers=workers, global_batch=8), config.DataConfig())
     assert (plan.cpus_per_worker, plan.data_cpus) == (per_worker, data_cpus)
-    decode_share = plan.decode_cpus * plan.decode_concurrency
-    assert decode_share + plan.fame_cpus * plan.fame_concurrency <= plan.data_cpus + 1e-9
-    assert decode_share > 0 and plan.fame_cpus > 0
+    tasks, task_cpus = plan.per_rank(workers)
+    assert tasks * task_cpus * workers <= plan.data_cpus + 1e-9 and task_cpus > 0
 
 
 def test_plan_rejects_workers_that_take_every_cpu():
@@ -137,8 +184,6 @@ def test_plan_rejects_workers_that_take_every_cpu():
 
 
 def test_crop_larger_than_videos_is_rejected_before_decoding(synth_root, train_manifest):
-    from fame_ray.errors import UserError
-
     data = config.DataConfig(dataset="ucf101", data_root=synth_root, crop_size=200)
     with pytest.raises(UserError, match="data.crop_size"):
         pipeline.load_manifest(train_manifest, data)
@@ -159,14 +204,3 @@ def test_preview_command_writes_a_picture(ray_local, synth_root, train_manifest,
     image = Image.open(out)
     # 3 rows of 64-pixel tiles; 4 original frames + mask + 4 merged frames per row.
     assert image.width > 9 * 64 and image.height > 3 * 64
-
-
-def test_bench_reports_decode_and_pipeline_figures(synth_root, train_manifest):
-    from fame_ray.bench import data as bench
-
-    result = bench.run(synth_root, videos=8, batch=4, repeats=1, with_ray=False, overrides=["data.frames_per_clip=8", "data.crop_size=64"])
-    figures = result["in_process"]["cpu"]
-    assert result["setup"]["videos"] == 8 and result["machine"]["cores"] >= 1
-    assert figures["decode_clips_per_s"] > 0 and 0 < figures["pipeline_vs_decode"] <= 1
-    assert figures["fame_share_of_decode"] > 0
-    assert set(result["met"]) == {"pipeline_vs_decode", "fame_share_of_decode"}

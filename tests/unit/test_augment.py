@@ -89,3 +89,71 @@ def test_bf16_autocast_and_rejects_bad_layout():
 def test_cuda_matches_shapes():
     out = aug.augment(_clips().cuda(), aug.make_generator(0, "cuda"))
     assert out.is_cuda and out.shape == (6, 3, 4, 32, 32)
+
+
+def test_jitter_matches_kornia_colorjiggle_definitions():
+    """The official code's kornia ColorJitter is today's kornia ColorJiggle: additive brightness,
+    multiplicative contrast, HSV saturation and hue, clamped in and out, one order per batch."""
+    kornia = pytest.importorskip("kornia")
+    import math
+
+    generator = torch.Generator().manual_seed(8)
+    clips = torch.rand(5, 3, 3, 12, 12, generator=generator)
+    factors = torch.stack([torch.rand(5, generator=generator) * 0.8 + 0.6 for _ in range(3)] + [torch.rand(5, generator=generator) * 0.2 - 0.1], dim=1)
+    for order in ([0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]):
+        ours = aug.jitter(clips, factors, order)
+        frames = clips.permute(0, 2, 1, 3, 4).reshape(-1, 3, 12, 12)
+        per_frame = factors.repeat_interleave(3, dim=0)
+        steps = (lambda x, f: kornia.enhance.adjust_brightness(x, f - 1), kornia.enhance.adjust_contrast,
+                 kornia.enhance.adjust_saturation, lambda x, f: kornia.enhance.adjust_hue(x, f * 2 * math.pi))
+        for index in order:
+            frames = steps[index](frames, per_frame[:, index])
+        theirs = frames.clamp(0, 1).view(5, 3, 3, 12, 12).permute(0, 2, 1, 3, 4)
+        torch.testing.assert_close(ours, theirs, atol=2e-5, rtol=0)
+
+
+def test_contrast_is_multiplicative_per_clip_not_a_blend_with_a_mean():
+    frames = torch.rand(1, 3, 1, 8, 8).repeat(1, 1, 2, 1, 1)
+    frames[:, :, 1] *= 0.5  # the second frame is darker: a per-frame mean would differ
+    out = aug.adjust_contrast(frames.clone(), torch.tensor([0.8]))
+    torch.testing.assert_close(out, frames * 0.8)
+
+
+def test_jitter_order_is_drawn_once_per_batch(monkeypatch):
+    calls = []
+    real = aug.jitter
+    monkeypatch.setattr(aug, "jitter", lambda clips, factors, order: calls.append((len(clips), tuple(order))) or real(clips, factors, order))
+    orders = set()
+    for seed in range(12):
+        calls.clear()
+        generator = aug.make_generator(seed)
+        aug._jitter(torch.rand(8, 3, 2, 8, 8), aug.AugmentParams(jitter_p=1.0), generator, generator)
+        assert len(calls) == 1 and calls[0][0] == 8 and sorted(calls[0][1]) == [0, 1, 2, 3]
+        orders.add(calls[0][1])
+    assert len(orders) > 3  # a new order for each batch, shared by its clips
+
+
+def test_select_all_path_equals_the_subset_path():
+    clips = torch.rand(6, 3, 2, 10, 10)
+    first = aug.augment(clips, aug.make_generator(9))
+    chosen = torch.tensor([True, False, True, True, False, False])
+    subset = aug._apply(clips, chosen, lambda x, i: aug.grey(x).expand(-1, 3, -1, -1, -1), select_all=False)
+    everywhere = aug._apply(clips, chosen, lambda x, i: aug.grey(x).expand(-1, 3, -1, -1, -1), select_all=True)
+    torch.testing.assert_close(subset, everywhere)
+    assert first.shape == clips.shape
+
+
+def test_background_erasing_adds_one_static_frame_of_the_same_clip():
+    clips = torch.rand(3, 3, 6, 8, 8)
+    out = aug.background_erasing(clips, 0.3, aug.make_generator(4))
+    for index in range(3):
+        difference = out[index] - clips[index]
+        # x' - x = lam * (static - x): solve for lam and the static frame must be one of the clip's.
+        candidates = []
+        for frame in range(6):
+            static = clips[index, :, frame:frame + 1]
+            direction = static - clips[index]
+            lam = (difference * direction).sum() / (direction * direction).sum().clamp_min(1e-12)
+            if torch.allclose(difference, lam * direction, atol=1e-6):
+                candidates.append(float(lam))
+        assert candidates and 0 <= candidates[0] < 0.3

@@ -13,10 +13,10 @@ def test_average_by_video():
     assert labels.tolist() == [0, 2]
 
 
-def test_centring_uses_the_gallery_mean_and_rows_get_unit_norm():
+def test_gallery_protocol_centres_both_on_the_gallery_mean_and_rows_get_unit_norm():
     gallery = np.array([[2.0, 0.0], [4.0, 0.0], [3.0, 3.0]])  # mean (3, 1)
     queries = np.array([[3.0, 1.0 + 2.0]])
-    g, q = centre_and_normalise(gallery, queries)
+    g, q = centre_and_normalise(gallery, queries, "gallery")
     assert np.allclose(np.linalg.norm(g, axis=1), 1.0)
     assert np.allclose(q, [[0.0, 1.0]])  # (3,3) - (3,1) = (0,2) -> (0,1)
     assert np.allclose(g[0], [-1 / np.sqrt(2), -1 / np.sqrt(2)])
@@ -49,5 +49,22 @@ def test_centring_removes_a_common_offset_that_would_hide_the_classes():
     offset = np.array([[100.0, 100.0, 100.0]])
     gallery = np.eye(3) + offset
     gallery_labels = np.array([0, 1, 2])
-    g, q = centre_and_normalise(gallery, np.eye(3)[[1]] + offset)
+    g, q = centre_and_normalise(gallery, np.eye(3)[[1]] + offset, "gallery")
     assert recall_at_k(q, np.array([1]), g, gallery_labels, ks=(1,))["R@1"] == 1.0
+
+
+def test_official_protocol_centres_queries_and_gallery_each_on_its_own_mean():
+    """main_retrieve.py: query = query - query.mean(0); key = key - key.mean(0); then L2."""
+    gallery = np.array([[2.0, 0.0], [4.0, 0.0], [3.0, 3.0]])  # mean (3, 1)
+    queries = np.array([[1.0, 5.0], [3.0, 1.0]])  # mean (2, 3)
+    g, q = centre_and_normalise(gallery, queries, "official")
+    assert np.allclose(q, [[-1 / np.sqrt(5), 2 / np.sqrt(5)], [1 / np.sqrt(5), -2 / np.sqrt(5)]])
+    assert np.allclose(g[2], [0.0, 1.0])
+
+
+def test_official_protocol_normalises_each_clip_before_averaging():
+    """A loud clip (large norm) does not drown a quiet one when clips are L2-normalised first."""
+    clips = np.array([[100.0, 0.0], [0.0, 1.0]])
+    _, raw, _ = average_by_video(clips, np.array([0, 0]), np.array([0, 0]))
+    _, official, _ = average_by_video(clips, np.array([0, 0]), np.array([0, 0]), normalise_clips=True)
+    assert np.allclose(raw, [[50.0, 0.5]]) and np.allclose(official, [[0.5, 0.5]])

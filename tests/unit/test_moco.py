@@ -196,3 +196,17 @@ def _check_training_steps(rank, world):
 def test_two_gloo_workers_share_one_queue():
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     mp.spawn(_worker, args=(2, _free_port()), nprocs=2, join=True)
+
+
+def test_the_official_order_leaves_the_second_pass_its_own_clip_key_as_a_negative():
+    """Official builder: pass 1 enqueues keys of view_k before pass 2 queries with view_k, so
+    pass 2's queue holds each query's own clip (through the key encoder). 'after_both' does not."""
+    clips = torch.rand(4, 3, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    others = torch.rand(4, 3, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    for between, expected in ((True, True), (False, False)):
+        model = _moco(queue_size=32, momentum=0.0)  # key encoder = query encoder
+        model.enqueue_between_passes = between
+        with torch.no_grad():
+            out = model(others, clips)
+        own_key = out.logits[1][:, 1:].max(dim=1).values  # best negative of pass 2
+        assert bool((own_key >= out.logits[1][:, 0] - 1e-4).all()) == expected

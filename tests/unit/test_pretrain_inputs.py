@@ -41,7 +41,7 @@ def test_presets_are_complete_typed_configs():
 
 
 def test_batch_split_rounds_down():
-    train = presets.demo_pretrain().train
+    train = _demo(global_batch=16).train
     assert train.split_batch(2) == (8, 16)
     assert train.split_batch(3) == (5, 15)
 
@@ -67,14 +67,14 @@ def test_resume_of_a_missing_run(tmp_path):
 
 
 def test_total_steps():
-    config = _demo()
+    config = _demo(global_batch=16)
     assert total_steps(config, 100) == config.train.epochs * (100 // 16)
-    assert total_steps(_demo(max_steps=7), 100) == 7
+    assert total_steps(_demo(global_batch=16, max_steps=7), 100) == 7
 
 
 def test_the_plan_holds_every_derived_value(tmp_path):
     config = build(PretrainConfig, presets.demo_pretrain(), {"train": {"num_workers": 3, "min_workers": 1, "global_batch": 12}, "moco": {"queue_size": 120}, "storage": {"path": str(tmp_path)}})
-    resources = ResourcePlan(0.5, 1.0, 0.75, 1, 0.25, 1)
+    resources = ResourcePlan(0.5, 1.0)
     plan = make_plan(config, Location.parse(str(tmp_path / "m.parquet")), 100, resources, "abc")
     assert plan.steps_per_epoch == 100 // 12 and plan.total_steps == config.train.epochs * plan.steps_per_epoch
     assert plan.run.uri == str(tmp_path / "pretrain-synthetic-tiny")

@@ -47,12 +47,19 @@ def test_flip_probability_is_about_half():
     assert 150 < flips < 250
 
 
-def test_center_crop_resizes_short_side_then_crops_the_centre():
+def test_resize_center_crop_resizes_short_side_then_crops_the_centre():
     clip = np.zeros((2, 120, 160, 3), np.uint8)
     clip[:, 50:70, 70:90] = 255  # a centred square
-    out = transforms.center_crop(clip, 60)
+    out = transforms.eval_crop(clip, 60, "resize")
     assert out.shape == (2, 60, 60, 3)
     assert out[:, 30, 30].min() == 255 and out[:, 2, 2].max() == 0
+
+
+def test_official_center_crop_takes_the_middle_of_the_frame_as_stored():
+    """torchvision's CenterCropVideo, which the official test uses: no resize."""
+    clip = np.arange(2 * 128 * 170 * 3, dtype=np.int64).reshape(2, 128, 170, 3).astype(np.uint8)
+    out = transforms.eval_crop(clip, 112, "center")
+    assert np.array_equal(out, clip[:, 8:120, 29:141])
 
 
 def test_crop_larger_than_frame_is_a_user_error():

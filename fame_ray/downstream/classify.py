@@ -1,0 +1,182 @@
+"""The Ray Train worker of a downstream run: finetune or linear-probe a pretrained encoder,
+validating with multi-clip testing after every epoch. Plain PyTorch inside; Ray lines marked.
+
+Official protocol (docs/recipe.md, "Finetuning"): SGD with momentum and weight decay, lr / 10 at
+each milestone epoch, dropout before the classifier; training clips get the official on-device
+finetuning augmentation (grayscale p=0.2, colour jitter (0.4, 0.4, 0.4, 0.1) p=0.8, then the
+Kinetics normalisation); the linear probe trains on plain normalised clips with the backbone
+frozen and in eval mode, as the official eval.py does. Every epoch tests the whole test split:
+data.eval_clips clips per video, the video score as `video_score` says (eval.metrics).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from fame_ray.config import FinetuneConfig
+from fame_ray.downstream import preflight
+from fame_ray.downstream.search_space import Hyperparameters
+from fame_ray.eval.metrics import multi_clip_metrics
+from fame_ray.models.heads import build_classifier, trainable_parameters
+from fame_ray.pretrain import augment
+
+log = logging.getLogger(__name__)
+STATE_FILE = "finetune_state.pt"
+
+
+def lr_at_epoch(base_lr: float, milestones, epoch: int) -> float:
+    """Step schedule: base_lr / 10 per milestone reached (official: 60 and 120)."""
+    return base_lr * 0.1 ** sum(epoch >= m for m in milestones)
+
+
+def on_device(model: nn.Module, cfg: FinetuneConfig, device: torch.device) -> nn.Module:
+    """The model on its device (channels-last 3D on GPU where configured)."""
+    model = model.to(device)
+    if device.type == "cuda" and cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    return model
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float, momentum: float) -> torch.optim.Optimizer:
+    """SGD over the parameters that learn (only the classifier for the linear probe)."""
+    return torch.optim.SGD(trainable_parameters(model), lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def restore(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict | None) -> int:
+    """Load a saved epoch into a model that is ALREADY on its device: the optimizer's momentum
+    buffers then follow the parameters there (loaded before the move, they stayed on the CPU
+    and the first GPU step failed). Returns the first epoch to run."""
+    if state is None:
+        return 0
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    log.info("resumed from epoch %d", state["epoch"])
+    return state["epoch"] + 1
+
+
+def _saved_state() -> dict | None:
+    checkpoint = ray.train.get_checkpoint()  # Ray: set after a worker-group restart
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as directory:
+        return torch.load(os.path.join(directory, STATE_FILE), map_location="cpu", weights_only=True)
+
+
+def training_inputs(clips: torch.Tensor, cfg: FinetuneConfig, device: torch.device, generator: torch.Generator, order: torch.Generator) -> torch.Tensor:
+    """uint8 clips -> what the model trains on: augmented (finetune) or plain (linear probe)."""
+    if cfg.mode == "finetune":
+        clips = augment.augment(clips.to(device, non_blocking=True), generator, augment.FINETUNE, order_generator=order)
+    else:
+        clips = augment.to_input(clips, device)
+    return clips.contiguous(memory_format=torch.channels_last_3d) if device.type == "cuda" and cfg.train.channels_last else clips
+
+
+def train_epoch(model, optimizer, batches, cfg: FinetuneConfig, device, seed: list[int]) -> dict:
+    """One pass over the training shard; returns mean loss and clip accuracy."""
+    model.train()
+    losses, hits, seen = [], [], 0
+    use_bf16 = device.type == "cuda" and cfg.train.amp
+    for index, batch in enumerate(batches):
+        generator = augment.make_generator([*seed, index], device)
+        clips = training_inputs(batch["clip"], cfg, device, generator, augment.make_generator([*seed, index, 1]))
+        labels = batch["label"].to(device).long()
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            logits = model(clips)
+            loss = nn.functional.cross_entropy(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.detach() * len(labels))
+        hits.append((logits.argmax(1) == labels).sum())
+        seen += len(labels)
+    loss_sum = float(torch.stack(losses).sum()) if losses else 0.0  # one sync per epoch
+    correct = int(torch.stack(hits).sum()) if hits else 0
+    return {"train_loss": loss_sum / max(seen, 1), "train_clip_top1": correct / max(seen, 1), "train_clips": seen}
+
+
+@torch.no_grad()
+def predict(model, batches, cfg: FinetuneConfig, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits `N K`, labels `N`, video_index `N` of every clip in an evaluation shard."""
+    model.eval()
+    use_bf16 = device.type == "cuda" and cfg.train.amp
+    logits, labels, videos = [], [], []
+    for batch in batches:
+        clips = augment.to_input(batch["clip"], device)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            logits.append(model(clips).float().cpu().numpy())
+        labels.append(batch["label"].cpu().numpy())
+        videos.append(batch["video_index"].cpu().numpy())
+    if not logits:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(logits), np.concatenate(labels), np.concatenate(videos)
+
+
+def gather(parts: tuple) -> tuple:
+    """Concatenate every worker's (logits, labels, video_index) on every worker."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return parts
+    everyone = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, parts)
+    everyone = [p for p in everyone if len(p[1])]
+    if not everyone:
+        return parts
+    return tuple(np.concatenate([p[i] for p in everyone]) for i in range(3))
+
+
+def validate(model, batches, cfg: FinetuneConfig, device) -> dict:
+    """Multi-clip testing over the whole test split (all workers' shards together)."""
+    logits, labels, videos = gather(predict(model, batches, cfg, device))
+    if not len(labels):
+        logits = np.zeros((0, 1))
+    metrics = multi_clip_metrics(logits, labels, videos, rule=cfg.video_score, arch=cfg.model.arch)
+    return {f"val_{k}": v for k, v in metrics.items()}
+
+
+def build_model(cfg: FinetuneConfig, num_classes: int, dropout: float) -> nn.Module:
+    """The pretrained query encoder + a new classifier (frozen backbone for the linear probe)."""
+    backbone, _ = preflight.load_backbone(cfg.pretrained_location(), cfg.model.arch)
+    return build_classifier(backbone, num_classes, cfg.mode, dropout)
+
+
+def _report(metrics: dict, model, optimizer, epoch: int, rank: int) -> None:
+    """Every worker reports each epoch; rank 0 attaches the checkpoint."""
+    with tempfile.TemporaryDirectory() as directory:
+        checkpoint = None
+        if rank == 0:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}, os.path.join(directory, STATE_FILE))
+            checkpoint = ray.train.Checkpoint.from_directory(directory)
+        ray.train.report(metrics, checkpoint=checkpoint)  # Ray: to Tune via TuneReportCallback
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    """Ray Train worker: {"config": FinetuneConfig, "trial": Hyperparameters, "num_classes": int}."""
+    cfg: FinetuneConfig = loop_config["config"]
+    trial: Hyperparameters = loop_config["trial"]
+    torch.manual_seed(cfg.train.seed)
+    device = ray.train.torch.get_device()  # Ray: the worker's device
+    context = ray.train.get_context()
+    model = on_device(build_model(cfg, loop_config["num_classes"], trial.dropout), cfg, device)
+    optimizer = build_optimizer(model, trial.lr, trial.weight_decay, cfg.momentum)
+    start = restore(model, optimizer, _saved_state())
+    model = ray.train.torch.prepare_model(model, move_to_device=False)  # Ray: DDP across the trial's workers
+    plain = model.module if hasattr(model, "module") else model
+    batch, _ = cfg.train.split_batch(context.get_world_size())
+    train_shard, val_shard = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
+    for epoch in range(start, trial.epochs):
+        lr = lr_at_epoch(trial.lr, cfg.milestones, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        seed = [cfg.train.seed, epoch, context.get_world_rank()]
+        metrics = train_epoch(model, optimizer, train_shard.iter_torch_batches(batch_size=batch, drop_last=False), cfg, device, seed)
+        metrics.update(validate(plain, val_shard.iter_torch_batches(batch_size=batch), cfg, device))
+        metrics.update({"epoch": epoch, "lr": lr})
+        _report(metrics, plain, optimizer, epoch, context.get_world_rank())

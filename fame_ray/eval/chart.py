@@ -1,0 +1,52 @@
+"""Grouped bar charts as PNG, drawn with Pillow (no plotting library needed).
+
+    chart = grouped_bars({"motion": {"fame": (0.61, 0.02), "moco": (0.31, 0.04)}}, title="...")
+    chart.save("results.png")
+"""
+
+from __future__ import annotations
+
+from PIL import Image, ImageDraw
+
+# One colour per series, in order (colour-blind safe: Okabe-Ito).
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#999999"]
+
+
+def grouped_bars(groups: dict[str, dict[str, tuple[float, float]]], title: str, references: dict[str, float] | None = None,
+                 width: int = 900, height: int = 480) -> Image.Image:
+    """Bars of value in [0, 1] with a +-std whisker: one group per key of `groups`, one bar per
+    series inside it; `references` draws labelled horizontal lines (e.g. chance, a ceiling)."""
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    left, right, top, bottom = 60, width - 170, 40, height - 50
+    draw.text((left, 12), title, fill="black")
+    for tick in range(0, 11, 2):
+        y = bottom - (bottom - top) * tick / 10
+        draw.line([(left - 4, y), (right, y)], fill="#DDDDDD")
+        draw.text((left - 34, y - 6), f"{tick / 10:.1f}", fill="black")
+    series = list(dict.fromkeys(name for bars in groups.values() for name in bars))
+    slot = (right - left) / max(len(groups), 1)
+    bar = slot * 0.8 / max(len(series), 1)
+    for index, (group, bars) in enumerate(groups.items()):
+        x0 = left + index * slot + slot * 0.1
+        for position, name in enumerate(series):
+            if name not in bars:
+                continue
+            mean, std = bars[name]
+            x = x0 + position * bar
+            y = bottom - (bottom - top) * max(0.0, min(mean, 1.0))
+            draw.rectangle([x, y, x + bar * 0.9, bottom], fill=PALETTE[position % len(PALETTE)])
+            for edge in (mean - std, mean + std):
+                whisker = bottom - (bottom - top) * max(0.0, min(edge, 1.0))
+                draw.line([(x + bar * 0.2, whisker), (x + bar * 0.7, whisker)], fill="black")
+            draw.line([(x + bar * 0.45, bottom - (bottom - top) * max(0.0, min(mean - std, 1.0))), (x + bar * 0.45, bottom - (bottom - top) * max(0.0, min(mean + std, 1.0)))], fill="black")
+        draw.text((x0, bottom + 8), group, fill="black")
+    for offset, (label, value) in enumerate((references or {}).items()):
+        y = bottom - (bottom - top) * value
+        draw.line([(left, y), (right, y)], fill="#555555", width=1)
+        draw.text((right + 6, y - 6 + 12 * offset * 0), f"{label} {value:.2f}", fill="#555555")
+    for position, name in enumerate(series):
+        y = top + 20 * position
+        draw.rectangle([right + 10, y, right + 24, y + 12], fill=PALETTE[position % len(PALETTE)])
+        draw.text((right + 30, y), name, fill="black")
+    return image

@@ -1,0 +1,75 @@
+"""The pretraining step: each method's query view over a full per-worker batch, the key view
+untouched, per-step generators that make a step reproducible, and one SGD step."""
+
+from __future__ import annotations
+
+import torch
+
+from fame_ray.config import PretrainConfig, build, presets
+from fame_ray.pretrain import step
+
+
+def _config(method: str) -> PretrainConfig:
+    return build(PretrainConfig, presets.demo_pretrain(), {"method": method, "data": {"frames_per_clip": 4, "crop_size": 16}})
+
+
+def _batch(size=6, seed=0) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    clips = lambda: torch.randint(0, 256, (size, 3, 4, 16, 16), generator=generator, dtype=torch.uint8)  # noqa: E731
+    return {"view_q": clips(), "view_k": clips(), "mask": (torch.rand(size, 16, 16, generator=generator) < 0.5).to(torch.uint8), "label": torch.arange(size)}
+
+
+def test_fame_fuses_every_clip_with_a_background_from_the_full_batch():
+    batch = _batch(size=6)
+    fused = step.query_clips(batch, _config("fame"), torch.Generator().manual_seed(3), torch.device("cpu"))
+    query = batch["view_q"].float() / 255
+    keep = batch["mask"].bool()[:, None, None]
+    # Find, for every clip, which clip of the batch gave it its background.
+    donors = []
+    for index in range(6):
+        matches = [other for other in range(6) if torch.equal(fused[index], torch.where(keep[index], query[index], query[other]))]
+        assert matches, f"clip {index} is not foreground + a background of the batch"
+        donors.append(matches[0])
+    assert sorted(donors) == list(range(6))  # one permutation over all six clips
+    assert donors != list(range(6))  # seed 3 moves backgrounds around
+
+
+def test_the_key_view_is_never_touched_and_moco_leaves_the_query():
+    batch = _batch()
+    generators = step.step_generators(0, 5, 0, torch.device("cpu"))
+    plain = step.query_clips(batch, _config("moco"), generators["query"], torch.device("cpu"))
+    torch.testing.assert_close(plain, batch["view_q"].float() / 255)
+    for method in ("fame", "moco", "be"):
+        _, key = step.views(batch, _config(method), step.step_generators(0, 5, 0, torch.device("cpu")), torch.device("cpu"))
+        _, key_plain = step.views(batch, _config("moco"), step.step_generators(0, 5, 0, torch.device("cpu")), torch.device("cpu"))
+        torch.testing.assert_close(key, key_plain)
+
+
+def test_background_erasing_changes_the_query_only():
+    batch = _batch()
+    erased = step.query_clips(batch, _config("be"), torch.Generator().manual_seed(1), torch.device("cpu"))
+    assert not torch.allclose(erased, batch["view_q"].float() / 255)
+
+
+def test_a_step_draws_the_same_numbers_for_the_same_seed_step_and_rank():
+    batch = _batch()
+    config = _config("fame")
+    first = step.views(batch, config, step.step_generators(1, 9, 0, torch.device("cpu")), torch.device("cpu"))
+    again = step.views(batch, config, step.step_generators(1, 9, 0, torch.device("cpu")), torch.device("cpu"))
+    other = step.views(batch, config, step.step_generators(1, 10, 0, torch.device("cpu")), torch.device("cpu"))
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not torch.equal(first[0], other[0])
+
+
+def test_train_step_learns_something_and_returns_device_scalars():
+    config = _config("fame")
+    torch.manual_seed(0)
+    model, optimizer = step.build_training(config, torch.device("cpu"))
+    batch = _batch(size=8)
+    losses = []
+    for index in range(3):
+        loss, acc1 = step.train_step(model, optimizer, batch, 0.05, step.step_generators(0, index, 0, torch.device("cpu")), config, torch.device("cpu"))
+        losses.append(float(loss))
+        assert loss.dim() == 0 and 0 <= float(acc1) <= 1
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert int(model.queue_ptr) == (3 * 2 * 8) % config.moco.queue_size
