@@ -80,6 +80,10 @@ class DataConfig:
     short side resized to crop_size first (fame-ray's option for frames much larger than the crop)."""
     decode_threads: int = 1
     """decord threads per decoding task."""
+    decode_timeout_s: float = 60.0
+    """A video whose decode takes longer is skipped (counted, replaced in pretraining) instead of
+    stalling the job; 0 = no bound. Decoding a clip takes milliseconds; the bound covers slow
+    object-storage reads."""
     data_cpus: float = 0.0
     """CPUs kept for Ray Data's decode/FAME tasks; 0 = what training workers leave free."""
 
@@ -95,6 +99,7 @@ class DataConfig:
         _check(self.eval_clips > 0, f"data.eval_clips must be positive, got {self.eval_clips}")
         _check(self.test_crop in ("center", "resize"), f"data.test_crop must be 'center' or 'resize', got '{self.test_crop}'")
         _check(self.decode_threads >= 0, "data.decode_threads must be >= 0")
+        _check(self.decode_timeout_s >= 0, "data.decode_timeout_s must be >= 0 (0 = no bound)")
         _check(self.data_cpus >= 0, "data.data_cpus must be >= 0")
         _check(self.dataset != "csv" or bool(self.csv_path), "dataset 'csv' needs data.csv_path (--csv FILE)")
 

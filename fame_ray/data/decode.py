@@ -11,12 +11,22 @@ drops such videos; looping keeps every labelled video usable and is documented h
 
 Videos are `Location`s: local files, or s3:// objects read through fame_ray.storage and
 decoded from memory (decord accepts file-like objects).
+
+A decode that takes longer than its bound (`DataConfig.decode_timeout_s`) raises
+`DecodeTimeout`, a DecodeError the pipeline counts and replaces, instead of stalling the job:
+decord can block forever inside FFmpeg (decord issue 373; a file that never delivers its bytes
+does the same). The decode runs in a helper thread (decord calls release the GIL), which is
+abandoned when it overruns; the Ray Data tasks that decode are recycled every few hundred calls
+(`pipeline.TASK_CALLS`), so an abandoned thread or decord's slow memory growth (issues 157,
+208) never outlives its process for long.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import logging
+import threading
 
 import numpy as np
 
@@ -27,6 +37,47 @@ log = logging.getLogger(__name__)
 
 class DecodeError(Exception):
     """A video that cannot be read or decoded; the pipeline skips it and counts it."""
+
+
+class DecodeTimeout(DecodeError):
+    """A decode that ran past its bound (its thread is abandoned, the video skipped)."""
+
+
+class _Watchdog:
+    """Runs decodes in one helper thread per process and gives up on one that overruns."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fame-ray-decode")
+        self.abandoned = 0
+
+    def run(self, fn, timeout_s: float, what: str):
+        with self.lock:
+            executor = self.executor
+        future = executor.submit(fn)
+        try:
+            return future.result(timeout=timeout_s)
+        except concurrent.futures.TimeoutError:
+            with self.lock:
+                # The thread is stuck inside the decoder: later decodes get a fresh one.
+                if self.executor is executor:
+                    self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fame-ray-decode")
+                    executor.shutdown(wait=False, cancel_futures=True)
+                self.abandoned += 1
+            raise DecodeTimeout(f"{what}: decoding took longer than {timeout_s:g}s (skipped; raise data.decode_timeout_s if the storage is slow)") from None
+
+
+_WATCHDOG = _Watchdog()
+
+
+def with_deadline(fn, timeout_s: float, what: str):
+    """fn() in the decode thread; DecodeTimeout when it takes longer than `timeout_s`."""
+    return _WATCHDOG.run(fn, timeout_s, what)
+
+
+def abandoned_decodes() -> int:
+    """Decodes of this process that overran their bound (their threads are still blocked)."""
+    return _WATCHDOG.abandoned
 
 
 def clip_indices(start_frame: int, end_frame: int, offset: int, frames_per_clip: int, temporal_stride: int) -> np.ndarray:
@@ -57,12 +108,20 @@ def open_video(video: Location, num_threads: int = 1):
         raise DecodeError(f"cannot open {video}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
 
 
-def decode_clips(video: Location, start_frame: int, end_frame: int, offsets: list[int], frames_per_clip: int, temporal_stride: int, num_threads: int = 1) -> list[np.ndarray]:
+def decode_clips(video: Location, start_frame: int, end_frame: int, offsets: list[int], frames_per_clip: int, temporal_stride: int,
+                 num_threads: int = 1, timeout_s: float = 0.0) -> list[np.ndarray]:
     """Decode clips (uint8 T H W C each, size as stored) at the given offsets in one `get_batch`.
 
     The usable range is clamped to the frames decord actually finds (manifest counts come
-    from probing and can be off by a few frames).
+    from probing and can be off by a few frames). With `timeout_s` > 0, a decode that takes
+    longer raises DecodeTimeout.
     """
+    if timeout_s > 0:
+        return with_deadline(lambda: _decode_clips(video, start_frame, end_frame, offsets, frames_per_clip, temporal_stride, num_threads), timeout_s, str(video))
+    return _decode_clips(video, start_frame, end_frame, offsets, frames_per_clip, temporal_stride, num_threads)
+
+
+def _decode_clips(video: Location, start_frame: int, end_frame: int, offsets: list[int], frames_per_clip: int, temporal_stride: int, num_threads: int) -> list[np.ndarray]:
     import decord
 
     reader = open_video(video, num_threads)

@@ -153,7 +153,7 @@ def _clip_pair(videos: dict, video: int, epoch: int, shard: PretrainShard) -> di
     offsets = sampling.distinct_offsets(end - start, data.clip_span, 2, rng)
     source = shard.manifest.at(videos["path"][video])
     started = time.perf_counter()
-    clips = decode.decode_clips(source, start, end, offsets, data.frames_per_clip, data.temporal_stride, data.decode_threads)
+    clips = decode.decode_clips(source, start, end, offsets, data.frames_per_clip, data.temporal_stride, data.decode_threads, data.decode_timeout_s)
     decoded = time.perf_counter()
     query, key = (np.ascontiguousarray(transforms.random_resized_crop(clip, data.crop_size, data.crop_scale, rng).transpose(3, 0, 1, 2)) for clip in clips)
     cropped = time.perf_counter()
@@ -223,7 +223,7 @@ def _supervised_rows(row: dict, data: DataConfig, train: bool, source: Location,
     else:
         offsets = decode.uniform_offsets(end - start, data.clip_span, data.eval_clips)
     try:
-        clips = decode.decode_clips(source.at(str(row["path"])), start, end, offsets, data.frames_per_clip, data.temporal_stride, data.decode_threads)
+        clips = decode.decode_clips(source.at(str(row["path"])), start, end, offsets, data.frames_per_clip, data.temporal_stride, data.decode_threads, data.decode_timeout_s)
     except decode.DecodeError as error:
         _count_failure(counter, str(row["path"]), error)
         return []

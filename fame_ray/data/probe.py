@@ -15,18 +15,56 @@ import os
 import ray
 
 from fame_ray import runtime
+from fame_ray.data import decode
 from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
 
 CHUNK = 16  # videos per Ray task: enough to hide task overhead, small enough to spread out
 TASK_CPUS = 0.5  # probing waits on I/O and demuxing more than it computes
+PROBE_TIMEOUT_S = 120.0  # opening a video and decoding two frames takes milliseconds
 
 
-def probe_video(video: Location) -> dict | str:
-    """{'num_frames', 'fps', 'height', 'width'} of one video, or the reason it cannot be read."""
+def decodable_frames(reader) -> int:
+    """How many frames really decode: the reported count when its last frame decodes, else the
+    last decodable one found by bisection (a header can promise frames the file does not hold;
+    reading past them is what hangs or fails later, in training)."""
+    count = len(reader)
+    if _decodes(reader, count - 1):
+        return count
+    low, high = 0, count - 1  # frame `low` decodes (checked by the caller), `high` does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if _decodes(reader, middle) else (low, middle)
+    return low + 1
+
+
+def _decodes(reader, index: int) -> bool:
+    try:
+        reader.get_batch([index]).asnumpy()
+        return True
+    except Exception:  # decord raises DECORDError, RuntimeError...: the frame is not there
+        return False
+
+
+def _probe(source) -> dict | str:
     import decord
 
+    reader = decord.VideoReader(source, num_threads=1)
+    reported = len(reader)
+    if reported < 1:
+        return "no frames"
+    height, width = reader[0].shape[:2]
+    num_frames = decodable_frames(reader)
+    if num_frames < reported:
+        log.warning("%s reports %d frames, %d decode: using %d", source if isinstance(source, str) else "video", reported, num_frames, num_frames)
+    fps = float(reader.get_avg_fps())
+    return {"num_frames": num_frames, "fps": fps if fps > 0 else 25.0, "height": height, "width": width}
+
+
+def probe_video(video: Location, timeout_s: float = PROBE_TIMEOUT_S) -> dict | str:
+    """{'num_frames' (checked: its last frame decodes), 'fps', 'height', 'width'} of one video,
+    or the reason it cannot be read."""
     try:
         if video.is_s3:
             source = io.BytesIO(video.read_bytes())
@@ -34,17 +72,16 @@ def probe_video(video: Location) -> dict | str:
             return "missing file"
         else:
             source = video.uri
-        reader = decord.VideoReader(source, num_threads=1)
-        num_frames = len(reader)
-        height, width = reader[0].shape[:2]
-        fps = float(reader.get_avg_fps())
+        result = decode.with_deadline(lambda: _probe(source), timeout_s, str(video))
     except FileNotFoundError:
         return "missing file"
+    except decode.DecodeTimeout as error:
+        return f"unreadable: {error}"
     except Exception as error:  # decord raises DECORDError, RuntimeError, AssertionError...
         return f"unreadable: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}".rstrip(": ")
-    if num_frames < 1 or height < 1 or width < 1:
+    if isinstance(result, dict) and (result["height"] < 1 or result["width"] < 1):
         return "no frames"
-    return {"num_frames": num_frames, "fps": fps if fps > 0 else 25.0, "height": height, "width": width}
+    return result
 
 
 def probe_chunk(videos: list[Location]) -> list[dict | str]:

@@ -92,3 +92,58 @@ def test_decode_from_s3_reads_bytes_through_storage(video, bucket, s3_server):
     assert np.array_equal(remote, local)
     with pytest.raises(decode.DecodeError):
         decode.decode_clips(Location.parse(f"{bucket}/videos/absent.mp4", s3_server), 0, FRAMES, [0], 4, 1)
+
+
+def test_a_decode_that_hangs_is_cut_off_and_the_next_one_works(video, tmp_path):
+    """A FIFO nobody writes to: decord blocks forever opening it, as on a file that never
+    delivers its frames (decord issue 373). The bound turns that into a skipped video."""
+    import os
+    import threading
+    import time
+
+    fifo = tmp_path / "never.mp4"
+    os.mkfifo(fifo)
+    started = time.time()
+    with pytest.raises(decode.DecodeTimeout, match="longer than 1s"):
+        decode.decode_clips(Location.parse(str(fifo)), 0, 40, [0], 4, 1, timeout_s=1.0)
+    assert time.time() - started < 5
+    assert decode.abandoned_decodes() >= 1
+    (clip,) = decode.decode_clips(Location.parse(video), 0, FRAMES, [0], 4, 2, timeout_s=10.0)
+    assert frame_numbers(clip) == [0, 2, 4, 6]
+    # Release the abandoned thread: a writer that closes at once gives the reader EOF.
+    threading.Thread(target=lambda: open(fifo, "wb").close(), daemon=True).start()
+
+
+def test_probing_counts_only_the_frames_that_decode(tmp_path):
+    """A file cut short after its header promised every frame (a partial download of an MP4
+    whose index sits at the front): decord counts the half-written last frame, which does not
+    decode. The manifest gets the frames that really do."""
+    import av
+    import decord
+
+    from fame_ray.data import probe
+
+    path = tmp_path / "front_index.mp4"
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
+        rng = np.random.default_rng(0)
+        for _ in range(40):  # noise: large packets, so a cut lands inside one
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    assert probe.probe_video(Location.parse(str(path)))["num_frames"] == 40
+    data, cut = path.read_bytes(), tmp_path / "cut.mp4"
+    for share in (0.5, 0.55, 0.6, 0.45):
+        cut.write_bytes(data[: int(len(data) * share)])
+        reported = len(decord.VideoReader(str(cut)))
+        if not probe._decodes(decord.VideoReader(str(cut)), reported - 1):
+            break
+    else:
+        pytest.fail("no cut left a half-written last frame")
+    found = probe.probe_video(Location.parse(str(cut)))
+    assert found["num_frames"] == reported - 1
+    (clip,) = decode.decode_clips(Location.parse(str(cut)), 0, found["num_frames"], [found["num_frames"] - 4], 4, 1)
+    assert clip.shape == (4, 120, 160, 3)
