@@ -11,7 +11,12 @@ A checkpoint is a directory `<run>/checkpoint_<step:08d>/` holding:
 - `config.yaml` the resolved config (`fame_ray.config.to_dict`), so a run can be resumed or
                 reproduced from storage alone.
 - `meta.json`   step, epoch, metrics, git SHA, time. Uploaded LAST: a directory without it is
-                incomplete (an upload that was cut off) and is never taken as the latest.
+                incomplete (an upload that was cut off) and is never taken as the latest; so is
+                one whose meta.json is not a JSON object with an integer "step" (empty, cut
+                off, or not ours), with one warning naming it.
+
+`write_local` writes each file under a temporary name and renames it into place, meta.json
+last, so a crash mid-save never leaves a file that looks whole.
 
 Ray Train uploads the directory through `upload` (passed as `checkpoint_upload_fn`), which
 copies state.pt and config.yaml first and meta.json only once they are stored.
@@ -34,7 +39,7 @@ import ray.train
 import yaml
 
 from fame_ray.errors import UserError
-from fame_ray.storage import Location
+from fame_ray.storage import Location, write_file_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -84,13 +89,16 @@ def make_meta(step: int, epoch: int, metrics: dict, world_size: int, sha: str) -
 
 
 def write_local(directory: str, state: dict, config_dict: dict, meta: dict) -> str:
-    """Write the three files of a checkpoint into a local directory (meta.json last)."""
+    """Write the three files of a checkpoint into a local directory, each under a temporary
+    name then renamed into place, meta.json last."""
     import torch
 
     os.makedirs(directory, exist_ok=True)
-    torch.save(state, os.path.join(directory, STATE_FILE))
-    Path(directory, CONFIG_FILE).write_text(yaml.safe_dump(config_dict, sort_keys=False))
-    Path(directory, META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
+    config_text = yaml.safe_dump(config_dict, sort_keys=False).encode()
+    meta_text = json.dumps(meta, indent=1, sort_keys=True).encode()
+    write_file_atomically(os.path.join(directory, STATE_FILE), lambda stream: torch.save(state, stream))
+    write_file_atomically(os.path.join(directory, CONFIG_FILE), lambda stream: stream.write(config_text))
+    write_file_atomically(os.path.join(directory, META_FILE), lambda stream: stream.write(meta_text))
     return directory
 
 
@@ -111,8 +119,10 @@ def upload(checkpoint, checkpoint_dir_name: str):
 
 
 def copy_directory(local_dir: str, fs: pafs.FileSystem, target: str) -> None:
-    """Copy a local checkpoint directory onto `fs` at `target`, with meta.json last."""
-    names = sorted(os.listdir(local_dir), key=lambda name: name == META_FILE)
+    """Copy a local checkpoint directory onto `fs` at `target`, with meta.json last.
+
+    Hidden files are left out: they are temporary names of a write that did not finish."""
+    names = sorted((name for name in os.listdir(local_dir) if not name.startswith(".")), key=lambda name: name == META_FILE)
     if META_FILE not in names or STATE_FILE not in names:
         raise FileNotFoundError(f"checkpoint {local_dir} lacks {STATE_FILE} or {META_FILE}")
     fs.create_dir(target, recursive=True)
@@ -123,12 +133,37 @@ def copy_directory(local_dir: str, fs: pafs.FileSystem, target: str) -> None:
 
 
 def is_complete(location: Location) -> bool:
-    """A checkpoint counts only when meta.json and state.pt are both stored."""
+    """Both meta.json and state.pt are stored (`complete_meta` also checks meta.json's content)."""
     return (location / META_FILE).is_file() and (location / STATE_FILE).is_file()
 
 
 def _read_json(location: Location) -> dict:
     return json.loads(location.read_bytes().decode())
+
+
+def _is_step(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def complete_meta(location: Location) -> dict | None:
+    """meta.json of a complete checkpoint, or None when the checkpoint is incomplete.
+
+    A missing meta.json is an upload cut off (no message: it happens on every crash); a
+    meta.json that cannot be read, is not a JSON object or has no integer "step" gets one
+    warning, since someone or something damaged it.
+    """
+    if not is_complete(location):
+        return None
+    try:
+        meta = _read_json(location / META_FILE)
+    except (OSError, ValueError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        reason = f"cannot be read as JSON ({type(error).__name__})"
+    else:
+        if isinstance(meta, dict) and _is_step(meta.get("step")):
+            return meta
+        reason = "is not a JSON object with an integer 'step'"
+    logger.warning("checkpoint %s is treated as incomplete: its %s %s", location, META_FILE, reason)
+    return None
 
 
 def list_checkpoints(run: Location) -> list[CheckpointInfo]:
@@ -143,9 +178,9 @@ def list_checkpoints(run: Location) -> list[CheckpointInfo]:
         if entry.type != pafs.FileType.Directory or not match:
             continue
         location = run / entry.base_name
-        complete = is_complete(location)
-        meta = _read_json(location / META_FILE) if complete else {}
-        found.append(CheckpointInfo(entry.base_name, location, int(meta.get("step", match.group(1))), complete, meta))
+        meta = complete_meta(location)
+        step = meta["step"] if meta is not None else int(match.group(1))
+        found.append(CheckpointInfo(entry.base_name, location, step, meta is not None, meta or {}))
     return sorted(found, key=lambda info: (info.step, info.name))
 
 
@@ -238,11 +273,13 @@ def read_records(run: Location) -> list[dict]:
     if not location.exists():
         return []
     records = []
-    for line in location.read_text().splitlines():
+    for line in location.read_bytes().decode("utf-8", "replace").splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
             continue
+        if isinstance(record, dict):
+            records.append(record)
     return records
 
 
@@ -254,9 +291,9 @@ def summarize(root: Location, name: str) -> RunSummary:
         raise UserError(f"no run named '{name}' in {root}", hint)
     run = root / name
     checkpoints = list_checkpoints(run)
-    records = read_records(run)
-    last = records[-1] if records else {}
-    steps = [int(last.get("step", 0))] + [info.step for info in checkpoints if info.complete]
+    # The last record with a usable step: a damaged last line does not hide how far the run got.
+    last = next((record for record in reversed(read_records(run)) if _is_step(record.get("step"))), {})
+    steps = [last.get("step", 0)] + [info.step for info in checkpoints if info.complete]
     return RunSummary(name, run, checkpoints, max(steps), last)
 
 

@@ -19,6 +19,7 @@ import os
 import posixpath
 import tempfile
 from dataclasses import dataclass
+from typing import BinaryIO, Callable
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -56,6 +57,22 @@ def check_uri(uri: str) -> str:
     if uri.startswith(S3_SCHEME) and not urlparse(uri).netloc:
         raise UserError(f"'{uri}' names no bucket", "use s3://BUCKET/PREFIX")
     return uri
+
+
+def write_file_atomically(path: str, write: Callable[[BinaryIO], object]) -> None:
+    """Write a local file through `write(stream)` under a hidden temporary name in the same
+    folder, then rename it into place: a reader never sees half a file, and a write that fails
+    midway leaves nothing under the real name (and no temporary file either)."""
+    directory, name = os.path.split(path)
+    handle, temporary = tempfile.mkstemp(dir=directory or ".", prefix=f".{name}.")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
 
 
 @functools.lru_cache(maxsize=8)
@@ -171,15 +188,7 @@ class Location:
                 stream.write(data)
             return
         os.makedirs(os.path.dirname(self.uri), exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=os.path.dirname(self.uri), prefix=f".{self.name}.")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(data)
-            os.replace(temporary, self.uri)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
+        write_file_atomically(self.uri, lambda stream: stream.write(data))
 
     def write_text(self, text: str) -> None:
         self.write_bytes(text.encode("utf-8"))
