@@ -48,6 +48,8 @@ CONFIG_FILE = "config.yaml"
 META_FILE = "meta.json"
 METRICS_FILE = "metrics.jsonl"
 FORMAT_VERSION = 1
+# The sections of a saved config.yaml that are mappings (fame_ray.config.to_dict).
+CONFIG_SECTIONS = ("data", "fame", "model", "moco", "optim", "train", "storage")
 _NAME = re.compile(r"^checkpoint_(\d+)$")
 # Files that mark a directory as a run (any one of them).
 RUN_MARKERS = (METRICS_FILE, "checkpoint_manager_snapshot.json", "run.json")
@@ -190,21 +192,31 @@ def latest_complete(run: Location) -> CheckpointInfo | None:
     return complete[-1] if complete else None
 
 
-def _torch_load(data: bytes) -> dict:
+def torch_load(data: bytes, where: str):
+    """A torch file's content, on CPU, through the safe loader (tensors, containers and numbers
+    only: a file that holds other Python objects is refused, never executed).
+
+    torch's own error text ends with advice to pass weights_only=False, which would run
+    whatever the file holds; the UserError says what is wrong in fame-ray's words instead.
+    """
     import torch
 
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is the user's input
+        raise UserError(f"cannot read {where} as a PyTorch checkpoint saved with tensors only ({type(error).__name__}; fame-ray never unpickles arbitrary objects)",
+                        "pass an official FAME .pth(.tar) or a fame-ray checkpoint directory; re-save other files as a plain state dict of tensors") from None
 
 
 def load_state(checkpoint: Location) -> dict:
     """state.pt of a checkpoint directory (local or s3://), on CPU."""
-    return _torch_load((checkpoint / STATE_FILE).read_bytes())
+    return torch_load((checkpoint / STATE_FILE).read_bytes(), (checkpoint / STATE_FILE).uri)
 
 
 def load_ray_checkpoint_state(checkpoint: ray.train.Checkpoint) -> dict:
     """state.pt of a `ray.train.Checkpoint` (any filesystem), on CPU."""
     with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{STATE_FILE}") as stream:
-        return _torch_load(stream.read())
+        return torch_load(stream.read(), f"{checkpoint.path}/{STATE_FILE}")
 
 
 def ray_checkpoint_step(checkpoint: ray.train.Checkpoint) -> int:
@@ -219,8 +231,18 @@ def read_meta(checkpoint: Location) -> dict:
 
 
 def read_config(checkpoint: Location) -> dict:
-    """config.yaml of a checkpoint directory, as a dict."""
-    return yaml.safe_load((checkpoint / CONFIG_FILE).read_text()) or {}
+    """config.yaml of a checkpoint directory, as a dict (a UserError when it is not a YAML
+    mapping whose sections are mappings: every reader looks keys up in them)."""
+    where = checkpoint / CONFIG_FILE
+    try:
+        values = yaml.safe_load(where.read_bytes().decode("utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError):
+        values = None
+    sections_ok = isinstance(values, dict) and all(isinstance(values.get(name) or {}, dict) for name in CONFIG_SECTIONS)
+    if not sections_ok:
+        raise UserError(f"{where} is not a fame-ray config (a YAML mapping of sections such as model: and train:)",
+                        "pass a checkpoint written by `fame-ray pretrain`, or its run directory")
+    return values
 
 
 # ---------------------------------------------------------------------------------------
