@@ -309,6 +309,58 @@ def test_runtime_env_is_a_valid_ray_runtime_env(name):
     assert not any(re.search(r"SECRET|PASSWORD|TOKEN|ACCESS_KEY", key) for key in values["env_vars"])
 
 
+# Files that hold secrets in a working directory: never uploaded with a job, never committed.
+SECRET_PATTERNS = (".env", "*.tfstate*", "terraform.tfvars", ".terraform/")
+SECRET_FILES = (
+    ".env",
+    "infra/terraform/aws/terraform.tfstate",
+    "infra/terraform/aws/terraform.tfstate.backup",
+    "infra/terraform/gcp/.terraform.tfstate.lock.info",
+    "infra/terraform/aws/terraform.tfvars",
+    "infra/terraform/aws/.terraform/providers/registry/aws/credentials",
+)
+KEPT_FILES = ("fame_ray/cli.py", "infra/terraform/aws/terraform.tfvars.example", "infra/terraform/aws/main.tf", "docs/env.md")
+
+
+def packaged_names(workdir: Path, excludes: list[str], include_gitignore: bool) -> set[str]:
+    """What `ray job submit --working-dir` would upload: Ray's own packing of the folder."""
+    from zipfile import ZipFile
+
+    from ray._private.runtime_env.packaging import _zip_files
+
+    package = workdir.parent / f"{workdir.name}.zip"
+    _zip_files(str(workdir), excludes, str(package), include_gitignore=include_gitignore)
+    with ZipFile(package) as archive:
+        return {name.rstrip("/") for name in archive.namelist()}
+
+
+def fake_workdir(tmp_path: Path) -> Path:
+    workdir = tmp_path / "repo"
+    for name in SECRET_FILES + KEPT_FILES:
+        (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / name).write_text("x")
+    return workdir
+
+
+@pytest.mark.parametrize("name", RUNTIME_ENVS)
+def test_runtime_env_never_uploads_secret_files(name, tmp_path):
+    excludes = yaml.safe_load((ROOT / "jobs" / name).read_text())["excludes"]
+    assert set(SECRET_PATTERNS) <= set(excludes), set(SECRET_PATTERNS) - set(excludes)
+    uploaded = packaged_names(fake_workdir(tmp_path), excludes, include_gitignore=False)
+    assert set(KEPT_FILES) <= uploaded
+    assert not uploaded & set(SECRET_FILES), uploaded & set(SECRET_FILES)
+
+
+def test_gitignore_keeps_secret_files_out_of_git_and_of_uploads(tmp_path):
+    lines = (ROOT / ".gitignore").read_text().splitlines()
+    assert set(SECRET_PATTERNS) <= set(lines), set(SECRET_PATTERNS) - set(lines)
+    # Ray also reads .gitignore when packing a working dir (unless told not to).
+    workdir = fake_workdir(tmp_path)
+    (workdir / ".gitignore").write_text("\n".join(lines) + "\n")
+    uploaded = packaged_names(workdir, [], include_gitignore=True)
+    assert set(KEPT_FILES) <= uploaded and not uploaded & set(SECRET_FILES)
+
+
 # ---------------------------------------------------------------------------------------
 # no credential literal in any spec
 
