@@ -46,3 +46,21 @@ def test_debug_logging_never_prints_aws_credentials(s3_server):
     assert "debug logging is on" in logged  # the level really was DEBUG
     for secret in (FAKE_KEY_ID, FAKE_SESSION_TOKEN, "fake-secret-for-the-log-test"):
         assert secret not in logged
+
+
+def test_no_unsafe_yaml_or_pickle_loader_in_the_package():
+    """The README promises yaml.safe_load only, and no unpickling of files (torch.load with
+    weights_only=True is checked in test_loading.py)."""
+    import ast
+
+    unsafe = {("yaml", "load"), ("yaml", "unsafe_load"), ("yaml", "full_load"), ("yaml", "load_all"),
+              ("pickle", "load"), ("pickle", "loads"), ("cloudpickle", "load"), ("cloudpickle", "loads")}
+    found, safe_loads = [], 0
+    for path in (ROOT / "fame_ray").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
+                call = (node.func.value.id, node.func.attr)
+                safe_loads += call == ("yaml", "safe_load")
+                if call in unsafe:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert safe_loads > 0 and not found, found
