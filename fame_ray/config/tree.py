@@ -124,6 +124,8 @@ class DataConfig:
         self.crop_scale = tuple(float(v) for v in self.crop_scale)
         _check(self.dataset in DATASETS, f"unknown dataset '{self.dataset}': expected one of {', '.join(DATASETS)}")
         _check_location(self.data_root, "--data-root")
+        # Presets are configs too, built before the flags are merged: a broken $FAME_RAY_DATA
+        # (like a broken AWS_ENDPOINT_URL) is refused even when --data-root overrides it.
         if not self.data_root:
             _check_location(data_home(), "$FAME_RAY_DATA")
         _check_location(self.csv_path, "--csv")
