@@ -11,7 +11,12 @@ A checkpoint is a directory `<run>/checkpoint_<step:08d>/` holding:
 - `config.yaml` the resolved config (`fame_ray.config.to_dict`), so a run can be resumed or
                 reproduced from storage alone.
 - `meta.json`   step, epoch, metrics, git SHA, time. Uploaded LAST: a directory without it is
-                incomplete (an upload that was cut off) and is never taken as the latest.
+                incomplete (an upload that was cut off) and is never taken as the latest; so is
+                one whose meta.json is not a JSON object with an integer "step" (empty, cut
+                off, or not ours), with one warning naming it.
+
+`write_local` writes each file under a temporary name and renames it into place, meta.json
+last, so a crash mid-save never leaves a file that looks whole.
 
 Ray Train uploads the directory through `upload` (passed as `checkpoint_upload_fn`), which
 copies state.pt and config.yaml first and meta.json only once they are stored.
@@ -34,7 +39,7 @@ import ray.train
 import yaml
 
 from fame_ray.errors import UserError
-from fame_ray.storage import Location
+from fame_ray.storage import Location, write_file_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +48,8 @@ CONFIG_FILE = "config.yaml"
 META_FILE = "meta.json"
 METRICS_FILE = "metrics.jsonl"
 FORMAT_VERSION = 1
+# The sections of a saved config.yaml that are mappings (fame_ray.config.to_dict).
+CONFIG_SECTIONS = ("data", "fame", "model", "moco", "optim", "train", "storage")
 _NAME = re.compile(r"^checkpoint_(\d+)$")
 # Files that mark a directory as a run (any one of them).
 RUN_MARKERS = (METRICS_FILE, "checkpoint_manager_snapshot.json", "run.json")
@@ -84,13 +91,16 @@ def make_meta(step: int, epoch: int, metrics: dict, world_size: int, sha: str) -
 
 
 def write_local(directory: str, state: dict, config_dict: dict, meta: dict) -> str:
-    """Write the three files of a checkpoint into a local directory (meta.json last)."""
+    """Write the three files of a checkpoint into a local directory, each under a temporary
+    name then renamed into place, meta.json last."""
     import torch
 
     os.makedirs(directory, exist_ok=True)
-    torch.save(state, os.path.join(directory, STATE_FILE))
-    Path(directory, CONFIG_FILE).write_text(yaml.safe_dump(config_dict, sort_keys=False))
-    Path(directory, META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
+    config_text = yaml.safe_dump(config_dict, sort_keys=False).encode()
+    meta_text = json.dumps(meta, indent=1, sort_keys=True).encode()
+    write_file_atomically(os.path.join(directory, STATE_FILE), lambda stream: torch.save(state, stream))
+    write_file_atomically(os.path.join(directory, CONFIG_FILE), lambda stream: stream.write(config_text))
+    write_file_atomically(os.path.join(directory, META_FILE), lambda stream: stream.write(meta_text))
     return directory
 
 
@@ -111,8 +121,10 @@ def upload(checkpoint, checkpoint_dir_name: str):
 
 
 def copy_directory(local_dir: str, fs: pafs.FileSystem, target: str) -> None:
-    """Copy a local checkpoint directory onto `fs` at `target`, with meta.json last."""
-    names = sorted(os.listdir(local_dir), key=lambda name: name == META_FILE)
+    """Copy a local checkpoint directory onto `fs` at `target`, with meta.json last.
+
+    Hidden files are left out: they are temporary names of a write that did not finish."""
+    names = sorted((name for name in os.listdir(local_dir) if not name.startswith(".")), key=lambda name: name == META_FILE)
     if META_FILE not in names or STATE_FILE not in names:
         raise FileNotFoundError(f"checkpoint {local_dir} lacks {STATE_FILE} or {META_FILE}")
     fs.create_dir(target, recursive=True)
@@ -123,12 +135,37 @@ def copy_directory(local_dir: str, fs: pafs.FileSystem, target: str) -> None:
 
 
 def is_complete(location: Location) -> bool:
-    """A checkpoint counts only when meta.json and state.pt are both stored."""
+    """Both meta.json and state.pt are stored (`complete_meta` also checks meta.json's content)."""
     return (location / META_FILE).is_file() and (location / STATE_FILE).is_file()
 
 
 def _read_json(location: Location) -> dict:
     return json.loads(location.read_bytes().decode())
+
+
+def _is_step(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def complete_meta(location: Location) -> dict | None:
+    """meta.json of a complete checkpoint, or None when the checkpoint is incomplete.
+
+    A missing meta.json is an upload cut off (no message: it happens on every crash); a
+    meta.json that cannot be read, is not a JSON object or has no integer "step" gets one
+    warning, since someone or something damaged it.
+    """
+    if not is_complete(location):
+        return None
+    try:
+        meta = _read_json(location / META_FILE)
+    except (OSError, ValueError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        reason = f"cannot be read as JSON ({type(error).__name__})"
+    else:
+        if isinstance(meta, dict) and _is_step(meta.get("step")):
+            return meta
+        reason = "is not a JSON object with an integer 'step'"
+    logger.warning("checkpoint %s is treated as incomplete: its %s %s", location, META_FILE, reason)
+    return None
 
 
 def list_checkpoints(run: Location) -> list[CheckpointInfo]:
@@ -143,9 +180,9 @@ def list_checkpoints(run: Location) -> list[CheckpointInfo]:
         if entry.type != pafs.FileType.Directory or not match:
             continue
         location = run / entry.base_name
-        complete = is_complete(location)
-        meta = _read_json(location / META_FILE) if complete else {}
-        found.append(CheckpointInfo(entry.base_name, location, int(meta.get("step", match.group(1))), complete, meta))
+        meta = complete_meta(location)
+        step = meta["step"] if meta is not None else int(match.group(1))
+        found.append(CheckpointInfo(entry.base_name, location, step, meta is not None, meta or {}))
     return sorted(found, key=lambda info: (info.step, info.name))
 
 
@@ -155,21 +192,31 @@ def latest_complete(run: Location) -> CheckpointInfo | None:
     return complete[-1] if complete else None
 
 
-def _torch_load(data: bytes) -> dict:
+def torch_load(data: bytes, where: str):
+    """A torch file's content, on CPU, through the safe loader (tensors, containers and numbers
+    only: a file that holds other Python objects is refused, never executed).
+
+    torch's own error text ends with advice to pass weights_only=False, which would run
+    whatever the file holds; the UserError says what is wrong in fame-ray's words instead.
+    """
     import torch
 
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is the user's input
+        raise UserError(f"cannot read {where} as a PyTorch checkpoint saved with tensors only ({type(error).__name__}; fame-ray never unpickles arbitrary objects)",
+                        "pass an official FAME .pth(.tar) or a fame-ray checkpoint directory; re-save other files as a plain state dict of tensors") from None
 
 
 def load_state(checkpoint: Location) -> dict:
     """state.pt of a checkpoint directory (local or s3://), on CPU."""
-    return _torch_load((checkpoint / STATE_FILE).read_bytes())
+    return torch_load((checkpoint / STATE_FILE).read_bytes(), (checkpoint / STATE_FILE).uri)
 
 
 def load_ray_checkpoint_state(checkpoint: ray.train.Checkpoint) -> dict:
     """state.pt of a `ray.train.Checkpoint` (any filesystem), on CPU."""
     with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{STATE_FILE}") as stream:
-        return _torch_load(stream.read())
+        return torch_load(stream.read(), f"{checkpoint.path}/{STATE_FILE}")
 
 
 def ray_checkpoint_step(checkpoint: ray.train.Checkpoint) -> int:
@@ -184,8 +231,18 @@ def read_meta(checkpoint: Location) -> dict:
 
 
 def read_config(checkpoint: Location) -> dict:
-    """config.yaml of a checkpoint directory, as a dict."""
-    return yaml.safe_load((checkpoint / CONFIG_FILE).read_text()) or {}
+    """config.yaml of a checkpoint directory, as a dict (a UserError when it is not a YAML
+    mapping whose sections are mappings: every reader looks keys up in them)."""
+    where = checkpoint / CONFIG_FILE
+    try:
+        values = yaml.safe_load(where.read_bytes().decode("utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError):
+        values = None
+    sections_ok = isinstance(values, dict) and all(isinstance(values.get(name) or {}, dict) for name in CONFIG_SECTIONS)
+    if not sections_ok:
+        raise UserError(f"{where} is not a fame-ray config (a YAML mapping of sections such as model: and train:)",
+                        "pass a checkpoint written by `fame-ray pretrain`, or its run directory")
+    return values
 
 
 # ---------------------------------------------------------------------------------------
@@ -238,11 +295,13 @@ def read_records(run: Location) -> list[dict]:
     if not location.exists():
         return []
     records = []
-    for line in location.read_text().splitlines():
+    for line in location.read_bytes().decode("utf-8", "replace").splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
             continue
+        if isinstance(record, dict):
+            records.append(record)
     return records
 
 
@@ -254,9 +313,9 @@ def summarize(root: Location, name: str) -> RunSummary:
         raise UserError(f"no run named '{name}' in {root}", hint)
     run = root / name
     checkpoints = list_checkpoints(run)
-    records = read_records(run)
-    last = records[-1] if records else {}
-    steps = [int(last.get("step", 0))] + [info.step for info in checkpoints if info.complete]
+    # The last record with a usable step: a damaged last line does not hide how far the run got.
+    last = next((record for record in reversed(read_records(run)) if _is_step(record.get("step"))), {})
+    steps = [last.get("step", 0)] + [info.step for info in checkpoints if info.complete]
     return RunSummary(name, run, checkpoints, max(steps), last)
 
 

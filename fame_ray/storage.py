@@ -19,6 +19,7 @@ import os
 import posixpath
 import tempfile
 from dataclasses import dataclass
+from typing import BinaryIO, Callable
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -36,26 +37,58 @@ def endpoint_url(endpoint: str = "") -> str:
     return endpoint or os.environ.get("AWS_ENDPOINT_URL", "") or os.environ.get("AWS_ENDPOINT_URL_S3", "")
 
 
+def _parse_url(text: str):
+    """urlparse, or None for text it cannot take apart (an unclosed '[', a port that is not a number)."""
+    try:
+        parsed = urlparse(text)
+        parsed.port  # raises ValueError for a port that is not a number
+    except ValueError:
+        return None
+    return parsed
+
+
 def check_endpoint(endpoint: str) -> str:
-    """An endpoint URL that can be used, or a UserError that names the fix (never echoing secrets)."""
+    """An endpoint URL that can be used, or a UserError that names the fix. The endpoint itself
+    is never echoed: it may carry a password."""
     if not endpoint:
         return ""
-    parsed = urlparse(endpoint)
-    if parsed.scheme not in _ENDPOINT_SCHEMES or not parsed.hostname:
-        raise UserError("the S3 endpoint is not an http(s) URL", "e.g. --s3-endpoint http://127.0.0.1:9000")
+    parsed = _parse_url(endpoint)
+    if parsed is None or parsed.scheme not in _ENDPOINT_SCHEMES or not parsed.hostname:
+        raise UserError("--s3-endpoint / AWS_ENDPOINT_URL is not an http(s) URL", "e.g. --s3-endpoint http://127.0.0.1:9000")
     if parsed.username or parsed.password:
-        raise UserError("the S3 endpoint URL carries credentials", "drop user:password@ from --s3-endpoint / AWS_ENDPOINT_URL; use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        raise UserError("--s3-endpoint / AWS_ENDPOINT_URL carries credentials", "drop user:password@ from it; use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
     return endpoint.rstrip("/")
 
 
 def check_uri(uri: str) -> str:
-    """A local path or an s3:// URI; any other scheme is a UserError."""
+    """A local path or an s3://BUCKET/PREFIX URI; any other scheme is a UserError. The URI is
+    not echoed in the message (it may carry user:password@); the caller names the flag."""
     if "://" in uri and not uri.startswith(S3_SCHEME):
         scheme = uri.split("://", 1)[0]
-        raise UserError(f"'{scheme}://' locations are not supported ({uri})", "use a local path or s3://BUCKET/PREFIX")
-    if uri.startswith(S3_SCHEME) and not urlparse(uri).netloc:
-        raise UserError(f"'{uri}' names no bucket", "use s3://BUCKET/PREFIX")
+        raise UserError(f"'{scheme}://' locations are not supported", "use a local path or s3://BUCKET/PREFIX, with s3 in lower case")
+    if uri.startswith(S3_SCHEME):
+        parsed = _parse_url(uri)
+        if parsed is None or not parsed.hostname:
+            raise UserError("an s3:// location names no bucket", "use s3://BUCKET/PREFIX")
+        if "@" in parsed.netloc:
+            raise UserError("an s3:// location carries credentials", "drop user:password@; use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
     return uri
+
+
+def write_file_atomically(path: str, write: Callable[[BinaryIO], object]) -> None:
+    """Write a local file through `write(stream)` under a hidden temporary name in the same
+    folder, then rename it into place: a reader never sees half a file, and a write that fails
+    midway leaves nothing under the real name (and no temporary file either)."""
+    directory, name = os.path.split(path)
+    handle, temporary = tempfile.mkstemp(dir=directory or ".", prefix=f".{name}.")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
 
 
 @functools.lru_cache(maxsize=8)
@@ -171,15 +204,7 @@ class Location:
                 stream.write(data)
             return
         os.makedirs(os.path.dirname(self.uri), exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=os.path.dirname(self.uri), prefix=f".{self.name}.")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(data)
-            os.replace(temporary, self.uri)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
+        write_file_atomically(self.uri, lambda stream: stream.write(data))
 
     def write_text(self, text: str) -> None:
         self.write_bytes(text.encode("utf-8"))

@@ -48,6 +48,7 @@ def bench_data(
       fame-ray bench data --no-ray --repeats 5
     """
     common.start_logging()
+    common.check_output_file(out)
     import json
 
     from fame_ray import runtime
@@ -92,6 +93,7 @@ def bench_train(
       fame-ray bench train --gpu --steps 50 --out bench-train-gpu.json
     """
     common.start_logging()
+    common.check_output_file(out)
     import json
 
     from fame_ray.bench import train as bench  # torch and ray: loaded only to run

@@ -3,12 +3,14 @@ preset, then YAML file, then the command's flags, then `--set key=value` overrid
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from fame_ray import logs
 from fame_ray.config import DATASETS, build, load_yaml, presets
+from fame_ray.errors import UserError
 
 Dataset = Annotated[Optional[str], typer.Option("--dataset", "-d", help=f"Dataset: {', '.join(DATASETS)}.")]
 DataRoot = Annotated[Optional[str], typer.Option("--data-root", help="Dataset folder or s3:// prefix (default: $FAME_RAY_DATA/<dataset>, $FAME_RAY_DATA defaults to ~/fame-ray-data).")]
@@ -48,6 +50,18 @@ def assemble(cls, table: dict, flags: dict, dataset: str | None, config_file: st
     file_values = load_yaml(config_file) if config_file else None
     chosen = presets.choose(preset, config_file, dataset)
     return build(cls, presets.get(table, chosen), file_values, drop_none(flags), overrides or [])
+
+
+def check_output_file(path: str, flag: str = "--out") -> None:
+    """Fail before any work when `path` cannot be written: it must be a local file in a folder
+    that exists (a benchmark or a sweep should not run to the end and then lose its output)."""
+    if "://" in path:
+        raise UserError(f"{flag} writes a local file", f"give a local path for {flag}")
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise UserError(f"{flag} {path} is a folder", f"give a file name for {flag}")
+    if not target.parent.is_dir():
+        raise UserError(f"{flag} {path}: the folder {target.parent} does not exist", f"create it first or pick another {flag}")
 
 
 def start_logging() -> None:

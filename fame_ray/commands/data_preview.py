@@ -48,6 +48,7 @@ def preview(
       fame-ray data preview --set data.crop_size=96 --set data.frames_per_clip=8
     """
     common.start_logging()
+    common.check_output_file(out)
     from fame_ray.data.preview import render  # torch and decord: loaded only to run
 
     flags = {"data": common.data_flags(dataset, data_root, split, csv), "fame": {"beta": beta}, "storage": {"s3_endpoint": s3_endpoint}}

@@ -29,6 +29,8 @@ def report(runs: Runs, storage: common.Storage = None, s3_endpoint: common.S3End
 
     from fame_ray.eval import report as results
 
+    if out:
+        common.check_output_file(out)
     root = StorageConfig(path=storage or "", s3_endpoint=s3_endpoint or "").root()
     records = [results.read(run, root) for run in runs]
     text = json.dumps(records, indent=2, default=str) if as_json else results.side_by_side(records)
@@ -36,4 +38,4 @@ def report(runs: Runs, storage: common.Storage = None, s3_endpoint: common.S3End
     if out:
         from pathlib import Path
 
-        Path(out).write_text(text + "\n")
+        Path(out).expanduser().write_text(text + "\n")

@@ -72,6 +72,6 @@ def show_run(run: RunArgument, storage: common.Storage = None, s3_endpoint: comm
     latest = summary.latest
     typer.echo(f"resume point: {latest.uri if latest else 'none (no complete checkpoint yet)'}")
     for info in summary.checkpoints:
-        status = "complete" if info.complete else "INCOMPLETE (upload cut off; ignored)"
+        status = "complete" if info.complete else "INCOMPLETE (no valid meta.json: cut off or damaged; ignored)"
         sha = info.meta.get("git_sha", "")
         typer.echo(f"  {info.name}  step {info.step:>8}  {status}  {('git ' + sha) if sha else ''}".rstrip())

@@ -17,6 +17,7 @@ import yaml
 
 from fame_ray.errors import ConfigError
 
+CONFIG_FILE_HINT = "give the path of a YAML file, e.g. jobs/pretrain-ucf101-r21d.yaml"
 
 
 def to_dict(config: Any) -> dict:
@@ -47,6 +48,7 @@ def from_dict(cls, values: dict | None, where: str = ""):
     kwargs = {}
     for key, value in values.items():
         if key not in known:
+            key = str(key)  # a YAML key may be a number
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean '{where}{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
             raise ConfigError(f"unknown config key '{where}{key}'{hint}")
@@ -59,8 +61,9 @@ def from_dict(cls, values: dict | None, where: str = ""):
             kwargs[key] = _coerce(cls, key, value, where)
     try:
         return cls(**kwargs)
-    except TypeError as error:
-        raise ConfigError(f"bad config for '{where or cls.__name__}': {error}") from None
+    except (TypeError, ValueError) as error:  # a value __post_init__ could not take apart
+        first = (str(error).splitlines() or [type(error).__name__])[0]
+        raise ConfigError(f"bad config for '{where or cls.__name__}': {first}") from None
 
 
 def _to_bool(value: Any) -> bool:
@@ -122,7 +125,10 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key=value (e.g. train.epochs=5)")
         dotted, raw = item.split("=", 1)
-        parsed = yaml.safe_load(raw) if raw else ""
+        try:
+            parsed = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"override '{dotted}': the value is not valid YAML", "quote the whole --set, e.g. --set 'data.crop_scale=[0.2, 1.0]'") from None
         node = values
         parts = dotted.strip().split(".")
         for part in parts[:-1]:
@@ -144,17 +150,30 @@ def merge(base: dict, update: dict) -> dict:
     return out
 
 
+def _read_config_text(path: Path) -> str:
+    """The text of a config file; only a regular file is read (a device such as /dev/zero or a
+    FIFO could block or never end)."""
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist", CONFIG_FILE_HINT)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} is not a regular file", CONFIG_FILE_HINT)
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config file {path} as UTF-8 text ({type(error).__name__})", CONFIG_FILE_HINT) from None
+
+
 def load_yaml(path: str | Path) -> dict:
     """Read a YAML config file into a dict (an error names the file if it is missing or bad)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist", "give the path of a YAML file, e.g. jobs/pretrain-ucf101-r21d.yaml")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(_read_config_text(path))
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if values is None:
+        raise ConfigError(f"config file {path} is empty", CONFIG_FILE_HINT)
     if not isinstance(values, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        raise ConfigError(f"config file {path} must hold a mapping at the top level", "e.g. `train: {epochs: 5}`, as in jobs/*.yaml")
     return values
 
 

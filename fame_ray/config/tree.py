@@ -11,12 +11,14 @@ Defaults are the official FAME recipe (see `fame_ray.data.fame` and the README);
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fame_ray.errors import ConfigError
-from fame_ray.storage import Location
+from fame_ray.errors import ConfigError, UserError
+from fame_ray.storage import Location, check_endpoint, check_uri, endpoint_url
 
 DATASETS = ("synthetic", "ucf101", "hmdb51", "diving48", "kinetics400", "folder", "csv")
 ARCHS = ("tiny", "r3d_18", "r2plus1d_18", "i3d")
@@ -36,6 +38,11 @@ KINETICS_STD = (0.22803, 0.22145, 0.216989)
 # ImageNet statistics, the input normalisation of the official retrieval (main_retrieve.py).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# A run lives in <storage>/<run name>/. Only a plain folder name keeps it there ('../x', '/x' and
+# 'a/b' would put it elsewhere); no leading '.', so it is never '.', '..' or hidden.
+RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+# Ray resources the resource plan sets itself (train.cpus_per_worker, train.use_gpu).
+PLANNED_RESOURCES = ("CPU", "GPU")
 
 
 def data_home() -> str:
@@ -45,9 +52,46 @@ def data_home() -> str:
     return home.rstrip("/") if "://" in home else str(Path(home).expanduser())
 
 
-def _check(condition: bool, message: str) -> None:
+def _check(condition: bool, message: str, hint: str = "") -> None:
     if not condition:
-        raise ConfigError(message)
+        raise ConfigError(message, hint)
+
+
+def _shown(text: str) -> str:
+    """A user's value quoted for a one-line message (escapes newlines, cut when long)."""
+    return repr(text[:64]) + ("..." if len(text) > 64 else "")
+
+
+def _check_run_name(name: str, flag: str) -> None:
+    _check(not name or RUN_NAME.fullmatch(name) is not None, f"{flag} {_shown(name)} is not a plain run name",
+           "use up to 128 letters, digits, '.', '_' and '-', not starting with '.', e.g. my-run-2")
+
+
+def _check_location(uri: str, flag: str) -> None:
+    """`uri` is a local path or s3://BUCKET/PREFIX (storage.check_uri), checked when the config
+    is built, so that nothing is written anywhere before a bad one is refused."""
+    try:
+        check_uri(uri)
+    except UserError as error:
+        raise ConfigError(f"{flag}: {error.message}", error.hint) from None
+
+
+def _check_endpoint(endpoint: str) -> None:
+    """--s3-endpoint, or AWS_ENDPOINT_URL when it is not given: a URL without credentials."""
+    try:
+        check_endpoint(endpoint_url(endpoint))
+    except UserError as error:
+        raise ConfigError(error.message, error.hint) from None
+
+
+def _check_worker_resources(resources: dict) -> None:
+    _check(isinstance(resources, dict), "train.worker_resources must be a mapping", "e.g. --set 'train.worker_resources={trainer_slot: 1}'")
+    for name, amount in resources.items():
+        where = f"train.worker_resources[{_shown(str(name))}]"
+        number = isinstance(amount, (int, float)) and not isinstance(amount, bool)
+        _check(number and math.isfinite(amount) and amount >= 0, f"{where} must be a number >= 0, got {amount!r}", "e.g. --set 'train.worker_resources={trainer_slot: 1}'")
+        _check(isinstance(name, str), f"{where}: a resource name must be text")
+        _check(name not in PLANNED_RESOURCES, f"{where}: the resource plan sets {name} itself", "use train.cpus_per_worker or --gpu")
 
 
 @dataclass
@@ -90,12 +134,20 @@ class DataConfig:
     def __post_init__(self):
         self.crop_scale = tuple(float(v) for v in self.crop_scale)
         _check(self.dataset in DATASETS, f"unknown dataset '{self.dataset}': expected one of {', '.join(DATASETS)}")
+        _check_location(self.data_root, "--data-root")
+        # Presets are configs too, built before the flags are merged: a broken $FAME_RAY_DATA
+        # (like a broken AWS_ENDPOINT_URL) is refused even when --data-root overrides it.
+        if not self.data_root:
+            _check_location(data_home(), "$FAME_RAY_DATA")
+        _check_location(self.csv_path, "--csv")
+        _check_location(self.manifest_dir, "data.manifest_dir (--out of data prepare)")
         _check(self.split in (1, 2, 3), f"data.split must be 1, 2 or 3, got {self.split}")
         _check(self.frames_per_clip > 0, f"data.frames_per_clip must be positive, got {self.frames_per_clip}")
         _check(self.temporal_stride > 0, f"data.temporal_stride must be positive, got {self.temporal_stride}")
         _check(self.crop_size >= 8, f"data.crop_size must be at least 8, got {self.crop_size}")
+        _check(len(self.crop_scale) == 2, f"data.crop_scale must be two numbers (low, high), got {list(self.crop_scale)}", "e.g. --set 'data.crop_scale=[0.2, 1.0]'")
         low, high = self.crop_scale
-        _check(len(self.crop_scale) == 2 and 0 < low <= high <= 1, f"data.crop_scale must be (low, high) with 0 < low <= high <= 1, got {self.crop_scale}")
+        _check(0 < low <= high <= 1, f"data.crop_scale must be (low, high) with 0 < low <= high <= 1, got {self.crop_scale}")
         _check(self.eval_clips > 0, f"data.eval_clips must be positive, got {self.eval_clips}")
         _check(self.test_crop in ("center", "resize"), f"data.test_crop must be 'center' or 'resize', got '{self.test_crop}'")
         _check(self.decode_threads >= 0, "data.decode_threads must be >= 0")
@@ -278,6 +330,7 @@ class TrainConfig:
         _check(self.checkpoint_every > 0, "train.checkpoint_every must be positive")
         _check(self.keep_checkpoints > 0, "train.keep_checkpoints must be positive")
         _check(self.log_every > 0, "train.log_every must be positive")
+        _check_worker_resources(self.worker_resources)
 
     def world_sizes(self) -> range:
         """Every number of workers the run may have (one for a fixed run, min..max when elastic)."""
@@ -302,6 +355,12 @@ class StorageConfig:
     """Run name; the same name resumes the run. Empty = derived from dataset and arch."""
     resume: str = ""
     """Resume this existing run (an error if it does not exist)."""
+
+    def __post_init__(self):
+        _check_location(self.path, "--storage")
+        _check_endpoint(self.s3_endpoint)
+        _check_run_name(self.run_name, "--run-name")
+        _check_run_name(self.resume, "--resume")
 
     def resolved_path(self) -> str:
         return self.root().uri
@@ -394,6 +453,7 @@ class FinetuneConfig:
         _check(self.samples > 0, "samples must be positive")
         _check(self.video_score in ("official", "softmax"), f"video_score must be 'official' or 'softmax', got '{self.video_score}'")
         _check(self.retrieval in ("official", "gallery"), f"retrieval must be 'official' or 'gallery', got '{self.retrieval}'")
+        _check_location(self.pretrained, "--pretrained")
         _check(self.dataset_ok(), f"dataset '{self.data.dataset}' has no labels to finetune on")
 
     def dataset_ok(self) -> bool:

@@ -46,6 +46,15 @@ MARKER = ".fame-ray-synthetic.json"
 # One full period of the base motion in frames: a training clip (16 frames, stride 2 = 31
 # frames of video) always sees at least one whole period.
 BASE_PERIOD = 24.0
+# Caps that stop a typo from running for hours or filling memory or disk: the largest real
+# datasets have 400 classes (Kinetics-400) and clips of a few hundred frames.
+MAX_SIDE = 4096
+MAX_FRAMES = 3000
+MAX_CLASSES = 400
+MAX_VIDEOS_PER_CLASS = 1000
+MAX_FPS = 240
+# A video is rendered whole in memory (T x H x W x 3, int16) before it is encoded.
+MAX_VIDEO_BYTES = 4 << 30
 
 
 @dataclass(frozen=True)
@@ -228,17 +237,47 @@ def _validate(layout: str, num_classes: int, videos_per_class: int, frames: int,
         raise UserError(f"need at least 2 frames and fps >= 1, got frames={frames} fps={fps}", "raise --frames")
     if width < 32 or height < 32 or width % 2 or height % 2:
         raise UserError(f"size {width}x{height} must be even and at least 32x32 (H.264 yuv420p)", "e.g. --size 160x120")
+    _check_caps(num_classes, videos_per_class, frames, width, height, fps)
+
+
+def _check_caps(num_classes: int, videos_per_class: int, frames: int, width: int, height: int, fps: int) -> None:
+    for flag, value, cap in (("--classes", num_classes, MAX_CLASSES), ("--videos-per-class", videos_per_class, MAX_VIDEOS_PER_CLASS),
+                             ("--frames", frames, MAX_FRAMES), ("--fps", fps, MAX_FPS)):
+        if value > cap:
+            raise UserError(f"{flag} {value} is more than the synthetic writer takes ({cap})", f"lower {flag}")
+    if max(width, height) > MAX_SIDE:
+        raise UserError(f"--size {width}x{height} is larger than {MAX_SIDE}x{MAX_SIDE}", "e.g. --size 320x240")
+    needed = frames * width * height * 3 * 2
+    if needed > MAX_VIDEO_BYTES:
+        raise UserError(f"one video of {frames} frames at {width}x{height} needs {needed / (1 << 30):.1f} GiB of memory to render (at most {MAX_VIDEO_BYTES >> 30} GiB)",
+                        "lower --frames or --size")
+
+
+def check_output_folder(out: str, force: bool = False) -> None:
+    """Where a dataset may be written: a local folder that is new, empty, or holds a synthetic
+    dataset already (its marker file); another folder only with `force`, since files of the
+    same names would be overwritten."""
+    if "://" in out:
+        raise UserError(f"synthetic datasets are written to a local folder, not to {out.split('://', 1)[0]}://", "write to a local --out, then upload the folder")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder", "give a folder path for --out")
+    if path.is_dir() and any(path.iterdir()) and not is_complete(out) and not force:
+        raise UserError(f"{out} holds other files and no synthetic dataset ({MARKER}); files of the same names would be overwritten",
+                        "pick a new or empty folder, or pass --force")
 
 
 def write_dataset(out: str, layout: str, num_classes: int = 6, videos_per_class: int = 8, frames: int = 48,
                   width: int = 160, height: int = 120, fps: int = 25, scene_bias: bool = False, seed: int = 0,
-                  object_colour: tuple | None = None, object_size: tuple[float, float] = (0.10, 0.13)) -> str:
+                  object_colour: tuple | None = None, object_size: tuple[float, float] = (0.10, 0.13), force: bool = False) -> str:
     """Write a synthetic dataset in `layout`'s official layout under `out`; returns `out`.
 
     Layouts (docs/datasets.md): ucf101, hmdb51, diving48, kinetics400, folder. The videos, split
-    files and annotations are those the real dataset ships, with fewer classes.
+    files and annotations are those the real dataset ships, with fewer classes. `out` must be
+    new, empty or a synthetic dataset already, unless `force` (check_output_folder).
     """
     _validate(layout, num_classes, videos_per_class, frames, width, height, fps)
+    check_output_folder(out, force)
     writer = VideoWriter(num_classes, frames, width, height, fps, scene_bias, seed, object_colour, object_size)
     os.makedirs(out, exist_ok=True)
     getattr(synthetic_layouts, f"write_{layout}")(out, writer, videos_per_class)

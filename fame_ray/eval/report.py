@@ -112,6 +112,20 @@ def write(record: dict, run_dir: Location) -> tuple[Location, Location]:
     return json_file, md_file
 
 
+def _results_record(location: Location) -> dict:
+    """The record in a results.json; a UserError when the file is not one (a table built from
+    another JSON file would print as if the run had no results)."""
+    try:
+        record = json.loads(location.read_bytes().decode("utf-8"))
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        record = None
+    fields_ok = isinstance(record, dict) and "kind" in record and isinstance(record.get("run"), str) and isinstance(record.get("metrics"), dict)
+    if not fields_ok or not isinstance(record.get("pretrain_recipe") or {}, dict):
+        raise UserError(f"{location} is not a fame-ray results file (a JSON object with kind, run and metrics)",
+                        "give a results.json written by `fame-ray finetune` or `fame-ray retrieve`, or its run directory")
+    return record
+
+
 def read(run: str, storage_root: Location) -> dict:
     """A results record from a run directory, a results.json file, or a run name under `storage_root`."""
     given = storage_root.at(run) if run.startswith("s3://") else Location.parse(run, storage_root.endpoint)
@@ -120,7 +134,7 @@ def read(run: str, storage_root: Location) -> dict:
         candidates.append(storage_root / run / RESULTS_JSON)
     for location in candidates:
         if location.exists():
-            return json.loads(location.read_bytes())
+            return _results_record(location)
     raise UserError(f"no results found for run '{run}' (looked for {', '.join(map(str, candidates))})", "give a run directory written by `fame-ray finetune` or `fame-ray retrieve`, or its name with --storage")
 
 

@@ -17,14 +17,16 @@ fame-ray checkpoints (fame_ray.checkpoints):
     <storage>/<run>/checkpoint_<step:08d>/config.yaml  the resolved PretrainConfig
         (model.arch is checked against the requested arch before loading)
     <storage>/<run>/checkpoint_<step:08d>/meta.json    written last; without it (or without
-        state.pt) the checkpoint is incomplete and never chosen
+        state.pt) the checkpoint is incomplete: never chosen, and refused when named directly
 A run directory (holding checkpoint_* subdirectories) resolves to its latest complete
 checkpoint (`resolve_weights`). Paths may be local or s3:// (fame_ray.storage).
+
+Every file is read with torch's safe loader (`checkpoints.torch_load`, weights_only=True): a
+file holding Python objects other than tensors is refused, never executed.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 
 import torch
@@ -42,13 +44,19 @@ HEAD_PREFIXES = ("fc.", "id_head.")
 _OFFICIAL_PREFIXES = ("module.encoder_q.", "encoder_q.")
 
 
+def _require_state_dict(state) -> dict:
+    """`state` itself when it maps parameter names (strings) to values; a UserError otherwise."""
+    if isinstance(state, dict) and all(isinstance(key, str) for key in state):
+        return state
+    raise UserError("the checkpoint holds no state dict (a mapping of parameter names to tensors)",
+                    "pass a .pth saved by the official FAME code or a fame-ray checkpoint")
+
+
 def _unwrap(checkpoint) -> dict:
     """The state dict inside a loaded checkpoint ('state_dict' key or the dict itself)."""
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
-        return checkpoint["state_dict"]
-    if isinstance(checkpoint, dict):
-        return checkpoint
-    raise UserError("the checkpoint holds no state dict", "pass a .pth saved by the official FAME code or a fame-ray checkpoint")
+        return _require_state_dict(checkpoint["state_dict"])
+    return _require_state_dict(checkpoint)
 
 
 def official_backbone_state(state_dict: dict) -> tuple[dict, list[str]]:
@@ -79,6 +87,10 @@ def load_backbone_state(backbone: nn.Module, state: dict, arch: str, source: str
 
     Only `num_batches_tracked` buffers (absent from PyTorch < 0.4.1 checkpoints) may be missing.
     """
+    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise UserError(f"{source} is not a state dict: {len(not_tensors)} entries are not tensors: {_names(not_tensors)}",
+                        "pass a .pth saved by the official FAME code or a fame-ray checkpoint")
     expected = backbone.state_dict()
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
@@ -111,6 +123,7 @@ def load_official_query_encoder(state_dict: dict, arch: str) -> tuple[nn.Module,
 
 def fame_ray_backbone_state(model_state: dict) -> dict:
     """The query-encoder backbone of a fame-ray MoCo state dict (`encoder_q.backbone.*`)."""
+    _require_state_dict(model_state)
     prefixes = ("module.encoder_q.backbone.", "encoder_q.backbone.")
     prefix = next((p for p in prefixes if any(k.startswith(p) for k in model_state)), None)
     if prefix is None:
@@ -119,12 +132,13 @@ def fame_ray_backbone_state(model_state: dict) -> dict:
     return {k[len(prefix):]: v for k, v in model_state.items() if k.startswith(prefix)}
 
 
-def _torch_load(data: bytes, where: str):
-    try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is the user's input
-        raise UserError(f"cannot read {where} as a PyTorch checkpoint: {type(error).__name__}: {str(error)[:200]}",
-                        "pass an official FAME .pth(.tar) or a fame-ray checkpoint directory") from None
+def _fame_ray_model_state(checkpoint, where: str) -> dict:
+    """The "model" state dict of a loaded fame-ray state.pt."""
+    model = checkpoint.get("model") if isinstance(checkpoint, dict) else None
+    if not isinstance(model, dict):
+        raise UserError(f"{where} holds no fame-ray model state (a dict with a 'model' state dict)",
+                        "pass a checkpoint written by `fame-ray pretrain`, or its run directory")
+    return model
 
 
 def resolve_weights(weights: Location) -> tuple[str, Location]:
@@ -135,6 +149,9 @@ def resolve_weights(weights: Location) -> tuple[str, Location]:
     if weights.is_file():
         return "file", weights
     if (weights / checkpoints.STATE_FILE).exists():
+        if checkpoints.complete_meta(weights) is None:
+            raise UserError(f"{weights} is an incomplete checkpoint (no valid {checkpoints.META_FILE}: its save or upload was cut off)",
+                            "pass the run directory (its latest complete checkpoint is taken) or a complete checkpoint_* directory")
         return "checkpoint", weights
     latest = checkpoints.latest_complete(weights)
     if latest is None:
@@ -146,7 +163,8 @@ def resolve_weights(weights: Location) -> tuple[str, Location]:
 def _checkpoint_arch(checkpoint: Location) -> str:
     if not (checkpoint / checkpoints.CONFIG_FILE).exists():
         return ""
-    return str((checkpoints.read_config(checkpoint).get("model") or {}).get("arch", ""))
+    arch = (checkpoints.read_config(checkpoint).get("model") or {}).get("arch", "")
+    return arch if isinstance(arch, str) else ""
 
 
 def load_pretrained_backbone(weights: Location, arch: str) -> tuple[nn.Module, dict]:
@@ -160,7 +178,7 @@ def load_pretrained_backbone(weights: Location, arch: str) -> tuple[nn.Module, d
     if kind == "file":
         if not arch:
             raise UserError("an official FAME checkpoint does not say its architecture", "pass --arch (i3d or r2plus1d_18)")
-        checkpoint = _torch_load(where.read_bytes(), uri)
+        checkpoint = checkpoints.torch_load(where.read_bytes(), uri)
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
             state, source = fame_ray_backbone_state(checkpoint["model"]), "fame-ray"
         else:
@@ -171,8 +189,9 @@ def load_pretrained_backbone(weights: Location, arch: str) -> tuple[nn.Module, d
         if saved_arch and arch and saved_arch != arch:
             raise UserError(f"the checkpoint {uri} is a {saved_arch} model, not {arch}", f"pass --arch {saved_arch}")
         arch = arch or saved_arch
-        checkpoint = _torch_load((where / checkpoints.STATE_FILE).read_bytes(), uri)
-        state, source = fame_ray_backbone_state(checkpoint.get("model", {})), "fame-ray"
+        state_file = where / checkpoints.STATE_FILE
+        checkpoint = checkpoints.torch_load(state_file.read_bytes(), state_file.uri)
+        state, source = fame_ray_backbone_state(_fame_ray_model_state(checkpoint, state_file.uri)), "fame-ray"
     backbone = build_backbone(arch)
     report = load_backbone_state(backbone, state, arch, f"the {source} checkpoint")
     report.update(format=source, source=uri, step=checkpoint.get("step"))

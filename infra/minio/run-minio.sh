@@ -31,10 +31,29 @@ for _ in $(seq 1 60); do
 done
 curl -fsS "${endpoint}/minio/health/ready" >/dev/null || { echo "error: MinIO did not become ready at $endpoint" >&2; exit 1; }
 
+# Percent-encode for the user:password@ part of a URL. Pure bash (builtins only): the value
+# never becomes an argument of another process.
+urlencode() {
+  local LC_ALL=C text="$1" out="" char i
+  for ((i = 0; i < ${#text}; i++)); do
+    char="${text:i:1}"
+    case "$char" in
+      [A-Za-z0-9._~-]) out+="$char" ;;
+      *) printf -v char '%%%02X' "'$char"; out+="$char" ;;
+    esac
+  done
+  printf '%s' "$out"
+}
+
 if command -v mc >/dev/null; then
-  mc alias set fame-ray-local "$endpoint" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >/dev/null
-  mc mb --ignore-existing "fame-ray-local/$bucket"
-  mc version enable "fame-ray-local/$bucket"
+  # mc takes the alias from MC_HOST_<alias> in its environment: the password never appears on a
+  # command line (`ps` shows every process's arguments to every user; an environment is
+  # readable only by its owner), and no alias with the password is saved in ~/.mc.
+  MC_HOST_fameraylocal="${endpoint%%://*}://$(urlencode "$MINIO_ROOT_USER"):$(urlencode "$MINIO_ROOT_PASSWORD")@${endpoint#*://}"
+  export MC_HOST_fameraylocal
+  mc mb --ignore-existing "fameraylocal/$bucket"
+  mc version enable "fameraylocal/$bucket"
+  unset MC_HOST_fameraylocal
 else
   AWS_ACCESS_KEY_ID="$MINIO_ROOT_USER" AWS_SECRET_ACCESS_KEY="$MINIO_ROOT_PASSWORD" AWS_REGION=us-east-1 \
   "${PYTHON:-python3}" - "$endpoint" "$bucket" <<'PY'

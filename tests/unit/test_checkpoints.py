@@ -94,3 +94,71 @@ def test_progress_line_and_timer():
     line = progress.format_line(20, 80, 1, {"loss": 5.5, "acc1": 0.25, **summary})
     assert line.startswith("step 20/80 (25%) | epoch 1 | loss 5.500 | acc@1 0.250")
     assert progress.format_duration(3725) == "1h02m" and progress.format_duration(65) == "1m05s"
+
+
+BAD_META = {
+    "empty": b"",
+    "truncated": b'{"step": 30, "epo',
+    "not an object": b"[30]",
+    "no step": b'{"epoch": 1}',
+    "text step": b'{"step": "abc"}',
+    "boolean step": b'{"step": true}',
+    "fractional step": b'{"step": 30.5}',
+    "not utf-8": b"\xff\xfe\x00",
+}
+
+
+@pytest.mark.parametrize("content", BAD_META.values(), ids=BAD_META.keys())
+def test_an_invalid_meta_json_marks_the_checkpoint_incomplete(tmp_path, caplog, content):
+    run_dir = tmp_path / "runs" / "r1"
+    _write(run_dir, 10)
+    _write(run_dir, 20)
+    broken = _write(run_dir, 30)
+    with open(os.path.join(broken, ckpt.META_FILE), "wb") as handle:
+        handle.write(content)
+    with caplog.at_level("WARNING", logger=ckpt.__name__):
+        found = ckpt.list_checkpoints(Location.parse(str(run_dir)))
+    assert [(info.step, info.complete) for info in found] == [(10, True), (20, True), (30, False)]
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1 and "checkpoint_00000030" in warnings[0] and "\n" not in warnings[0], warnings
+    assert ckpt.latest_complete(Location.parse(str(run_dir))).step == 20
+
+
+def test_a_run_with_a_bad_meta_json_and_bad_metrics_still_summarizes(tmp_path):
+    root = tmp_path / "runs"
+    broken = _write(root / "alpha", 10)
+    with open(os.path.join(broken, ckpt.META_FILE), "w") as handle:
+        handle.write('{"step": "ten"}')
+    (root / "alpha" / ckpt.METRICS_FILE).write_text('{"step": 4, "loss": 1.0}\n7\n{"step": "x"}\n')
+    summary = ckpt.summarize(Location.parse(str(root)), "alpha")
+    assert summary.latest is None and summary.checkpoints[0].complete is False
+    assert summary.last_step == 4
+
+
+def test_write_local_renames_each_file_into_place_meta_last(tmp_path, monkeypatch):
+    renamed = []
+    real_replace = os.replace
+
+    def replace(source, target):
+        renamed.append(os.path.basename(target))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    directory = ckpt.write_local(str(tmp_path / "c"), {"step": 1}, {"train": {}}, {"step": 1})
+    assert renamed == [ckpt.STATE_FILE, ckpt.CONFIG_FILE, ckpt.META_FILE]
+    assert sorted(os.listdir(directory)) == sorted(renamed)  # no temporary file left behind
+
+
+def test_a_failed_state_write_leaves_no_file_under_the_real_name(tmp_path):
+    directory = tmp_path / "c"
+    unpicklable = {"step": 1, "model": {"w": torch.zeros(4096)}, "hook": lambda: None}
+    with pytest.raises(Exception):
+        ckpt.write_local(str(directory), unpicklable, {}, {"step": 1})
+    assert os.listdir(directory) == []
+
+
+def test_copy_directory_skips_temporary_files(tmp_path):
+    local = ckpt.write_local(str(tmp_path / "local"), {"step": 1}, {}, {"step": 1})
+    (tmp_path / "local" / ".state.pt.leftover").write_bytes(b"half")
+    ckpt.copy_directory(local, pafs.LocalFileSystem(), str(tmp_path / "out"))
+    assert sorted(os.listdir(tmp_path / "out")) == sorted([ckpt.STATE_FILE, ckpt.CONFIG_FILE, ckpt.META_FILE])

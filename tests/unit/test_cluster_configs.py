@@ -16,10 +16,12 @@ No Ray instance is started here.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import re
 import shutil
 import subprocess
+import urllib.parse
 from pathlib import Path
 
 import jsonschema
@@ -309,6 +311,58 @@ def test_runtime_env_is_a_valid_ray_runtime_env(name):
     assert not any(re.search(r"SECRET|PASSWORD|TOKEN|ACCESS_KEY", key) for key in values["env_vars"])
 
 
+# Files that hold secrets in a working directory: never uploaded with a job, never committed.
+SECRET_PATTERNS = (".env", "*.tfstate*", "terraform.tfvars", ".terraform/")
+SECRET_FILES = (
+    ".env",
+    "infra/terraform/aws/terraform.tfstate",
+    "infra/terraform/aws/terraform.tfstate.backup",
+    "infra/terraform/gcp/.terraform.tfstate.lock.info",
+    "infra/terraform/aws/terraform.tfvars",
+    "infra/terraform/aws/.terraform/providers/registry/aws/credentials",
+)
+KEPT_FILES = ("fame_ray/cli.py", "infra/terraform/aws/terraform.tfvars.example", "infra/terraform/aws/main.tf", "docs/env.md")
+
+
+def packaged_names(workdir: Path, excludes: list[str], include_gitignore: bool) -> set[str]:
+    """What `ray job submit --working-dir` would upload: Ray's own packing of the folder."""
+    from zipfile import ZipFile
+
+    from ray._private.runtime_env.packaging import _zip_files
+
+    package = workdir.parent / f"{workdir.name}.zip"
+    _zip_files(str(workdir), excludes, str(package), include_gitignore=include_gitignore)
+    with ZipFile(package) as archive:
+        return {name.rstrip("/") for name in archive.namelist()}
+
+
+def fake_workdir(tmp_path: Path) -> Path:
+    workdir = tmp_path / "repo"
+    for name in SECRET_FILES + KEPT_FILES:
+        (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / name).write_text("x")
+    return workdir
+
+
+@pytest.mark.parametrize("name", RUNTIME_ENVS)
+def test_runtime_env_never_uploads_secret_files(name, tmp_path):
+    excludes = yaml.safe_load((ROOT / "jobs" / name).read_text())["excludes"]
+    assert set(SECRET_PATTERNS) <= set(excludes), set(SECRET_PATTERNS) - set(excludes)
+    uploaded = packaged_names(fake_workdir(tmp_path), excludes, include_gitignore=False)
+    assert set(KEPT_FILES) <= uploaded
+    assert not uploaded & set(SECRET_FILES), uploaded & set(SECRET_FILES)
+
+
+def test_gitignore_keeps_secret_files_out_of_git_and_of_uploads(tmp_path):
+    lines = (ROOT / ".gitignore").read_text().splitlines()
+    assert set(SECRET_PATTERNS) <= set(lines), set(SECRET_PATTERNS) - set(lines)
+    # Ray also reads .gitignore when packing a working dir (unless told not to).
+    workdir = fake_workdir(tmp_path)
+    (workdir / ".gitignore").write_text("\n".join(lines) + "\n")
+    uploaded = packaged_names(workdir, [], include_gitignore=True)
+    assert set(KEPT_FILES) <= uploaded and not uploaded & set(SECRET_FILES)
+
+
 # ---------------------------------------------------------------------------------------
 # no credential literal in any spec
 
@@ -400,3 +454,82 @@ def test_minio_compose_binds_loopback_and_takes_credentials_from_the_environment
 
 def test_minio_script_is_valid_bash():
     assert subprocess.run(["bash", "-n", str(ROOT / "infra/minio/run-minio.sh")], capture_output=True).returncode == 0
+
+
+SSH_CIDR_FILES = ["infra/terraform/aws/variables.tf", "infra/terraform/gcp/main.tf"]
+# Wider than /8 (IPv4) or /32 (IPv6), or not one CIDR: SSH must never face that much of the Internet.
+WIDE_OR_BAD_CIDRS = ["0.0.0.0/0", "::/0", "0.0.0.0/1", "10.0.0.0/7", "2000::/3", "2001:db8::/31", "not-a-cidr", "10.0.0.1"]
+NARROW_CIDRS = ["203.0.113.7/32", "10.0.0.0/8", "2001:db8::/32", "2001:db8::1/128"]
+
+
+def ssh_cidr_block(relative: str) -> str:
+    """The `variable "ssh_cidr" { ... }` block of a .tf file (it ends at the first closing brace
+    in column 0)."""
+    text = (ROOT / relative).read_text()
+    start = text.index('variable "ssh_cidr"')
+    return text[start:text.index("\n}\n", start) + 3]
+
+
+@pytest.mark.parametrize("path", SSH_CIDR_FILES)
+def test_ssh_cidr_check_reads_the_prefix_length(path):
+    block = ssh_cidr_block(path)
+    assert '!= "0.0.0.0/0"' not in block  # a literal lets ::/0 and 0.0.0.0/1 through
+    assert 'split("/", var.ssh_cidr)' in block and "32" in block and "8" in block
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="no terraform binary")
+@pytest.mark.parametrize("path", SSH_CIDR_FILES)
+def test_ssh_cidr_validation_refuses_wide_ranges(path, tmp_path):
+    """Terraform itself runs the validation: a module holding only the variable needs no
+    provider, so `init` and `plan` work offline."""
+    (tmp_path / "ssh.tf").write_text(ssh_cidr_block(path))
+    env = {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull, "TF_IN_AUTOMATION": "1", "TF_INPUT": "0"}
+    terraform = functools.partial(subprocess.run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert terraform(["terraform", "init", "-backend=false", "-no-color"]).returncode == 0
+    accepted = set()
+    for cidr in WIDE_OR_BAD_CIDRS + NARROW_CIDRS:
+        planned = terraform(["terraform", "plan", "-no-color", "-lock=false", "-refresh=false", "-var", f"ssh_cidr={cidr}"])
+        assert planned.returncode == 0 or "Invalid value for variable" in planned.stderr, planned.stderr
+        if planned.returncode == 0:
+            accepted.add(cidr)
+    assert accepted == set(NARROW_CIDRS)
+
+
+def test_minio_script_keeps_the_password_off_every_command_line(tmp_path):
+    """run-minio.sh with stand-ins for minio, mc and curl that log their arguments: the password
+    must reach mc through its environment (MC_HOST_<alias>), never as an argument `ps` shows."""
+    password = "pw-With/special@chars+42:%"
+    fake_bin, calls = tmp_path / "bin", tmp_path / "calls.log"
+    fake_bin.mkdir()
+    for name in ("minio", "mc", "curl"):
+        record_env = f'env | grep "^MC_HOST_" >> "{calls}.env"\n' if name == "mc" else ""
+        (fake_bin / name).write_text(f'#!/bin/sh\nprintf "%s\\n" "{name} $*" >> "{calls}"\n{record_env}exit 0\n')
+        (fake_bin / name).chmod(0o755)
+    env = {"PATH": f"{fake_bin}:/usr/bin:/bin", "HOME": str(tmp_path), "MINIO_ROOT_USER": "fame-ray-admin", "MINIO_ROOT_PASSWORD": password}
+    done = subprocess.run(["bash", str(ROOT / "infra/minio/run-minio.sh"), str(tmp_path / "data")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    # The stand-in server exits at once, so the script's exit trap finds nothing to stop; what
+    # counts is that it got through bucket creation to its closing message.
+    assert "MinIO at" in done.stdout, done.stderr
+    arguments = calls.read_text()
+    assert "mc mb --ignore-existing" in arguments and "minio server" in arguments
+    assert password not in arguments and urllib.parse.quote(password, safe="") not in arguments
+    assert urllib.parse.quote(password, safe="") in (tmp_path / "calls.log.env").read_text()
+    assert password not in done.stdout + done.stderr
+
+
+def test_minio_compose_bucket_job_keeps_the_password_off_every_command_line(tmp_path):
+    """The create-bucket job's shell command, run with a stand-in mc that logs its arguments and
+    its stdin: the keys must reach `mc alias set` on stdin, never as arguments."""
+    password = "pw-With/special@chars+42:%"
+    job = load("infra/minio/docker-compose.yml")["services"]["create-bucket"]
+    script = job["command"][0].replace("$$", "$")  # compose's escape for a literal $
+    fake_bin, calls = tmp_path / "bin", tmp_path / "calls.log"
+    fake_bin.mkdir()
+    (fake_bin / "mc").write_text(f'#!/bin/sh\nprintf "%s\\n" "mc $*" >> "{calls}"\n'
+                                 f'if [ "$1 $2" = "alias set" ]; then cat >> "{calls}.stdin"; fi\nexit 0\n')
+    (fake_bin / "mc").chmod(0o755)
+    env = {"PATH": f"{fake_bin}:/usr/bin:/bin", "MINIO_ROOT_USER": "fame-ray-admin", "MINIO_ROOT_PASSWORD": password, "BUCKET": "fame-ray"}
+    subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=True)
+    arguments = calls.read_text()
+    assert "mc mb --ignore-existing local/fame-ray" in arguments and password not in arguments
+    assert (tmp_path / "calls.log.stdin").read_text().splitlines() == ["fame-ray-admin", password]

@@ -65,3 +65,54 @@ def test_the_real_cli_exits_2_with_one_line_for_a_missing_root():
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("error: data root /nonexistent/hmdb51 does not exist") and "Traceback" not in done.stderr
+
+
+def _synth(out, *extra):
+    return CliRunner().invoke(_app(), ["synth", "--layout", "folder", "--out", str(out), "--classes", "2",
+                                       "--videos-per-class", "2", "--frames", "4", "--size", "32x32", *extra])
+
+
+def test_synth_refuses_a_folder_that_holds_other_files_unless_forced(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    result = _synth(out)
+    assert isinstance(result.exception, UserError) and "--force" in result.exception.one_line()
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert _synth(out, "--force").exit_code == 0
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_synth_writes_again_over_its_own_dataset(tmp_path):
+    assert _synth(tmp_path / "again").exit_code == 0
+    result = _synth(tmp_path / "again")
+    assert result.exit_code == 0, result.output
+
+
+def test_synth_refuses_a_file_and_a_remote_location(tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    result = _synth(tmp_path / "file.txt")
+    assert isinstance(result.exception, UserError) and "not a folder" in result.exception.one_line()
+    result = _synth("s3://bucket/synth")
+    assert isinstance(result.exception, UserError) and "local folder" in result.exception.one_line()
+
+
+@pytest.mark.parametrize("flag, value, named", [
+    ("--size", "100000x100000", "--size"),
+    ("--size", "4098x64", "--size"),
+    ("--frames", "1000000", "--frames"),
+    ("--classes", "100000", "--classes"),
+    ("--videos-per-class", "1000000", "--videos-per-class"),
+    ("--fps", "100000", "--fps"),
+])
+def test_synth_caps_sizes_before_writing_anything(tmp_path, flag, value, named):
+    args = {"--size": "32x32", "--frames": "4", "--classes": "2", "--videos-per-class": "2", "--fps": "25", flag: value}
+    flat = [item for pair in args.items() for item in pair]
+    result = CliRunner().invoke(_app(), ["synth", "--layout", "folder", "--out", str(tmp_path / "big"), *flat])
+    assert isinstance(result.exception, UserError) and named in result.exception.one_line()
+    assert not (tmp_path / "big").exists()
+
+
+def test_synth_caps_the_memory_one_video_needs(tmp_path):
+    result = CliRunner().invoke(_app(), ["synth", "--out", str(tmp_path / "big"), "--size", "4096x4096", "--frames", "3000"])
+    assert isinstance(result.exception, UserError) and "GiB" in result.exception.one_line()

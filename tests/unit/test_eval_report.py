@@ -67,3 +67,23 @@ def test_cells_escape_pipes():
     assert results.fmt("a|b") == "a\\|b"
     assert results.fmt(0.0001) == "0.0001" and results.fmt(None) == "–"
     assert results.fmt({"lr": "loguniform(0.001, 0.1)", "dropout": "[0.5, 0.7]"}) == "lr: loguniform(0.001, 0.1); dropout: [0.5, 0.7]"
+
+
+NOT_RESULTS = {
+    "another object": b'{"a": 1}',
+    "a list": b"[1, 2]",
+    "metrics not a mapping": json.dumps({"kind": "finetune", "run": "r", "metrics": [1]}).encode(),
+    "recipe not a mapping": json.dumps({"kind": "finetune", "run": "r", "metrics": {}, "pretrain_recipe": "x"}).encode(),
+    "broken JSON": b'{"kind": "finetune", "run',
+    "not text": b"\xff\xfe\x00\x01",
+}
+
+
+@pytest.mark.parametrize("content", NOT_RESULTS.values(), ids=NOT_RESULTS.keys())
+def test_a_json_file_that_is_not_a_results_file_is_one_line(tmp_path, content):
+    path = tmp_path / "other.json"
+    path.write_bytes(content)
+    with pytest.raises(UserError) as error:
+        results.read(str(path), Location.parse(str(tmp_path)))
+    line = error.value.one_line()
+    assert "not a fame-ray results file" in line and "\n" not in line

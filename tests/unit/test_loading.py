@@ -140,3 +140,105 @@ def test_official_file_on_s3(bucket, s3_server):
     backbone, report = load_pretrained_backbone(Location.parse(uri, s3_server), "tiny")
     assert torch.equal(backbone.stem[0].weight, saved["state_dict"]["module.encoder_q.stem.0.weight"])
     assert report["source"] == uri and report["format"] == "official"
+
+
+def _complete_tiny_checkpoint(directory) -> Location:
+    _write_checkpoint(directory, moco_for("tiny", 16, 32, 0.99, 0.1, True), "tiny", 3)
+    return Location.parse(str(directory))
+
+
+@pytest.mark.parametrize("meta", [None, b"", b'{"step": "three"}'], ids=["no meta.json", "empty", "text step"])
+def test_a_checkpoint_folder_without_a_valid_meta_is_refused(tmp_path, meta):
+    checkpoint = _complete_tiny_checkpoint(tmp_path / ckpt.dir_name(3))
+    if meta is None:
+        os.remove(tmp_path / ckpt.dir_name(3) / ckpt.META_FILE)
+    else:
+        (tmp_path / ckpt.dir_name(3) / ckpt.META_FILE).write_bytes(meta)
+    with pytest.raises(UserError) as error:
+        load_pretrained_backbone(checkpoint, "tiny")
+    line = error.value.one_line()
+    assert "incomplete checkpoint" in line and "run directory" in line and "\n" not in line
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just text\n", "model: tiny\n", "model: {arch: [1]\n"],
+                         ids=["a list", "a string", "a section that is not a mapping", "broken YAML"])
+def test_a_config_yaml_that_is_not_a_fame_ray_config_is_one_line(tmp_path, text):
+    checkpoint = _complete_tiny_checkpoint(tmp_path / ckpt.dir_name(3))
+    (tmp_path / ckpt.dir_name(3) / ckpt.CONFIG_FILE).write_text(text)
+    with pytest.raises(UserError) as error:
+        load_pretrained_backbone(checkpoint, "")
+    assert "config.yaml" in error.value.one_line() and "\n" not in error.value.one_line()
+
+
+NOT_STATE_DICTS = {
+    "a tensor": torch.zeros(3),
+    "a list": [1, 2],
+    "no model": {"step": 3},
+    "model is a list": {"model": [torch.zeros(1)], "step": 3},
+    "integer keys": {"model": {1: torch.zeros(1)}, "step": 3},
+    "non-tensor values": {"model": {"encoder_q.backbone.stem.0.weight": [0.0]}, "step": 3},
+}
+
+
+@pytest.mark.parametrize("saved", NOT_STATE_DICTS.values(), ids=NOT_STATE_DICTS.keys())
+def test_a_state_pt_that_is_not_a_state_dict_is_one_line(tmp_path, saved):
+    checkpoint = _complete_tiny_checkpoint(tmp_path / ckpt.dir_name(3))
+    torch.save(saved, tmp_path / ckpt.dir_name(3) / ckpt.STATE_FILE)
+    with pytest.raises(UserError) as error:
+        load_pretrained_backbone(checkpoint, "tiny")
+    assert "\n" not in error.value.one_line()
+
+
+@pytest.mark.parametrize("saved", [torch.zeros(3), {1: torch.zeros(1)}, {"module.encoder_q.stem.0.weight": "text"}],
+                         ids=["a tensor", "integer keys", "a string value"])
+def test_an_official_file_that_is_not_a_state_dict_is_one_line(tmp_path, saved):
+    path = tmp_path / "weights.pth"
+    torch.save(saved, path)
+    with pytest.raises(UserError) as error:
+        load_pretrained_backbone(Location.parse(str(path)), "tiny")
+    assert "\n" not in error.value.one_line()
+
+
+class _Planted:
+    """Unpickling this would create a folder: the safe loader must refuse it, never run it."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return os.mkdir, (self.target,)
+
+
+def test_a_file_with_python_objects_is_refused_in_fame_rays_words(tmp_path):
+    planted = tmp_path / "planted"
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "extra": _Planted(str(planted))}, path)
+    with pytest.raises(UserError) as error:
+        load_pretrained_backbone(Location.parse(str(path)), "tiny")
+    line = error.value.one_line()
+    assert "tensors only" in line and "never unpickles" in line
+    assert "weights_only" not in line and "False" not in line  # no advice to turn the safe loader off
+    assert not planted.exists()
+
+
+def test_resume_state_with_python_objects_is_refused_in_fame_rays_words(tmp_path):
+    checkpoint = _complete_tiny_checkpoint(tmp_path / ckpt.dir_name(3))
+    torch.save({"model": {}, "extra": _Planted(str(tmp_path / "planted"))}, tmp_path / ckpt.dir_name(3) / ckpt.STATE_FILE)
+    with pytest.raises(UserError, match="tensors only") as error:
+        ckpt.load_state(checkpoint)
+    assert "weights_only" not in error.value.one_line() and not (tmp_path / "planted").exists()
+
+
+def test_every_torch_load_in_the_package_is_weights_only():
+    import ast
+    from pathlib import Path
+
+    package = Path(ckpt.__file__).resolve().parent
+    calls = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load" \
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch":
+                safe = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True for k in node.keywords)
+                calls.append((f"{path.name}:{node.lineno}", safe))
+    assert calls and all(safe for _, safe in calls), calls

@@ -16,12 +16,15 @@ variable "cluster_name" {
 }
 
 variable "ssh_cidr" {
-  description = "The only CIDR allowed to SSH to the nodes (your office / VPN egress, e.g. 203.0.113.7/32)."
+  description = "The only CIDR allowed to SSH to the nodes (your office / VPN egress, e.g. 203.0.113.7/32). Its prefix must be at least /8 (IPv4) or /32 (IPv6): neither the whole Internet (0.0.0.0/0, ::/0) nor a large share of it (0.0.0.0/1, 2000::/3)."
   type        = string
 
   validation {
-    condition     = can(cidrhost(var.ssh_cidr, 0)) && var.ssh_cidr != "0.0.0.0/0"
-    error_message = "ssh_cidr must be a CIDR narrower than 0.0.0.0/0."
+    # A valid CIDR whose prefix length (after "/") is >= 8, or >= 32 for IPv6 (it has ":").
+    # Comparing with the text "0.0.0.0/0" alone would let ::/0 and 0.0.0.0/1 through. try()
+    # makes a malformed value false instead of an evaluation error.
+    condition     = can(cidrhost(var.ssh_cidr, 0)) && try(tonumber(split("/", var.ssh_cidr)[1]) >= (strcontains(var.ssh_cidr, ":") ? 32 : 8), false)
+    error_message = "ssh_cidr must be one CIDR with a prefix of at least /8 (IPv4) or /32 (IPv6), e.g. 203.0.113.7/32: a wider range opens SSH to much of the Internet."
   }
 }
 
