@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch where no GPU is present (a pinned version keeps pip from
 	# pulling gigabytes of CUDA wheels); pyproject's range accepts it as it is.
 	$(BIN)/pip install --quiet "torch==2.13.0"
+	# decord2 installs the module of the old decord package: never both in one environment.
+	$(BIN)/pip uninstall --quiet --yes decord 2>/dev/null || true
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
