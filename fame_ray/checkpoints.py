@@ -6,8 +6,9 @@ metrics.jsonl, TensorBoard events and Ray Train's own checkpoint_manager_snapsho
 A checkpoint is a directory `<run>/checkpoint_<step:08d>/` holding:
 
 - `state.pt`    torch.save dict: "model" (MoCo state_dict: both encoders, queue, queue_ptr),
-                "optimizer", "step", "epoch", "world_size", "rng" (one entry per rank: the
-                torch CPU state and the state of each explicit generator), "format".
+                "optimizer", "step", "epoch", "world_size", "format". No random state: every
+                random draw of a step derives from (seed, step, rank), so a resumed run draws
+                the same numbers on any device. (An "rng" entry of older checkpoints is ignored.)
 - `config.yaml` the resolved config (`fame_ray.config.to_dict`), so a run can be resumed or
                 reproduced from storage alone.
 - `meta.json`   step, epoch, metrics, git SHA, time. Uploaded LAST: a directory without it is
@@ -52,7 +53,8 @@ FORMAT_VERSION = 1
 CONFIG_SECTIONS = ("data", "fame", "model", "moco", "optim", "train", "storage")
 _NAME = re.compile(r"^checkpoint_(\d+)$")
 # Files that mark a directory as a run (any one of them).
-RUN_MARKERS = (METRICS_FILE, "checkpoint_manager_snapshot.json", "run.json")
+RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of the checkpoints it registered
+RUN_MARKERS = (METRICS_FILE, RAY_SNAPSHOT, "run.json")
 
 
 @dataclasses.dataclass
@@ -219,10 +221,57 @@ def load_ray_checkpoint_state(checkpoint: ray.train.Checkpoint) -> dict:
         return torch_load(stream.read(), f"{checkpoint.path}/{STATE_FILE}")
 
 
-def ray_checkpoint_step(checkpoint: ray.train.Checkpoint) -> int:
-    """The step of a `ray.train.Checkpoint`, from its meta.json."""
-    with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{META_FILE}") as stream:
-        return int(json.loads(stream.read().decode())["step"])
+def ray_checkpoint_step(checkpoint: ray.train.Checkpoint) -> int | None:
+    """The step of a `ray.train.Checkpoint`, from its meta.json; None when it is gone or its
+    meta.json is damaged (the caller then resumes from what storage holds)."""
+    try:
+        with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{META_FILE}") as stream:
+            meta = json.loads(stream.read().decode())
+    except (OSError, ValueError) as error:  # FileNotFoundError is an OSError
+        logger.warning("checkpoint %s that Ray restored cannot be read (%s): resuming from storage", checkpoint.path, type(error).__name__)
+        return None
+    return meta["step"] if isinstance(meta, dict) and _is_step(meta.get("step")) else None
+
+
+def _registered_with_ray(run: Location) -> str:
+    """The text of Ray Train's checkpoint snapshot ('' when there is none): the checkpoints it
+    names are Ray's to delete (it fails when one is gone under it)."""
+    try:
+        return (run / RAY_SNAPSHOT).read_text()
+    except (OSError, ValueError):
+        return ""
+
+
+def prune(run: Location, keep: int) -> list[str]:
+    """Delete the checkpoints beyond the newest `keep` complete ones that Ray Train does not
+    manage, and return their names.
+
+    Ray Train keeps `num_to_keep` of the checkpoints it registered. A checkpoint that is
+    complete in storage but was never registered (the run was killed between the upload and
+    the registration, then resumed from storage) is left to this function, and so are cut-off
+    uploads older than the oldest kept checkpoint. The newest complete checkpoint is never
+    deleted, nor is anything newer than it (an upload in flight).
+    """
+    found = list_checkpoints(run)
+    complete = [info for info in found if info.complete]
+    if not complete:
+        return []
+    kept = {info.name for info in complete[-max(keep, 1):]}
+    oldest_kept = min(info.step for info in complete if info.name in kept)
+    registered = _registered_with_ray(run)
+    deleted = []
+    for info in found:
+        if info.name in kept or info.step >= oldest_kept or re.search(re.escape(info.name) + r"(?!\d)", registered):
+            continue
+        try:
+            info.location.delete_dir()
+        except (OSError, FileNotFoundError) as error:
+            logger.warning("could not delete old checkpoint %s (%s); it stays", info.location, error)
+            continue
+        deleted.append(info.name)
+    if deleted:
+        logger.info("pruned %d checkpoint(s) beyond train.keep_checkpoints=%d: %s", len(deleted), keep, ", ".join(deleted))
+    return deleted
 
 
 def read_meta(checkpoint: Location) -> dict:

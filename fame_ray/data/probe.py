@@ -25,23 +25,30 @@ TASK_CPUS = 0.5  # probing waits on I/O and demuxing more than it computes
 PROBE_TIMEOUT_S = 120.0  # opening a video and decoding two frames takes milliseconds
 
 
-def decodable_frames(reader) -> int:
-    """How many frames really decode: the reported count when its last frame decodes, else the
-    last decodable one found by bisection (a header can promise frames the file does not hold;
-    reading past them is what hangs or fails later, in training)."""
-    count = len(reader)
-    if _decodes(reader, count - 1):
+TAIL = 8  # frames decoded in one batch to check the end of a video, as a clip near it would be
+
+
+def decodable_frames(open_reader, count: int) -> int:
+    """How many frames really decode: `count` (the reported number) when its last frames decode,
+    else the last decodable one found by bisection (a header can promise frames the file does
+    not hold; reading past them is what hangs or fails later, in training).
+
+    Each check decodes a window of frames ending at the one checked, in one batch and from a
+    fresh reader (`open_reader()`), the way a clip is decoded: a cut-off packet can leave a
+    single frame decodable on its own yet break the batch that reads up to it.
+    """
+    if _decodes(open_reader, count - 1):
         return count
-    low, high = 0, count - 1  # frame `low` decodes (checked by the caller), `high` does not
+    low, high = -1, count - 1  # frames up to `low` decode (none yet), `high` does not
     while high - low > 1:
         middle = (low + high) // 2
-        low, high = (middle, high) if _decodes(reader, middle) else (low, middle)
+        low, high = (middle, high) if _decodes(open_reader, middle) else (low, middle)
     return low + 1
 
 
-def _decodes(reader, index: int) -> bool:
+def _decodes(open_reader, index: int) -> bool:
     try:
-        reader.get_batch([index]).asnumpy()
+        open_reader().get_batch(list(range(max(0, index - TAIL + 1), index + 1))).asnumpy()
         return True
     except Exception:  # decord raises DECORDError, RuntimeError...: the frame is not there
         return False
@@ -50,15 +57,23 @@ def _decodes(reader, index: int) -> bool:
 def _probe(source) -> dict | str:
     import decord
 
-    reader = decord.VideoReader(source, num_threads=1)
+    def open_reader():
+        if not isinstance(source, str):
+            source.seek(0)
+        return decord.VideoReader(source, num_threads=1)
+
+    reader = open_reader()
     reported = len(reader)
     if reported < 1:
         return "no frames"
     height, width = reader[0].shape[:2]
-    num_frames = decodable_frames(reader)
+    fps = float(reader.get_avg_fps())
+    del reader
+    num_frames = decodable_frames(open_reader, reported)
+    if num_frames < 1:
+        return "no frames decode"
     if num_frames < reported:
         log.warning("%s reports %d frames, %d decode: using %d", source if isinstance(source, str) else "video", reported, num_frames, num_frames)
-    fps = float(reader.get_avg_fps())
     return {"num_frames": num_frames, "fps": fps if fps > 0 else 25.0, "height": height, "width": width}
 
 

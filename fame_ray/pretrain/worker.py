@@ -44,8 +44,9 @@ def _choose_source(plan: RunPlan) -> tuple[str, int]:
     """
     options = [("", 0)]
     restored = ray.train.get_checkpoint()  # Ray: restored after a failure, or from the run snapshot
-    if restored is not None:
-        options.append(("ray", ckpt.ray_checkpoint_step(restored)))
+    step = ckpt.ray_checkpoint_step(restored) if restored is not None else None
+    if step is not None:
+        options.append(("ray", step))
     latest = ckpt.latest_complete(plan.run)
     if latest is not None:
         options.append((latest.uri, latest.step))
@@ -203,6 +204,7 @@ class Loop:
         )
         if not use_async:
             shutil.rmtree(local, ignore_errors=True)
+        ckpt.prune(self.plan.run, self.cfg.train.keep_checkpoints)
 
 
 def _stage_times(batch: dict) -> dict:

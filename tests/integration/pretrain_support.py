@@ -63,6 +63,6 @@ def assert_checkpoints_sound(run: Location) -> list[ckpt.CheckpointInfo]:
         if info.complete:
             state = ckpt.load_state(info.location)
             assert state["step"] == info.step == int(info.name.split("_")[1])
-            assert {"model", "optimizer", "rng", "epoch"} <= set(state)
+            assert {"model", "optimizer", "epoch", "step"} <= set(state) and "rng" not in state
             assert "queue" in state["model"] and "queue_ptr" in state["model"]
     return found

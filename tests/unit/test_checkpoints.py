@@ -162,3 +162,53 @@ def test_copy_directory_skips_temporary_files(tmp_path):
     (tmp_path / "local" / ".state.pt.leftover").write_bytes(b"half")
     ckpt.copy_directory(local, pafs.LocalFileSystem(), str(tmp_path / "out"))
     assert sorted(os.listdir(tmp_path / "out")) == sorted([ckpt.STATE_FILE, ckpt.CONFIG_FILE, ckpt.META_FILE])
+
+
+def test_prune_keeps_the_newest_complete_and_leaves_ray_its_own(tmp_path):
+    """Checkpoints found only by scanning storage are pruned to train.keep_checkpoints; the ones
+    Ray Train's snapshot names stay (Ray deletes those itself and fails when one is gone), and
+    so does anything newer than the newest complete one (an upload in flight)."""
+    run_dir = tmp_path / "runs" / "r1"
+    for step in (10, 20, 30, 40, 50):
+        _write(run_dir, step)
+    _write(run_dir, 5, complete=False)  # a cut-off upload, older than everything kept
+    _write(run_dir, 60, complete=False)  # an upload in flight
+    (run_dir / ckpt.RAY_SNAPSHOT).write_text(json.dumps({"checkpoint_results": [{"checkpoint": {"path": str(run_dir / ckpt.dir_name(20))}}]}))
+    run = Location.parse(str(run_dir))
+    deleted = ckpt.prune(run, keep=2)
+    assert deleted == [ckpt.dir_name(5), ckpt.dir_name(10), ckpt.dir_name(30)]
+    assert [info.step for info in ckpt.list_checkpoints(run)] == [20, 40, 50, 60]
+    assert ckpt.prune(run, keep=2) == []
+
+
+def test_prune_never_deletes_the_latest_complete_checkpoint(tmp_path):
+    run_dir = tmp_path / "runs" / "r1"
+    _write(run_dir, 10)
+    _write(run_dir, 20)
+    run = Location.parse(str(run_dir))
+    assert ckpt.prune(run, keep=0) == [ckpt.dir_name(10)]
+    assert ckpt.latest_complete(run).step == 20
+    assert ckpt.prune(Location.parse(str(tmp_path / "nothing")), keep=1) == []
+
+
+@pytest.mark.parametrize("content", [None, b"", b"{\"step\": \"x\"}", b"{\"step\": 7}"])
+def test_the_step_of_a_ray_checkpoint_is_none_when_its_meta_is_gone_or_damaged(tmp_path, content):
+    import ray.train
+
+    directory = tmp_path / "checkpoint_00000007"
+    directory.mkdir()
+    if content is not None:
+        (directory / ckpt.META_FILE).write_bytes(content)
+    step = ckpt.ray_checkpoint_step(ray.train.Checkpoint(path=str(directory), filesystem=pafs.LocalFileSystem()))
+    assert step == (7 if content == b"{\"step\": 7}" else None)
+
+
+def test_a_checkpoint_with_a_cuda_generator_state_from_an_older_version_loads_on_cpu(tmp_path):
+    """Older checkpoints stored each rank's random state, a CUDA generator's among them (16
+    bytes); restoring it on a CPU-only machine crashed. Nothing reads it any more."""
+    run_dir = tmp_path / "runs" / "r1"
+    state = {"model": {"w": torch.ones(2)}, "step": 3, "epoch": 0, "rng": [{"torch": torch.get_rng_state(), "cuda": torch.zeros(16, dtype=torch.uint8)}]}
+    local = ckpt.write_local(str(tmp_path / "staging"), state, {"train": {"epochs": 1}}, ckpt.make_meta(3, 0, {}, 1, "abc"))
+    ckpt.copy_directory(local, pafs.LocalFileSystem(), str(run_dir / ckpt.dir_name(3)))
+    loaded = ckpt.load_state(ckpt.latest_complete(Location.parse(str(run_dir))).location)
+    assert loaded["step"] == 3 and torch.equal(loaded["model"]["w"], torch.ones(2))

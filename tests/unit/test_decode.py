@@ -139,11 +139,11 @@ def test_probing_counts_only_the_frames_that_decode(tmp_path):
     for share in (0.5, 0.55, 0.6, 0.45):
         cut.write_bytes(data[: int(len(data) * share)])
         reported = len(decord.VideoReader(str(cut)))
-        if not probe._decodes(decord.VideoReader(str(cut)), reported - 1):
+        if not probe._decodes(lambda: decord.VideoReader(str(cut)), reported - 1):
             break
     else:
         pytest.fail("no cut left a half-written last frame")
     found = probe.probe_video(Location.parse(str(cut)))
-    assert found["num_frames"] == reported - 1
+    assert 0 < found["num_frames"] < reported
     (clip,) = decode.decode_clips(Location.parse(str(cut)), 0, found["num_frames"], [found["num_frames"] - 4], 4, 1)
     assert clip.shape == (4, 120, 160, 3)
