@@ -14,7 +14,7 @@ import sys
 
 import typer
 
-from fame_ray.commands import bench, data_prepare, data_preview, experiment, finetune, pretrain, report, retrieve, runs, synth
+from fame_ray.commands import bench, data_prepare, data_preview, experiment, finetune, node, pretrain, report, retrieve, runs, synth
 from fame_ray.errors import UserError
 
 app = typer.Typer(
@@ -33,6 +33,7 @@ data_app = typer.Typer(help="Dataset catalogs and previews.", no_args_is_help=Tr
 bench_app = typer.Typer(help="Benchmarks that write JSON.", no_args_is_help=True)
 runs_app = typer.Typer(help="Runs in a storage root: list them, show one.", no_args_is_help=True)
 experiment_app = typer.Typer(help="Method comparisons through the whole product.", no_args_is_help=True)
+node_app = typer.Typer(help="Helpers that run on the nodes of a cluster.", no_args_is_help=True)
 
 app.command("synth")(synth.synth)
 data_app.command("prepare")(data_prepare.prepare)
@@ -50,6 +51,28 @@ bench_app.command("train")(bench.bench_train)
 app.add_typer(bench_app, name="bench")
 experiment_app.command("background-bias")(experiment.background_bias)
 app.add_typer(experiment_app, name="experiment")
+node_app.command("guard")(node.guard)
+app.add_typer(node_app, name="node")
+
+
+def _paragraphs(text: str) -> str:
+    """A docstring as help text: the lines of a prose paragraph joined (so the terminal wraps
+    them), indented lines (examples) kept as they are."""
+    import inspect
+
+    blocks = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(block if block[:1].isspace() else " ".join(line.strip() for line in block.splitlines()) for block in blocks)
+
+
+def _unwrap_help(typer_app: typer.Typer) -> None:
+    for command in typer_app.registered_commands:
+        if command.help is None and command.callback is not None and command.callback.__doc__:
+            command.help = _paragraphs(command.callback.__doc__)
+    for group in typer_app.registered_groups:
+        _unwrap_help(group.typer_instance)
+
+
+_unwrap_help(app)
 
 
 def main() -> None:

@@ -147,3 +147,22 @@ def plan_resources(total_cpus: float, train: TrainConfig, data: DataConfig) -> R
             "lower train.cpus_per_worker, data.data_cpus or train.num_workers",
         )
     return ResourcePlan(cpus_per_worker=cpus_per_worker, data_cpus=data_cpus)
+
+
+def drain_node(address: str, node_id: str, deadline_s: float, message: str) -> None:
+    """Tell Ray's GCS that a node is being preempted and goes away in `deadline_s` seconds
+    (what a cloud's spot reclaim does through the autoscaler, and `ray drain-node` by hand).
+
+    Ray Train sees it (`ray.train.get_preemption_info`), the pretraining workers write a
+    checkpoint at the step they are at, and the run restarts on other nodes from there. Ray
+    schedules nothing new on a draining node. Raises ConfigError when the GCS refuses.
+    """
+    import time
+
+    from ray.core.generated import autoscaler_pb2
+
+    gcs = ray._raylet.GcsClient(address=address)
+    deadline_ms = time.time_ns() // 1_000_000 + int(deadline_s * 1000)
+    accepted, why = gcs.drain_node(node_id, autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION"), message, deadline_ms)
+    if not accepted:
+        raise ConfigError(f"Ray refused to drain node {node_id}: {why}", "check the node id with `ray list nodes`")

@@ -5,7 +5,8 @@ builds MoCo on its device (DDP across workers via prepare_model), restores the l
 checkpoint, then streams its own rows of every step from Ray Data (`pipeline.pretrain_stream`:
 which videos a step sees is fixed by the seed, so a resumed run continues in the epoch and at
 the step where it stopped) and runs `train_step` on every per-worker batch, reporting metrics
-every `log_every` steps and a checkpoint every `checkpoint_every` steps and at the end. Every
+every `log_every` steps and a checkpoint every `checkpoint_every` steps, at the end, and at once
+when a node of the worker group is being preempted (asked at the log steps). Every
 rank takes exactly the same number of steps.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 
 import numpy as np
 import ray.train
@@ -91,6 +93,7 @@ class Loop:
         self.timer = progress.StepTimer()
         self.pending: list[tuple[int, torch.Tensor, torch.Tensor, float, dict]] = []
         self.last_metrics: dict = {}
+        self.saved_for_preemption = False
 
     def _restore(self) -> int:
         """Model and optimizer state of the latest checkpoint (the model is on its device first,
@@ -149,13 +152,35 @@ class Loop:
 
     def _after_step(self) -> None:
         save = self.step % self.cfg.train.checkpoint_every == 0 or self.step == self.total
-        if self.step % self.cfg.train.log_every == 0 or save:
-            self._log()
-        if save:
-            self._save(final=self.step == self.total)
+        check = self.step % self.cfg.train.log_every == 0
+        preempted = check and not save and self._preempted()
+        if check or save or preempted:
+            self._log(report=not (save or preempted))
+        if save or preempted:
+            self._save(final=self.step == self.total, sync=preempted)
 
-    def _log(self) -> None:
-        """Per-step records for the interval, one progress line, one report on every rank."""
+    def _preempted(self) -> bool:
+        """Whether a node of this worker group is being drained for preemption (once per worker
+        group: the checkpoint written now is what the next group resumes from).
+
+        Ray Train learns of the drain from Ray Core (a spot reclaim, `ray drain-node`, or
+        `fame-ray node guard` on SIGTERM) and agrees on the answer across ranks, so every rank
+        asks at the same steps (the log steps) and gets the same value.
+        """
+        if self.saved_for_preemption:
+            return False
+        info = ray.train.get_preemption_info()  # Ray: a barrier over all ranks
+        if info is None:
+            return False
+        self.saved_for_preemption = True
+        if self.rank == 0:
+            left = "" if info.deadline_ms is None else f", {max(0.0, info.deadline_ms / 1000 - time.time()):.0f} s before the deadline"
+            logger.warning("node(s) %s are being preempted (ranks %s): checkpoint at step %d%s", ", ".join(info.preempted_node_ids), info.preempted_ranks, self.step, left)
+        return True
+
+    def _log(self, report: bool = True) -> None:
+        """Per-step records for the interval, one progress line, and (unless a checkpoint
+        report follows) one metrics report on every rank."""
         values = torch.stack([torch.stack([loss.float(), acc.float()]) for _, loss, acc, _, _ in self.pending]).cpu().tolist()
         summary = self.timer.summary(self.total - self.step)
         self.timer.reset()
@@ -173,11 +198,12 @@ class Loop:
                 self.relay.post.remote(line)  # Ray: to the driver, which prints it
             else:
                 logger.info(line)
-        if self.step % self.cfg.train.checkpoint_every and self.step != self.total:
+        if report:
             ray.train.report(self.last_metrics)  # Ray: every rank, same steps
 
-    def _save(self, final: bool) -> None:
-        """Checkpoint: rank 0 writes and attaches it, all ranks report."""
+    def _save(self, final: bool, sync: bool = False) -> None:
+        """Checkpoint: rank 0 writes and attaches it, all ranks report (synchronously at the end
+        and on preemption: the upload must be done before the workers go)."""
         name = ckpt.dir_name(self.step)
         if self.rank != 0:
             ray.train.report(self.last_metrics, checkpoint=None, checkpoint_dir_name=name)  # Ray: same count on every rank
@@ -193,7 +219,7 @@ class Loop:
         }
         meta = ckpt.make_meta(self.step, self.epoch, self.last_metrics, self.world, self.plan.git_sha)
         local = ckpt.write_local(tempfile.mkdtemp(prefix="fame-ray-ckpt-"), state, to_dict(self.cfg), meta)
-        use_async = self.cfg.train.async_checkpoint and not final
+        use_async = self.cfg.train.async_checkpoint and not (final or sync)
         mode = CheckpointUploadMode.ASYNC if use_async else CheckpointUploadMode.SYNC
         ray.train.report(  # Ray: rank 0 attaches the checkpoint; upload writes meta.json last
             self.last_metrics,

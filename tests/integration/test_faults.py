@@ -1,4 +1,5 @@
-"""Node loss on a real local multi-node Ray cluster: training resumes from a complete checkpoint.
+"""Node loss and preemption on a real local multi-node Ray cluster: training resumes from a
+complete checkpoint, on preemption from one written at the step the SIGTERM found.
 
 ray.cluster_utils.Cluster starts a head and two worker nodes as processes on this machine.
 Each worker node carries one `trainer_slot`, so the two training workers land on different
@@ -42,6 +43,52 @@ def test_node_loss_mid_run_resumes_and_reaches_the_target(tmp_path):
         records = ckpt.read_records(run_uri)
         assert [r["step"] for r in records] == list(range(1, TARGET + 1))
         assert max(r["start_step"] for r in records) >= 4, "no worker group restarted from a checkpoint"
+        assert len([info for info in found if info.complete]) <= cfg.train.keep_checkpoints, "storage kept more than train.keep_checkpoints"
     finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def test_sigterm_to_a_node_guard_checkpoints_the_current_step_and_the_run_resumes_there(tmp_path):
+    """A preempted node: `fame-ray node guard` gets SIGTERM and drains its node with a deadline;
+    Ray Train reports the preemption, the workers write a checkpoint at the step they are at
+    (periodic checkpoints are off), and after the deadline the run restarts on the remaining
+    and a replacement node from that very step."""
+    import signal
+    import subprocess
+    import sys
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    target = 160
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    guard = None
+    try:
+        trainer_nodes = [cluster.add_node(num_cpus=1, resources={"trainer_slot": 1}) for _ in range(2)]
+        ray.init(address=cluster.address, log_to_driver=False)
+        cfg = small_config(tmp_path, "sigterm", max_steps=target, checkpoint_every=target, log_every=2, num_workers=2, cpus_per_worker=0.5, worker_resources={"trainer_slot": 1})
+        thread, outcome, plan = run_in_thread(cfg)
+        guard = subprocess.Popen([sys.executable, "-m", "fame_ray.cli", "node", "guard", "--address", cluster.address, "--node-id", trainer_nodes[0].node_id, "--grace", "10"])
+        wait_for(lambda: any(r["step"] >= 6 for r in ckpt.read_records(plan.run)), 300, "the run to reach step 6")
+        guard.send_signal(signal.SIGTERM)
+        wait_for(lambda: ckpt.latest_complete(plan.run) is not None, 120, "a checkpoint on preemption")
+        saved = ckpt.latest_complete(plan.run).step
+        assert 6 <= saved < target and saved % 2 == 0, saved
+        assert guard.wait(timeout=60) == 0
+        cluster.remove_node(trainer_nodes[0], allow_graceful=False)  # the node goes at its deadline
+        cluster.add_node(num_cpus=1, resources={"trainer_slot": 1})
+        thread.join(timeout=360)
+        assert not thread.is_alive(), "training did not finish after the preemption"
+        assert "error" not in outcome, outcome.get("error")
+        assert outcome["result"].metrics["step"] == target
+        records = ckpt.read_records(plan.run)
+        assert [r["step"] for r in records] == list(range(1, target + 1))
+        assert max(r["start_step"] for r in records) == saved, "the run did not resume from the preemption checkpoint"
+        found = assert_checkpoints_sound(plan.run)
+        assert [info.step for info in found if info.complete] == [saved, target]
+    finally:
+        if guard is not None and guard.poll() is None:
+            guard.kill()
         ray.shutdown()
         cluster.shutdown()
