@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import threading
+import time
 from dataclasses import dataclass
 
 import ray
@@ -24,6 +25,12 @@ from fame_ray.config import DataConfig, TrainConfig
 from fame_ray.errors import ConfigError
 
 logger = logging.getLogger(__name__)
+
+
+_local_instance = False  # connect_ray started a private instance: no autoscaler will add nodes
+# What a job asks for Ray Data per training worker on a cluster that has no CPUs yet, when
+# data.data_cpus leaves it to the plan (decoding 16-frame clips keeps about 2 cores per worker busy).
+COLD_DATA_CPUS_PER_WORKER = 2
 
 
 def connect_ray(num_cpus: float | None = None, dashboard: bool = False, verbose: bool = False) -> bool:
@@ -44,6 +51,8 @@ def connect_ray(num_cpus: float | None = None, dashboard: bool = False, verbose:
         ray.init(configure_logging=False, log_to_driver=verbose)
         return True
     logger.info("no RAY_ADDRESS: starting a local Ray instance")
+    global _local_instance
+    _local_instance = True
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, configure_logging=False, log_to_driver=verbose)
     return True
 
@@ -157,8 +166,6 @@ def drain_node(address: str, node_id: str, deadline_s: float, message: str) -> N
     checkpoint at the step they are at, and the run restarts on other nodes from there. Ray
     schedules nothing new on a draining node. Raises ConfigError when the GCS refuses.
     """
-    import time
-
     from ray.core.generated import autoscaler_pb2
 
     gcs = ray._raylet.GcsClient(address=address)
@@ -166,3 +173,89 @@ def drain_node(address: str, node_id: str, deadline_s: float, message: str) -> N
     accepted, why = gcs.drain_node(node_id, autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION"), message, deadline_ms)
     if not accepted:
         raise ConfigError(f"Ray refused to drain node {node_id}: {why}", "check the node id with `ray list nodes`")
+
+
+def job_bundles(train: TrainConfig, data: DataConfig, copies: int = 1) -> list[dict]:
+    """The resource bundles a job asks the cluster for: one per training worker (its CPUs, GPU
+    and extra resources) and one CPU per Ray Data CPU, for `copies` runs at once (trials)."""
+    worker = {"CPU": float(train.cpus_per_worker or 1.0), **{k: float(v) for k, v in train.worker_resources.items()}}
+    if train.use_gpu:
+        worker["GPU"] = 1.0
+    data_cpus = math.ceil(data.data_cpus or COLD_DATA_CPUS_PER_WORKER * train.num_workers)
+    return ([worker] * train.num_workers + [{"CPU": 1.0}] * data_cpus) * copies
+
+
+def job_minimum(train: TrainConfig, data: DataConfig, copies: int = 1) -> dict:
+    """What a cluster must hold for a job to be planned on it now: the GPUs and extra resources
+    of its workers, and the CPUs the config fixes (at least one; `plan_resources` sizes the
+    rest from what is there)."""
+    need = _totals(job_bundles(train, data, copies))
+    fixed = (train.cpus_per_worker * train.num_workers + data.data_cpus) * copies
+    need["CPU"] = max(1.0, fixed)
+    return need
+
+
+def _totals(bundles: list[dict]) -> dict:
+    need: dict = {}
+    for bundle in bundles:
+        for name, amount in bundle.items():
+            need[name] = need.get(name, 0.0) + amount
+    return need
+
+
+def _missing(need: dict, have: dict) -> dict:
+    return {name: amount for name, amount in need.items() if have.get(name, 0.0) + 1e-9 < amount}
+
+
+def _shown(need: dict, have: dict) -> str:
+    return ", ".join(f"{name} {have.get(name, 0.0):g}/{amount:g}" for name, amount in sorted(need.items()))
+
+
+def await_resources(bundles: list[dict], timeout_s: float, what: str, minimum: dict | None = None, poll_s: float = 2.0, line_every_s: float = 15.0) -> None:
+    """Make sure the cluster holds what a job asks for before it is planned from the cluster's
+    size: at once when it holds `minimum` (default: all the bundles), else ask the autoscaler
+    for the bundles (`request_resources`) and wait, with a progress line, until the nodes have
+    joined or `timeout_s` says what is missing.
+
+    The request stands until `release_resources()` (called when the job ends), so the autoscaler
+    does not take idle data nodes away before the first Ray Data task reaches them.
+    """
+    need = _totals(bundles)
+    if not _missing(minimum or need, ray.cluster_resources()):
+        return
+    if _local_instance:
+        have = ray.cluster_resources()
+        raise ConfigError(f"{what} needs {_shown(need, have)} (have/need) and this local Ray instance has no more",
+                          "lower train.num_workers, train.cpus_per_worker or data.data_cpus, or submit to a cluster (RAY_ADDRESS)")
+    from ray.autoscaler.sdk import request_resources
+
+    request_resources(bundles=bundles)
+    started = last_line = time.monotonic()
+    logger.info("%s: the cluster has %s (have/need); asked the autoscaler, waiting up to %.0f s", what, _shown(need, ray.cluster_resources()), timeout_s)
+    while True:
+        have = ray.cluster_resources()
+        missing = _missing(need, have)
+        waited = time.monotonic() - started
+        if not missing:
+            logger.info("%s: the cluster has what it asked for after %.0f s (%s)", what, waited, _shown(need, have))
+            return
+        if waited >= timeout_s:
+            release_resources()
+            raise ConfigError(f"{what}: the cluster did not reach {_shown(need, have)} (have/need) within {timeout_s:.0f} s",
+                              "check `ray status` and the cluster YAML's node types and max_workers, lower the request, or raise --set train.cluster_wait_s")
+        if time.monotonic() - last_line >= line_every_s:
+            last_line = time.monotonic()
+            logger.info("%s: waiting for nodes: %s, %.0f s of %.0f s", what, _shown(need, have), waited, timeout_s)
+        time.sleep(poll_s)
+
+
+def release_resources() -> None:
+    """Withdraw what `await_resources` asked the autoscaler for (idle nodes may go again)."""
+    if _local_instance or not ray.is_initialized():
+        return
+    from ray.autoscaler.sdk import request_resources
+
+    try:
+        request_resources(bundles=[])
+    except Exception as error:  # noqa: BLE001 - never fail a finished job over this
+        logger.warning("could not withdraw the resource request (%s)", error)

@@ -314,6 +314,9 @@ class TrainConfig:
     """Elastic runs: seconds between checks whether more workers fit (Ray Train's resize interval)."""
     worker_resources: dict = field(default_factory=dict)
     """Extra Ray resources each training worker holds, e.g. {'trainer_slot': 1} to pin workers to nodes."""
+    cluster_wait_s: float = 900.0
+    """On a cluster that lacks what the job asks for (a cold autoscaling cluster): seconds to wait
+    for the autoscaler to bring the nodes before giving up with what is missing."""
     readout: bool = False
     """After pretraining, read out what was learned: a linear probe of the frozen features of the
     dataset's train split, tested on its test split, next to a randomly initialised encoder."""
@@ -330,6 +333,7 @@ class TrainConfig:
         _check(self.checkpoint_every > 0, "train.checkpoint_every must be positive")
         _check(self.keep_checkpoints > 0, "train.keep_checkpoints must be positive")
         _check(self.log_every > 0, "train.log_every must be positive")
+        _check(self.cluster_wait_s >= 0, "train.cluster_wait_s must be >= 0")
         _check_worker_resources(self.worker_resources)
 
     def world_sizes(self) -> range:

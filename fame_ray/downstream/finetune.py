@@ -111,10 +111,14 @@ def run_finetune(cfg: FinetuneConfig, explicit_arch: str | None = None) -> dict:
     cfg, info = preflight.prepare(cfg, explicit_arch)
     owns_ray = runtime.connect_ray(dashboard=True)
     try:
+        # A cold cluster brings at least one trial's nodes (as many trials as --max-concurrent asks).
+        copies = cfg.max_concurrent or 1
+        runtime.await_resources(runtime.job_bundles(cfg.train, cfg.data, copies), cfg.train.cluster_wait_s, "finetuning", runtime.job_minimum(cfg.train, cfg.data, copies))
         plan = sweep_plan(cfg, space)
         log.info("sweep: %d trial(s), %d at once, %.3g CPUs each (%.3g for Ray Data)", plan["trials"], plan["max_concurrent"], plan["trial_cpus"], plan["data_cpus"])
         records = _sweep(cfg, space, info, plan)
     finally:
+        runtime.release_resources()
         if owns_ray:
             ray.shutdown()
     record = _record(cfg, info, space, plan, records, time.time() - started)

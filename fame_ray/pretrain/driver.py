@@ -116,9 +116,13 @@ def run_pretrain(cfg: PretrainConfig, verbose: bool = False):
     the summary and any errors."""
     preflight(cfg)
     runtime.connect_ray(verbose=verbose)
-    plan = plan_run(cfg, runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data))
-    log_start(cfg, plan, verbose)
-    result = fit(cfg, plan, verbose=verbose)
+    runtime.await_resources(runtime.job_bundles(cfg.train, cfg.data), cfg.train.cluster_wait_s, "pretraining", runtime.job_minimum(cfg.train, cfg.data))
+    try:
+        plan = plan_run(cfg, runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data))
+        log_start(cfg, plan, verbose)
+        result = fit(cfg, plan, verbose=verbose)
+    finally:
+        runtime.release_resources()
     logger.info("run finished: checkpoints and metrics in %s", plan.run)
     return result
 

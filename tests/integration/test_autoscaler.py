@@ -24,7 +24,7 @@ import yaml
 
 from cluster_head import free_port, start_head, stop_head
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,18 +54,33 @@ print(json.dumps({"before": before, "after": after, "node_id": node_id, "node_ty
 """
 
 
-@pytest.fixture
-def autoscaling_head(tmp_path):
+def _start_autoscaling_head(tmp_path, head_cpus: int):
     port = free_port()
     config = yaml.safe_load((ROOT / "cluster" / "local.yaml").read_text())
     config["provider"]["gcs_address"] = f"127.0.0.1:{port}"
+    config["available_node_types"]["ray.head.default"]["resources"] = {"CPU": head_cpus}
     config_path = tmp_path / "local.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    head = start_head(
-        num_cpus=1, port=port,
+    return start_head(
+        num_cpus=head_cpus, port=port,
         extra_args=["--autoscaling-config", str(config_path), "--object-store-memory", str(200 * 1024**2)],
         extra_env={"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"},
     )  # fmt: skip
+
+
+@pytest.fixture
+def autoscaling_head(tmp_path):
+    head = _start_autoscaling_head(tmp_path, head_cpus=1)
+    try:
+        yield head
+    finally:
+        stop_head(head)
+
+
+@pytest.fixture
+def cold_head(tmp_path):
+    """A head of 0 CPUs and every worker group at 0 nodes, like every cluster in cluster/."""
+    head = _start_autoscaling_head(tmp_path, head_cpus=0)
     try:
         yield head
     finally:
@@ -94,3 +109,46 @@ def test_pending_gpu_work_scales_the_fake_cluster_up_then_down(autoscaling_head)
     # idle_timeout_minutes: 0.5 in local.yaml: the idle node is removed again.
     assert result["final"] == 1, result
     print(f"scale-up {result['scale_up_s']:.1f}s, scale-down {result['scale_down_s']:.1f}s")
+
+
+def _fame_ray(args: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / "fame-ray"), *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def _alive_workers(head) -> int:
+    probe = "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); print(sum(n['Alive'] for n in ray.nodes()) - 1)"
+    out = subprocess.run([sys.executable, "-c", probe, head.gcs_address], env=head.client_env(), capture_output=True, text=True, timeout=60)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def test_pretrain_and_finetune_on_a_cold_cluster_bring_their_nodes_and_plan_on_them(cold_head, tmp_path):
+    """At submission the cluster shows 0 CPUs. Each job asks the autoscaler for its workers and
+    its Ray Data CPUs, waits for the nodes, plans on them (as configured: 1 CPU for the worker,
+    1 then 2 for Ray Data) and runs."""
+    import os
+
+    data, runs = tmp_path / "ucf", tmp_path / "runs"
+    local = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    made = _fame_ray(["synth", "--layout", "ucf101", "--out", str(data), "--classes", "2", "--videos-per-class", "4", "--frames", "16", "--size", "64x48"], local, 120)
+    assert made.returncode == 0, made.stderr[-2000:]
+    prepared = _fame_ray(["data", "prepare", "--dataset", "ucf101", "--data-root", str(data)], local, 180)  # a local instance, not the cluster
+    assert prepared.returncode == 0, prepared.stderr[-2000:]
+    assert _alive_workers(cold_head) == 0
+    sizes = ["--set", "train.num_workers=1", "--set", "train.cpus_per_worker=1", "--set", "data.data_cpus=1", "--set", "train.cluster_wait_s=240"]
+    pretrain = _fame_ray(["pretrain", "--preset", "demo", "--dataset", "ucf101", "--data-root", str(data), "--storage", str(runs), "--run-name", "cold",
+                          "--max-steps", "2", "--set", "train.global_batch=4", "--set", "data.frames_per_clip=4", "--set", "data.crop_size=32", "--set", "train.readout=false", *sizes],
+                         {**cold_head.client_env(), "RAY_ADDRESS": cold_head.gcs_address}, 330)  # fmt: skip
+    assert pretrain.returncode == 0, pretrain.stderr[-4000:] + cold_head.log_tail()
+    assert "asked the autoscaler" in pretrain.stderr and "has what it asked for" in pretrain.stderr, pretrain.stderr[-3000:]
+    assert "1 CPU each, 1 CPU for Ray Data" in pretrain.stderr, pretrain.stderr[-3000:]
+    assert "Adding" in monitor_log(cold_head)
+    # The finetune asks for more than the nodes the pretraining brought (1 CPU for the worker, 2
+    # for Ray Data): it too waits for the autoscaler.
+    assert _alive_workers(cold_head) <= 2
+    finetune = _fame_ray(["finetune", "--preset", "demo", "--dataset", "ucf101", "--data-root", str(data), "--storage", str(runs), "--run-name", "cold-ft",
+                          "--pretrained", str(runs / "cold"), "--arch", "tiny", "--set", "train.epochs=1", "--set", "data.frames_per_clip=4", "--set", "data.crop_size=32", *sizes, "--set", "data.data_cpus=2"],
+                         {**cold_head.client_env(), "RAY_ADDRESS": cold_head.gcs_address}, 330)  # fmt: skip
+    assert finetune.returncode == 0, finetune.stderr[-4000:] + cold_head.log_tail()
+    assert "asked the autoscaler" in finetune.stderr and "has what it asked for" in finetune.stderr, finetune.stderr[-3000:]
+    assert "(2 for Ray Data)" in finetune.stderr, finetune.stderr[-3000:]
+    assert (runs / "cold-ft" / "results.md").exists()
