@@ -10,7 +10,7 @@ prepare` and every other command read the copy as they read the original. Hidden
 videos that split's files list are transcoded (the split files are all copied).
 
 Resumable: a video is done when the copy holds a file under its name. Each video is written
-whole (local: a temporary name, then a rename; S3: one upload of the finished bytes), so a run
+whole (local: a temporary name, then a rename; S3: one PUT of the finished bytes), so a run
 that is killed never leaves half a video under a real name; a rerun skips the done ones and
 removes the temporary files a killed run left behind. The encoding settings are recorded in
 `<out>/.fame-ray/transcode.json` before the first video; a rerun with others is refused.
@@ -123,9 +123,9 @@ class TranscodeResult:
 
 
 def _write(target: Location, data: bytes) -> None:
-    """Write a file of the copy whole; a local one readable by all, as datasets are shared
-    (the atomic write's temporary file is created owner-only)."""
-    target.write_bytes(data)
+    """Write a file of the copy whole (S3: one PUT of the finished bytes); a local one readable
+    by all, as datasets are shared (the atomic write's temporary file is created owner-only)."""
+    target.put_bytes(data)
     if not target.is_s3:
         os.chmod(target.uri, FILE_MODE)
 
@@ -213,7 +213,7 @@ def open_record(out: Location, settings: EncodeSettings, out_files: dict[str, in
             raise UserError(f"--out {out} holds a copy made with {_described(recorded)}", "rerun with the same flags to resume it, or pick another --out")
     elif out_files:
         raise UserError(f"--out {out} holds files and no transcode record", "pick a new or empty folder for the copy")
-    record.write_text(json.dumps({**header, "complete": False}, indent=1))
+    _write(record, json.dumps({**header, "complete": False}, indent=1).encode())
     return record
 
 
@@ -252,7 +252,7 @@ def _write_skipped(location: Location, skipped: list[tuple[str, str]]) -> None:
     writer = csv.writer(text)
     writer.writerow(["path", "reason"])
     writer.writerows(skipped)
-    location.write_text(text.getvalue())
+    _write(location, text.getvalue().encode())
 
 
 # ---------------------------------------------------------------------------------------
@@ -346,7 +346,7 @@ def _finish(out, record, header, settings, sizes, out_files, videos, missing, ou
                "skipped": [{"path": p, "reason": r} for p, r in skipped], "copied_files": len(copied),
                "bytes_before": result.bytes_before, "bytes_after": result.bytes_after, "ratio": round(result.ratio, 4),
                "seconds": round(seconds, 1)}
-    record.write_text(json.dumps({**header, "complete": not skipped, "summary": summary}, indent=1))
+    _write(record, json.dumps({**header, "complete": not skipped, "summary": summary}, indent=1).encode())
     if not written:
         reasons = sorted({reason for _, reason in skipped})[:3]
         raise UserError(f"none of the {result.videos} videos could be transcoded ({'; '.join(reasons)})", f"see {result.skipped_file}")

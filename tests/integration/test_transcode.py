@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -147,8 +148,9 @@ def _keys(endpoint: str, prefix: str) -> dict[str, int]:
     return {item["Key"][len(prefix):]: item["Size"] for page in pages for item in page.get("Contents", [])}
 
 
-def test_s3_to_s3_through_the_command_and_a_rerun_on_s3_resumes(ray_local, original, s3_server, bucket):
+def test_s3_to_s3_through_the_command_and_a_rerun_on_s3_resumes(ray_local, original, s3_server, bucket, caplog):
     _upload(original, f"{bucket}/UCF101", s3_server)
+    caplog.set_level(logging.INFO, logger="werkzeug")  # moto's server logs every request it serves
     args = ["data", "transcode", "--dataset", "ucf101", "--data-root", f"{bucket}/UCF101", "--out", f"{bucket}/UCF101-128",
             "--short-side", "128", "--gop", "16", "--s3-endpoint", s3_server]
     first = CliRunner().invoke(app, args)
@@ -160,6 +162,10 @@ def test_s3_to_s3_through_the_command_and_a_rerun_on_s3_resumes(ray_local, origi
     expected = set(_videos(original)) | {f"ucfTrainTestlist/{name}" for name in SPLIT_FILES}
     expected |= {synthetic.MARKER, ".fame-ray/transcode.json", ".fame-ray/transcode_skipped.csv"}
     assert set(_keys(s3_server, "UCF101-128/")) == expected
+    # Each file of the copy is one PUT of the finished bytes, never a multipart upload.
+    requests = [record.getMessage() for record in caplog.records if record.name == "werkzeug"]
+    assert sum(f"PUT /fame-ray-test/UCF101-128/UCF-101/" in r for r in requests) == 6
+    assert not any("UCF101-128" in r and "uploads" in r.lower() for r in requests), [r for r in requests if "uploads" in r.lower()]
     video = Location.parse(f"{bucket}/UCF101-128/{_videos(original)[0]}", s3_server).read_bytes()
     size, keyframes, frames, _ = _stream_facts(io.BytesIO(video))
     assert size == (170, 128) and keyframes == [0, 16, 32] and frames == FRAMES
