@@ -70,13 +70,15 @@ class Progress:
 
     total: int
     already_done: int = 0
+    missing: int = 0
+    """Videos the split lists but the root lacks (skipped at once, not part of the pace)."""
     transcoded: int = 0
     skipped: int = 0
     started: float = field(default_factory=time.monotonic)
 
     @property
     def done(self) -> int:
-        return self.already_done + self.transcoded + self.skipped
+        return self.already_done + self.missing + self.transcoded + self.skipped
 
     def rate(self) -> float:
         """Videos per second handled by this run."""
@@ -85,7 +87,7 @@ class Progress:
     def line(self) -> str:
         rate = self.rate()
         eta = str(datetime.timedelta(seconds=round((self.total - self.done) / rate))) if rate > 0 else "--"
-        return f"{self.done}/{self.total} videos ({self.skipped} skipped), {rate:.2f} videos/s, ETA {eta}"
+        return f"{self.done}/{self.total} videos ({self.missing + self.skipped} skipped), {rate:.2f} videos/s, ETA {eta}"
 
 
 @dataclass
@@ -323,7 +325,7 @@ def run(data: config.DataConfig, source: Location, out: Location, settings: Enco
         log.info("removed %d temporary files an interrupted run left in %s", removed, out)
     copied = copy_other_files(source, out, sizes)
     todo = [Job(v, source / v, out / v) for v in videos if v not in out_files]
-    progress = Progress(total=len(videos) + len(missing), already_done=len(videos) - len(todo), skipped=len(missing))
+    progress = Progress(total=len(videos) + len(missing), already_done=len(videos) - len(todo), missing=len(missing))
     on_progress(progress)
     outcomes = {}
     if todo:

@@ -104,13 +104,19 @@ def test_an_interrupted_copy_resumes_and_a_split_limits_the_videos(ray_local, or
     root = _copy(original, tmp_path)
     videos = _videos(root)
     out = tmp_path / "UCF101-128"
-    # Split 1 leaves one training video out: only the other five are transcoded.
+    # Split 1 leaves one training video out, and one of its test videos is missing from the root:
+    # four are transcoded, the missing one is listed.
     trainlist = Path(root, "ucfTrainTestlist", "trainlist01.txt")
     left_out = trainlist.read_text().splitlines()[0].split()[0]
     trainlist.write_text("".join(line + "\r\n" for line in trainlist.read_text().splitlines()[1:]))
+    gone = "UCF-101/" + Path(root, "ucfTrainTestlist", "testlist01.txt").read_text().split()[0]
+    Path(root, gone).unlink()
     data = DataConfig(dataset="ucf101", data_root=root, split=1)
-    first = transcode_job.run(data, data.location(), Location.parse(str(out)), EncodeSettings(), split=1)
-    assert first.transcoded == 5 and not (out / "UCF-101" / left_out).exists()
+    lines = []
+    first = transcode_job.run(data, data.location(), Location.parse(str(out)), EncodeSettings(), split=1, on_progress=lambda p: lines.append(p.line()))
+    assert first.transcoded == 4 and not (out / "UCF-101" / left_out).exists()
+    assert [path for path, _ in first.skipped] == [gone] and first.skipped[0][1].startswith("missing file")
+    assert lines[0].startswith("1/5 videos (1 skipped), 0.00 videos/s") and lines[-1].startswith("5/5 videos (1 skipped)")
 
     # An interruption: one video never finished (only its temporary file, half written, is there).
     lost = next(v for v in videos if (out / v).exists())
@@ -120,7 +126,7 @@ def test_an_interrupted_copy_resumes_and_a_split_limits_the_videos(ray_local, or
     before = {v: (out / v).stat().st_mtime_ns for v in videos if (out / v).exists()}
 
     second = transcode_job.run(data, data.location(), Location.parse(str(out)), EncodeSettings())
-    assert second.already_done == 4 and second.transcoded == 2 and not second.skipped
+    assert second.already_done == 3 and second.transcoded == 2 and not second.skipped
     assert not partial.exists() and all((out / v).stat().st_mtime_ns == t for v, t in before.items())
     assert _stream_facts(str(out / lost))[2] == FRAMES and (out / "UCF-101" / left_out).exists()
     assert json.loads((out / ".fame-ray" / "transcode.json").read_text())["complete"] is True
