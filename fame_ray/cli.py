@@ -3,6 +3,7 @@
     fame-ray synth --layout ucf101 --out /tmp/ucf-synth
     fame-ray data prepare --dataset ucf101 --data-root /tmp/ucf-synth
     fame-ray data preview --dataset ucf101 --data-root /tmp/ucf-synth --out fame.png
+    fame-ray data transcode --dataset ucf101 --data-root /tmp/ucf-synth --out /tmp/ucf-synth-128
     fame-ray pretrain                       # the demo: local Ray, synthetic data, tiny model
     fame-ray finetune --dataset hmdb51 --pretrained fame-ray-runs/pretrain-.../checkpoint_...
 """
@@ -14,7 +15,7 @@ import sys
 
 import typer
 
-from fame_ray.commands import bench, data_prepare, data_preview, experiment, finetune, node, pretrain, report, retrieve, runs, synth
+from fame_ray.commands import bench, data_prepare, data_preview, data_transcode, experiment, finetune, node, pretrain, report, retrieve, runs, synth
 from fame_ray.errors import UserError
 
 app = typer.Typer(
@@ -29,7 +30,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Dataset catalogs and previews.", no_args_is_help=True)
+data_app = typer.Typer(help="Dataset catalogs, previews and training-friendly copies.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that write JSON.", no_args_is_help=True)
 runs_app = typer.Typer(help="Runs in a storage root: list them, show one.", no_args_is_help=True)
 experiment_app = typer.Typer(help="Method comparisons through the whole product.", no_args_is_help=True)
@@ -38,6 +39,7 @@ node_app = typer.Typer(help="Helpers that run on the nodes of a cluster.", no_ar
 app.command("synth")(synth.synth)
 data_app.command("prepare")(data_prepare.prepare)
 data_app.command("preview")(data_preview.preview)
+data_app.command("transcode")(data_transcode.transcode)
 app.add_typer(data_app, name="data")
 app.command("pretrain")(pretrain.pretrain)
 runs_app.command("list")(runs.list_runs)

@@ -116,6 +116,12 @@ def boto3_client(endpoint: str = ""):
     return boto3.client("s3", endpoint_url=endpoint_url(endpoint) or None, config=config)
 
 
+@functools.lru_cache(maxsize=8)
+def _cached_boto3_client(endpoint: str):
+    """One boto3 client per endpoint and process, for many small requests (clients are thread-safe)."""
+    return boto3_client(endpoint)
+
+
 @dataclass(frozen=True)
 class Location:
     """A local path (absolute) or an s3://bucket/key URI, and the endpoint of its S3 service."""
@@ -208,6 +214,16 @@ class Location:
 
     def write_text(self, text: str) -> None:
         self.write_bytes(text.encode("utf-8"))
+
+    def put_bytes(self, data: bytes) -> None:
+        """Write the whole object in one request: on S3 a single PutObject (pyarrow's stream
+        uploads in parts, and a process killed between parts leaves an unfinished upload behind);
+        local files as write_bytes. For finished files well under S3's 5 GiB single-PUT limit."""
+        if not self.is_s3:
+            self.write_bytes(data)
+            return
+        key = urlparse(self.uri).path.lstrip("/")
+        _cached_boto3_client(self.endpoint).put_object(Bucket=self.bucket, Key=key, Body=data)
 
     def make_dirs(self) -> None:
         """Create a local folder (S3 has no folders to create)."""

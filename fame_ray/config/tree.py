@@ -120,8 +120,9 @@ class DataConfig:
     """Clips per video at test time, uniformly spaced (official: 10)."""
     test_crop: str = "center"
     """Test-time crop: 'center' = a crop_size square from the middle of the frame as stored
-    (official CenterCropVideo; transcode the data to short side ~1.14 x crop first), 'resize' =
-    short side resized to crop_size first (fame-ray's option for frames much larger than the crop)."""
+    (official CenterCropVideo; first make a copy with short side ~1.14 x crop, `fame-ray data
+    transcode`), 'resize' = short side resized to crop_size first (fame-ray's option for frames
+    much larger than the crop)."""
     decode_threads: int = 1
     """decord threads per decoding task."""
     decode_timeout_s: float = 60.0

@@ -1,0 +1,97 @@
+"""`fame-ray data transcode`: a training-friendly copy of a dataset (H.264, small frames, frequent
+keyframes), written by Ray tasks, same layout, resumable."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from fame_ray.commands import common
+from fame_ray.config import PretrainConfig, presets
+from fame_ray.errors import UserError
+from fame_ray.storage import Location
+
+Out = Annotated[Optional[str], typer.Option("--out", "-o", help="Folder or s3:// prefix for the copy: new, or one this command wrote with the same settings (a rerun resumes it).")]
+ShortSide = Annotated[int, typer.Option("--short-side", help="Short side of the copy in pixels (aspect kept, even sizes, never upscaled; 112 at least). 128 serves 112-pixel crops (R(2+1)D, R3D), 256 serves I3D's 224-pixel crops.")]
+Gop = Annotated[int, typer.Option("--gop", help="A keyframe every N frames: a random clip then decodes at most N-1 frames it does not use.")]
+CropSize = Annotated[Optional[int], typer.Option("--crop-size", help="The training crop the copy is for (default: data.crop_size of --config, else 112); --short-side must be at least 8/7 of it.")]
+Crf = Annotated[int, typer.Option("--crf", help="x264 quality, 0 (lossless) to 51; 23 is x264's default.")]
+Preset = Annotated[str, typer.Option("--preset", help="x264 speed preset (ultrafast ... veryslow).")]
+OnlySplit = Annotated[Optional[int], typer.Option("--split", help="Only the videos that this split's files list (default: every video in the root).")]
+
+
+def transcode(
+    dataset: common.Dataset = None,
+    data_root: common.DataRoot = None,
+    out: Out = None,
+    short_side: ShortSide = 128,
+    gop: Gop = 16,
+    split: OnlySplit = None,
+    crop_size: CropSize = None,
+    crf: Crf = 23,
+    preset: Preset = "veryfast",
+    s3_endpoint: common.S3Endpoint = None,
+    config_file: common.ConfigFile = None,
+) -> None:
+    """Write a copy of a dataset that trains faster: H.264 with the short side scaled to
+    --short-side and a keyframe every --gop frames, frame rate and frame count kept, audio
+    dropped. Videos keep their relative paths and file names (a UCF101 .avi holds H.264), the
+    split and annotation files are copied unchanged: `fame-ray data prepare` and every other
+    command take the copy's folder as --data-root, as they take the original.
+
+    Runs as Ray tasks over chunks of videos (a local instance unless RAY_ADDRESS is set); reads
+    and writes local folders or s3:// prefixes. A rerun skips the videos already written (each
+    is written whole, never half); unreadable videos are listed, not fatal, and tried again on
+    a rerun. The copy records its settings, the skipped videos and the sizes before and after
+    in <out>/.fame-ray/transcode.json (skipped list also in transcode_skipped.csv).
+
+    Examples:
+
+      fame-ray data transcode --dataset ucf101 --data-root ~/fame-ray-data/UCF101 --out ~/fame-ray-data/UCF101-128
+
+      fame-ray data transcode --config jobs/pretrain-k400-i3d.yaml --short-side 256 --out s3://YOUR_BUCKET/datasets/kinetics400-256
+
+      fame-ray data transcode --dataset hmdb51 --data-root s3://datasets/hmdb51 --split 1 --out s3://datasets/hmdb51-128 --s3-endpoint http://minio:9000
+    """
+    common.start_logging()
+    from fame_ray.data import transcode as encoding
+    from fame_ray.data import transcode_job  # ray, pyarrow and PyAV: loaded only to run
+
+    settings = encoding.EncodeSettings(short_side=short_side, gop=gop, crf=crf, preset=preset)
+    if not out:
+        raise UserError("--out is required", "give a new folder or s3:// prefix for the copy, e.g. --out <data root>-128")
+    if not dataset and not config_file:
+        raise UserError("--dataset is required", "e.g. --dataset ucf101, or --config jobs/<recipe>.yaml")
+    if dataset == "csv":
+        raise UserError("a csv list has no layout to copy", "transcode the folder the list points into with --dataset folder")
+    flags = {"data": {**common.data_flags(dataset, data_root, split), "crop_size": crop_size}, "storage": {"s3_endpoint": s3_endpoint}}
+    config = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, "recipe", None)
+    settings.check_crop(config.data.crop_size)
+    source = config.data_location()
+    try:
+        target = Location.parse(out, source.endpoint)
+    except UserError as error:
+        raise UserError(f"--out: {error.message}", error.hint) from None
+    typer.echo(f"{settings.describe()}: {source} -> {target}")
+    result = transcode_job.run(config.data, source, target, settings, split, on_progress=lambda p: typer.echo(p.line()))
+    _summary(result, config.data.dataset)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def _summary(result, dataset: str) -> None:
+    typer.echo(f"transcoded {result.transcoded} videos, {result.already_done} done before, {len(result.skipped)} skipped; "
+               f"copied {len(result.copied)} other files ({result.seconds:.1f}s)")
+    for path, reason in result.skipped[:20]:
+        typer.echo(f"  skipped {path}: {reason}")
+    if len(result.skipped) > 20:
+        typer.echo(f"  ... {len(result.skipped) - 20} more")
+    if result.skipped:
+        typer.echo(f"  skipped videos listed in {result.skipped_file} (a rerun tries them again)")
+    typer.echo(f"size before {_mib(result.bytes_before)}, after {_mib(result.bytes_after)} "
+               f"({result.ratio:.1%} of the original, {1 / max(result.ratio, 1e-9):.1f}x smaller)")
+    typer.echo(f"summary in {result.record}")
+    typer.echo(f"next: fame-ray data prepare --dataset {dataset} --data-root {result.out}")

@@ -1,0 +1,355 @@
+"""A training-friendly copy of a whole dataset, transcoded in parallel Ray tasks (transcode.py
+says what each video becomes and why).
+
+    result = transcode_job.run(data, data.location(), Location.parse("s3://bucket/UCF101-128"), EncodeSettings())
+
+The copy keeps the layout: every video under the same relative path and file name, every other
+file (split lists, annotations, class vocabularies) copied byte for byte, so `fame-ray data
+prepare` and every other command read the copy as they read the original. Hidden folders
+(`.fame-ray/`: manifests that point at the original) are left out. With `split`, only the
+videos that split's files list are transcoded (the split files are all copied).
+
+Resumable: a video is done when the copy holds a file under its name. Each video is written
+whole (local: a temporary name, then a rename; S3: one PUT of the finished bytes), so a run
+that is killed never leaves half a video under a real name; a rerun skips the done ones and
+removes the temporary files a killed run left behind. The encoding settings are recorded in
+`<out>/.fame-ray/transcode.json` before the first video; a rerun with others is refused.
+
+An input that cannot be transcoded is listed (path, reason) in
+`<out>/.fame-ray/transcode_skipped.csv` and in the summary of transcode.json; it never stops
+the job, and a rerun tries it again. A write that fails (disk full, storage gone) stops the job.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import io
+import json
+import logging
+import math
+import os
+import posixpath
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pyarrow.fs as pafs
+import ray
+
+from fame_ray import config, runtime
+from fame_ray.data import catalog
+from fame_ray.data.listing import VIDEO_EXTENSIONS, Tree
+from fame_ray.data.transcode import EncodeSettings, container_for, encode_video
+from fame_ray.errors import UserError
+from fame_ray.storage import Location
+
+log = logging.getLogger(__name__)
+
+RECORD = ".fame-ray/transcode.json"
+SKIPPED = ".fame-ray/transcode_skipped.csv"
+CHUNK = 4  # videos per Ray task: a video takes seconds, so small chunks keep the progress line moving
+TASK_CPUS = 1.0  # one decoder and one single-threaded x264 per task
+PROGRESS_EVERY_S = 5.0
+FILE_MODE = 0o644
+
+
+@dataclass(frozen=True)
+class Job:
+    """One video to transcode: its path relative to the root, where it is read, where it goes."""
+
+    relative: str
+    source: Location
+    target: Location
+
+
+@dataclass
+class Progress:
+    """Videos done of the total, and the pace of this run (done before it does not count)."""
+
+    total: int
+    already_done: int = 0
+    missing: int = 0
+    """Videos the split lists but the root lacks (skipped at once, not part of the pace)."""
+    transcoded: int = 0
+    skipped: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def done(self) -> int:
+        return self.already_done + self.missing + self.transcoded + self.skipped
+
+    def rate(self) -> float:
+        """Videos per second handled by this run."""
+        return (self.transcoded + self.skipped) / max(time.monotonic() - self.started, 1e-9)
+
+    def line(self) -> str:
+        rate = self.rate()
+        eta = str(datetime.timedelta(seconds=round((self.total - self.done) / rate))) if rate > 0 else "--"
+        return f"{self.done}/{self.total} videos ({self.missing + self.skipped} skipped), {rate:.2f} videos/s, ETA {eta}"
+
+
+@dataclass
+class TranscodeResult:
+    """What `run` wrote."""
+
+    out: Location
+    settings: EncodeSettings
+    videos: int
+    """Videos selected (the whole root, or the split's)."""
+    transcoded: int
+    """Videos transcoded by this run."""
+    already_done: int
+    """Videos an earlier run had written."""
+    skipped: list[tuple[str, str]]
+    """(path relative to the root, reason) of the videos left out."""
+    copied: list[str]
+    """The other files, copied unchanged."""
+    bytes_before: int
+    """Size of the original videos that the copy holds."""
+    bytes_after: int
+    """Size of their transcoded versions."""
+    seconds: float
+    record: Location
+    skipped_file: Location
+
+    @property
+    def ratio(self) -> float:
+        """Size after / size before (0.1 = ten times smaller)."""
+        return self.bytes_after / self.bytes_before if self.bytes_before else 0.0
+
+
+# ---------------------------------------------------------------------------------------
+# one video, in a Ray task
+
+
+def _write(target: Location, data: bytes) -> None:
+    """Write a file of the copy whole (S3: one PUT of the finished bytes); a local one readable
+    by all, as datasets are shared (the atomic write's temporary file is created owner-only)."""
+    target.put_bytes(data)
+    if not target.is_s3:
+        os.chmod(target.uri, FILE_MODE)
+
+
+def transcode_one(job: Job, settings: EncodeSettings) -> dict | str:
+    """Transcode and write one video: {'bytes_out', 'frames'}, or the reason it was left out.
+    Only reading and encoding errors become a reason; a failed write raises."""
+    try:
+        source = io.BytesIO(job.source.read_bytes()) if job.source.is_s3 else job.source.uri
+        data, frames = encode_video(source, settings, container_for(job.relative))
+    except FileNotFoundError:
+        return "missing file"
+    except Exception as error:  # PyAV raises InvalidDataError, ValueError, OSError...; TranscodeError
+        first_line = str(error).splitlines()[0][:200] if str(error) else ""
+        return f"unreadable: {type(error).__name__}: {first_line}".rstrip(": ")
+    _write(job.target, data)
+    return {"bytes_out": len(data), "frames": frames}
+
+
+def transcode_chunk(jobs: list[Job], settings: EncodeSettings) -> list[dict | str]:
+    return [transcode_one(job, settings) for job in jobs]
+
+
+# ---------------------------------------------------------------------------------------
+# what to transcode
+
+
+def file_sizes(root: Location) -> dict[str, int]:
+    """Path (relative to `root`) -> size of every file below it; empty when it does not exist."""
+    selector = pafs.FileSelector(root.path, recursive=True, allow_not_found=True)
+    prefix = len(root.path.rstrip("/")) + 1
+    return {info.path[prefix:]: info.size for info in root.filesystem.get_file_info(selector) if info.type == pafs.FileType.File}
+
+
+def _hidden(relative: str, folders_only: bool = False) -> bool:
+    parts = relative.split("/")
+    return any(part.startswith(".") for part in (parts[:-1] if folders_only else parts))
+
+
+def _is_video(relative: str) -> bool:
+    return relative.lower().endswith(VIDEO_EXTENSIONS) and not _hidden(relative)
+
+
+def select_videos(data: config.DataConfig, source: Location, split: int | None, sizes: dict[str, int]) -> tuple[list[str], list[tuple[str, str]]]:
+    """(relative paths of the videos to transcode, (path, reason) of those the split lists but
+    the root lacks). The layout is read either way, so a wrong --dataset fails here, in one line."""
+    listing = catalog.READERS[data.dataset](Tree(source), split or 1)
+    if split is None:
+        return sorted(p for p in sizes if _is_video(p)), []
+    root = source.uri.rstrip("/") + "/"
+    paths = [e.path for entries in listing.subsets.values() for e in entries]
+    outside = [p for p in paths if not p.startswith(root)]
+    if outside:
+        raise UserError(f"split {split} lists videos outside {source}, e.g. {outside[0]}", "transcode the folder that holds them")
+    missing = [(path[len(root):] if path.startswith(root) else path, reason) for path, reason in listing.missing]
+    return list(dict.fromkeys(p[len(root):] for p in paths)), missing
+
+
+# ---------------------------------------------------------------------------------------
+# the copy: checks, the record, files other than videos
+
+
+def _inside(inner: Location, outer: Location) -> bool:
+    return inner.uri == outer.uri or inner.uri.startswith(outer.uri.rstrip("/") + "/")
+
+
+def check_locations(source: Location, out: Location) -> None:
+    """The root must be a folder, the copy neither inside it nor around it."""
+    if not source.is_dir():
+        raise UserError(f"data root {source} does not exist or is not a folder", "pass --data-root DIR holding the dataset's official layout")
+    if _inside(out, source) or _inside(source, out):
+        raise UserError(f"--out {out} overlaps the data root {source}", "write the copy beside the dataset, e.g. --out <root>-128")
+    out.check_writable_root()
+
+
+def open_record(out: Location, settings: EncodeSettings, out_files: dict[str, int], header: dict) -> Location:
+    """Check that `out` is new or a copy made with the same settings, and record them there."""
+    record = out / RECORD
+    if RECORD in out_files:
+        try:
+            recorded = json.loads(record.read_text()).get("settings")
+        except (ValueError, AttributeError):
+            raise UserError(f"{record} is damaged", "remove it (the videos stay resumable) or pick another --out") from None
+        if recorded != dataclasses.asdict(settings):
+            raise UserError(f"--out {out} holds a copy made with {_described(recorded)}", "rerun with the same flags to resume it, or pick another --out")
+    elif out_files:
+        raise UserError(f"--out {out} holds files and no transcode record", "pick a new or empty folder for the copy")
+    _write(record, json.dumps({**header, "complete": False}, indent=1).encode())
+    return record
+
+
+def _described(recorded) -> str:
+    try:
+        return EncodeSettings(**recorded).describe()
+    except (TypeError, UserError):
+        return "other settings"
+
+
+def remove_leftovers(out: Location, out_files: dict[str, int], videos: list[str]) -> int:
+    """Delete the temporary files (.<name>.XXXXXX) that a killed run left beside the videos."""
+    if out.is_s3:
+        return 0
+    wanted = {(posixpath.dirname(v), posixpath.basename(v)) for v in videos}
+    removed = 0
+    for path in out_files:
+        folder, name = posixpath.split(path)
+        stem = name[1:].rsplit(".", 1)[0] if name.startswith(".") else ""
+        if stem and (folder, stem) in wanted:
+            out.filesystem.delete_file((out / path).path)
+            removed += 1
+    return removed
+
+
+def copy_other_files(source: Location, out: Location, sizes: dict[str, int]) -> list[str]:
+    """Copy every file that is not a video (split lists, annotations...) unchanged; hidden folders are left out."""
+    copied = sorted(p for p in sizes if not p.lower().endswith(VIDEO_EXTENSIONS) and not _hidden(p, folders_only=True))
+    for relative in copied:
+        _write(out / relative, (source / relative).read_bytes())
+    return copied
+
+
+def _write_skipped(location: Location, skipped: list[tuple[str, str]]) -> None:
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["path", "reason"])
+    writer.writerows(skipped)
+    _write(location, text.getvalue().encode())
+
+
+# ---------------------------------------------------------------------------------------
+# the Ray job
+
+
+def _failure(error: Exception) -> str:
+    cause = getattr(error, "cause", None) or error
+    text = str(cause).splitlines()[0][:200] if str(cause) else ""
+    return f"{type(cause).__name__}: {text}".rstrip(": ")
+
+
+def run_tasks(jobs: list[Job], settings: EncodeSettings, progress: Progress, on_progress: Callable[[Progress], None]) -> dict[str, dict | str]:
+    """Transcode `jobs` in parallel Ray tasks; relative path -> outcome. A task whose worker
+    dies (a decoder crash on a broken file) is retried video by video, so one bad file costs
+    only itself; a task that raises (a failed write) stops the job."""
+    remote = ray.remote(num_cpus=TASK_CPUS, max_retries=0)(transcode_chunk)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    size = max(1, min(CHUNK, math.ceil(len(jobs) / (4 * cpus))))
+    pending = {remote.remote(chunk, settings): chunk for chunk in (jobs[i:i + size] for i in range(0, len(jobs), size))}
+    outcomes: dict[str, dict | str] = {}
+    last = time.monotonic()
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_EVERY_S)
+        for ref in ready:
+            chunk = pending.pop(ref)
+            try:
+                results = ray.get(ref)
+            except ray.exceptions.RayTaskError as error:
+                for other in pending:
+                    ray.cancel(other, force=True)
+                raise UserError(f"writing the copy failed: {_failure(error)}", "check the space and permissions at --out (a rerun resumes)") from None
+            except ray.exceptions.RayError as error:
+                if len(chunk) > 1:
+                    log.warning("a task of %d videos failed (%s); transcoding them one by one", len(chunk), type(error).__name__)
+                    pending.update({remote.remote([job], settings): [job] for job in chunk})
+                    continue
+                results = [f"transcode crashed: {type(error).__name__}"]
+            for job, result in zip(chunk, results):
+                outcomes[job.relative] = result
+                progress.transcoded += isinstance(result, dict)
+                progress.skipped += isinstance(result, str)
+        if time.monotonic() - last >= PROGRESS_EVERY_S and pending:
+            on_progress(progress)
+            last = time.monotonic()
+    return outcomes
+
+
+def run(data: config.DataConfig, source: Location, out: Location, settings: EncodeSettings, split: int | None = None,
+        on_progress: Callable[[Progress], None] = lambda p: log.info("%s", p.line())) -> TranscodeResult:
+    """Write the transcoded copy of the dataset at `source` to `out` (see the module docstring).
+
+    Raises UserError for a missing root, a wrong layout, an `out` that holds something else or
+    a copy made with other settings, a failed write, and when no video could be transcoded.
+    """
+    started = time.time()
+    if data.dataset == "csv":
+        raise UserError("a csv list has no layout to copy", "transcode the folder the list points into with --dataset folder")
+    check_locations(source, out)
+    sizes, out_files = file_sizes(source), file_sizes(out)
+    videos, missing = select_videos(data, source, split, sizes)
+    if not videos:
+        raise UserError(f"no videos to transcode in {source}" + (f" for split {split}" if split else ""), "check --data-root and --dataset")
+    header = {"settings": dataclasses.asdict(settings), "dataset": data.dataset, "source": source.uri, "split": split}
+    record = open_record(out, settings, out_files, header)
+    removed = remove_leftovers(out, out_files, videos)
+    if removed:
+        log.info("removed %d temporary files an interrupted run left in %s", removed, out)
+    copied = copy_other_files(source, out, sizes)
+    todo = [Job(v, source / v, out / v) for v in videos if v not in out_files]
+    progress = Progress(total=len(videos) + len(missing), already_done=len(videos) - len(todo), missing=len(missing))
+    on_progress(progress)
+    outcomes = {}
+    if todo:
+        runtime.connect_ray()
+        progress.started = time.monotonic()
+        outcomes = run_tasks(todo, settings, progress, on_progress)
+        on_progress(progress)
+    return _finish(out, record, header, settings, sizes, out_files, videos, missing, outcomes, copied, time.time() - started)
+
+
+def _finish(out, record, header, settings, sizes, out_files, videos, missing, outcomes, copied, seconds) -> TranscodeResult:
+    """Sum up sizes, write the skipped list and the summary; fail when no video made it."""
+    skipped = list(missing) + [(v, outcomes[v]) for v in videos if isinstance(outcomes.get(v), str)]
+    written = {v: (outcomes[v]["bytes_out"] if v in outcomes else out_files[v]) for v in videos if isinstance(outcomes.get(v), dict) or v in out_files}
+    result = TranscodeResult(out, settings, len(videos) + len(missing), sum(isinstance(o, dict) for o in outcomes.values()),
+                             sum(v in out_files for v in videos), skipped, copied, sum(sizes[v] for v in written),
+                             sum(written.values()), seconds, record, out / SKIPPED)
+    _write_skipped(result.skipped_file, skipped)
+    summary = {"videos": result.videos, "transcoded": result.transcoded, "already_done": result.already_done,
+               "skipped": [{"path": p, "reason": r} for p, r in skipped], "copied_files": len(copied),
+               "bytes_before": result.bytes_before, "bytes_after": result.bytes_after, "ratio": round(result.ratio, 4),
+               "seconds": round(seconds, 1)}
+    _write(record, json.dumps({**header, "complete": not skipped, "summary": summary}, indent=1).encode())
+    if not written:
+        reasons = sorted({reason for _, reason in skipped})[:3]
+        raise UserError(f"none of the {result.videos} videos could be transcoded ({'; '.join(reasons)})", f"see {result.skipped_file}")
+    return result
