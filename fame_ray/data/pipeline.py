@@ -51,6 +51,10 @@ FAILURE_EXAMPLES = 20
 TARGET_BLOCKS = 1000
 # Other videos tried in place of one that fails to decode, before the step gives up.
 REPLACEMENTS = 3
+# Calls a decoding task's worker process serves before Ray replaces it with a fresh one: bounds
+# what an abandoned decode thread or decord's slow growth can hold (a new process costs about a
+# second; a pretraining task is one step).
+TASK_CALLS = 200
 
 
 @ray.remote(num_cpus=0)
@@ -114,7 +118,7 @@ def load_manifest(location: Location, data: DataConfig) -> pa.Table:
 
 
 @functools.lru_cache(maxsize=4)
-def _videos(location: Location) -> dict:
+def videos_of(location: Location) -> dict:
     """The manifest as plain columns, read once per process (tasks of a run share it)."""
     table = manifest.read(location)
     return {name: table[name].to_pylist() if name == "path" else table[name].to_numpy() for name in ("path", "label", "start_frame", "end_frame")}
@@ -144,7 +148,7 @@ class PretrainShard:
         return [range(start, min(start + steps_per_segment, self.total_steps)) for start in starts]
 
 
-def _clip_pair(videos: dict, video: int, epoch: int, shard: PretrainShard) -> dict:
+def clip_pair(videos: dict, video: int, epoch: int, shard: PretrainShard) -> dict:
     """Two clips of one video (distinct positions), cropped, flipped, and the query's mask;
     with the milliseconds each stage took (the pipeline's live telemetry)."""
     data = shard.data
@@ -172,7 +176,7 @@ def _pretrain_row(videos: dict, step: int, slot: int, shard: PretrainShard, coun
     epoch, video = shard.sampler.video(step, slot)
     for attempt in range(REPLACEMENTS + 1):
         try:
-            return _clip_pair(videos, video, epoch, shard)
+            return clip_pair(videos, video, epoch, shard)
         except decode.DecodeError as error:
             _count_failure(counter, videos["path"][video], error)
             epoch, video = shard.sampler.replacement(step, slot, attempt)
@@ -181,7 +185,7 @@ def _pretrain_row(videos: dict, step: int, slot: int, shard: PretrainShard, coun
 
 def _pretrain_batch(batch: dict, shard: PretrainShard, first_step: int, counter) -> dict:
     """Rows numbered from `first_step`'s first clip -> stacked uint8 arrays, one row each."""
-    videos = _videos(shard.manifest)
+    videos = videos_of(shard.manifest)
     per_worker = shard.sampler.per_worker
     rows = [_pretrain_row(videos, first_step + int(row) // per_worker, int(row) % per_worker, shard, counter) for row in batch["id"]]
     return {name: np.stack([row[name] for row in rows]) for name in rows[0]}
@@ -201,6 +205,7 @@ def pretrain_stream(shard: PretrainShard, steps: range, tasks: int, task_cpus: f
         batch_format="numpy",
         num_cpus=task_cpus,
         compute=ray.data.TaskPoolStrategy(size=tasks),
+        max_calls=TASK_CALLS,
     )
 
 
@@ -255,4 +260,5 @@ def supervised_dataset(manifest_location: Location, data: DataConfig, train: boo
         fn_kwargs={"data": data, "train": train, "source": manifest_location, "counter": failure_counter()},
         num_cpus=min(1.0, data_cpus / concurrency),
         compute=ray.data.TaskPoolStrategy(size=concurrency),
+        max_calls=TASK_CALLS,
     )

@@ -108,7 +108,7 @@ CASES = [
     ("synth-classes", "synth --out {root}/big --classes 100000", "--classes 100000 is more than", {}),
     ("synth-videos", "synth --out {root}/big --videos-per-class 1000000", "--videos-per-class 1000000 is more than", {}),
     ("preview-out-missing-folder", "data preview --out {root}/missing/fame.png", "does not exist", {}),
-    ("bench-out-missing-folder", "bench data --no-ray --out {root}/missing/bench.json", "does not exist", {}),
+    ("bench-out-missing-folder", "bench data --out {root}/missing/bench.json", "does not exist", {}),
 ]
 
 
