@@ -36,6 +36,7 @@ import ray
 import torch
 
 from fame_ray import runtime
+from fame_ray.bench import train as bench_train
 from fame_ray.config import DataConfig, PretrainConfig, build, presets
 from fame_ray.data import catalog, decode, manifest, pipeline, sampling, synthetic, transcode_job
 from fame_ray.data.transcode import EncodeSettings
@@ -220,8 +221,6 @@ def ray_data_efficiency(location: Location, data: DataConfig, seconds: float, pe
 
 def pretrain_data_wait(sides: dict, steps: int, warmup: int = 5) -> dict:
     """Data-wait share of the tiny model's steps fed by the pipeline, original vs transcoded."""
-    from fame_ray.bench import train as bench_train
-
     out = {}
     for side, (root, _) in sides.items():
         cfg = build(PretrainConfig, bench_train.bench_config(False, []), {"data": {"dataset": "ucf101", "data_root": root}})

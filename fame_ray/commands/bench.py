@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from fame_ray.commands import common
+from fame_ray.errors import UserError
 
 Out = Annotated[str, typer.Option("--out", "-o", help="JSON file to write.")]
 
@@ -48,7 +49,6 @@ def bench_data(
     import json
 
     from fame_ray.bench import data as bench  # torch, decord and ray: loaded only to run
-    from fame_ray.errors import UserError
 
     unknown = sorted(set(set_name or []) - set(bench.SETS))
     if unknown:
