@@ -139,7 +139,7 @@ def decode_speed(manifests: dict, data: DataConfig, seconds: float, seed: int = 
     return out
 
 
-def _shard(location: Location, data: DataConfig, per_worker: int, steps: int, seed: int = 0) -> pipeline.PretrainShard:
+def pretrain_shard(location: Location, data: DataConfig, per_worker: int, steps: int, seed: int = 0) -> pipeline.PretrainShard:
     """One worker's stream over every video of the manifest, epoch after epoch."""
     videos = manifest.read(location).num_rows
     per_worker = min(per_worker, videos)
@@ -151,7 +151,7 @@ def stage_costs(location: Location, data: DataConfig, seconds: float) -> dict:
     """Per-clip decode, crop and FAME-mask ms through the pipeline's own row function."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    shard = _shard(location, data, 8, 10**9)
+    shard = pretrain_shard(location, data, 8, 10**9)
     per_worker = shard.sampler.per_worker
     videos = pipeline.videos_of(location)
     sums = {"decode_ms": 0.0, "crop_ms": 0.0, "mask_ms": 0.0}
@@ -197,7 +197,7 @@ def ray_data_efficiency(location: Location, data: DataConfig, seconds: float, pe
     rows = _rows(location)
     bare_before = Alternating({"bare": _clip_source(rows, data, 1)}).run(min(seconds, 10))["bare"]["per_cpu_s"]
     steps = 2000  # one Ray Data execution, as the training worker streams them
-    shard = _shard(location, data, per_worker, steps)
+    shard = pretrain_shard(location, data, per_worker, steps)
     per_worker = shard.sampler.per_worker
     stream = pipeline.pretrain_stream(shard, range(steps), tasks, cpus / tasks)
     clips, started, timed, cpu_start = 0, None, 0.0, 0.0
@@ -228,11 +228,15 @@ def pretrain_data_wait(sides: dict, steps: int, warmup: int = 5) -> dict:
     return out
 
 
+def bench_data_config() -> DataConfig:
+    """The clips of the standard recipes: 16 frames at stride 2, 112 crops, one decode thread."""
+    return dataclasses.replace(presets.demo_pretrain().data, frames_per_clip=16, temporal_stride=2, crop_size=112, decode_threads=1)
+
+
 def run(root: str, videos: int = 24, seconds: float = 30.0, sets: list[str] | None = None, pretrain_steps: int = 40) -> dict:
     """Every figure on every set; the JSON-ready result."""
     sets = sets or list(SETS)
-    data = presets.demo_pretrain().data
-    data = dataclasses.replace(data, frames_per_clip=16, temporal_stride=2, crop_size=112, decode_threads=1)
+    data = bench_data_config()
     runtime.connect_ray()
     made = video_sets(root, videos, sets)
     result = {"machine": machine(), "targets": TARGETS, "setup": {"videos_per_set": videos, "seconds_per_figure": seconds, "clip": f"{data.frames_per_clip}x{data.temporal_stride} at {data.crop_size}",

@@ -41,6 +41,8 @@ def lr_at_epoch(base_lr: float, milestones, epoch: int) -> float:
 def on_device(model: nn.Module, cfg: FinetuneConfig, device: torch.device) -> nn.Module:
     """The model on its device (channels-last 3D on GPU where configured)."""
     model = model.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed clip shapes: pick the fastest 3D conv kernels once
     if device.type == "cuda" and cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     return model

@@ -155,6 +155,10 @@ class MoCo(nn.Module):
             order = self._permutation(local, clips.device, generator)
             keys = F.normalize(self.encoder_k(clips[order]), dim=1)
             return keys[torch.argsort(order)]
+        # Under CUDA autocast the encoder's first convolution reads the clips in bf16 anyway:
+        # gathering them in bf16 is exact and halves the bytes every worker receives.
+        if clips.is_cuda and torch.is_autocast_enabled("cuda"):
+            clips = clips.to(torch.get_autocast_dtype("cuda"))
         everything = concat_all_gather(clips)
         order = self._permutation(everything.shape[0], clips.device, generator)
         dist.broadcast(order, src=0)

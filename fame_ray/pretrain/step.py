@@ -43,6 +43,8 @@ def build_training(cfg: PretrainConfig, device: torch.device) -> tuple[MoCo, tor
         cfg.model.use_mlp_head, cfg.moco.symmetric, cfg.moco.shuffle_bn, augment.make_generator([cfg.train.seed, 4]),
         enqueue_between_passes=cfg.moco.enqueue == "between_passes",
     ).to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed clip shapes: pick the fastest 3D conv kernels once
     if device.type == "cuda" and cfg.train.channels_last:
         moco = moco.to(memory_format=torch.channels_last_3d)
     if cfg.train.compile:
