@@ -45,9 +45,16 @@ def test_pretrain_then_resume_with_the_same_name(synth_root, tmp_path, ray_local
     kept = [info for info in ckpt.list_checkpoints(run_uri) if info.complete]
     assert [info.step for info in kept] == [4, 5]  # keep_checkpoints=2
 
+    # The latest checkpoint's meta.json cut off to nothing (the one Ray Train registered, too):
+    # it counts as incomplete, and the run resumes from the one before.
+    (tmp_path / "runs" / "demo" / ckpt.dir_name(5) / ckpt.META_FILE).write_bytes(b"")
+    result = run_pretrain(_config(synth_root, tmp_path, max_steps=6))
+    assert result.metrics["step"] == 6
+    assert {r["start_step"] for r in ckpt.read_records(run_uri) if r["step"] > 4} == {4}
+
     shown = subprocess.run([FAME_RAY, "runs", "show", "demo", "--storage", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
-    assert "last step 5" in shown.stdout and "checkpoint_00000005" in shown.stdout
+    assert "last step 6" in shown.stdout and "checkpoint_00000006" in shown.stdout and "incomplete" in shown.stdout
     listed = subprocess.run([FAME_RAY, "runs", "list", "--storage", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0 and "demo" in listed.stdout
 
