@@ -75,3 +75,9 @@ def show_run(run: RunArgument, storage: common.Storage = None, s3_endpoint: comm
         status = "complete" if info.complete else "INCOMPLETE (no valid meta.json: cut off or damaged; ignored)"
         sha = info.meta.get("git_sha", "")
         typer.echo(f"  {info.name}  step {info.step:>8}  {status}  {('git ' + sha) if sha else ''}".rstrip())
+    stages = checkpoints.stage_report(checkpoints.read_records(summary.location))
+    if stages:
+        typer.echo(f"time: {stages}")
+    kept = checkpoints.data_stats(summary.location)
+    if kept:
+        typer.echo(f"Ray Data stats per epoch: {len(kept)} file(s) in {summary.location / checkpoints.DATA_STATS_DIR}, latest {kept[-1]}")

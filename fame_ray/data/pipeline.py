@@ -142,10 +142,16 @@ class PretrainShard:
     beta: float = 0.5
 
     def segments(self, steps_per_segment: int = 2000) -> list[range]:
-        """The steps still to stream, cut into runs of at most `steps_per_segment` (each one Ray
-        Data execution: long enough that starting one costs nothing, short enough to plan fast)."""
-        starts = range(self.first_step, self.total_steps, steps_per_segment)
-        return [range(start, min(start + steps_per_segment, self.total_steps)) for start in starts]
+        """The steps still to stream, cut at every epoch's end and into runs of at most
+        `steps_per_segment` (each one Ray Data execution, whose stats are kept per epoch: long
+        enough that starting one costs nothing, short enough to plan fast)."""
+        per_epoch = self.sampler.steps_per_epoch
+        out, start = [], self.first_step
+        while start < self.total_steps:
+            end = min(start + steps_per_segment, (start // per_epoch + 1) * per_epoch, self.total_steps)
+            out.append(range(start, end))
+            start = end
+        return out
 
 
 def clip_pair(videos: dict, video: int, epoch: int, shard: PretrainShard) -> dict:

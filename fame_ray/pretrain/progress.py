@@ -1,6 +1,6 @@
 """The live progress line of a training run (rank 0), and the timers behind it.
 
-    step 40/120 (33%) | epoch 2 | loss 5.912 | acc@1 0.219 | 41.3 clips/s | data-wait 12% | eta 1m56s
+    step 40/120 (33%) | epoch 2 | loss 5.912 | acc@1 0.219 | 41.3 clips/s | data-wait 12% | eta 1m56s | ms/clip decode 7.7 crop 1.4 fame 3.0
 
 Loss and acc@1 are the means over the steps since the last line; clips/s, data-wait (the share
 of wall time spent waiting for the next batch) and the eta are measured over the same steps.
@@ -27,7 +27,15 @@ def format_line(step: int, total: int, epoch: int, metrics: dict) -> str:
     return (
         f"step {step}/{total} ({share:.0f}%) | epoch {epoch} | loss {metrics['loss']:.3f} | acc@1 {metrics['acc1']:.3f}"
         f" | {metrics['clips_per_s']:.1f} clips/s | data-wait {100 * metrics['data_wait']:.0f}% | eta {format_duration(metrics['eta_s'])}"
+        + stage_text(metrics)
     )
+
+
+def stage_text(metrics: dict) -> str:
+    """' | ms/clip decode 7.7 crop 1.4 fame 3.0' from the data tasks' per-clip timings ('' without)."""
+    if "decode_ms" not in metrics:
+        return ""
+    return f" | ms/clip decode {metrics['decode_ms']:.1f} crop {metrics.get('crop_ms', 0.0):.1f} fame {metrics.get('mask_ms', 0.0):.1f}"
 
 
 class StepTimer:

@@ -126,7 +126,21 @@ class Loop:
         tasks, task_cpus = self.plan.resources.per_rank(self.world)
         for steps in shard.segments():
             dataset = pipeline.pretrain_stream(shard, steps, tasks, task_cpus)  # Ray: this worker's Ray Data stream
-            yield from dataset.iter_torch_batches(batch_size=self.per_worker, prefetch_batches=2)
+            try:
+                yield from dataset.iter_torch_batches(batch_size=self.per_worker, prefetch_batches=2)
+            finally:  # also when the loop stops at the last step
+                self._keep_data_stats(dataset, steps)
+
+    def _keep_data_stats(self, dataset, steps: range) -> None:
+        """Ray Data's execution stats of one segment (at most an epoch) of rank 0's stream, as
+        `<run>/data_stats/epoch_<E>_steps_<first>-<last>.txt` (what `fame-ray runs show` lists)."""
+        if self.rank != 0:
+            return
+        name = f"epoch_{steps.start // self.steps_per_epoch:04d}_steps_{steps.start + 1}-{steps.stop}.txt"
+        try:
+            (self.plan.run / ckpt.DATA_STATS_DIR / name).write_text(dataset.stats())
+        except Exception as error:  # noqa: BLE001 - stats are telemetry: never fail a run over them
+            logger.warning("could not keep Ray Data stats of steps %d-%d: %s", steps.start + 1, steps.stop, error)
 
     def run(self, premade: bool = False) -> None:
         if self.step >= self.total:
@@ -184,16 +198,17 @@ class Loop:
         values = torch.stack([torch.stack([loss.float(), acc.float()]) for _, loss, acc, _, _ in self.pending]).cpu().tolist()
         summary = self.timer.summary(self.total - self.step)
         self.timer.reset()
-        for (step, _, _, lr, stages), (loss, acc1) in zip(self.pending, values):
+        done, self.pending = self.pending, []
+        for (step, _, _, lr, stages), (loss, acc1) in zip(done, values):
             record = {"loss": loss, "acc1": acc1, "lr": lr, "epoch": step // self.steps_per_epoch, "world_size": self.world, "start_step": self.start_step, **stages, **summary}
             if self.writer:
                 self.writer.write(step, record)
-        self.pending = []
         # The progress line shows the interval's means: one batch's acc@1 is too noisy to read.
         means = {"loss_mean": float(np.mean([v[0] for v in values])), "acc1_mean": float(np.mean([v[1] for v in values]))}
+        stages = {name: float(np.mean([entry[4][name] for entry in done])) for name in STAGE_COLUMNS if all(name in entry[4] for entry in done)}
         self.last_metrics = {"step": self.step, **record, **means}
         if self.rank == 0:
-            line = progress.format_line(self.step, self.total, self.epoch, {**record, "loss": means["loss_mean"], "acc1": means["acc1_mean"]})
+            line = progress.format_line(self.step, self.total, self.epoch, {**record, **stages, "loss": means["loss_mean"], "acc1": means["acc1_mean"]})
             if self.relay is not None:
                 self.relay.post.remote(line)  # Ray: to the driver, which prints it
             else:

@@ -54,7 +54,11 @@ def test_pretrain_then_resume_with_the_same_name(synth_root, tmp_path, ray_local
 
     shown = subprocess.run([FAME_RAY, "runs", "show", "demo", "--storage", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
-    assert "last step 6" in shown.stdout and "checkpoint_00000006" in shown.stdout and "incomplete" in shown.stdout
+    assert "last step 6" in shown.stdout and "checkpoint_00000006" in shown.stdout and "INCOMPLETE" in shown.stdout
+    # Live telemetry kept: per-clip stage times in every record, Ray Data's stats per epoch, and the summary.
+    assert all(record["decode_ms"] > 0 and "mask_ms" in record for record in records)
+    assert ckpt.data_stats(run_uri) and "Ray Data stats per epoch" in shown.stdout
+    assert "time: over the last" in shown.stdout and "per clip on the data side: decode" in shown.stdout
     listed = subprocess.run([FAME_RAY, "runs", "list", "--storage", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0 and "demo" in listed.stdout
 

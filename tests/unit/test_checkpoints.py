@@ -212,3 +212,19 @@ def test_a_checkpoint_with_a_cuda_generator_state_from_an_older_version_loads_on
     ckpt.copy_directory(local, pafs.LocalFileSystem(), str(run_dir / ckpt.dir_name(3)))
     loaded = ckpt.load_state(ckpt.latest_complete(Location.parse(str(run_dir))).location)
     assert loaded["step"] == 3 and torch.equal(loaded["model"]["w"], torch.ones(2))
+
+
+def test_stage_report_names_the_bottleneck_and_the_costliest_stage():
+    records = [{"step": i, "data_wait": 0.6, "step_time_s": 0.5, "decode_ms": 20.0, "crop_ms": 2.0, "mask_ms": 3.0} for i in range(1, 80)]
+    text = ckpt.stage_report(records)
+    assert "data wait 60%" in text and "the data side" in text and "decode 20.0 ms" in text and "(decode dominates)" in text
+    busy = ckpt.stage_report([{"step": 1, "data_wait": 0.05, "step_time_s": 1.0}])
+    assert "bottleneck: the training step" in busy and "per clip" not in busy
+    assert ckpt.stage_report([]) == "" and ckpt.stage_report([{"step": 1, "data_wait": "x"}]) == ""
+
+
+def test_progress_line_shows_the_stage_times_when_the_rows_carry_them():
+    base = {"loss": 1.0, "acc1": 0.5, "clips_per_s": 10.0, "data_wait": 0.1, "eta_s": 5}
+    assert "ms/clip" not in progress.format_line(1, 2, 0, base)
+    line = progress.format_line(1, 2, 0, {**base, "decode_ms": 7.74, "crop_ms": 1.44, "mask_ms": 2.96})
+    assert line.endswith("| ms/clip decode 7.7 crop 1.4 fame 3.0")

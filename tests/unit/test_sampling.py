@@ -74,3 +74,14 @@ def test_two_clip_positions_differ_whenever_the_video_has_room(length, span):
 def test_a_video_with_one_position_repeats_it():
     assert sampling.distinct_offsets(31, 31, 2, np.random.default_rng(0)) == [0, 0]
     assert sampling.distinct_offsets(10, 31, 2, np.random.default_rng(0)) == [0, 0]
+
+
+def test_stream_segments_end_at_every_epoch_and_after_at_most_the_segment_length():
+    from fame_ray.config import DataConfig
+    from fame_ray.data.pipeline import PretrainShard
+    from fame_ray.storage import Location
+
+    sampler = sampling.EpochSampler(40, 5, 8, 1, 0, 0)  # 5 steps per epoch
+    shard = PretrainShard(Location.parse("/nowhere.parquet"), DataConfig(), sampler, 3, 17, masks=True)
+    assert shard.segments(steps_per_segment=4) == [range(3, 5), range(5, 9), range(9, 10), range(10, 14), range(14, 15), range(15, 17)]
+    assert [step for segment in shard.segments() for step in segment] == list(range(3, 17))
