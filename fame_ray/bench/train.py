@@ -105,6 +105,10 @@ def _worker_figures(run: Location, warmup: int, batch: int) -> dict:
         "seconds": seconds,
         "clips_per_s": len(records) * batch / max(seconds, 1e-9),
         "data_wait_share": float(np.mean([r["data_wait"] for r in records])),
+        # Where a step's time goes in the worker: waiting for data, the step itself, and the
+        # rest (metrics records, progress line, Ray Train reports and checkpoints).
+        "bookkeeping_share": float(np.mean([r.get("bookkeeping", 0.0) for r in records])),
+        "compute_s_per_step": float(np.mean([r.get("compute_s", 0.0) for r in records])),
     }
 
 
@@ -127,9 +131,24 @@ def run(overrides: list[str] = (), gpu: bool = False, steps: int = 30, warmup: i
     torch.set_num_threads(threads)  # the same CPU budget as the Ray Train worker
     count = cfg.train.global_batch * 16  # long passes: a new pass of the split costs a dataset restart
     clips = random_clips(cfg, count)
-    plain = plain_loop(cfg, clips, steps, warmup)
     resources = runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data)
-    through_ray = ray_train_run(cfg, random_clip_dataset(cfg, count), count, steps, warmup, "bench-ray-train", resources)
+    dataset = random_clip_dataset(cfg, count)
+    # Plain, Ray Train, plain again: the plain figure is the mean of both, so a load that
+    # changes during the run weighs on both sides alike.
+    before = plain_loop(cfg, clips, steps, warmup)
+    through_ray = ray_train_run(cfg, dataset, count, steps, warmup, "bench-ray-train", resources)
+    after = plain_loop(cfg, clips, steps, warmup)
+    rate = (before["clips_per_s"] + after["clips_per_s"]) / 2
+    plain = {"steps": steps, "clips_per_s": rate, "before": before, "after": after, "seconds_per_step": cfg.train.global_batch / rate}
+    # Where Ray Train's extra time per step goes, in seconds: the step itself computing slower,
+    # waiting for the next batch, and the bookkeeping around it (records, reports, checkpoints).
+    ray_step = cfg.train.global_batch / through_ray["clips_per_s"]
+    through_ray["extra_s_per_step"] = {
+        "total": ray_step - plain["seconds_per_step"],
+        "compute": through_ray["compute_s_per_step"] - plain["seconds_per_step"],
+        "data_wait": through_ray["data_wait_share"] * ray_step,
+        "bookkeeping": through_ray["bookkeeping_share"] * ray_step,
+    }
     result = {
         "config": {"arch": cfg.model.arch, "frames": cfg.data.frames_per_clip, "crop": cfg.data.crop_size, "global_batch": cfg.train.global_batch, "device": "cuda" if gpu else "cpu", "threads": threads},
         "plain": plain,

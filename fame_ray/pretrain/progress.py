@@ -82,6 +82,8 @@ class StepTimer:
         return {
             "clips_per_s": self.clips / elapsed,
             "data_wait": self.wait / elapsed,
+            "bookkeeping": self.bookkeeping / elapsed,
+            "compute_s": self.compute / max(self.steps, 1),
             "step_time_s": seconds_per_step,
             "eta_s": seconds_per_step * steps_left,
         }
