@@ -29,6 +29,7 @@ from fame_ray.config import PretrainConfig, build, presets
 from fame_ray.data import catalog, manifest
 from fame_ray.pretrain.driver import fit
 from fame_ray.pretrain.plan import make_plan
+from fame_ray.models.moco import moco_for
 from fame_ray.pretrain.step import build_training, step_generators, train_step
 from fame_ray.runtime import ResourcePlan
 from fame_ray.storage import Location
@@ -70,6 +71,38 @@ def plain_loop(cfg: PretrainConfig, clips: dict, steps: int, warmup: int) -> dic
     _sync(device)
     elapsed = time.perf_counter() - start
     return {"steps": steps, "seconds": elapsed, "clips_per_s": steps * batch_size / elapsed}
+
+
+# Dense bf16 tensor-core peaks (TFLOP/s, without sparsity) from the vendors' data sheets; MFU is
+# reported only for a GPU listed here.
+PEAK_BF16_TFLOPS = {"H100 SXM": 989.4, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H200": 989.4, "A100": 312.0}
+
+
+def step_flops_per_clip(cfg: PretrainConfig) -> float:
+    """Model FLOPs of one training step per clip, counted by torch's FlopCounterMode on a real
+    forward and backward (not guessed): per pass, the query encoder's forward and backward and
+    the key encoder's forward; the symmetric step takes two passes."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    moco = moco_for(cfg.model.arch, cfg.model.embed_dim, 16, cfg.moco.momentum, cfg.moco.temperature, cfg.model.use_mlp_head)
+    clips = torch.randn(2, 3, cfg.data.frames_per_clip, cfg.data.crop_size, cfg.data.crop_size)
+    with FlopCounterMode(display=False) as counter:
+        moco.encoder_q(clips).sum().backward()
+        with torch.no_grad():
+            moco.encoder_k(clips)
+    passes = 2 if cfg.moco.symmetric else 1
+    return passes * counter.get_total_flops() / clips.shape[0]
+
+
+def utilisation(flops_per_clip: float, clips_per_s: float) -> dict:
+    """Achieved TFLOP/s, and MFU against the bf16 dense peak of the GPU in use (when known)."""
+    achieved = flops_per_clip * clips_per_s / 1e12
+    out = {"flops_per_clip": flops_per_clip, "achieved_tflops": achieved}
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0)
+        peak = next((value for key, value in PEAK_BF16_TFLOPS.items() if all(part in name for part in key.split())), None)
+        out.update(gpu=name, peak_bf16_tflops=peak, mfu=achieved / peak if peak else None)
+    return out
 
 
 def _sync(device: torch.device) -> None:
@@ -154,6 +187,7 @@ def run(overrides: list[str] = (), gpu: bool = False, steps: int = 30, warmup: i
         "plain": plain,
         "ray_train": through_ray,
         "ray_train_overhead": 1.0 - through_ray["clips_per_s"] / plain["clips_per_s"],
+        "utilisation": utilisation(step_flops_per_clip(cfg), plain["clips_per_s"]),
         "machine": machine(),
     }
     if pipeline:

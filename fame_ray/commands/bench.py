@@ -104,6 +104,8 @@ def bench_train(
     with open(out, "w") as handle:
         json.dump(result, handle, indent=2)
     typer.echo(f"plain PyTorch {result['plain']['clips_per_s']:.1f} clips/s, Ray Train {result['ray_train']['clips_per_s']:.1f} clips/s (overhead {result['ray_train_overhead']:.1%})")
+    used = result["utilisation"]
+    typer.echo(f"model FLOPs per clip (counted): {used['flops_per_clip'] / 1e9:.1f} GFLOP; {used['achieved_tflops']:.3f} TFLOP/s" + (f", MFU {used['mfu']:.1%} of the {used['gpu']}'s bf16 peak" if used.get("mfu") else ""))
     extra = result["ray_train"]["extra_s_per_step"]
     typer.echo(f"extra time per step through Ray Train: {1000 * extra['total']:.0f} ms = compute {1000 * extra['compute']:.0f} + data wait {1000 * extra['data_wait']:.0f} + bookkeeping {1000 * extra['bookkeeping']:.0f} ms")
     if "pipeline" in result:

@@ -73,3 +73,18 @@ def test_train_step_learns_something_and_returns_device_scalars():
         assert loss.dim() == 0 and 0 <= float(acc1) <= 1
     assert all(torch.isfinite(torch.tensor(losses)))
     assert int(model.queue_ptr) == (3 * 2 * 8) % config.moco.queue_size
+
+
+def test_flops_per_clip_are_counted_and_grow_with_the_clip():
+    """The bench's FLOPs come from torch's counter on a real forward and backward: twice the
+    frames, about twice the FLOPs; MFU is only claimed on a GPU whose peak is known."""
+    from fame_ray.bench import train as bench_train
+    from fame_ray.config import PretrainConfig, build
+
+    cfg = bench_train.bench_config(False, [])
+    longer = build(PretrainConfig, cfg, {"data": {"frames_per_clip": 2 * cfg.data.frames_per_clip}})
+    flops, double = bench_train.step_flops_per_clip(cfg), bench_train.step_flops_per_clip(longer)
+    assert flops > 1e7 and 1.8 < double / flops < 2.2
+    figures = bench_train.utilisation(flops, 100.0)
+    assert abs(figures["achieved_tflops"] - flops * 100 / 1e12) < 1e-12
+    assert "mfu" not in figures or figures["mfu"] is None or torch.cuda.is_available()
