@@ -1,0 +1,137 @@
+"""Finetune sweeps when things go wrong, on a real local Ray; faults are real process deaths.
+
+The driver dies: `fame-ray finetune` is killed (SIGKILL, by its pid) once a trial has reported
+an epoch; the same command again resumes the Tune experiment (Tuner.restore) and finishes
+every trial of the first run. The same run name with other settings is refused in one line.
+
+Data: a tiny HMDB51-layout set (3 classes x 4 videos) and an official-layout FAME .pth of the
+tiny backbone, so no pretraining is needed.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(420)]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """(data root, official .pth): 9 train / 3 test videos, weights of the tiny backbone."""
+    import torch
+
+    from fame_ray.data.synthetic import write_dataset
+    from fame_ray.models import build_backbone
+
+    base = tmp_path_factory.mktemp("sweep-faults")
+    root = write_dataset(str(base / "hmdb51"), layout="hmdb51", num_classes=3, videos_per_class=4, frames=32, seed=1)
+    state = {f"module.encoder_q.{k}": v for k, v in build_backbone("tiny").state_dict().items()}
+    weights = base / "fame_tiny.pth"
+    torch.save({"epoch": 1, "arch": "tiny", "state_dict": state}, weights)
+    return root, str(weights)
+
+
+def finetune_args(inputs, storage, run_name: str, *extra: str) -> list[str]:
+    """One trial of 3 epochs, 1 worker, on the demo preset."""
+    root, weights = inputs
+    return ["finetune", "--dataset", "hmdb51", "--data-root", root, "--pretrained", weights, "--arch", "tiny", "--preset", "demo",
+            "--storage", str(storage), "--run-name", run_name, "--epochs", "3",
+            "--set", "data.eval_clips=1", "--set", "train.global_batch=4", *extra]
+
+
+def cli_env() -> dict:
+    """The test's environment without RAY_ADDRESS (the CLI starts its own local Ray), and Tune
+    saving its experiment state every second (Ray's documented TUNE_GLOBAL_CHECKPOINT_S; the
+    default is every 10 s or more), so the test sees each reported epoch in storage at once."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return {**env, "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+
+
+def descendants(pid: int) -> list[int]:
+    """Process ids of every process below `pid` (read from /proc)."""
+    parents = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            text = open(stat).read()
+        except OSError:
+            continue
+        parents.setdefault(int(text[text.rindex(")") + 2:].split()[1]), []).append(int(stat.split("/")[2]))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def kill_and_reap(process: subprocess.Popen, grace_s: float = 5) -> None:
+    """SIGKILL the driver by its pid. The Ray processes it started share its fate (most stop
+    within a second); after `grace_s` any left (Ray's agents) are killed, each by its pid."""
+    below = descendants(process.pid)
+    process.kill()
+    process.wait(timeout=30)
+    deadline = time.time() + grace_s
+    while time.time() < deadline and any(alive(pid) for pid in below):
+        time.sleep(0.5)
+    for pid in below:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def results_of(run_dir) -> dict[str, list[dict]]:
+    """Trial id -> the results Tune has stored for it so far (its result.json)."""
+    found = {}
+    for path in glob.glob(os.path.join(run_dir, "trial_*", "result.json")):
+        with open(path) as handle:
+            found[os.path.basename(os.path.dirname(path)).removeprefix("trial_")] = [json.loads(line) for line in handle if line.strip()]
+    return found
+
+
+def test_a_sweep_whose_driver_died_is_resumed_by_the_same_command(inputs, tmp_path):
+    storage, run_dir = tmp_path / "runs", tmp_path / "runs" / "resumed"
+    command = [sys.executable, "-m", "fame_ray.cli", *finetune_args(inputs, storage, "resumed")]
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=cli_env())
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and first.poll() is None and not any(results_of(run_dir).values()):
+            time.sleep(0.2)
+        assert first.poll() is None, f"the first run ended before it could be killed:\n{(tmp_path / 'first.log').read_text()[-3000:]}"
+    finally:
+        kill_and_reap(first)
+    before = results_of(run_dir)
+    assert len(before) == 1 and 1 <= len(next(iter(before.values()))) < 3, f"no trial was mid-run when the driver died: {before}"
+    assert not (run_dir / "results.json").exists()
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300, env=cli_env())
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming the sweep" in second.stderr
+    record = json.loads((run_dir / "results.json").read_text())
+    assert [t["trial"] for t in record["trials"]] == list(before), "the second run started new trials instead of resuming"
+    assert record["trials"][0]["status"] == "completed" and record["trials"][0]["epochs_run"] == 3, record["trials"]
+    # Tune started the trial again (its result.json holds the resumed session only) and its Train
+    # run went on from its last epoch checkpoint instead of epoch 0.
+    epochs = [result["epoch"] for result in results_of(run_dir)[record["trials"][0]["trial"]]]
+    reported_before = [result["epoch"] for result in next(iter(before.values()))]
+    assert epochs[0] > max(reported_before) and epochs[-1] == 2, (reported_before, epochs)
+
+    other = subprocess.run([sys.executable, "-m", "fame_ray.cli", *finetune_args(inputs, storage, "resumed", "--set", "dropout=0.1")],
+                           capture_output=True, text=True, timeout=120, env=cli_env())
+    assert other.returncode == 2 and "Traceback" not in other.stderr, other.stderr[-2000:]
+    assert "is a sweep with other settings (dropout)" in other.stderr
