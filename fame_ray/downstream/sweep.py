@@ -133,7 +133,8 @@ def run_sweep(trainable, param_space: dict, *, samples: int, max_concurrent: int
 
 
 def trial_records(result_grid, planned_epochs_key: str = "epochs", metric: str = "val_video_top1") -> list[dict]:
-    """One record per trial: id, status, hyperparameters, epochs run, last metrics, error.
+    """One record per trial: id, status, hyperparameters, epochs run, workers (the Train run's
+    world size at its last epoch), last metrics, error.
 
     Status: 'completed', 'stopped early (ASHA)' when it ran fewer epochs than planned, or
     'failed' with the error's last line.
@@ -155,6 +156,7 @@ def trial_records(result_grid, planned_epochs_key: str = "epochs", metric: str =
             "status": status,
             "hyperparameters": {k: config.get(k) for k in SEARCHABLE},
             "epochs_run": epochs_run,
+            "workers": metrics.get("world_size"),
             "metrics": {k: v for k, v in metrics.items() if k.startswith("val_") or k in ("train_loss",)},
             "error": error,
             "path": result.path,
@@ -213,7 +215,8 @@ class RecordPlacementGroup(WorkerGroupCallback):
 
 
 class ReleasePlacementGroups(tune.Callback):
-    """Tune callback: when a trial ends (completed, stopped early, failed), free its groups."""
+    """Tune callback: when a trial ends (completed, stopped early, failed) or fails and is about
+    to be retried, free its groups."""
 
     def __init__(self, run_name: str):
         self.run_name = run_name
@@ -233,4 +236,7 @@ class ReleasePlacementGroups(tune.Callback):
         self._release(trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        self._release(trial)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
         self._release(trial)

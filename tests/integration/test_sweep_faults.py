@@ -1,5 +1,13 @@
 """Finetune sweeps when things go wrong, on a real local Ray; faults are real process deaths.
 
+A trial dies: the process of a Ray Tune trial (the actor that drives the trial's Ray Train run)
+is killed with SIGKILL, by its pid, as a crash or an OOM kill would end it. The test finds the
+process among its own descendants by the working directory Ray Tune gives every trial's
+actor (`.../<run>/working_dirs/trial_<id>`), so it knows which trial it kills, and kills it as
+soon as it appears: before its first report, so the outcome does not depend on timing and ASHA
+never sees the dying trial. One trial dies once and must be retried and finish (with 2 DDP
+workers); the other dies on both attempts and must be listed as failed, with its error.
+
 The driver dies: `fame-ray finetune` is killed (SIGKILL, by its pid) once a trial has reported
 an epoch; the same command again resumes the Tune experiment (Tuner.restore) and finishes
 every trial of the first run. The same run name with other settings is refused in one line.
@@ -92,6 +100,80 @@ def kill_and_reap(process: subprocess.Popen, grace_s: float = 5) -> None:
     for pid in below:
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def trial_processes(run_name: str) -> dict[int, str]:
+    """pid -> trial id of every live Tune trial actor of sweep `run_name` below this process."""
+    found = {}
+    for pid in descendants(os.getpid()):
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        parent, name = os.path.split(cwd)
+        if name.startswith("trial_") and parent.endswith(f"/{run_name}/working_dirs") and alive(pid):
+            found[pid] = name.removeprefix("trial_")
+    return found
+
+
+def kill_trials(thread, run_name: str, deaths: dict[str, int]) -> dict[str, int]:
+    """While the sweep runs in `thread`, kill the actor of every trial whose id ends in a key of
+    `deaths` as soon as it appears, until it has died that many times; returns the kills."""
+    killed, done = {}, set()
+    while thread.is_alive():
+        for pid, trial in trial_processes(run_name).items():
+            wanted = next((count for suffix, count in deaths.items() if trial.endswith(suffix)), 0)
+            if pid not in done and killed.get(trial, 0) < wanted:
+                os.kill(pid, signal.SIGKILL)
+                done.add(pid)
+                killed[trial] = killed.get(trial, 0) + 1
+        time.sleep(0.1)
+    return killed
+
+
+@pytest.fixture
+def local_ray():
+    """A private local Ray instance (address='local') whose processes descend from this one."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_a_trial_that_dies_once_is_retried_and_one_that_dies_twice_is_listed_as_failed(inputs, tmp_path, local_ray):
+    import threading
+
+    from fame_ray import config as C
+    from fame_ray.config import presets
+    from fame_ray.downstream.finetune import run_finetune
+
+    root, weights = inputs
+    # Two trials (an lr grid), each 2 DDP workers x 0.25 CPU + 0.5 CPU for Ray Data: both at once on 2 CPUs.
+    cfg = C.build(C.FinetuneConfig, presets.demo_finetune(), None, {
+        "data": {"dataset": "hmdb51", "data_root": root, "data_cpus": 0.5, "eval_clips": 1},
+        "train": {"epochs": 2, "global_batch": 4, "num_workers": 2, "cpus_per_worker": 0.25},
+        "model": {"arch": "tiny"}, "pretrained": weights, "search_space": {"lr": [0.01, 0.02]},
+        "storage": {"path": str(tmp_path / "runs"), "run_name": "faults"},
+    })
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.update(record=run_finetune(cfg)), daemon=True)
+    thread.start()
+    killed = kill_trials(thread, "faults", {"_00000": 1, "_00001": 2})
+    thread.join()
+    record = outcome["record"]
+    trials = {t["trial"]: t for t in record["trials"]}
+    assert sorted(killed.values()) == [1, 2] and set(killed) == set(trials), (killed, record["trials"])
+    once, twice = (next(t for t in record["trials"] if t["trial"].endswith(suffix)) for suffix in ("_00000", "_00001"))
+    assert once["status"] == "completed" and once["epochs_run"] == 2 and once["error"] is None, once
+    assert once["workers"] == 2 and record["protocol"]["workers_per_trial"] == 2
+    assert record["metrics"]["videos"] == 3, "validation over 2 workers lost test videos"
+    assert twice["status"] == "failed" and twice["epochs_run"] == 0 and "died" in twice["error"], twice
+    table = (tmp_path / "runs" / "faults" / "results.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith(f"| {twice['trial']} |"))
+    assert "| failed |" in row and twice["error"][:40] in row, row
 
 
 def results_of(run_dir) -> dict[str, list[dict]]:
