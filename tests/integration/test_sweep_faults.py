@@ -10,7 +10,8 @@ workers); the other dies on both attempts and must be listed as failed, with its
 
 The driver dies: `fame-ray finetune` is killed (SIGKILL, by its pid) once a trial has reported
 an epoch; the same command again resumes the Tune experiment (Tuner.restore) and finishes
-every trial of the first run. The same run name with other settings is refused in one line.
+every trial of the first run (the same run name with other settings is refused: tests/unit/
+test_sweep_resume.py).
 
 Data: a tiny HMDB51-layout set (3 classes x 4 videos) and an official-layout FAME .pth of the
 tiny backbone, so no pretraining is needed.
@@ -207,13 +208,7 @@ def test_a_sweep_whose_driver_died_is_resumed_by_the_same_command(inputs, tmp_pa
     record = json.loads((run_dir / "results.json").read_text())
     assert [t["trial"] for t in record["trials"]] == list(before), "the second run started new trials instead of resuming"
     assert record["trials"][0]["status"] == "completed" and record["trials"][0]["epochs_run"] == 3, record["trials"]
-    # Tune started the trial again (its result.json holds the resumed session only) and its Train
-    # run went on from its last epoch checkpoint instead of epoch 0.
-    epochs = [result["epoch"] for result in results_of(run_dir)[record["trials"][0]["trial"]]]
-    reported_before = [result["epoch"] for result in next(iter(before.values()))]
-    assert epochs[0] > max(reported_before) and epochs[-1] == 2, (reported_before, epochs)
-
-    other = subprocess.run([sys.executable, "-m", "fame_ray.cli", *finetune_args(inputs, storage, "resumed", "--set", "dropout=0.1")],
-                           capture_output=True, text=True, timeout=120, env=cli_env())
-    assert other.returncode == 2 and "Traceback" not in other.stderr, other.stderr[-2000:]
-    assert "is a sweep with other settings (dropout)" in other.stderr
+    # The resumed trial's Train run went on from its last epoch checkpoint, not from epoch 0.
+    first_session = next(iter(before.values()))
+    resumed = [r["epoch"] for r in results_of(run_dir)[record["trials"][0]["trial"]] if r["pid"] not in {f["pid"] for f in first_session}]
+    assert resumed and resumed[0] > max(r["epoch"] for r in first_session) and resumed[-1] == 2, (first_session, resumed)
