@@ -166,6 +166,7 @@ def test_a_trial_that_dies_once_is_retried_and_one_that_dies_twice_is_listed_as_
     thread.join()
     record = outcome["record"]
     trials = {t["trial"]: t for t in record["trials"]}
+    assert killed, "no trial actor was found by its working directory (<run>/working_dirs/trial_<id>): has Ray Tune moved it?"
     assert sorted(killed.values()) == [1, 2] and set(killed) == set(trials), (killed, record["trials"])
     once, twice = (next(t for t in record["trials"] if t["trial"].endswith(suffix)) for suffix in ("_00000", "_00001"))
     assert once["status"] == "completed" and once["epochs_run"] == 2 and once["error"] is None, once
