@@ -48,12 +48,12 @@ def inputs(tmp_path_factory):
     return root, str(weights)
 
 
-def finetune_args(inputs, storage, run_name: str, *extra: str) -> list[str]:
+def finetune_args(inputs, storage, run_name: str) -> list[str]:
     """One trial of 3 epochs, 1 worker, on the demo preset."""
     root, weights = inputs
     return ["finetune", "--dataset", "hmdb51", "--data-root", root, "--pretrained", weights, "--arch", "tiny", "--preset", "demo",
             "--storage", str(storage), "--run-name", run_name, "--epochs", "3",
-            "--set", "data.eval_clips=1", "--set", "train.global_batch=4", *extra]
+            "--set", "data.eval_clips=1", "--set", "train.global_batch=4"]
 
 
 def cli_env() -> dict:
@@ -69,7 +69,8 @@ def descendants(pid: int) -> list[int]:
     parents = {}
     for stat in glob.glob("/proc/[0-9]*/stat"):
         try:
-            text = open(stat).read()
+            with open(stat) as handle:
+                text = handle.read()
         except OSError:
             continue
         parents.setdefault(int(text[text.rindex(")") + 2:].split()[1]), []).append(int(stat.split("/")[2]))
@@ -83,7 +84,8 @@ def descendants(pid: int) -> list[int]:
 
 def alive(pid: int) -> bool:
     try:
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/stat") as handle:
+            state = handle.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return False
     return state != "Z"
