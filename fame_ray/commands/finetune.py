@@ -85,6 +85,8 @@ def finetune(
 
     The run directory gets results.md and results.json: dataset, split, mode, backbone, checkpoint, the pretraining recipe, the best trial's hyperparameters, metrics, and every trial with its status.
 
+    The same command again (same --run-name and --storage) resumes a sweep whose driver died: finished and failed trials are kept, unfinished ones continue from their last epoch. The same run name with other settings is refused.
+
     Without --data-root the dataset is read from $FAME_RAY_DATA/<Dataset> (default ~/fame-ray-data). The demo preset (tiny model, a few epochs) is used for the synthetic dataset or when no dataset is given; otherwise the official recipe (SGD lr 0.025, wd 1e-4, 150 epochs, lr/10 at 60 and 120, dropout 0.7).
 
     Examples:

@@ -1,7 +1,7 @@
 """Dataset catalog: a dataset root in any supported layout -> one Parquet manifest per subset.
 
     from fame_ray.data import catalog
-    train = catalog.manifest_location(cfg.data, cfg.data_location(), "train")   # prepared on first use
+    manifests = catalog.manifests(cfg.data, cfg.data_location())   # {'train': ..., 'test': ...}, prepared on first use
 
 `prepare` reads the layout (layouts.py, generic.py; the variant found is logged), probes every
 video in parallel on Ray (probe.py), skips unreadable or missing videos and lists them in a
@@ -14,6 +14,10 @@ report beside the manifests, and writes, into `DataConfig.manifest_dir` or
 
 where <key> is the dataset name ('csv_<list file stem>' for a csv list). For Kinetics-400
 the 'test' manifest holds the validation set (split column 'val').
+
+Every manifest carries the fingerprint of the dataset it was built from (fingerprint.py):
+`manifests` compares it with the dataset as it stands (a listing, no decoding) and rebuilds
+the manifests when videos or split files changed since.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from fame_ray import config
-from fame_ray.data import generic, layouts, manifest, probe
+from fame_ray.data import fingerprint, generic, layouts, manifest, probe
 from fame_ray.data.listing import SUBSETS, Listing, Tree
 from fame_ray.data.synthetic import ensure_synthetic
 from fame_ray.errors import UserError
@@ -101,8 +105,14 @@ def read_listing(data: config.DataConfig, source: Location) -> Listing:
 
     `source` is `data.location(endpoint)`: the dataset root, or the list file for 'csv'.
     """
+    return scan(data, source)[0]
+
+
+def scan(data: config.DataConfig, source: Location) -> tuple[Listing, dict]:
+    """(the Listing, the dataset's fingerprint now): the layout's files and a listing of the
+    videos' sizes and times, no decoding."""
     if data.dataset == "csv":
-        listing = generic.read_csv(source, data.split)
+        listing, known = generic.read_csv(source, data.split), {}
     else:
         if data.dataset == "synthetic":
             ensure_synthetic(source.uri)
@@ -111,10 +121,10 @@ def read_listing(data: config.DataConfig, source: Location) -> Listing:
             name = config.DATASET_DIRS.get(data.dataset, data.dataset)
             raise UserError(f"data root {source} does not exist (dataset '{data.dataset}')",
                             f"pass --data-root DIR holding the {name} layout (README 'Datasets'), or put it at {config.data_home()}/{name}")
-        listing = READERS[data.dataset](tree, data.split)
+        listing, known = READERS[data.dataset](tree, data.split), tree.known
     _check_classes(data.dataset, listing)
     log.info("found %s", listing.variant)
-    return listing
+    return listing, fingerprint.of(listing, known, source.endpoint)
 
 
 def _check_classes(dataset: str, listing: Listing) -> None:
@@ -160,8 +170,12 @@ def prepare(data: config.DataConfig, source: Location, out_dir: Location | None 
     Raises UserError when the layout is not found, files disagree, or no video is left.
     """
     started = time.time()
-    folder = out_dir or manifest_dir(data, source)
-    listing = read_listing(data, source)
+    listing, stamp = scan(data, source)
+    return _build(data, source, out_dir or manifest_dir(data, source), listing, stamp, started)
+
+
+def _build(data: config.DataConfig, source: Location, folder: Location, listing: Listing, stamp: dict, started: float) -> PrepareResult:
+    """Probe the listed videos and write manifests (with the fingerprint), class names, report."""
     tables, skipped = _tables(listing, source)
     if tables["train"].num_rows == 0:
         reasons = sorted({reason for _, reason, _ in skipped})[:3]
@@ -178,7 +192,7 @@ def prepare(data: config.DataConfig, source: Location, out_dir: Location | None 
         location = _file(data, folder, f"{subset}.parquet")
         result.manifests[subset] = location
         result.counts[subset] = tables[subset].num_rows
-        manifest.write(tables[subset], location)
+        manifest.write(tables[subset], location, stamp)
     if skipped:
         log.warning("skipped %d videos (listed in %s)", len(skipped), result.report)
     result.seconds = time.time() - started
@@ -187,22 +201,40 @@ def prepare(data: config.DataConfig, source: Location, out_dir: Location | None 
     return result
 
 
-def manifest_location(data: config.DataConfig, source: Location, subset: str) -> Location:
-    """The manifest of `subset` ('train' or 'test') of data.split, prepared if absent.
+def manifests(data: config.DataConfig, source: Location) -> dict[str, Location]:
+    """The 'train' and 'test' manifests of data.split: prepared if absent, rebuilt (with a
+    warning that says what changed) if the dataset's fingerprint differs from theirs.
 
     For 'synthetic', the built-in dataset is written first if needed.
     """
-    subset = _subset(subset)
     if data.dataset == "synthetic":
         ensure_synthetic(source.uri)
     folder = manifest_dir(data, source)
-    location = _file(data, folder, f"{subset}.parquet")
-    if not (location.exists() and _file(data, folder, "classes.json").exists()):
+    locations = {subset: _file(data, folder, f"{subset}.parquet") for subset in SUBSETS}
+    if not (all(location.exists() for location in locations.values()) and _file(data, folder, "classes.json").exists()):
         prepare(data, source)
-    return location
+        return locations
+    started = time.time()
+    listing, stamp = scan(data, source)
+    changes = sorted({change for location in locations.values() for change in fingerprint.differences(manifest.read_fingerprint(location), stamp)})
+    if changes:
+        log.warning("%s split %d changed since its manifests in %s were built (%s): rebuilding them",
+                    data.dataset, data.split, folder, "; ".join(changes))
+        _build(data, source, folder, listing, stamp, started)
+    return locations
+
+
+def manifest_location(data: config.DataConfig, source: Location, subset: str) -> Location:
+    """The manifest of `subset` ('train' or 'test') of data.split, (re)built as `manifests` says."""
+    return manifests(data, source)[_subset(subset)]
+
+
+def read_class_names(data: config.DataConfig, source: Location) -> list[str]:
+    """Class names (index = label) from the classes file `manifests` wrote (no dataset check)."""
+    return json.loads(_file(data, manifest_dir(data, source), "classes.json").read_text())
 
 
 def class_names(data: config.DataConfig, source: Location) -> list[str]:
     """Class names of `data` (index = label), preparing the manifests if needed."""
-    manifest_location(data, source, "train")
-    return json.loads(_file(data, manifest_dir(data, source), "classes.json").read_text())
+    manifests(data, source)
+    return read_class_names(data, source)

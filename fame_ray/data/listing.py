@@ -67,6 +67,8 @@ class Tree:
         self.s3 = root.is_s3
         self.fs, self.base = root.filesystem, root.path
         self._files: dict[str, list[str]] = {}
+        self.known: dict[str, pafs.FileInfo] = {}
+        """FileInfo (size, modification time) of every file listed so far, by filesystem path."""
 
     def _path(self, relative: str) -> str:
         return posixpath.normpath(posixpath.join(self.base, relative)) if relative else self.base
@@ -96,9 +98,10 @@ class Tree:
         if relative not in self._files:
             start = self._path(relative)
             selector = pafs.FileSelector(start, recursive=True, allow_not_found=True)
-            infos = self.fs.get_file_info(selector)
+            infos = [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
+            self.known.update((i.path, i) for i in infos)
             prefix = len(self.base) + 1
-            self._files[relative] = sorted(i.path[prefix:] for i in infos if i.type == pafs.FileType.File)
+            self._files[relative] = sorted(i.path[prefix:] for i in infos)
         return self._files[relative]
 
     def videos(self, relative: str = "") -> list[str]:

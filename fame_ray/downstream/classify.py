@@ -180,5 +180,5 @@ def train_loop_per_worker(loop_config: dict) -> None:
         seed = [cfg.train.seed, epoch, context.get_world_rank()]
         metrics = train_epoch(model, optimizer, train_shard.iter_torch_batches(batch_size=batch, drop_last=False), cfg, device, seed)
         metrics.update(validate(plain, val_shard.iter_torch_batches(batch_size=batch), cfg, device))
-        metrics.update({"epoch": epoch, "lr": lr})
+        metrics.update({"epoch": epoch, "lr": lr, "world_size": context.get_world_size()})
         _report(metrics, plain, optimizer, epoch, context.get_world_rank())

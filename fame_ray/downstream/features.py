@@ -170,9 +170,9 @@ def probe_readout(cfg: PretrainConfig, weights: Location) -> dict:
     (probe fitted on the train split's features, tested on the test split's), next to the
     same probe on a randomly initialised encoder and chance."""
     source = cfg.data_location()
-    manifests = {subset: catalog.manifest_location(cfg.data, source, subset) for subset in ("train", "test")}
+    manifests = catalog.manifests(cfg.data, source)
     resources = runtime.plan_resources(runtime.cluster_cpus(), dataclasses.replace(cfg.train, num_workers=1), cfg.data)
-    out = {"chance": 1 / len(catalog.class_names(cfg.data, source))}
+    out = {"chance": 1 / len(catalog.read_class_names(cfg.data, source))}
     for name, encoder in (("learned", Encoder(cfg.model.arch, weights)), ("random_init", Encoder(cfg.model.arch, None, seed=cfg.train.seed))):
         (_, train, train_labels), (_, test, test_labels) = (encode_videos(manifests[s], cfg.data, encoder, resources, 1, 32) for s in ("train", "test"))
         out[name] = linear_probe(train, train_labels, test, test_labels)

@@ -6,6 +6,10 @@
 workers AND its Ray Data CPUs), runs the trials and writes results.json and results.md. What
 each worker does, epoch by epoch, is in `fame_ray.downstream.classify`.
 
+Run again with the same run name (and storage), a sweep whose driver died picks up where it
+was: finished and failed trials are kept, unfinished ones continue from their last epoch. The
+run directory keeps the settings it started with (sweep.json); other settings are refused.
+
 Ray pieces (marked `# Ray:`): the trial driver builds a TorchTrainer and calls fit();
 `TuneReportCallback` forwards rank 0's `ray.train.report` metrics to Tune, so ASHA sees
 `val_video_top1` after every epoch. Workers resume from `ray.train.get_checkpoint()`.
@@ -13,6 +17,7 @@ Ray pieces (marked `# Ray:`): the trial driver builds a TorchTrainer and calls f
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -23,14 +28,16 @@ from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from fame_ray import runtime
-from fame_ray.config import FinetuneConfig
+from fame_ray.config import FinetuneConfig, to_dict
 from fame_ray.data.pipeline import supervised_dataset
 from fame_ray.downstream import preflight, sweep
 from fame_ray.downstream.classify import train_loop_per_worker
 from fame_ray.downstream.search_space import Hyperparameters, describe_space, grid_size, max_value, normalise_space
 from fame_ray.eval import report as results
+from fame_ray.errors import UserError
 
 log = logging.getLogger(__name__)
+SWEEP_FILE = "sweep.json"
 
 
 class ValidationSplit(ray.train.DataConfig):
@@ -104,11 +111,14 @@ def sweep_plan(cfg: FinetuneConfig, space: dict) -> dict:
 
 
 def run_finetune(cfg: FinetuneConfig, explicit_arch: str | None = None) -> dict:
-    """Check inputs, run the Tune sweep of Train runs, write results.json/.md; returns the record."""
+    """Check inputs, run (or resume) the Tune sweep of Train runs, write results.json/.md;
+    returns the record."""
     started = time.time()
     space = normalise_space(cfg.search_space)
     cfg.storage.root().check_writable_root()
     cfg, info = preflight.prepare(cfg, explicit_arch)
+    run_dir = cfg.storage.root() / cfg.run_name()
+    resume = resumable(cfg, run_dir)
     owns_ray = runtime.connect_ray(dashboard=True)
     try:
         # A cold cluster brings at least one trial's nodes (as many trials as --max-concurrent asks).
@@ -116,31 +126,60 @@ def run_finetune(cfg: FinetuneConfig, explicit_arch: str | None = None) -> dict:
         runtime.await_resources(runtime.job_bundles(cfg.train, cfg.data, copies), cfg.train.cluster_wait_s, "finetuning", runtime.job_minimum(cfg.train, cfg.data, copies))
         plan = sweep_plan(cfg, space)
         log.info("sweep: %d trial(s), %d at once, %.3g CPUs each (%.3g for Ray Data)", plan["trials"], plan["max_concurrent"], plan["trial_cpus"], plan["data_cpus"])
-        records = _sweep(cfg, space, info, plan)
+        records = _sweep(cfg, space, info, plan, resume)
     finally:
         runtime.release_resources()
         if owns_ray:
             ray.shutdown()
     record = _record(cfg, info, space, plan, records, time.time() - started)
-    run_dir = cfg.storage.root() / cfg.run_name()
     results.write(record, run_dir)
     record["run_dir"] = run_dir.uri
     return record
 
 
-def _sweep(cfg: FinetuneConfig, space: dict, info: dict, plan: dict) -> list[dict]:
+def resumable(cfg: FinetuneConfig, run_dir) -> bool:
+    """True when `run_dir` holds a sweep of the same settings to resume; a sweep of other
+    settings is a UserError. A new sweep's settings are saved there first (sweep.json)."""
+    current = sweep.signature(to_dict(cfg))
+    saved = run_dir / SWEEP_FILE
+    if not sweep.can_resume(run_dir):
+        saved.write_text(json.dumps(current, indent=1))
+        return False
+    started_with = _saved_signature(saved)
+    differing = sweep.signature_differences(started_with, current) if started_with else []
+    if differing:
+        raise UserError(f"run '{cfg.run_name()}' in {cfg.storage.root()} is a sweep with other settings ({', '.join(differing[:6])})",
+                        "run it again with the settings it was started with to resume it, or pick another --run-name")
+    log.info("resuming the sweep in %s (finished trials are kept, unfinished ones continue)", run_dir)
+    return True
+
+
+def _saved_signature(saved) -> dict:
+    """The settings a sweep started with; {} (nothing to compare) when sweep.json is missing or
+    damaged, e.g. a sweep started by an older fame-ray."""
+    try:
+        found = json.loads(saved.read_text()) if saved.exists() else None
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        found = None
+    if not isinstance(found, dict):
+        log.warning("%s is missing or unreadable: resuming without checking the sweep's settings", saved)
+        return {}
+    return found
+
+
+def _sweep(cfg: FinetuneConfig, space: dict, info: dict, plan: dict, resume: bool) -> list[dict]:
     root = cfg.storage.root()
     fs_arg = root.filesystem if root.is_s3 else None
     fixed = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "dropout": cfg.dropout, "epochs": cfg.train.epochs}
-    ledger = sweep.PlacementGroupLedger.remote()
     trainable = tune.with_parameters(
         trial_driver, cfg=cfg, num_classes=len(info["class_names"]), manifests=info["manifests"],
-        cpus_per_worker=plan["cpus_per_worker"], data_cpus=plan["data_cpus"], train_root=f"{root.path}/{cfg.run_name()}/train", storage_filesystem=fs_arg, ledger=ledger,
+        cpus_per_worker=plan["cpus_per_worker"], data_cpus=plan["data_cpus"], train_root=f"{root.path}/{cfg.run_name()}/train", storage_filesystem=fs_arg,
+        ledger=sweep.ledger(cfg.run_name()),
     )
     grid = sweep.run_sweep(
         trainable, sweep.to_tune_space(space, fixed), samples=cfg.samples, max_concurrent=plan["max_concurrent"],
         max_epochs=int(max_value(space, "epochs", cfg.train.epochs)), storage_path=root.path, name=cfg.run_name(),
-        trial_failures=cfg.trial_failures, storage_filesystem=fs_arg, callbacks=[sweep.ReleasePlacementGroups(ledger)],
+        trial_failures=cfg.trial_failures, storage_filesystem=fs_arg, callbacks=[sweep.ReleasePlacementGroups(cfg.run_name())], resume=resume,
     )
     return sweep.trial_records(grid)
 

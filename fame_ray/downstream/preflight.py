@@ -139,8 +139,8 @@ def prepare(cfg: FinetuneConfig, explicit_arch: str | None = None):
     cfg = dataclasses.replace(cfg, pretrained=weights.uri, model=dataclasses.replace(cfg.model, arch=arch))
     _, load_report = load_backbone(weights, arch)
     source = cfg.data_location()
-    manifests = {subset: catalog.manifest_location(cfg.data, source, subset) for subset in ("train", "test")}
-    class_names = list(catalog.class_names(cfg.data, source))
+    manifests = catalog.manifests(cfg.data, source)  # rebuilt here if the dataset changed since
+    class_names = catalog.read_class_names(cfg.data, source)
     check_labels(len(class_names), {subset: manifest.read(location) for subset, location in manifests.items()})
     meta = _checkpoint_meta(ckpt_dir)
     info = {

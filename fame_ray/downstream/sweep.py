@@ -1,5 +1,6 @@
-"""Ray Tune sweeps of downstream runs: how many trials fit, the Tuner with ASHA, trial records,
-and the placement-group bookkeeping a stopped trial needs.
+"""Ray Tune sweeps of downstream runs: how many trials fit, the Tuner with ASHA (a new sweep, or
+the one a dead driver left behind, resumed), trial records, and the placement-group bookkeeping
+a stopped trial needs.
 
 Each trial is a Ray Train run launched from inside a Tune function trainable (the Ray 2.60
 Train V2 pattern: `TorchTrainer.fit()` in the trial, with
@@ -8,6 +9,7 @@ Train V2 pattern: `TorchTrainer.fit()` in the trial, with
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 
@@ -19,8 +21,14 @@ from ray.util.placement_group import remove_placement_group
 
 from fame_ray.downstream.search_space import SEARCHABLE
 from fame_ray.errors import ConfigError
+from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
+
+# Config keys (section, key) that say where a sweep is stored and what it runs on, not what it
+# computes: a resumed sweep may change them (e.g. another S3 endpoint, a bigger cluster).
+SITE_KEYS = (("storage", None), ("max_concurrent", None), ("preset", None), ("train", "cpus_per_worker"),
+             ("train", "worker_resources"), ("data", "data_cpus"), ("data", "decode_threads"))
 
 # The Train driver inside a trial holds no CPU (it only waits on its workers); a Tune
 # trial still needs a non-empty resource request, so it asks for 1 MiB of memory.
@@ -60,13 +68,52 @@ def concurrent_trials(total_cpus: float, total_gpus: float, trial_cpus: float, t
     return max(1, min(fits, wanted))
 
 
-def run_sweep(trainable, param_space: dict, *, samples: int, max_concurrent: int, max_epochs: int, storage_path: str, name: str, trial_failures: int, storage_filesystem=None, metric: str = "val_video_top1", callbacks=None):
+def can_resume(experiment: Location) -> bool:
+    """Whether `experiment` (storage root / run name) holds a Tune sweep to pick up: the Tuner's
+    own file and at least one saved experiment state (a driver that died before Tune first
+    saved its state left nothing to resume; the sweep then starts again)."""
+    if not tune.Tuner.can_restore(experiment.path, storage_filesystem=experiment.filesystem):
+        return False
+    return any(info.base_name.startswith("experiment_state-") and info.base_name.endswith(".json") for info in experiment.children())
+
+
+def signature(config: dict) -> dict:
+    """The settings that decide what a sweep computes: the config as a plain dict without
+    SITE_KEYS (where it is stored, what it runs on), which a resumed sweep may change."""
+    out = json.loads(json.dumps(config))
+    for section, key in SITE_KEYS:
+        holder = out.get(section, {}) if key else out
+        holder.pop(key or section, None)
+    return out
+
+
+def signature_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ between two signatures."""
+    names = []
+    for key in sorted(set(saved) | set(current)):
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            names += signature_differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            names.append(f"{prefix}{key}")
+    return names
+
+
+def run_sweep(trainable, param_space: dict, *, samples: int, max_concurrent: int, max_epochs: int, storage_path: str, name: str, trial_failures: int, storage_filesystem=None, metric: str = "val_video_top1", callbacks=None, resume: bool = False):
     """Run the Tuner: ASHA on `metric` (mode max), `samples` draws of the space.
 
     ASHA's time unit is the training iteration, i.e. one reported epoch. A trial that
     fails is retried `trial_failures` times (Tune's FailureConfig) and, if it still
     fails, comes back in the ResultGrid with its error: never dropped.
+
+    `resume`: pick up the sweep in storage_path/name (`can_resume`) with `Tuner.restore`:
+    finished and failed trials stay as they are, unfinished ones run again (their Train runs
+    restart from their last epoch checkpoint); the rest of the settings are the saved ones.
     """
+    if resume:
+        experiment = f"{storage_path}/{name}"
+        tuner = tune.Tuner.restore(experiment, tune.with_resources(trainable, DRIVER_RESOURCES), resume_unfinished=True, storage_filesystem=storage_filesystem)
+        return tuner.fit()
     grace = max(1, max_epochs // 4)
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(max_epochs, grace), grace_period=grace, reduction_factor=2)
     tuner = tune.Tuner(
@@ -86,7 +133,8 @@ def run_sweep(trainable, param_space: dict, *, samples: int, max_concurrent: int
 
 
 def trial_records(result_grid, planned_epochs_key: str = "epochs", metric: str = "val_video_top1") -> list[dict]:
-    """One record per trial: id, status, hyperparameters, epochs run, last metrics, error.
+    """One record per trial: id, status, hyperparameters, epochs run, workers (the Train run's
+    world size at its last epoch), last metrics, error.
 
     Status: 'completed', 'stopped early (ASHA)' when it ran fewer epochs than planned, or
     'failed' with the error's last line.
@@ -108,6 +156,7 @@ def trial_records(result_grid, planned_epochs_key: str = "epochs", metric: str =
             "status": status,
             "hyperparameters": {k: config.get(k) for k in SEARCHABLE},
             "epochs_run": epochs_run,
+            "workers": metrics.get("world_size"),
             "metrics": {k: v for k, v in metrics.items() if k.startswith("val_") or k in ("train_loss",)},
             "error": error,
             "path": result.path,
@@ -128,6 +177,10 @@ class PlacementGroupLedger:
     several Ray instances on one machine that lookup fails and the group leaks, starving
     later trials. The ledger (filled by `RecordPlacementGroup` in the Train controller)
     lets `ReleasePlacementGroups` (a Tune callback on the driver) free them itself.
+
+    It is a named actor (`ledger(run_name)`), and the Tune callback holds only its name:
+    Tune saves its callbacks with the sweep, and a resumed sweep (a new driver, maybe a new
+    cluster) must find the ledger of its own driver, not a handle to a dead one.
     """
 
     def __init__(self):
@@ -138,6 +191,15 @@ class PlacementGroupLedger:
 
     def pop(self, trial_id):
         return self.groups.pop(trial_id, [])
+
+
+def ledger_name(run_name: str) -> str:
+    return f"fame-ray-placement-groups-{run_name}"
+
+
+def ledger(run_name: str):
+    """This driver's PlacementGroupLedger of the sweep `run_name` (created on first use)."""
+    return PlacementGroupLedger.options(name=ledger_name(run_name), get_if_exists=True).remote()
 
 
 class RecordPlacementGroup(WorkerGroupCallback):
@@ -153,13 +215,18 @@ class RecordPlacementGroup(WorkerGroupCallback):
 
 
 class ReleasePlacementGroups(tune.Callback):
-    """Tune callback: when a trial ends (completed, stopped early, failed), free its groups."""
+    """Tune callback: when a trial ends (completed, stopped early, failed) or fails and is about
+    to be retried, free its groups."""
 
-    def __init__(self, ledger):
-        self.ledger = ledger
+    def __init__(self, run_name: str):
+        self.run_name = run_name
 
     def _release(self, trial):
-        for group in ray.get(self.ledger.pop.remote(trial.trial_id)):
+        try:
+            groups = ray.get(ray.get_actor(ledger_name(self.run_name)).pop.remote(trial.trial_id))
+        except ValueError:  # no ledger in this driver: nothing was recorded
+            return
+        for group in groups:
             try:
                 remove_placement_group(group)
             except Exception:  # noqa: BLE001 - already removed by Ray Train
@@ -169,4 +236,7 @@ class ReleasePlacementGroups(tune.Callback):
         self._release(trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        self._release(trial)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
         self._release(trial)

@@ -79,3 +79,28 @@ def test_prepare_from_an_s3_root(ray_local, synth_root, s3_server, bucket):
     assert result.manifests["test"].uri == f"{root}/.fame-ray/ucf101_split2_test.parquet"
     rows = manifest.read(catalog.manifest_location(data, source, "test")).to_pylist()
     assert rows and all(row["path"].startswith(f"{root}/UCF-101/") and row["num_frames"] == 40 for row in rows)
+
+
+def test_manifests_of_a_changed_dataset_are_rebuilt_and_current_ones_are_kept(ray_local, synth_root, tmp_path, caplog):
+    root = shutil.copytree(synth_root, str(tmp_path / "UCF101"), ignore=shutil.ignore_patterns(".fame-ray"))
+    data = DataConfig(dataset="ucf101", data_root=root)
+    source = data.location()
+    test_manifest = catalog.manifests(data, source)["test"]
+    assert manifest.read(test_manifest).num_rows == 8 and manifest.read_fingerprint(test_manifest)["videos"] == 24
+    written_at = os.stat(test_manifest.uri).st_mtime_ns
+    assert catalog.manifests(data, source)["test"] == test_manifest and os.stat(test_manifest.uri).st_mtime_ns == written_at
+
+    gone = manifest.read(test_manifest).column("path").to_pylist()[0]
+    os.remove(gone)
+    with caplog.at_level("WARNING", logger="fame_ray.data.catalog"):
+        rebuilt = catalog.manifest_location(data, source, "test")
+    rows = manifest.read(rebuilt).column("path").to_pylist()
+    assert len(rows) == 7 and gone not in rows, "a video deleted since the manifest was built is still in it"
+    assert "changed since its manifests" in caplog.text and "24 -> 23 videos found" in caplog.text
+    assert manifest.read_fingerprint(rebuilt)["videos"] == 23
+
+    # A manifest written before fingerprints existed (no schema metadata) is rebuilt once.
+    manifest.write(manifest.read(rebuilt), rebuilt)
+    assert manifest.read_fingerprint(rebuilt) is None
+    catalog.manifests(data, source)
+    assert manifest.read_fingerprint(rebuilt)["videos"] == 23
