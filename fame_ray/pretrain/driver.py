@@ -83,9 +83,10 @@ def log_start(cfg: PretrainConfig, plan: RunPlan, verbose: bool = False) -> None
         logger.info("resolved config:\n%s", resolved.rstrip())
     latest = checkpoints.latest_complete(plan.run)
     logger.info(
-        "%s: %s, %s on %s, %dx%dx%d clips, %d videos, %d steps of %d clips on %s worker(s); %.2g CPU each, %.2g CPU for Ray Data%s",
+        "%s: %s, %s on %s, %dx%dx%d clips, %d videos, %d steps of %d clips%s on %s worker(s); %.2g CPU each, %.2g CPU for Ray Data%s",
         cfg.preset or "config", cfg.method, cfg.model.arch, cfg.data.dataset, cfg.data.frames_per_clip, cfg.data.crop_size, cfg.data.crop_size,
-        plan.num_videos, plan.total_steps, cfg.train.global_batch, "-".join(map(str, sorted({min(plan.worlds), max(plan.worlds)}))),
+        plan.num_videos, plan.total_steps, cfg.train.global_batch, f" (micro batches of {cfg.train.micro_batch})" if cfg.train.micro_batch else "",
+        "-".join(map(str, sorted({min(plan.worlds), max(plan.worlds)}))),
         plan.resources.cpus_per_worker, plan.resources.data_cpus, f"; resuming from {latest.name}" if latest else "",
     )
 
