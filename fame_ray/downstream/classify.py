@@ -193,6 +193,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             group["lr"] = lr
         seed = [cfg.train.seed, epoch, context.get_world_rank()]
         metrics = train_epoch(model, optimizer, train_shard.iter_torch_batches(batch_size=batch, drop_last=False), cfg, device, seed)
-        metrics.update(validate(plain, val_shard.iter_torch_batches(batch_size=batch), cfg, device))
+        # Testing takes micro batches too: its batch size changes nothing but memory.
+        metrics.update(validate(plain, val_shard.iter_torch_batches(batch_size=cfg.train.micro_batch or batch), cfg, device))
         metrics.update({"epoch": epoch, "lr": lr})
         _report(metrics, plain, optimizer, epoch, context.get_world_rank())

@@ -111,6 +111,7 @@ def run_finetune(cfg: FinetuneConfig, explicit_arch: str | None = None) -> dict:
     cfg, info = preflight.prepare(cfg, explicit_arch)
     owns_ray = runtime.connect_ray(dashboard=True)
     try:
+        preflight.check_memory(cfg, len(info["class_names"]), runtime.node_memory(cfg.train.use_gpu))
         plan = sweep_plan(cfg, space)
         log.info("sweep: %d trial(s), %d at once, %.3g CPUs each (%.3g for Ray Data)", plan["trials"], plan["max_concurrent"], plan["trial_cpus"], plan["data_cpus"])
         records = _sweep(cfg, space, info, plan)

@@ -5,7 +5,7 @@
 
 `run_pretrain` checks every user input before any worker starts (one UserError each), connects
 to Ray (the cluster when RAY_ADDRESS is set or inside `ray job submit`, else a local instance),
-derives the run plan once, builds the Ray Data pipeline from the manifest and hands the worker
+checks that a worker fits the nodes' memory (`plan.check_memory`), derives the run plan once, builds the Ray Data pipeline from the manifest and hands the worker
 loop (`fame_ray.pretrain.worker.train_loop`) to a TorchTrainer with {config, plan}.
 
 Resume: the run directory is `<storage>/<run name>`. Every (re)start of the worker group
@@ -26,7 +26,7 @@ from fame_ray import checkpoints, runtime
 from fame_ray.config import PretrainConfig, to_dict
 from fame_ray.data import catalog, manifest
 from fame_ray.errors import UserError
-from fame_ray.pretrain.plan import RunPlan, make_plan
+from fame_ray.pretrain.plan import RunPlan, check_memory, make_plan
 from fame_ray.pretrain.worker import train_loop
 from fame_ray.runtime import ResourcePlan
 from fame_ray.storage import Location
@@ -117,6 +117,7 @@ def run_pretrain(cfg: PretrainConfig, verbose: bool = False):
     the summary and any errors."""
     preflight(cfg)
     runtime.connect_ray(verbose=verbose)
+    check_memory(cfg, runtime.node_memory(cfg.train.use_gpu))
     plan = plan_run(cfg, runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data))
     log_start(cfg, plan, verbose)
     result = fit(cfg, plan, verbose=verbose)
