@@ -114,6 +114,18 @@ class RelayPrinter:
         self._flush()
 
 
+def node_memory(use_gpu: bool = False) -> list[float]:
+    """Memory, in bytes, that Ray reports (its 'memory' resource: what tasks and actors may use
+    next to the object store) for each live node that can host a training worker: one with
+    CPUs, and GPUs when `use_gpu`. Empty on a cluster with no such node yet."""
+    sizes = []
+    for node in ray.nodes():
+        resources = node.get("Resources") or {}
+        if node.get("Alive") and resources.get("CPU", 0) > 0 and (resources.get("GPU", 0) > 0 or not use_gpu):
+            sizes.append(float(resources.get("memory", 0)))
+    return [size for size in sizes if size > 0]
+
+
 def cluster_cpus() -> float:
     """CPUs the cluster has right now."""
     return float(ray.cluster_resources().get("CPU", 0.0))

@@ -100,6 +100,10 @@ def finetune(
       fame-ray finetune --dataset ucf101 --pretrained RUN --samples 8 --search 'lr=loguniform(1e-3,1e-1)' --search 'dropout=[0.5,0.7]'
 
       fame-ray finetune --dataset ucf101 --pretrained RUN --mode linear --search-file space.yaml
+
+      fame-ray finetune --dataset ucf101 --pretrained RUN --set train.micro_batch=16    (gradient accumulation: 16 clips at a time, same batch and lr)
+
+    A trial whose workers cannot fit the nodes' memory is refused before the sweep starts, naming the train.micro_batch that fits (README "Configuration").
     """
     common.start_logging()
     flags = {

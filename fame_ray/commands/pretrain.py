@@ -13,7 +13,7 @@ from fame_ray.errors import UserError
 Arch = Annotated[Optional[str], typer.Option("--arch", help=f"Backbone: {', '.join(ARCHS)}.")]
 Workers = Annotated[Optional[str], typer.Option("--workers", "-w", help="Training workers: N, or MIN-MAX for an elastic run (grows and shrinks with the cluster).")]
 Gpu = Annotated[Optional[bool], typer.Option("--gpu/--cpu", help="One GPU per worker (nccl, bf16 autocast).")]
-Batch = Annotated[Optional[int], typer.Option("--batch", "-b", help="Global batch (clips per step over all workers); kept when the worker count changes.")]
+Batch = Annotated[Optional[int], typer.Option("--batch", "-b", help="Global batch (clips per step over all workers); kept when the worker count changes. --set train.micro_batch=N takes it N clips at a time per worker.")]
 Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Passes over the training split.")]
 MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimizer steps (0 = all epochs).")]
 Resume = Annotated[Optional[str], typer.Option("--resume", help="Resume this existing run (an error if it does not exist).")]
@@ -73,6 +73,10 @@ def pretrain(
       fame-ray pretrain --workers 2-8 --storage s3://bucket/runs --s3-endpoint http://minio:9000
 
       fame-ray pretrain --resume pretrain-synthetic-tiny --max-steps 400
+
+      fame-ray pretrain --dataset ucf101 --arch r2plus1d_18 --set train.micro_batch=8    (gradient accumulation: 8 clips at a time, same batch and lr)
+
+    A run whose workers cannot fit the nodes' memory is refused before it starts, naming the train.micro_batch that fits (README "Configuration").
     """
     common.start_logging()
     flags = {

@@ -94,6 +94,21 @@ def _check_worker_resources(resources: dict) -> None:
         _check(name not in PLANNED_RESOURCES, f"{where}: the resource plan sets {name} itself", "use train.cpus_per_worker or --gpu")
 
 
+def _check_micro_batch(train: TrainConfig) -> None:
+    """train.micro_batch divides the per-worker batch of every worker count the run may have."""
+    micro = train.micro_batch
+    _check(micro >= 0, f"train.micro_batch must be >= 0 (0 = no accumulation), got {micro}", "e.g. --set train.micro_batch=8")
+    if micro == 0:
+        return
+    batches = sorted({train.split_batch(world)[0] for world in train.world_sizes()})
+    common = math.gcd(*batches)
+    if common % micro:
+        fitting = max(d for d in range(1, micro) if common % d == 0)
+        shown = batches[0] if len(batches) == 1 else f"one of {batches}"
+        _check(False, f"train.micro_batch {micro} does not divide the per-worker batch ({shown})",
+               f"set --set train.micro_batch={fitting}, or 0 for the whole batch at once")
+
+
 @dataclass
 class DataConfig:
     """Which videos, and how clips are cut from them."""
@@ -285,6 +300,12 @@ class TrainConfig:
     """Stop after this many optimizer steps (0 = run all epochs)."""
     global_batch: int = 64
     """Clips per step over all workers (official: 64); kept when the worker count changes."""
+    micro_batch: int = 0
+    """Gradient accumulation: each worker's batch goes through the model this many clips at a
+    time, gradients add up, and the optimizer steps once per global batch (so batch and lr stay
+    the protocol's); 0 = the whole per-worker batch at once. Must divide the per-worker batch.
+    Activation memory scales with it (BatchNorm then sees micro batches, like a smaller per-GPU
+    batch)."""
     num_workers: int = 1
     """Training workers (the maximum when elastic)."""
     min_workers: int = 0
@@ -331,6 +352,7 @@ class TrainConfig:
         _check(0 <= self.min_workers <= self.num_workers, "train.min_workers must be between 0 and num_workers")
         _check(self.global_batch >= self.num_workers, f"train.global_batch ({self.global_batch}) is smaller than the number of workers ({self.num_workers}): give each worker at least one clip")
         _check(self.cpus_per_worker >= 0, "train.cpus_per_worker must be >= 0")
+        _check_micro_batch(self)
         _check(self.checkpoint_every > 0, "train.checkpoint_every must be positive")
         _check(self.keep_checkpoints > 0, "train.keep_checkpoints must be positive")
         _check(self.log_every > 0, "train.log_every must be positive")

@@ -7,6 +7,8 @@ finetuning augmentation (grayscale p=0.2, colour jitter (0.4, 0.4, 0.4, 0.1) p=0
 Kinetics normalisation); the linear probe trains on plain normalised clips with the backbone
 frozen and in eval mode, as the official eval.py does. Every epoch tests the whole test split:
 data.eval_clips clips per video, the video score as `video_score` says (eval.metrics).
+With `train.micro_batch` each per-worker batch is taken that many clips at a time, gradients
+accumulated over them, one optimizer step per batch (fame_ray.pretrain.accumulation).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from fame_ray.downstream.search_space import Hyperparameters
 from fame_ray.eval.metrics import multi_clip_metrics
 from fame_ray.models.heads import build_classifier, trainable_parameters
 from fame_ray.pretrain import augment
+from fame_ray.pretrain.accumulation import micro_steps
 
 log = logging.getLogger(__name__)
 STATE_FILE = "finetune_state.pt"
@@ -82,6 +85,24 @@ def training_inputs(clips: torch.Tensor, cfg: FinetuneConfig, device: torch.devi
     return clips.contiguous(memory_format=torch.channels_last_3d) if device.type == "cuda" and cfg.train.channels_last else clips
 
 
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, clips: torch.Tensor, labels: torch.Tensor,
+               micro_batch: int, use_bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SGD step on a per-worker batch (B,C,T,H,W clips, B labels), `micro_batch` clips at a
+    time with accumulated gradients (0 = all at once); returns (summed loss, correct clips) as
+    0-dim tensors, without a host sync."""
+    optimizer.zero_grad(set_to_none=True)
+    loss_sum = correct = torch.zeros((), device=clips.device)
+    for rows, share in micro_steps(model, len(labels), micro_batch):
+        with torch.autocast(device_type=clips.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            logits = model(clips[rows])
+            loss = nn.functional.cross_entropy(logits.float(), labels[rows])
+        (loss * share).backward()
+        loss_sum = loss_sum + loss.detach() * (rows.stop - rows.start)
+        correct = correct + (logits.detach().argmax(1) == labels[rows]).sum()
+    optimizer.step()
+    return loss_sum, correct
+
+
 def train_epoch(model, optimizer, batches, cfg: FinetuneConfig, device, seed: list[int]) -> dict:
     """One pass over the training shard; returns mean loss and clip accuracy."""
     model.train()
@@ -91,14 +112,9 @@ def train_epoch(model, optimizer, batches, cfg: FinetuneConfig, device, seed: li
         generator = augment.make_generator([*seed, index], device)
         clips = training_inputs(batch["clip"], cfg, device, generator, augment.make_generator([*seed, index, 1]))
         labels = batch["label"].to(device).long()
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            logits = model(clips)
-            loss = nn.functional.cross_entropy(logits.float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.detach() * len(labels))
-        hits.append((logits.argmax(1) == labels).sum())
+        loss_sum, correct = train_step(model, optimizer, clips, labels, cfg.train.micro_batch, use_bf16)
+        losses.append(loss_sum)
+        hits.append(correct)
         seen += len(labels)
     loss_sum = float(torch.stack(losses).sum()) if losses else 0.0  # one sync per epoch
     correct = int(torch.stack(hits).sum()) if hits else 0
@@ -179,6 +195,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             group["lr"] = lr
         seed = [cfg.train.seed, epoch, context.get_world_rank()]
         metrics = train_epoch(model, optimizer, train_shard.iter_torch_batches(batch_size=batch, drop_last=False), cfg, device, seed)
-        metrics.update(validate(plain, val_shard.iter_torch_batches(batch_size=batch), cfg, device))
+        # Testing takes micro batches too: its batch size changes nothing but memory.
+        metrics.update(validate(plain, val_shard.iter_torch_batches(batch_size=cfg.train.micro_batch or batch), cfg, device))
         metrics.update({"epoch": epoch, "lr": lr, "world_size": context.get_world_size()})
         _report(metrics, plain, optimizer, epoch, context.get_world_rank())

@@ -2,7 +2,8 @@
 
 Every bad input ends here as one `UserError` (the CLI prints one line, exits 2): a dataset
 that is not where it should be (with where to get it), a pretrained checkpoint that does
-not exist or holds another architecture, labels that do not match the class list.
+not exist or holds another architecture, labels that do not match the class list, a batch
+whose workers cannot fit the nodes' memory (`check_memory`, once Ray is up).
 Also reads the pretraining recipe from the checkpoint's config.yaml, for the results table.
 """
 
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 
 from fame_ray import checkpoints
 from fame_ray.config import DATASET_DIRS, FinetuneConfig, ModelConfig
 from fame_ray.data import catalog, manifest
 from fame_ray.errors import UserError
+from fame_ray.models import memory
 from fame_ray.models.loading import load_pretrained_backbone
 from fame_ray.storage import Location
 
@@ -124,6 +127,26 @@ def check_labels(num_classes: int, tables: dict) -> None:
         bad = sorted({label for label in labels if not 0 <= label < num_classes})
         if bad:
             raise UserError(f"the {subset} split uses class indices {bad[:5]} but the class list has {num_classes} classes", "use split files and the class list of the same release")
+
+
+def check_memory(cfg: FinetuneConfig, num_classes: int, node_memory: list[float]) -> None:
+    """Refuse a trial whose workers cannot fit a node (estimate: fame_ray.models.memory), with
+    the train.micro_batch that would fit. `node_memory`: bytes of each node that can host a
+    worker (runtime.node_memory). GPU runs keep their activations in GPU memory, which Ray does
+    not report: skipped."""
+    if cfg.train.use_gpu:
+        log.info("finetune on GPUs: activations live in GPU memory, which Ray does not report: memory check skipped")
+        return
+    data, task = cfg.data, "finetune" if cfg.mode == "finetune" else "linear"
+    batch, _ = cfg.train.split_batch(cfg.train.num_workers)
+    sharing = math.ceil(cfg.train.num_workers / max(len(node_memory), 1))
+
+    def need(per_worker: int, micro_batch: int) -> float:
+        return memory.worker_memory(task, cfg.model.arch, data.frames_per_clip, data.crop_size, per_worker, micro_batch, classes=num_classes).total
+
+    setting = f"{cfg.model.arch}, {data.frames_per_clip}x{data.crop_size}x{data.crop_size}"
+    name = "finetune" if cfg.mode == "finetune" else "linear probe"
+    memory.check_fits(name, setting, need, [memory.Placement(batch, sharing)], cfg.train.micro_batch, node_memory)
 
 
 def prepare(cfg: FinetuneConfig, explicit_arch: str | None = None):

@@ -28,6 +28,14 @@ State dict layout (what fame-ray checkpoints hold under "model"):
 The official layout is `module.encoder_q.<backbone names>` with the head under `fc.*`
 (R(2+1)D) or `id_head.*` (I3D); fame_ray.models.loading maps between the two.
 
+Micro batches (gradient accumulation, `train.micro_batch`): `prepare_keys` does the once-per-step
+work on the whole per-worker batch: the momentum update, every key (through the key encoder a
+micro batch at a time), the queue as each pass scores against it, and the enqueue of all keys;
+`forward(..., keys=keys.rows(rows))` then runs the query side of one micro batch. Called
+without `keys`, `forward` does both on its batch, exactly the official step. Shuffle-BN and
+the query encoder's BatchNorm then see micro batches (statistics per micro batch, like a
+smaller per-GPU batch); without BatchNorm the accumulated step equals the full-batch step.
+
 Device-agnostic: every tensor follows the input's device. Under DDP, wrap this module as a
 whole; `broadcast_buffers=False` avoids re-sending the (identical) queue every step.
 """
@@ -86,6 +94,22 @@ class MoCoOutput:
     loss: torch.Tensor
     acc1: torch.Tensor
     logits: tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class MoCoKeys:
+    """The keys of one per-worker batch (B,dim, normalised) and the queue (dim,K) each pass's
+    queries are scored against: pass 1 (query = view_q, key = view_k) and, when symmetric,
+    pass 2 (query = view_k, key = view_q)."""
+
+    first: torch.Tensor
+    second: torch.Tensor | None
+    negatives: tuple[torch.Tensor, torch.Tensor | None]
+
+    def rows(self, rows: slice) -> MoCoKeys:
+        """The keys of the clips in `rows` (a micro batch), with the same negatives."""
+        second = self.second[rows] if self.second is not None else None
+        return MoCoKeys(self.first[rows], second, self.negatives)
 
 
 class MoCo(nn.Module):
@@ -168,38 +192,55 @@ class MoCo(nn.Module):
         restore = torch.argsort(order).view(-1, local)[rank]
         return concat_all_gather(keys)[restore]
 
-    def _logits(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """B,1+K logits in float32 (positive first), before this pass's keys enter the queue."""
+    def _logits(self, query: torch.Tensor, keys: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+        """B,1+K logits in float32 (positive first) against `negatives`, the queue as it was
+        before this pass's keys entered it."""
         query = F.normalize(query.float(), dim=1)
         with torch.autocast(device_type=query.device.type, enabled=False):
             positive = (query * keys.float()).sum(dim=1, keepdim=True)
-            negative = query @ self.queue.clone().detach().float()
+            negative = query @ negatives.detach().float()
             return torch.cat([positive, negative], dim=1) / self.temperature
 
-    def _pass(self, view_q: torch.Tensor, view_k: torch.Tensor, update: bool, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, keys) of one direction; the keys enter the queue here when the official
-        order (`enqueue_between_passes`) is kept, else after both passes (see `forward`)."""
-        query = self.encoder_q(view_q)
-        if update:
-            self.momentum_update()
-        keys = self._keys(view_k, generator)
-        logits = self._logits(query, keys)
-        if self.enqueue_between_passes:
-            self.enqueue(keys)
-        return logits, keys
+    def _batch_keys(self, clips: torch.Tensor, generator: torch.Generator | None, micro_batch: int) -> torch.Tensor:
+        """Keys of every clip, `micro_batch` clips at a time through the key encoder (0 = all)."""
+        step = micro_batch if 0 < micro_batch < clips.shape[0] else clips.shape[0]
+        return torch.cat([self._keys(chunk, generator) for chunk in clips.split(step)])
 
-    def forward(self, view_q: torch.Tensor, view_k: torch.Tensor, shuffle_generator: torch.Generator | None = None) -> MoCoOutput:
+    @torch.no_grad()
+    def prepare_keys(self, view_q: torch.Tensor, view_k: torch.Tensor, generator: torch.Generator | None = None,
+                     micro_batch: int = 0) -> MoCoKeys:
+        """Once per step, over the whole per-worker batch: momentum update, keys of both views,
+        the queue each pass scores against, and the enqueue of all keys (the first pass's
+        before the second pass's negatives when `enqueue_between_passes`, as the official code;
+        else both after). The official step runs the momentum update after the first query
+        forward; the query encoder does not read the key encoder, so doing it first is the same."""
+        self.momentum_update()
+        first = self._batch_keys(view_k, generator, micro_batch)
+        before = self.queue.clone()
+        if not self.symmetric:
+            self.enqueue(first)
+            return MoCoKeys(first, None, (before, None))
+        second = self._batch_keys(view_q, generator, micro_batch)
+        if not self.enqueue_between_passes:
+            self.enqueue(torch.cat([first, second]))
+            return MoCoKeys(first, second, (before, before))
+        self.enqueue(first)
+        between = self.queue.clone()
+        self.enqueue(second)
+        return MoCoKeys(first, second, (before, between))
+
+    def forward(self, view_q: torch.Tensor, view_k: torch.Tensor, shuffle_generator: torch.Generator | None = None,
+                keys: MoCoKeys | None = None) -> MoCoOutput:
         """view_q (the FAME-fused clip), view_k (the plain clip): B,C,T,H,W float, normalised.
-        `shuffle_generator` (CPU) draws this step's shuffle-BN order (default: the module's)."""
-        logits_1, keys_1 = self._pass(view_q, view_k, update=True, generator=shuffle_generator)
+        `shuffle_generator` (CPU) draws this step's shuffle-BN order (default: the module's).
+        `keys`: this batch's rows of `prepare_keys` (a micro batch); None = prepare them here."""
+        if keys is None:
+            keys = self.prepare_keys(view_q, view_k, shuffle_generator)
+        logits_1 = self._logits(self.encoder_q(view_q), keys.first, keys.negatives[0])
         targets = torch.zeros(logits_1.shape[0], dtype=torch.long, device=logits_1.device)
         if not self.symmetric:
-            if not self.enqueue_between_passes:
-                self.enqueue(keys_1)
             return MoCoOutput(F.cross_entropy(logits_1, targets), _top1(logits_1), (logits_1.detach(), logits_1.detach()))
-        logits_2, keys_2 = self._pass(view_k, view_q, update=False, generator=shuffle_generator)
-        if not self.enqueue_between_passes:
-            self.enqueue(torch.cat([keys_1, keys_2]))
+        logits_2 = self._logits(self.encoder_q(view_k), keys.second, keys.negatives[1])
         loss = 0.5 * (F.cross_entropy(logits_1, targets) + F.cross_entropy(logits_2, targets))
         # As the official train.py: acc@1 of the averaged logits.
         acc1 = _top1((logits_1.detach() + logits_2.detach()) / 2)

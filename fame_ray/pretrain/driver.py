@@ -5,7 +5,7 @@
 
 `run_pretrain` checks every user input before any worker starts (one UserError each), connects
 to Ray (the cluster when RAY_ADDRESS is set or inside `ray job submit`, else a local instance),
-derives the run plan once, builds the Ray Data pipeline from the manifest and hands the worker
+checks that a worker fits the nodes' memory (`plan.check_memory`), derives the run plan once, builds the Ray Data pipeline from the manifest and hands the worker
 loop (`fame_ray.pretrain.worker.train_loop`) to a TorchTrainer with {config, plan}.
 
 Resume: the run directory is `<storage>/<run name>`. Every (re)start of the worker group
@@ -26,7 +26,7 @@ from fame_ray import checkpoints, runtime
 from fame_ray.config import PretrainConfig, to_dict
 from fame_ray.data import catalog, manifest
 from fame_ray.errors import UserError
-from fame_ray.pretrain.plan import RunPlan, make_plan
+from fame_ray.pretrain.plan import RunPlan, check_memory, make_plan
 from fame_ray.pretrain.worker import train_loop
 from fame_ray.runtime import ResourcePlan
 from fame_ray.storage import Location
@@ -83,9 +83,10 @@ def log_start(cfg: PretrainConfig, plan: RunPlan, verbose: bool = False) -> None
         logger.info("resolved config:\n%s", resolved.rstrip())
     latest = checkpoints.latest_complete(plan.run)
     logger.info(
-        "%s: %s, %s on %s, %dx%dx%d clips, %d videos, %d steps of %d clips on %s worker(s); %.2g CPU each, %.2g CPU for Ray Data%s",
+        "%s: %s, %s on %s, %dx%dx%d clips, %d videos, %d steps of %d clips%s on %s worker(s); %.2g CPU each, %.2g CPU for Ray Data%s",
         cfg.preset or "config", cfg.method, cfg.model.arch, cfg.data.dataset, cfg.data.frames_per_clip, cfg.data.crop_size, cfg.data.crop_size,
-        plan.num_videos, plan.total_steps, cfg.train.global_batch, "-".join(map(str, sorted({min(plan.worlds), max(plan.worlds)}))),
+        plan.num_videos, plan.total_steps, cfg.train.global_batch, f" (micro batches of {cfg.train.micro_batch})" if cfg.train.micro_batch else "",
+        "-".join(map(str, sorted({min(plan.worlds), max(plan.worlds)}))),
         plan.resources.cpus_per_worker, plan.resources.data_cpus, f"; resuming from {latest.name}" if latest else "",
     )
 
@@ -118,6 +119,7 @@ def run_pretrain(cfg: PretrainConfig, verbose: bool = False):
     runtime.connect_ray(verbose=verbose)
     runtime.await_resources(runtime.job_bundles(cfg.train, cfg.data), cfg.train.cluster_wait_s, "pretraining", runtime.job_minimum(cfg.train, cfg.data))
     try:
+        check_memory(cfg, runtime.node_memory(cfg.train.use_gpu))
         plan = plan_run(cfg, runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data))
         log_start(cfg, plan, verbose)
         result = fit(cfg, plan, verbose=verbose)

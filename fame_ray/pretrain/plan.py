@@ -7,16 +7,24 @@ Global batch and world size: each worker takes global_batch // world_size clips;
 not divide evenly the effective global batch is rounded down (logged), and the learning rate is
 scaled by the effective batch (`optim.lr * batch / optim.base_batch`; linear scaling is
 fame-ray's addition and changes nothing at the official batch of 64).
+
+Memory: `check_memory` refuses, before Ray Train starts, a run whose workers cannot fit the
+nodes (estimate: fame_ray.models.memory), naming the train.micro_batch that would fit.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass, field
 
 from fame_ray.config import PretrainConfig
+from fame_ray.models import memory
 from fame_ray.pretrain.schedule import peak_lr
 from fame_ray.runtime import ResourcePlan
 from fame_ray.storage import Location
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,3 +92,22 @@ def make_plan(cfg: PretrainConfig, manifest: Location, num_videos: int, resource
         git_sha=git_sha,
         worlds=world_plans(cfg),
     )
+
+
+def check_memory(cfg: PretrainConfig, node_memory: list[float]) -> None:
+    """Refuse a run whose workers cannot fit a node, for every worker count it may have.
+    `node_memory`: bytes of each node that can host a worker (runtime.node_memory). GPU runs keep
+    their activations in GPU memory, which Ray does not report: skipped."""
+    if cfg.train.use_gpu:
+        log.info("pretrain on GPUs: activations live in GPU memory, which Ray does not report: memory check skipped")
+        return
+    data, model = cfg.data, cfg.model
+    nodes = max(len(node_memory), 1)
+    placements = [memory.Placement(plan.per_worker_batch, math.ceil(world / nodes)) for world, plan in world_plans(cfg).items()]
+
+    def need(per_worker: int, micro_batch: int) -> float:
+        return memory.worker_memory("pretrain", model.arch, data.frames_per_clip, data.crop_size, per_worker, micro_batch,
+                                    embed_dim=model.embed_dim, queue_size=cfg.moco.queue_size, mlp_head=model.use_mlp_head).total
+
+    setting = f"{model.arch}, {data.frames_per_clip}x{data.crop_size}x{data.crop_size}"
+    memory.check_fits("pretrain", setting, need, placements, cfg.train.micro_batch, node_memory)

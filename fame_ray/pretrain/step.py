@@ -7,7 +7,11 @@ holds one per-worker batch of uint8 B,C,T,H,W clips from the Ray Data pipeline: 
   another clip of this full batch (a random permutation); Background Erasing mixes a static
   frame of the clip into every frame; plain MoCo leaves it; the key view is never touched;
 - augmentation per clip (fame_ray.pretrain.augment) of both views, then normalisation;
-- bf16 autocast and channels-last 3D on GPU, the symmetric MoCo loss, one SGD step.
+- bf16 autocast and channels-last 3D on GPU, the symmetric MoCo loss, one SGD step;
+- with `train.micro_batch`, gradient accumulation: the key encoder's momentum update, the keys
+  and the enqueue happen once for the full batch (`MoCo.prepare_keys`), the query side runs a
+  micro batch at a time and its gradients add up (`fame_ray.pretrain.accumulation`). Shuffle-BN
+  and BatchNorm then see micro batches, like a smaller per-GPU batch.
 
 Every random draw of a step comes from generators seeded by (seed, step, rank): a run is
 reproducible from its seed, and a resumed run draws exactly what it would have drawn.
@@ -22,6 +26,7 @@ from fame_ray.config import PretrainConfig
 from fame_ray.data import fame
 from fame_ray.models.moco import MoCo, moco_for
 from fame_ray.pretrain import augment
+from fame_ray.pretrain.accumulation import micro_steps
 
 
 def step_generators(seed: int, step: int, rank: int, device: torch.device) -> dict[str, torch.Generator]:
@@ -83,16 +88,33 @@ def views(batch: dict, cfg: PretrainConfig, generators: dict, device: torch.devi
     return out[0], out[1]
 
 
+def accumulate(model: nn.Module, view_q: torch.Tensor, view_k: torch.Tensor, shuffle_generator: torch.Generator,
+               micro_batch: int, use_bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of the symmetric MoCo loss of the whole batch (B,C,T,H,W views), `micro_batch`
+    clips at a time (0 = all at once), added to the parameters' .grad; returns (loss, acc@1) of
+    the batch as 0-dim tensors. Keys, momentum update and enqueue happen once, for all clips."""
+    device_type = view_q.device.type
+    with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_bf16):
+        keys = unwrap(model).prepare_keys(view_q, view_k, shuffle_generator, micro_batch)
+    loss = acc1 = torch.zeros((), device=view_q.device)
+    for rows, share in micro_steps(model, view_q.shape[0], micro_batch):
+        with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_bf16):
+            output = model(view_q[rows], view_k[rows], keys=keys.rows(rows))
+        (output.loss * share).backward()
+        loss = loss + output.loss.detach() * share
+        acc1 = acc1 + output.acc1.detach() * share
+    return loss, acc1
+
+
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: dict, lr: float, generators: dict,
                cfg: PretrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """One SGD step on one batch; returns (loss, acc@1) as 0-dim tensors on the device (no sync)."""
+    """One SGD step on one per-worker batch (in micro batches of `train.micro_batch` clips);
+    returns (loss, acc1) as 0-dim tensors on the device (no sync)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     view_q, view_k = views(batch, cfg, generators, device)
     use_bf16 = device.type == "cuda" and cfg.train.amp
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-        output = model(view_q, view_k, shuffle_generator=generators["shuffle"])
     optimizer.zero_grad(set_to_none=True)
-    output.loss.backward()
+    loss, acc1 = accumulate(model, view_q, view_k, generators["shuffle"], cfg.train.micro_batch, use_bf16)
     optimizer.step()
-    return output.loss.detach(), output.acc1.detach()
+    return loss, acc1

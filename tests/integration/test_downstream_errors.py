@@ -93,6 +93,16 @@ def test_search_file_that_does_not_parse(tmp_path, tiny_official_pth):
     assert_one_line_error(fame_ray("finetune", "--pretrained", tiny_official_pth, "--search-file", str(space)), "'fast' is not a number")
 
 
+@pytest.mark.timeout(300)
+def test_a_batch_that_cannot_fit_the_nodes_memory_is_refused_before_any_trial(synth_root, tmp_path, tiny_official_pth):
+    """8192 clips of 16x112x112 on one CPU worker: past any node's memory (fame_ray.models.memory);
+    refused once Ray is up and its nodes' memory known, before the sweep starts."""
+    result = fame_ray("finetune", "--dataset", "ucf101", "--data-root", synth_root, "--pretrained", tiny_official_pth, "--arch", "tiny",
+                      "--storage", str(tmp_path / "runs"), "--set", "train.global_batch=8192", env={"RAY_ADDRESS": ""})
+    assert_one_line_error(result, "finetune needs ~", "GB per worker (tiny, 16x112x112, 8192 clips at once) but nodes have")
+    assert not (tmp_path / "runs" / "finetune-ucf101-split1-tiny").exists()  # no trial, no results
+
+
 def test_report_of_a_missing_run(tmp_path):
     assert_one_line_error(fame_ray("report", str(tmp_path / "no-such-run")), "no results found")
 

@@ -78,3 +78,20 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, message):
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+@pytest.mark.timeout(300)
+def test_a_batch_that_cannot_fit_the_nodes_memory_is_refused_before_ray_train_starts(tmp_path):
+    """I3D, 512 clips of 64x224x224 on one CPU worker: the estimate (fame_ray.models.memory) is far
+    beyond any node's memory; the command connects to Ray, reads the nodes' memory and exits 2
+    with one line, before any data is prepared or Ray Train starts."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "FAME_RAY_DEBUG")}
+    env.update({"PYTHONPATH": repo, "FAME_RAY_DATA": str(tmp_path / "data")})
+    flags = ["--arch", "i3d", "--batch", "512", "--workers", "1", "--set", "data.frames_per_clip=64", "--set", "data.crop_size=224", "--set", "moco.queue_size=1024"]
+    done = subprocess.run([FAME_RAY, "pretrain", "--storage", str(tmp_path / "runs"), *flags], capture_output=True, text=True, timeout=240, env=env)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(errors) == 1, done.stderr[-3000:]
+    assert "pretrain needs ~" in errors[0] and "GB per worker (i3d, 64x224x224, 512 clips at once) but nodes have" in errors[0], errors[0]
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "runs" / "pretrain-synthetic-i3d").exists() and not (tmp_path / "data").exists()

@@ -55,3 +55,31 @@ def test_a_resumed_optimizer_keeps_its_momentum_on_the_model_device():
     assert classify.restore(model, resumed, state) == 4
     buffers = [resumed.state[p]["momentum_buffer"] for p in model.parameters() if p in resumed.state]
     assert buffers and all(buffer.device.type == "meta" for buffer in buffers)
+
+
+def _finetune_step(micro_batch: int):
+    """One classify.train_step of the tiny classifier (BatchNorm in eval mode, no dropout) on 8 clips."""
+    torch.manual_seed(0)
+    model = build_classifier(build_backbone("tiny"), 4, "finetune", 0.0).eval()
+    optimizer = classify.build_optimizer(model, 0.1, 1e-4, 0.9)
+    clips = torch.randn(8, 3, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    seen = []
+    model.backbone.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape[0]))
+    loss_sum, correct = classify.train_step(model, optimizer, clips, labels, micro_batch)
+    return model, optimizer, loss_sum, correct, seen
+
+
+@pytest.mark.parametrize("micro_batch, chunks", [(4, [4, 4]), (3, [3, 3, 2])])
+def test_micro_batches_give_the_full_batch_step(micro_batch, chunks):
+    """Gradient accumulation (also over a short last chunk, as the last batch of an epoch can
+    be): the same gradients, parameters and momentum as the whole batch at once."""
+    full, full_optimizer, full_loss, full_correct, full_seen = _finetune_step(0)
+    micro, micro_optimizer, micro_loss, micro_correct, micro_seen = _finetune_step(micro_batch)
+    assert full_seen == [8] and micro_seen == chunks
+    for p_full, p_micro in zip(full.parameters(), micro.parameters()):
+        torch.testing.assert_close(p_micro.grad, p_full.grad, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(p_micro, p_full, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(micro_optimizer.state[p_micro]["momentum_buffer"], full_optimizer.state[p_full]["momentum_buffer"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(micro_loss, full_loss)
+    assert int(micro_correct) == int(full_correct)

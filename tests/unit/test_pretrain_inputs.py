@@ -53,6 +53,21 @@ def test_unknown_arch_and_small_batch():
         _demo(global_batch=1, num_workers=2)
 
 
+def test_micro_batch_must_divide_the_per_worker_batch():
+    assert _demo(global_batch=32, num_workers=2, micro_batch=4).train.micro_batch == 4
+    assert _demo(global_batch=32, num_workers=2, micro_batch=16).train.micro_batch == 16
+    with pytest.raises(ConfigError, match=r"train.micro_batch 6 does not divide the per-worker batch \(16\)") as refused:
+        _demo(global_batch=32, num_workers=2, micro_batch=6)
+    assert "--set train.micro_batch=4" in refused.value.one_line() and "\n" not in refused.value.one_line()
+    # Elastic 1-3 workers: per-worker 32, 16 or 10 clips; 2 divides them all, 4 does not.
+    _demo(global_batch=32, num_workers=3, min_workers=1, micro_batch=2)
+    with pytest.raises(ConfigError, match=r"one of \[10, 16, 32\]") as refused:
+        build(PretrainConfig, presets.demo_pretrain(), overrides=["train.num_workers=3", "train.min_workers=1", "train.micro_batch=4"])
+    assert "--set train.micro_batch=2" in refused.value.one_line()
+    with pytest.raises(ConfigError, match="train.micro_batch must be >= 0"):
+        _demo(micro_batch=-1)
+
+
 def test_queue_rule_is_the_official_one_and_elastic_batches_are_accepted():
     with pytest.raises(ConfigError, match="must be divisible by train.global_batch"):
         build(PretrainConfig, presets.demo_pretrain(), overrides=["moco.queue_size=100"])

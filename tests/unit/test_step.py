@@ -3,6 +3,7 @@ untouched, per-step generators that make a step reproducible, and one SGD step."
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from fame_ray.config import PretrainConfig, build, presets
@@ -88,3 +89,38 @@ def test_flops_per_clip_are_counted_and_grow_with_the_clip():
     figures = bench_train.utilisation(flops, 100.0)
     assert abs(figures["achieved_tflops"] - flops * 100 / 1e12) < 1e-12
     assert "mfu" not in figures or figures["mfu"] is None or torch.cuda.is_available()
+
+
+def _accumulation_run(micro_batch: int, enqueue: str):
+    """One train_step of tiny MoCo (BatchNorm in eval mode: features do not depend on which
+    clips share a batch) on 8 clips; returns the model, its optimizer, loss, acc@1 and the
+    batch sizes the query encoder saw."""
+    config = build(PretrainConfig, presets.demo_pretrain(), {
+        "method": "fame", "data": {"frames_per_clip": 4, "crop_size": 16}, "moco": {"enqueue": enqueue},
+        "train": {"global_batch": 16, "num_workers": 2, "micro_batch": micro_batch},
+    })
+    torch.manual_seed(0)
+    model, optimizer = step.build_training(config, torch.device("cpu"))
+    model.eval()
+    seen = []
+    model.encoder_q.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape[0]))
+    loss, acc1 = step.train_step(model, optimizer, _batch(size=8), 0.05, step.step_generators(0, 0, 0, torch.device("cpu")), config, torch.device("cpu"))
+    return model, optimizer, loss, acc1, seen
+
+
+@pytest.mark.parametrize("enqueue", ["between_passes", "after_both"])
+def test_micro_batches_give_the_full_batch_step(enqueue):
+    """train.micro_batch=4 on a batch of 8: the query encoder sees chunks of 4, yet parameters,
+    momentum buffers, key encoder, queue and pointer end where the one-chunk step leaves them."""
+    full, full_optimizer, full_loss, full_acc, full_seen = _accumulation_run(0, enqueue)
+    micro, micro_optimizer, micro_loss, micro_acc, micro_seen = _accumulation_run(4, enqueue)
+    assert full_seen == [8, 8] and micro_seen == [4, 4, 4, 4]  # two passes per chunk
+    for (name, expected), actual in zip(full.state_dict().items(), micro.state_dict().values()):
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6, msg=name)
+    assert int(micro.queue_ptr) == int(full.queue_ptr) == 2 * 8
+    for p_full, p_micro in zip(full.parameters(), micro.parameters()):
+        if p_full.requires_grad:
+            torch.testing.assert_close(p_micro.grad, p_full.grad, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(micro_optimizer.state[p_micro]["momentum_buffer"], full_optimizer.state[p_full]["momentum_buffer"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(micro_loss, full_loss)
+    torch.testing.assert_close(micro_acc, full_acc)
