@@ -64,6 +64,7 @@ def show_run(run: RunArgument, storage: common.Storage = None, s3_endpoint: comm
     """
     common.start_logging()
     from fame_ray import checkpoints
+    from fame_ray.pretrain import progress
 
     root = _root(storage, s3_endpoint)
     summary = checkpoints.summarize(root, run)
@@ -75,7 +76,7 @@ def show_run(run: RunArgument, storage: common.Storage = None, s3_endpoint: comm
         status = "complete" if info.complete else "INCOMPLETE (no valid meta.json: cut off or damaged; ignored)"
         sha = info.meta.get("git_sha", "")
         typer.echo(f"  {info.name}  step {info.step:>8}  {status}  {('git ' + sha) if sha else ''}".rstrip())
-    stages = checkpoints.stage_report(checkpoints.read_records(summary.location))
+    stages = progress.stage_report(checkpoints.read_records(summary.location))
     if stages:
         typer.echo(f"time: {stages}")
     kept = checkpoints.data_stats(summary.location)

@@ -87,3 +87,26 @@ class StepTimer:
             "step_time_s": seconds_per_step,
             "eta_s": seconds_per_step * steps_left,
         }
+
+
+def stage_report(records: list[dict], last: int = 50) -> str:
+    """Where a run's time goes, over its last `last` step records: data wait against compute,
+    and what a clip costs on the data side (decode, crop, FAME mask); '' without records."""
+    recent = [record for record in records[-last:] if isinstance(record.get("data_wait"), (int, float))]
+    if not recent:
+        return ""
+
+    def mean(key: str) -> float | None:
+        values = [record[key] for record in recent if isinstance(record.get(key), (int, float))]
+        return sum(values) / len(values) if values else None
+
+    wait, step = mean("data_wait"), mean("step_time_s")
+    text = f"over the last {len(recent)} steps: data wait {100 * wait:.0f}% of the step" + (f" ({step:.2f} s)" if step else "")
+    stages = {name: mean(key) for name, key in (("decode", "decode_ms"), ("crop", "crop_ms"), ("FAME mask", "mask_ms"))}
+    stages = {name: value for name, value in stages.items() if value is not None}
+    bound = "the data side (add CPUs for Ray Data, or transcode the dataset)" if wait > 0.2 else "the training step"
+    text += f"; bottleneck: {bound}"
+    if stages:
+        worst = max(stages, key=stages.get)
+        text += "; per clip on the data side: " + ", ".join(f"{name} {value:.1f} ms" for name, value in stages.items()) + f" ({worst} dominates)"
+    return text

@@ -216,11 +216,11 @@ def test_a_checkpoint_with_a_cuda_generator_state_from_an_older_version_loads_on
 
 def test_stage_report_names_the_bottleneck_and_the_costliest_stage():
     records = [{"step": i, "data_wait": 0.6, "step_time_s": 0.5, "decode_ms": 20.0, "crop_ms": 2.0, "mask_ms": 3.0} for i in range(1, 80)]
-    text = ckpt.stage_report(records)
+    text = progress.stage_report(records)
     assert "data wait 60%" in text and "the data side" in text and "decode 20.0 ms" in text and "(decode dominates)" in text
-    busy = ckpt.stage_report([{"step": 1, "data_wait": 0.05, "step_time_s": 1.0}])
+    busy = progress.stage_report([{"step": 1, "data_wait": 0.05, "step_time_s": 1.0}])
     assert "bottleneck: the training step" in busy and "per clip" not in busy
-    assert ckpt.stage_report([]) == "" and ckpt.stage_report([{"step": 1, "data_wait": "x"}]) == ""
+    assert progress.stage_report([]) == "" and progress.stage_report([{"step": 1, "data_wait": "x"}]) == ""
 
 
 def test_progress_line_shows_the_stage_times_when_the_rows_carry_them():
