@@ -118,13 +118,13 @@ def run_finetune(cfg: FinetuneConfig, explicit_arch: str | None = None) -> dict:
     cfg.storage.root().check_writable_root()
     cfg, info = preflight.prepare(cfg, explicit_arch)
     run_dir = cfg.storage.root() / cfg.run_name()
-    resume = resumable(cfg, run_dir)
     owns_ray = runtime.connect_ray(dashboard=True)
     try:
         # A cold cluster brings at least one trial's nodes (as many trials as --max-concurrent asks).
         copies = cfg.max_concurrent or 1
         runtime.await_resources(runtime.job_bundles(cfg.train, cfg.data, copies), cfg.train.cluster_wait_s, "finetuning", runtime.job_minimum(cfg.train, cfg.data, copies))
         preflight.check_memory(cfg, len(info["class_names"]), runtime.node_memory(cfg.train.use_gpu))
+        resume = resumable(cfg, run_dir)  # writes sweep.json: only once nothing refuses the run
         plan = sweep_plan(cfg, space)
         log.info("sweep: %d trial(s), %d at once, %.3g CPUs each (%.3g for Ray Data)", plan["trials"], plan["max_concurrent"], plan["trial_cpus"], plan["data_cpus"])
         records = _sweep(cfg, space, info, plan, resume)

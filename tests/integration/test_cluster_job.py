@@ -95,10 +95,17 @@ def test_submitted_pretrain_job_succeeds_and_checkpoints(head, tmp_path):
         "--data-root", str(data), "--storage", str(runs), "--run-name", "cluster-job",
         "--max-steps", "3", "--set", "train.checkpoint_every=2", "--set", "train.log_every=1",
     ]  # fmt: skip
-    submitted = ray_cli(
-        head, "job", "submit", "--address", head.dashboard_url, "--submission-id", submission_id,
-        "--working-dir", ".", "--runtime-env", "jobs/runtime-env.yaml", "--no-wait", "--", *entrypoint,
-    )  # fmt: skip
+    # The head's job agent can come up after the job API answers (Ray says "No available agent
+    # to submit job, please try again later"): try again, as it asks, for up to a minute.
+    deadline = time.monotonic() + 60
+    while True:
+        submitted = ray_cli(
+            head, "job", "submit", "--address", head.dashboard_url, "--submission-id", submission_id,
+            "--working-dir", ".", "--runtime-env", "jobs/runtime-env.yaml", "--no-wait", "--", *entrypoint,
+        )  # fmt: skip
+        if submitted.returncode == 0 or "No available agent" not in submitted.stdout + submitted.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(3)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     try:
         info = wait_for_job(head, submission_id, JOB_TIMEOUT_S)
