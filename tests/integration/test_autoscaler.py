@@ -1,5 +1,6 @@
-"""cluster/local.yaml on Ray's fake multinode provider: work that needs a node type the cluster
-does not have yet makes the autoscaler launch one, and the idle node goes again.
+"""cluster/local.yaml on Ray's fake multinode provider, started cold like every cluster in
+cluster/ (a head of 0 CPUs, worker groups at 0): a submitted pretrain and finetune ask the
+autoscaler for their nodes, get them, and plan on them.
 
 The head is a real `ray start --head --autoscaling-config <local.yaml>` with RAY_FAKE_CLUSTER=1
 (tests/integration/cluster_head.py: loopback, token auth on, own temp dir, killed by its own
@@ -7,14 +8,11 @@ process group). The autoscaler inside it "launches" nodes as extra raylets on th
 Ray's own AutoscalingCluster helper is not used: it runs `ray stop --force`, which kills every
 Ray on the machine, and reads an example YAML the wheel does not ship.
 
-On 2 cores: a head with 1 CPU and, on demand, one gpu_train node (1 CPU, GPU as a resource
-only). A task asking for a GPU cannot run on the head, so it waits until the autoscaler adds
-the node; it then runs there.
+On 2 cores: the nodes are cpu_data and gpu_train nodes of 1 CPU each (GPU as a resource only).
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -28,32 +26,6 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Runs as a separate driver process (this test process keeps no Ray state): prints one JSON line.
-DRIVER = """
-import json, os, sys, time
-import ray
-
-ray.init(address=sys.argv[1], log_to_driver=False)
-alive = lambda: [n for n in ray.nodes() if n["Alive"]]
-before = len(alive())
-
-@ray.remote(num_gpus=1, num_cpus=1)
-def where():
-    return ray.get_runtime_context().get_node_id(), os.environ.get("RAY_NODE_TYPE_NAME", "")
-
-started = time.monotonic()
-node_id, node_type = ray.get(where.remote(), timeout=float(sys.argv[2]))
-scale_up_s = time.monotonic() - started
-after = len(alive())
-deadline = time.monotonic() + float(sys.argv[3])
-while len(alive()) > before and time.monotonic() < deadline:
-    time.sleep(2)
-scale_down_s = time.monotonic() - started - scale_up_s
-print(json.dumps({"before": before, "after": after, "node_id": node_id, "node_type": node_type,
-                  "scale_up_s": scale_up_s, "final": len(alive()), "scale_down_s": scale_down_s}))
-"""
-
-
 def _start_autoscaling_head(tmp_path, head_cpus: int):
     port = free_port()
     config = yaml.safe_load((ROOT / "cluster" / "local.yaml").read_text())
@@ -66,15 +38,6 @@ def _start_autoscaling_head(tmp_path, head_cpus: int):
         extra_args=["--autoscaling-config", str(config_path), "--object-store-memory", str(200 * 1024**2)],
         extra_env={"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"},
     )  # fmt: skip
-
-
-@pytest.fixture
-def autoscaling_head(tmp_path):
-    head = _start_autoscaling_head(tmp_path, head_cpus=1)
-    try:
-        yield head
-    finally:
-        stop_head(head)
 
 
 @pytest.fixture
@@ -92,25 +55,6 @@ def monitor_log(head) -> str:
     return "".join(p.read_text(errors="replace") for p in logs.glob("monitor*"))
 
 
-def test_pending_gpu_work_scales_the_fake_cluster_up_then_down(autoscaling_head):
-    from ray.autoscaler._private.fake_multi_node.node_provider import FAKE_HEAD_NODE_ID
-
-    driver = subprocess.run(
-        [sys.executable, "-c", DRIVER, autoscaling_head.gcs_address, "150", "120"],
-        env=autoscaling_head.client_env(), capture_output=True, text=True, timeout=330,
-    )  # fmt: skip
-    assert driver.returncode == 0, driver.stderr[-3000:] + "\n" + autoscaling_head.log_tail()
-    result = json.loads(driver.stdout.strip().splitlines()[-1])
-    log = monitor_log(autoscaling_head)
-    assert result["before"] == 1, result
-    assert "Adding 1 node(s) of type gpu_train" in log
-    assert result["after"] == 2, result
-    assert result["node_id"] != FAKE_HEAD_NODE_ID and result["node_type"] == "gpu_train", result
-    # idle_timeout_minutes: 0.5 in local.yaml: the idle node is removed again.
-    assert result["final"] == 1, result
-    print(f"scale-up {result['scale_up_s']:.1f}s, scale-down {result['scale_down_s']:.1f}s")
-
-
 def _fame_ray(args: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run([str(Path(sys.executable).parent / "fame-ray"), *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
@@ -126,6 +70,7 @@ def test_pretrain_and_finetune_on_a_cold_cluster_bring_their_nodes_and_plan_on_t
     its Ray Data CPUs, waits for the nodes, plans on them (as configured: 1 CPU for the worker,
     1 then 2 for Ray Data) and runs."""
     import os
+    import time
 
     data, runs = tmp_path / "ucf", tmp_path / "runs"
     local = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
@@ -141,7 +86,7 @@ def test_pretrain_and_finetune_on_a_cold_cluster_bring_their_nodes_and_plan_on_t
     assert pretrain.returncode == 0, pretrain.stderr[-4000:] + cold_head.log_tail()
     assert "asked the autoscaler" in pretrain.stderr and "has what it asked for" in pretrain.stderr, pretrain.stderr[-3000:]
     assert "1 CPU each, 1 CPU for Ray Data" in pretrain.stderr, pretrain.stderr[-3000:]
-    assert "Adding" in monitor_log(cold_head)
+    assert "Adding" in monitor_log(cold_head) and "of type cpu_data" in monitor_log(cold_head)  # node types of cluster/local.yaml
     # The finetune asks for more than the nodes the pretraining brought (1 CPU for the worker, 2
     # for Ray Data): it too waits for the autoscaler.
     assert _alive_workers(cold_head) <= 2
