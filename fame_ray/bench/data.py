@@ -222,8 +222,11 @@ def ray_data_efficiency(location: Location, data: DataConfig, seconds: float, pe
 def pretrain_data_wait(sides: dict, steps: int, warmup: int = 5) -> dict:
     """Data-wait share of the tiny model's steps fed by the pipeline, original vs transcoded."""
     out = {}
-    for side, (root, _) in sides.items():
-        cfg = build(PretrainConfig, bench_train.bench_config(False, []), {"data": {"dataset": "ucf101", "data_root": root}})
+    for side, (root, location) in sides.items():
+        # The tiny model's demo recipe, its batch cut to what the small training split holds.
+        videos = manifest.read(location).num_rows
+        batch = min(32, 1 << (videos.bit_length() - 1))
+        cfg = build(PretrainConfig, bench_train.bench_config(False, []), {"data": {"dataset": "ucf101", "data_root": root}, "train": {"global_batch": batch}})
         out[side] = bench_train.pipeline_run(cfg, steps, warmup)
     return out
 
