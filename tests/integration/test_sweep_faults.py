@@ -174,7 +174,8 @@ def test_a_trial_that_dies_once_is_retried_and_one_that_dies_twice_is_listed_as_
     assert once["status"] == "completed" and once["epochs_run"] == 2 and once["error"] is None, once
     assert once["workers"] == 2 and record["protocol"]["workers_per_trial"] == 2
     assert record["metrics"]["videos"] == 3, "validation over 2 workers lost test videos"
-    assert twice["status"] == "failed" and twice["epochs_run"] == 0 and "died" in twice["error"], twice
+    # Killed while running, or (on a fast retry) before its actor got to start: either way the error says so.
+    assert twice["status"] == "failed" and twice["epochs_run"] == 0 and any(word in twice["error"] for word in ("died", "never ran")), twice
     table = (tmp_path / "runs" / "faults" / "results.md").read_text()
     row = next(line for line in table.splitlines() if line.startswith(f"| {twice['trial']} |"))
     assert "| failed |" in row and twice["error"][:40] in row, row
