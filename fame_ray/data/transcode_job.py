@@ -227,7 +227,7 @@ def _described(recorded) -> str:
 
 
 def remove_leftovers(out: Location, out_files: dict[str, int], videos: list[str]) -> int:
-    """Delete the temporary files (.<name>.XXXXXX) that a killed run left beside the videos."""
+    """Delete the temporary files (.<name>.<random suffix>) that a killed run left beside the videos."""
     if out.is_s3:
         return 0
     wanted = {(posixpath.dirname(v), posixpath.basename(v)) for v in videos}

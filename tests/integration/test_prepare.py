@@ -13,20 +13,7 @@ from fame_ray import storage
 from fame_ray.config import DataConfig
 from fame_ray.data import catalog, manifest, synthetic
 
-pytestmark = pytest.mark.ray
-
-
-@pytest.fixture(scope="module", autouse=True)
-def s3_credentials():
-    """Ray workers start before the per-test S3 server: give them its (fake) credentials now."""
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1")
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("s3_credentials")]
 
 
 def test_prepare_probes_and_reports_a_corrupt_video(ray_local, synth_root, tmp_path):

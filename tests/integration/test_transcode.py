@@ -27,24 +27,11 @@ from fame_ray.data.transcode import EncodeSettings
 from fame_ray.errors import UserError
 from fame_ray.storage import Location
 
-pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(300), pytest.mark.usefixtures("s3_credentials")]
 
 REPO = Path(__file__).resolve().parents[2]
 FRAMES = 40
 SPLIT_FILES = ["classInd.txt"] + [f"{kind}list0{n}.txt" for kind in ("train", "test") for n in (1, 2, 3)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def s3_credentials():
-    """Ray workers start before the per-test S3 server: give them its (fake) credentials now."""
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1")
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 @pytest.fixture(scope="module")
