@@ -4,7 +4,7 @@
 
 kornia's ColorJiggle (the definitions of the ColorJitter the official FAME code ran) inside a
 VideoSequential with same_on_frame=True, as the official `Augment_GPU_pre`, against
-`fame_ray.pretrain.augment.jitter` with the same probability 1 and ranges. Both get the same
+`fame_ray.components.augment.jitter` with the same probability 1 and ranges. Both get the same
 uint8-derived float clips; best of N repetitions, interleaved. kornia is not a fame-ray
 dependency: `pip install kornia` to run this.
 """
@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from fame_ray.pretrain import augment
+from fame_ray.components import augment
 
 
 def _time(fn, repeats: int) -> float:

@@ -21,7 +21,7 @@ import psutil
 import torch
 
 from fame_ray.bench import data as bench
-from fame_ray.data import pipeline
+from fame_ray.data.clips import pipeline
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
     shard = bench.pretrain_shard(location, data, 8, 10**9)
     videos = pipeline.videos_of(location)
     me, samples, started = psutil.Process(), [], time.perf_counter()
-    per_worker = shard.sampler.per_worker
+    per_worker = shard.sampler.per_worker_batch
     for index in range(args.clips // 2):
         epoch, video = shard.sampler.video(index // per_worker, index % per_worker)
         pipeline.clip_pair(videos, video, epoch, shard)

@@ -77,7 +77,7 @@ def measure_one(kind: str, arch: str, frames: int, crop: int, clips: int) -> dic
     from fame_ray.downstream import classify
     from fame_ray.models.backbones import build_backbone
     from fame_ray.models.heads import build_classifier
-    from fame_ray.pretrain import augment
+    from fame_ray.components import augment
 
     torch.manual_seed(0)
     model = build_classifier(build_backbone(arch), 101, "finetune", 0.0)

@@ -25,7 +25,8 @@ from fame_ray.downstream import classify
 from fame_ray.models import memory
 from fame_ray.models.backbones import build_backbone
 from fame_ray.models.heads import build_classifier
-from fame_ray.pretrain import augment, step
+from fame_ray.components import augment
+from fame_ray.pretrain import step
 
 CPU = torch.device("cpu")
 
@@ -69,7 +70,8 @@ def main() -> None:
     started = time.perf_counter()
     (finetune_steps if args.task == "finetune" else pretrain_steps)(args)
     seconds = (time.perf_counter() - started) / args.steps
-    estimate = memory.worker_memory(args.task, args.arch, args.frames, args.crop, args.batch, args.micro_batch, queue_size=2048)
+    workload = memory.Workload(args.task, args.arch, args.frames, args.crop, queue_size=2048)
+    estimate = memory.worker_memory(workload, args.batch, args.micro_batch)
     print(json.dumps({
         "task": args.task, "arch": args.arch, "clip": f"{args.frames}x{args.crop}x{args.crop}", "batch": args.batch,
         "micro_batch": args.micro_batch, "steps": args.steps, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),

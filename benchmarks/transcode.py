@@ -31,7 +31,8 @@ import ray
 
 from fame_ray.bench.data import machine
 from fame_ray.config import DataConfig
-from fame_ray.data import decode, synthetic, transcode_job
+from fame_ray.data.clips import sampling
+from fame_ray.data import synthetic, transcode
 from fame_ray.data.transcode import EncodeSettings
 from fame_ray.storage import Location
 
@@ -41,7 +42,7 @@ BLOCK_S = 2.0  # decode time per side before switching to the other
 
 def _clip(path: str, offset: int) -> None:
     reader = decord.VideoReader(path, num_threads=1)
-    indices = decode.clip_indices(0, len(reader), offset, FRAMES_PER_CLIP, STRIDE)
+    indices = sampling.clip_indices(0, len(reader), offset, FRAMES_PER_CLIP, STRIDE)
     reader.get_batch(indices.tolist()).asnumpy()
 
 
@@ -92,7 +93,7 @@ def main() -> None:
     ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
     settings = EncodeSettings(short_side=args.short_side, gop=args.gop)
     data = DataConfig(dataset="ucf101", data_root=original)
-    job = transcode_job.run(data, data.location(), Location.parse(copy), settings)
+    job = transcode.run(data, data.location(), Location.parse(copy), settings)
     cpus = ray.cluster_resources().get("CPU", 0)
     ray.shutdown()
     videos = sorted(os.path.relpath(os.path.join(d, f), original) for d, _, files in os.walk(os.path.join(original, "UCF-101")) for f in files)

@@ -38,7 +38,8 @@ import torch
 from fame_ray import runtime
 from fame_ray.bench import train as bench_train
 from fame_ray.config import DataConfig, PretrainConfig, build, presets
-from fame_ray.data import catalog, decode, manifest, pipeline, sampling, synthetic, transcode_job
+from fame_ray.data import catalog, manifest, synthetic, transcode
+from fame_ray.data.clips import decode, pipeline, sampling
 from fame_ray.data.transcode import EncodeSettings
 from fame_ray.storage import Location
 
@@ -81,8 +82,8 @@ def video_sets(root: str, videos: int, only: list[str]) -> dict:
             synthetic.write_dataset(original, "ucf101", num_classes=4, videos_per_class=max(2, videos // 4), force=True, seed=0, **shape)
         data = DataConfig(dataset="ucf101", data_root=original)
         if not os.path.isdir(copy):
-            transcode_job.run(data, data.location(), Location.parse(copy), TRANSCODE)
-        out[name] = {side: (path, catalog.manifest_location(dataclasses.replace(data, data_root=path), Location.parse(path), "train"))
+            transcode.run(data, data.location(), Location.parse(copy), TRANSCODE)
+        out[name] = {side: (path, catalog.ensure(dataclasses.replace(data, data_root=path), Location.parse(path))["train"])
                      for side, path in (("original", original), ("transcoded", copy))}
     return out
 
@@ -115,12 +116,13 @@ class Alternating:
 def _clip_source(rows: list[dict], data: DataConfig, seed: int):
     """A function that decodes one random clip (16x2 by default) of a random video: 1 clip."""
     rng = np.random.default_rng(seed)
+    bare = dataclasses.replace(data, decode_threads=1, decode_timeout_s=0.0)  # one thread, no watchdog
 
     def one() -> int:
         row = rows[int(rng.integers(len(rows)))]
         start, end = int(row["start_frame"]), int(row["end_frame"])
-        offsets = decode.random_offsets(end - start, data.clip_span, 1, rng)
-        decode.decode_clips(Location.parse(row["path"]), start, end, offsets, data.frames_per_clip, data.temporal_stride, 1)
+        offsets = sampling.random_offsets(end - start, data.clip_span, 1, rng)
+        decode.decode_clips(Location.parse(row["path"]), range(start, end), offsets, bare)
         return 1
 
     return one
@@ -143,7 +145,7 @@ def pretrain_shard(location: Location, data: DataConfig, per_worker: int, steps:
     """One worker's stream over every video of the manifest, epoch after epoch."""
     videos = manifest.read(location).num_rows
     per_worker = min(per_worker, videos)
-    sampler = sampling.EpochSampler(videos, videos // per_worker, per_worker, 1, 0, seed)
+    sampler = sampling.EpochSampler(videos, videos // per_worker, per_worker, per_worker, 0, seed)
     return pipeline.PretrainShard(location, data, sampler, 0, steps, masks=True)
 
 
@@ -152,7 +154,7 @@ def stage_costs(location: Location, data: DataConfig, seconds: float) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     shard = pretrain_shard(location, data, 8, 10**9)
-    per_worker = shard.sampler.per_worker
+    per_worker = shard.sampler.per_worker_batch
     videos = pipeline.videos_of(location)
     sums = {"decode_ms": 0.0, "crop_ms": 0.0, "mask_ms": 0.0}
     rows, started, index = 0, time.perf_counter(), 0
@@ -198,7 +200,7 @@ def ray_data_efficiency(location: Location, data: DataConfig, seconds: float, pe
     bare_before = Alternating({"bare": _clip_source(rows, data, 1)}).run(min(seconds, 10))["bare"]["per_cpu_s"]
     steps = 2000  # one Ray Data execution, as the training worker streams them
     shard = pretrain_shard(location, data, per_worker, steps)
-    per_worker = shard.sampler.per_worker
+    per_worker = shard.sampler.per_worker_batch
     stream = pipeline.pretrain_stream(shard, range(steps), tasks, cpus / tasks)
     clips, started, timed, cpu_start = 0, None, 0.0, 0.0
     for index, batch in enumerate(stream.iter_batches(batch_size=per_worker, batch_format="numpy", prefetch_batches=tasks)):

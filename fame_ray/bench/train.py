@@ -26,7 +26,7 @@ import torch
 
 from fame_ray import checkpoints, runtime
 from fame_ray.config import PretrainConfig, build, presets
-from fame_ray.data import catalog, manifest
+from fame_ray.data import manifest, ready
 from fame_ray.pretrain.driver import fit
 from fame_ray.pretrain.plan import make_plan
 from fame_ray.models.moco import moco_for
@@ -84,7 +84,7 @@ def step_flops_per_clip(cfg: PretrainConfig) -> float:
     the key encoder's forward; the symmetric step takes two passes."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    moco = moco_for(cfg.model.arch, cfg.model.embed_dim, 16, cfg.moco.momentum, cfg.moco.temperature, cfg.model.use_mlp_head)
+    moco = moco_for(cfg.model, dataclasses.replace(cfg.moco, queue_size=16))
     clips = torch.randn(2, 3, cfg.data.frames_per_clip, cfg.data.crop_size, cfg.data.crop_size)
     with FlopCounterMode(display=False) as counter:
         moco.encoder_q(clips).sum().backward()
@@ -198,7 +198,7 @@ def run(overrides: list[str] = (), gpu: bool = False, steps: int = 30, warmup: i
 
 def pipeline_run(cfg: PretrainConfig, steps: int, warmup: int) -> dict:
     """The worker loop fed by the real Ray Data pipeline (decode, crops, FAME) over the dataset in cfg."""
-    train_manifest = catalog.manifest_location(cfg.data, cfg.data_location(), "train")
+    train_manifest = ready.manifests(cfg.data, cfg.data_location())["train"]
     num_videos = manifest.read(train_manifest).num_rows
     cfg.train.cpus_per_worker = 0.0
     resources = runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data)

@@ -43,11 +43,14 @@ def prepare(
       fame-ray data prepare --config jobs/pretrain-k400-i3d.yaml
     """
     common.start_logging()
-    from fame_ray.data import catalog  # ray, pyarrow and decord: loaded only to run
+    from fame_ray.data import catalog, synthetic  # ray, pyarrow and decord: loaded only to run
 
     flags = {"data": {**common.data_flags(dataset, data_root, split, csv), "manifest_dir": out}, "storage": {"s3_endpoint": s3_endpoint}}
     config = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, "recipe", overrides)
-    result = catalog.prepare(config.data, config.data_location(), catalog.manifest_dir(config.data, config.data_location()))
+    source = config.data_location()
+    if config.data.dataset == "synthetic":
+        synthetic.ensure_default(source.uri)
+    result = catalog.prepare(config.data, source)
     typer.echo(f"split {result.split} of {result.variant}")
     typer.echo(f"  classes: {result.num_classes} ({', '.join(result.class_names[:5])}{', ...' if result.num_classes > 5 else ''})")
     for subset, uri in result.manifests.items():

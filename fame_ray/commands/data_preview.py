@@ -8,6 +8,7 @@ import typer
 
 from fame_ray.commands import common
 from fame_ray.config import PretrainConfig, presets
+from fame_ray.errors import UserError
 
 Out = Annotated[str, typer.Option("--out", "-o", help="PNG file to write.")]
 Clips = Annotated[int, typer.Option("--clips", min=2, max=16, help="Clips (rows) to show; FAME swaps backgrounds among them.")]
@@ -49,10 +50,14 @@ def preview(
     """
     common.start_logging()
     common.check_output_file(out)
-    from fame_ray.data.preview import render  # torch and decord: loaded only to run
+    if subset not in ("train", "test"):
+        raise UserError(f"--subset must be train or test, got {subset[:40]!r}", "e.g. --subset test")
+    from fame_ray.data import ready  # torch, ray and decord: loaded only to run
+    from fame_ray.data.clips.preview import render
 
     flags = {"data": common.data_flags(dataset, data_root, split, csv), "fame": {"beta": beta}, "storage": {"s3_endpoint": s3_endpoint}}
     cfg = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, "recipe", overrides)
-    sheet, shown = render(cfg, subset, clips, frames, seed)
+    sheet, shown = render(cfg, ready.manifests(cfg.data, cfg.data_location())[subset], clips, frames, seed)
+
     sheet.save(out)
     typer.echo(f"wrote {out}: {shown} clips of {cfg.data.dataset}, beta {cfg.fame.beta}")

@@ -55,10 +55,9 @@ def transcode(
       fame-ray data transcode --dataset hmdb51 --data-root s3://datasets/hmdb51 --split 1 --out s3://datasets/hmdb51-128 --s3-endpoint http://minio:9000
     """
     common.start_logging()
-    from fame_ray.data import transcode as encoding
-    from fame_ray.data import transcode_job  # ray, pyarrow and PyAV: loaded only to run
+    from fame_ray.data import transcode  # ray, pyarrow and PyAV: loaded only to run
 
-    settings = encoding.EncodeSettings(short_side=short_side, gop=gop, crf=crf, preset=preset)
+    settings = transcode.EncodeSettings(short_side=short_side, gop=gop, crf=crf, preset=preset)
     if not out:
         raise UserError("--out is required", "give a new folder or s3:// prefix for the copy, e.g. --out <data root>-128")
     if not dataset and not config_file:
@@ -74,7 +73,7 @@ def transcode(
     except UserError as error:
         raise UserError(f"--out: {error.message}", error.hint) from None
     typer.echo(f"{settings.describe()}: {source} -> {target}")
-    result = transcode_job.run(config.data, source, target, settings, split, on_progress=lambda p: typer.echo(p.line()))
+    result = transcode.run(config.data, source, target, settings, split, on_progress=lambda p: typer.echo(p.line()))
     _summary(result, config.data.dataset)
 
 

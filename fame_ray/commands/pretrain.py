@@ -87,18 +87,18 @@ def pretrain(
         "storage": {"path": storage, "s3_endpoint": s3_endpoint, "run_name": run_name, "resume": resume},
     }
     config = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, preset, overrides)
-    from fame_ray.pretrain.driver import run_location, run_pretrain  # torch and ray: loaded only to run
+    from fame_ray.pretrain.driver import run_pretrain  # torch and ray: loaded only to run
 
     result = run_pretrain(config, verbose)
     name = config.run_name()
-    typer.echo(f"run {name}: checkpoints, metrics.jsonl and TensorBoard logs in {run_location(config)}")
+    typer.echo(f"run {name}: checkpoints, metrics.jsonl and TensorBoard logs in {config.run_location()}")
     if result.metrics and "acc1_mean" in result.metrics:
         typer.echo(f"contrastive acc@1 {result.metrics['acc1_mean']:.3f} over the last {config.train.log_every} steps to step {result.metrics.get('step')} "
                    f"(chance {1 / (config.moco.queue_size + 1):.4f}: the positive among {config.moco.queue_size} queued negatives)")
     if config.train.readout:
         from fame_ray.downstream.features import probe_readout
 
-        found = probe_readout(config, run_location(config))
+        found = probe_readout(config, config.run_location())
         typer.echo(f"read-out: a linear probe on the frozen features tells the test split's classes apart {100 * found['learned']:.1f}% of the time "
                    f"(randomly initialised encoder {100 * found['random_init']:.1f}%, chance {100 * found['chance']:.1f}%)")
     typer.echo(f"to resume or extend it, rerun with --run-name {name} (e.g. --max-steps N); see `fame-ray runs show {name}`")

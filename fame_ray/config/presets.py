@@ -13,6 +13,7 @@ from fame_ray.config.tree import (
     MoCoConfig,
     OptimConfig,
     PretrainConfig,
+    PretrainTrainConfig,
     TrainConfig,
 )
 from fame_ray.errors import ConfigError
@@ -34,7 +35,7 @@ def demo_pretrain() -> PretrainConfig:
         model=ModelConfig(arch="tiny", mlp_head=True),
         moco=MoCoConfig(queue_size=128, momentum=0.99, enqueue="after_both"),
         optim=OptimConfig(lr=0.1, base_batch=32),
-        train=TrainConfig(epochs=14, global_batch=32, num_workers=2, checkpoint_every=100, log_every=10, readout=True),
+        train=PretrainTrainConfig(epochs=14, global_batch=32, num_workers=2, checkpoint_every=100, log_every=10, readout=True),
     )
 
 
@@ -45,7 +46,7 @@ def ucf101_r21d_pretrain() -> PretrainConfig:
         data=DataConfig(dataset="ucf101", crop_size=112),
         model=ModelConfig(arch="r2plus1d_18"),
         moco=MoCoConfig(queue_size=2048),
-        train=TrainConfig(epochs=200, global_batch=64),
+        train=PretrainTrainConfig(epochs=200, global_batch=64),
     )
 
 
@@ -56,7 +57,7 @@ def k400_i3d_pretrain() -> PretrainConfig:
         data=DataConfig(dataset="kinetics400", crop_size=224),
         model=ModelConfig(arch="i3d"),
         moco=MoCoConfig(queue_size=65536),
-        train=TrainConfig(epochs=200, global_batch=64, num_workers=8, use_gpu=True),
+        train=PretrainTrainConfig(epochs=200, global_batch=64, num_workers=8, use_gpu=True),
     )
 
 
@@ -72,9 +73,8 @@ def demo_finetune() -> FinetuneConfig:
         data=DataConfig(dataset="synthetic", frames_per_clip=8, crop_size=48, crop_scale=(0.6, 1.0), eval_clips=4),
         model=ModelConfig(arch="tiny"),
         train=TrainConfig(epochs=3, global_batch=16, num_workers=1, log_every=5),
-        lr=0.05,
+        optim=OptimConfig(lr=0.05, base_batch=0, schedule="step", milestones=(2,)),
         dropout=0.5,
-        milestones=(2,),
     )
 
 

@@ -5,7 +5,7 @@ The config flows one way: CLI flags -> `config.build` (preset, YAML, flags, `--s
 the run plan the driver derives from it. It is saved beside every checkpoint (`to_dict`), so a
 run can be resumed or reproduced from storage alone.
 
-Defaults are the official FAME recipe (see `fame_ray.data.fame` and the README); named presets
+Defaults are the official FAME recipe (see `fame_ray.data.clips.fame` and the README); named presets
 (`fame_ray.config.presets`) return complete configs for the demo and the paper's settings.
 """
 
@@ -30,14 +30,7 @@ DATASET_DIRS = {
     "diving48": "Diving48",
     "kinetics400": "kinetics400",
 }
-# Classes per dataset; used to check split files against what the dataset should hold.
-NUM_CLASSES = {"ucf101": 101, "hmdb51": 51, "diving48": 48, "kinetics400": 400}
-# Kinetics-400 statistics, as used by the official code for normalisation.
-KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
-KINETICS_STD = (0.22803, 0.22145, 0.216989)
-# ImageNet statistics, the input normalisation of the official retrieval (main_retrieve.py).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+
 # A run lives in <storage>/<run name>/. Only a plain folder name keeps it there ('../x', '/x' and
 # 'a/b' would put it elsewhere); no leading '.', so it is never '.', '..' or hidden.
 RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
@@ -192,7 +185,7 @@ METHODS = ("fame", "moco", "be")
 
 @dataclass
 class FameConfig:
-    """Foreground-background merging (fame_ray.data.fame), used when method is 'fame'."""
+    """Foreground-background merging (fame_ray.data.clips.fame), used when method is 'fame'."""
 
     beta: float = 0.5
     """Share of pixels kept as foreground (official: 0.5)."""
@@ -267,9 +260,10 @@ class OptimConfig:
     """SGD and its schedule."""
 
     lr: float = 0.01
-    """Learning rate at `base_batch` (official: 0.01 at batch 64); scaled linearly by global batch."""
+    """Learning rate at `base_batch` (official pretraining: 0.01 at batch 64)."""
     base_batch: int = 64
-    """Global batch at which `lr` applies."""
+    """Global batch at which `lr` applies; the lr is scaled linearly with the effective global
+    batch (fame-ray's rule: nothing changes at the protocol's batch); 0 = `lr` at any batch."""
     momentum: float = 0.9
     """SGD momentum."""
     weight_decay: float = 1e-4
@@ -284,7 +278,7 @@ class OptimConfig:
     def __post_init__(self):
         self.milestones = tuple(int(m) for m in self.milestones)
         _check(self.lr > 0, f"optim.lr must be positive, got {self.lr}")
-        _check(self.base_batch > 0, "optim.base_batch must be positive")
+        _check(self.base_batch >= 0, "optim.base_batch must be >= 0 (0 = no scaling with the batch)")
         _check(self.schedule in ("cosine", "step"), f"optim.schedule must be 'cosine' or 'step', got '{self.schedule}'")
         _check(self.warmup_epochs >= 0, "optim.warmup_epochs must be >= 0")
         _check(self.weight_decay >= 0, "optim.weight_decay must be >= 0")
@@ -292,12 +286,10 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """The Ray Train run: workers, batch, length, precision, checkpoints."""
+    """A Ray Train run, pretraining or downstream: workers, batch, length, precision."""
 
     epochs: int = 200
     """Passes over the training split (official: 200)."""
-    max_steps: int = 0
-    """Stop after this many optimizer steps (0 = run all epochs)."""
     global_batch: int = 64
     """Clips per step over all workers (official: 64); kept when the worker count changes."""
     micro_batch: int = 0
@@ -308,8 +300,6 @@ class TrainConfig:
     batch)."""
     num_workers: int = 1
     """Training workers (the maximum when elastic)."""
-    min_workers: int = 0
-    """Elastic lower bound; 0 = fixed at num_workers."""
     use_gpu: bool = False
     """One GPU per worker, nccl, bf16 autocast."""
     cpus_per_worker: float = 0.0
@@ -320,54 +310,71 @@ class TrainConfig:
     """channels-last 3D memory format on GPU."""
     compile: bool = False
     """torch.compile the encoders."""
-    checkpoint_every: int = 200
-    """Save a checkpoint every N steps (and always at the end)."""
-    keep_checkpoints: int = 3
-    """How many checkpoints storage keeps."""
     log_every: int = 10
     """Steps between progress lines and metric records."""
     max_failures: int = 3
     """Worker-group failures retried from the latest checkpoint (-1 = forever)."""
     seed: int = 0
     """Seed of every random generator (per worker offset by rank)."""
-    async_checkpoint: bool = True
-    """Upload checkpoints in the background (Ray Train's ASYNC mode); a failed upload fails the run attempt."""
-    elastic_resize_s: float = 60.0
-    """Elastic runs: seconds between checks whether more workers fit (Ray Train's resize interval)."""
     worker_resources: dict = field(default_factory=dict)
     """Extra Ray resources each training worker holds, e.g. {'trainer_slot': 1} to pin workers to nodes."""
     cluster_wait_s: float = 900.0
     """On a cluster that lacks what the job asks for (a cold autoscaling cluster): seconds to wait
     for the autoscaler to bring the nodes before giving up with what is missing."""
-    readout: bool = False
-    """After pretraining, read out what was learned: a linear probe of the frozen features of the
-    dataset's train split, tested on its test split, next to a randomly initialised encoder."""
 
     def __post_init__(self):
-        _check(self.elastic_resize_s >= 0, "train.elastic_resize_s must be >= 0")
         _check(self.epochs > 0, "train.epochs must be positive")
-        _check(self.max_steps >= 0, "train.max_steps must be >= 0")
         _check(self.global_batch > 0, "train.global_batch must be positive")
         _check(self.num_workers > 0, "train.num_workers must be positive")
-        _check(0 <= self.min_workers <= self.num_workers, "train.min_workers must be between 0 and num_workers")
         _check(self.global_batch >= self.num_workers, f"train.global_batch ({self.global_batch}) is smaller than the number of workers ({self.num_workers}): give each worker at least one clip")
         _check(self.cpus_per_worker >= 0, "train.cpus_per_worker must be >= 0")
-        _check_micro_batch(self)
-        _check(self.checkpoint_every > 0, "train.checkpoint_every must be positive")
-        _check(self.keep_checkpoints > 0, "train.keep_checkpoints must be positive")
         _check(self.log_every > 0, "train.log_every must be positive")
         _check(self.cluster_wait_s >= 0, "train.cluster_wait_s must be >= 0")
         _check_worker_resources(self.worker_resources)
+        _check_micro_batch(self)
 
     def world_sizes(self) -> range:
-        """Every number of workers the run may have (one for a fixed run, min..max when elastic)."""
-        return range(self.min_workers or self.num_workers, self.num_workers + 1)
+        """Every number of workers the run may have (one: downstream runs are not elastic)."""
+        return range(self.num_workers, self.num_workers + 1)
 
     def split_batch(self, world_size: int) -> tuple[int, int]:
         """(per-worker batch, effective global batch) on `world_size` workers: the global batch
         rounded down to a multiple of the worker count (every worker takes the same share)."""
         per_worker = self.global_batch // world_size
         return per_worker, per_worker * world_size
+
+
+@dataclass
+class PretrainTrainConfig(TrainConfig):
+    """The pretraining run: `TrainConfig` plus step budget, checkpoints, elasticity, read-out."""
+
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0 = run all epochs)."""
+    min_workers: int = 0
+    """Elastic lower bound; 0 = fixed at num_workers."""
+    elastic_resize_s: float = 60.0
+    """Elastic runs: seconds between checks whether more workers fit (Ray Train's resize interval)."""
+    checkpoint_every: int = 200
+    """Save a checkpoint every N steps (and always at the end)."""
+    keep_checkpoints: int = 3
+    """How many checkpoints storage keeps."""
+    async_checkpoint: bool = True
+    """Upload checkpoints in the background (Ray Train's ASYNC mode); a failed upload fails the run attempt."""
+    readout: bool = False
+    """After pretraining, read out what was learned: a linear probe of the frozen features of the
+    dataset's train split, tested on its test split, next to a randomly initialised encoder."""
+
+    def __post_init__(self):
+        _check(0 <= self.min_workers <= self.num_workers, "train.min_workers must be between 0 and num_workers")
+        super().__post_init__()
+        _check(self.max_steps >= 0, "train.max_steps must be >= 0")
+        _check(self.elastic_resize_s >= 0, "train.elastic_resize_s must be >= 0")
+        _check(self.checkpoint_every > 0, "train.checkpoint_every must be positive")
+        _check(self.keep_checkpoints > 0, "train.keep_checkpoints must be positive")
+
+    def world_sizes(self) -> range:
+        """Every number of workers the run may have (one for a fixed run, min..max when elastic)."""
+        return range(self.min_workers or self.num_workers, self.num_workers + 1)
 
 
 @dataclass
@@ -389,9 +396,6 @@ class StorageConfig:
         _check_run_name(self.run_name, "--run-name")
         _check_run_name(self.resume, "--resume")
 
-    def resolved_path(self) -> str:
-        return self.root().uri
-
     def root(self) -> Location:
         """The runs root as a Location (default ./fame-ray-runs), with the endpoint resolved."""
         return Location.parse(self.path or "fame-ray-runs", self.s3_endpoint)
@@ -410,7 +414,7 @@ class PretrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     moco: MoCoConfig = field(default_factory=MoCoConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: PretrainTrainConfig = field(default_factory=PretrainTrainConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     preset: str = ""
     """Name of the preset this config started from."""
@@ -427,6 +431,11 @@ class PretrainConfig:
         """--resume names the run; otherwise --run-name or the name derived from dataset and arch."""
         return self.storage.resume or self.storage.run_name or f"pretrain-{self.data.dataset}-{self.model.arch}"
 
+    def run_location(self) -> Location:
+        """The run directory `<storage>/<run name>`: the one place it is derived."""
+        return self.storage.root() / self.run_name()
+
+
     def data_location(self) -> Location:
         """The dataset root (or csv list) with the run's S3 endpoint."""
         return self.data.location(self.storage.s3_endpoint)
@@ -438,22 +447,17 @@ class FinetuneConfig:
 
     data: DataConfig = field(default_factory=lambda: DataConfig(dataset="ucf101"))
     model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=150, global_batch=128, checkpoint_every=1000))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=150, global_batch=128))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.025, base_batch=0, schedule="step", milestones=(60, 120)))
+    """SGD and its schedule, set per epoch (official finetune: lr 0.025, wd 1e-4, lr / 10 at epochs
+    60 and 120, the same lr at any batch)."""
     storage: StorageConfig = field(default_factory=StorageConfig)
     pretrained: str = ""
     """Pretrained weights: a fame-ray checkpoint (local or s3://) or an official FAME .pth."""
     mode: str = "finetune"
     """'finetune' (all layers) or 'linear' (frozen backbone, linear classifier)."""
-    lr: float = 0.025
-    """Learning rate (official finetune: 0.025)."""
-    weight_decay: float = 1e-4
-    """SGD weight decay (official: 1e-4)."""
-    momentum: float = 0.9
-    """SGD momentum."""
     dropout: float = 0.7
     """Dropout before the classifier (official: 0.7)."""
-    milestones: tuple[int, ...] = (60, 120)
-    """Epochs at which lr is divided by 10 (official: 60, 120)."""
     samples: int = 1
     """Ray Tune trials."""
     search_space: dict = field(default_factory=dict)
@@ -473,21 +477,21 @@ class FinetuneConfig:
     preset: str = ""
 
     def __post_init__(self):
-        self.milestones = tuple(int(m) for m in self.milestones)
         _check(self.mode in ("finetune", "linear"), f"mode must be 'finetune' or 'linear', got '{self.mode}'")
-        _check(self.lr > 0, "lr must be positive")
         _check(0 <= self.dropout < 1, "dropout must be in [0, 1)")
         _check(self.samples > 0, "samples must be positive")
         _check(self.video_score in ("official", "softmax"), f"video_score must be 'official' or 'softmax', got '{self.video_score}'")
         _check(self.retrieval in ("official", "gallery"), f"retrieval must be 'official' or 'gallery', got '{self.retrieval}'")
         _check_location(self.pretrained, "--pretrained")
-        _check(self.dataset_ok(), f"dataset '{self.data.dataset}' has no labels to finetune on")
 
-    def dataset_ok(self) -> bool:
-        return self.data.dataset in DATASETS
+    def run_name(self, task: str = "") -> str:
+        """--run-name, or `<task>-<dataset>-split<N>-<arch>` (task: the mode, or 'retrieval')."""
+        return self.storage.run_name or f"{task or self.mode}-{self.data.dataset}-split{self.data.split}-{self.model.arch}"
 
-    def run_name(self) -> str:
-        return self.storage.run_name or f"{self.mode}-{self.data.dataset}-split{self.data.split}-{self.model.arch}"
+    def run_location(self, task: str = "") -> Location:
+        """The run directory `<storage>/<run name>`: the one place it is derived."""
+        return self.storage.root() / self.run_name(task)
+
 
     def pretrained_location(self) -> Location:
         return Location.parse(self.pretrained, self.storage.s3_endpoint)

@@ -8,11 +8,12 @@ Kinetics normalisation); the linear probe trains on plain normalised clips with 
 frozen and in eval mode, as the official eval.py does. Every epoch tests the whole test split:
 data.eval_clips clips per video, the video score as `video_score` says (eval.metrics).
 With `train.micro_batch` each per-worker batch is taken that many clips at a time, gradients
-accumulated over them, one optimizer step per batch (fame_ray.pretrain.accumulation).
+accumulated over them, one optimizer step per batch (fame_ray.components.accumulation).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
@@ -29,16 +30,18 @@ from fame_ray.downstream import preflight
 from fame_ray.downstream.search_space import Hyperparameters
 from fame_ray.eval.metrics import multi_clip_metrics
 from fame_ray.models.heads import build_classifier, trainable_parameters
-from fame_ray.pretrain import augment
-from fame_ray.pretrain.accumulation import micro_steps
+from fame_ray.components import augment, schedule
+from fame_ray.components.accumulation import micro_steps
 
 log = logging.getLogger(__name__)
 STATE_FILE = "finetune_state.pt"
 
 
-def lr_at_epoch(base_lr: float, milestones, epoch: int) -> float:
-    """Step schedule: base_lr / 10 per milestone reached (official: 60 and 120)."""
-    return base_lr * 0.1 ** sum(epoch >= m for m in milestones)
+def epoch_lrs(cfg: FinetuneConfig, trial: Hyperparameters, effective_batch: int):
+    """The lr of every epoch of a trial: its lr scaled to the effective batch (`optim.base_batch`),
+    then the schedule's factor per epoch (official: / 10 at epochs 60 and 120)."""
+    optim = dataclasses.replace(cfg.optim, lr=trial.lr)
+    return schedule.peak_lr(optim, effective_batch) * schedule.epoch_factors(optim, trial.epochs)
 
 
 def on_device(model: nn.Module, cfg: FinetuneConfig, device: torch.device) -> nn.Module:
@@ -183,14 +186,15 @@ def train_loop_per_worker(loop_config: dict) -> None:
     device = ray.train.torch.get_device()  # Ray: the worker's device
     context = ray.train.get_context()
     model = on_device(build_model(cfg, loop_config["num_classes"], trial.dropout), cfg, device)
-    optimizer = build_optimizer(model, trial.lr, trial.weight_decay, cfg.momentum)
+    optimizer = build_optimizer(model, trial.lr, trial.weight_decay, cfg.optim.momentum)
     start = restore(model, optimizer, _saved_state())
     model = ray.train.torch.prepare_model(model, move_to_device=False)  # Ray: DDP across the trial's workers
     plain = model.module if hasattr(model, "module") else model
-    batch, _ = cfg.train.split_batch(context.get_world_size())
+    batch, effective_batch = cfg.train.split_batch(context.get_world_size())
+    lrs = epoch_lrs(cfg, trial, effective_batch)
     train_shard, val_shard = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
     for epoch in range(start, trial.epochs):
-        lr = lr_at_epoch(trial.lr, cfg.milestones, epoch)
+        lr = float(lrs[epoch])
         for group in optimizer.param_groups:
             group["lr"] = lr
         seed = [cfg.train.seed, epoch, context.get_world_rank()]

@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from fame_ray import runtime
-from fame_ray.config import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD, DataConfig, FinetuneConfig, PretrainConfig
+from fame_ray.config import DataConfig, FinetuneConfig, PretrainConfig
 from fame_ray.data import catalog
-from fame_ray.data.pipeline import supervised_dataset
+from fame_ray.data.clips.pipeline import supervised_dataset
 from fame_ray.downstream import preflight
-from fame_ray.pretrain.augment import to_input
+from fame_ray.components.augment import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD, to_input
 from fame_ray.eval import report as results
 from fame_ray.eval.probe import linear_probe
 from fame_ray.eval.retrieval import centre_and_normalise, recall_at_k
@@ -170,9 +170,9 @@ def probe_readout(cfg: PretrainConfig, weights: Location) -> dict:
     (probe fitted on the train split's features, tested on the test split's), next to the
     same probe on a randomly initialised encoder and chance."""
     source = cfg.data_location()
-    manifests = catalog.manifests(cfg.data, source)
+    manifests = catalog.locate(cfg.data, source)  # pretraining prepared them
     resources = runtime.plan_resources(runtime.cluster_cpus(), dataclasses.replace(cfg.train, num_workers=1), cfg.data)
-    out = {"chance": 1 / len(catalog.read_class_names(cfg.data, source))}
+    out = {"chance": 1 / len(catalog.class_names(cfg.data, source))}
     # One centre clip per video: the read-out is a quick look at the features, not the
     # protocol's multi-clip test, and it decodes every video twice (learned and random).
     data = dataclasses.replace(cfg.data, eval_clips=1)

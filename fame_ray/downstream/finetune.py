@@ -29,7 +29,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from fame_ray import runtime
 from fame_ray.config import FinetuneConfig, to_dict
-from fame_ray.data.pipeline import supervised_dataset
+from fame_ray.data.clips.pipeline import supervised_dataset
 from fame_ray.downstream import preflight, sweep
 from fame_ray.downstream.classify import train_loop_per_worker
 from fame_ray.downstream.search_space import Hyperparameters, describe_space, grid_size, max_value, normalise_space
@@ -171,7 +171,7 @@ def _saved_signature(saved) -> dict:
 def _sweep(cfg: FinetuneConfig, space: dict, info: dict, plan: dict, resume: bool) -> list[dict]:
     root = cfg.storage.root()
     fs_arg = root.filesystem if root.is_s3 else None
-    fixed = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "dropout": cfg.dropout, "epochs": cfg.train.epochs}
+    fixed = {"lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay, "dropout": cfg.dropout, "epochs": cfg.train.epochs}
     trainable = tune.with_parameters(
         trial_driver, cfg=cfg, num_classes=len(info["class_names"]), manifests=info["manifests"],
         cpus_per_worker=plan["cpus_per_worker"], data_cpus=plan["data_cpus"], train_root=f"{root.path}/{cfg.run_name()}/train", storage_filesystem=fs_arg,
@@ -196,7 +196,7 @@ def _record(cfg: FinetuneConfig, info: dict, space: dict, plan: dict, trials: li
         "train_augmentation": "grayscale p=0.2, colour jitter (0.4, 0.4, 0.4, 0.1) p=0.8 (official)" if cfg.mode == "finetune" else "none (linear probe)",
         "frames_per_clip": cfg.data.frames_per_clip,
         "temporal_stride": cfg.data.temporal_stride, "crop_size": cfg.data.crop_size, "global_batch": cfg.train.global_batch,
-        "workers_per_trial": cfg.train.num_workers, "momentum": cfg.momentum, "milestones": list(cfg.milestones),
+        "workers_per_trial": cfg.train.num_workers, "momentum": cfg.optim.momentum, "schedule": cfg.optim.schedule, "milestones": list(cfg.optim.milestones),
         "search_space": describe_space(space) or "none (defaults)", "samples": cfg.samples,
         "scheduler": "ASHA on val_video_top1 (max), one rung step = one epoch", "trials_at_once": plan["max_concurrent"],
     }

@@ -15,22 +15,14 @@ import math
 
 from fame_ray import checkpoints
 from fame_ray.config import DATASET_DIRS, FinetuneConfig, ModelConfig
-from fame_ray.data import catalog, manifest
+from fame_ray.data import catalog, manifest, ready
+from fame_ray.data.catalog.datasets import DATASET_SOURCES
 from fame_ray.errors import UserError
 from fame_ray.models import memory
 from fame_ray.models.loading import load_pretrained_backbone
 from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
-
-# Where each public dataset comes from (its publisher's page).
-DATASET_SOURCES = {
-    "ucf101": "https://www.crcv.ucf.edu/data/UCF101.php (UCF101.rar + UCF101TrainTestSplits-RecognitionTask.zip)",
-    "hmdb51": "https://serre-lab.clps.brown.edu/resource/hmdb-a-large-human-motion-database/ (hmdb51_org.rar + test_train_splits.rar)",
-    "diving48": "http://www.svcl.ucsd.edu/projects/resound/dataset.html (Diving48_rgb.tar.gz + the V2 annotations)",
-    "kinetics400": "https://github.com/cvdfoundation/kinetics-dataset (videos + annotation CSVs)",
-}
-
 
 def check_data_root(cfg: FinetuneConfig) -> Location:
     """The dataset root, after checking it exists ('synthetic' is written on first use)."""
@@ -137,16 +129,11 @@ def check_memory(cfg: FinetuneConfig, num_classes: int, node_memory: list[float]
     if cfg.train.use_gpu:
         log.info("finetune on GPUs: activations live in GPU memory, which Ray does not report: memory check skipped")
         return
-    data, task = cfg.data, "finetune" if cfg.mode == "finetune" else "linear"
     batch, _ = cfg.train.split_batch(cfg.train.num_workers)
     sharing = math.ceil(cfg.train.num_workers / max(len(node_memory), 1))
-
-    def need(per_worker: int, micro_batch: int) -> float:
-        return memory.worker_memory(task, cfg.model.arch, data.frames_per_clip, data.crop_size, per_worker, micro_batch, classes=num_classes).total
-
-    setting = f"{cfg.model.arch}, {data.frames_per_clip}x{data.crop_size}x{data.crop_size}"
-    name = "finetune" if cfg.mode == "finetune" else "linear probe"
-    memory.check_fits(name, setting, need, [memory.Placement(batch, sharing)], cfg.train.micro_batch, node_memory)
+    task = "finetune" if cfg.mode == "finetune" else "linear"
+    workload = memory.Workload(task, cfg.model.arch, cfg.data.frames_per_clip, cfg.data.crop_size, classes=num_classes)
+    memory.check_fits(workload, [memory.Placement(batch, sharing)], cfg.train.micro_batch, node_memory)
 
 
 def prepare(cfg: FinetuneConfig, explicit_arch: str | None = None):
@@ -162,8 +149,8 @@ def prepare(cfg: FinetuneConfig, explicit_arch: str | None = None):
     cfg = dataclasses.replace(cfg, pretrained=weights.uri, model=dataclasses.replace(cfg.model, arch=arch))
     _, load_report = load_backbone(weights, arch)
     source = cfg.data_location()
-    manifests = catalog.manifests(cfg.data, source)  # rebuilt here if the dataset changed since
-    class_names = catalog.read_class_names(cfg.data, source)
+    manifests = ready.manifests(cfg.data, source)  # rebuilt here if the dataset changed since
+    class_names = catalog.class_names(cfg.data, source)
     check_labels(len(class_names), {subset: manifest.read(location) for subset, location in manifests.items()})
     meta = _checkpoint_meta(ckpt_dir)
     info = {

@@ -37,7 +37,8 @@ import torch
 
 from fame_ray import runtime
 from fame_ray.config import DataConfig, FinetuneConfig, PretrainConfig, build, presets, to_dict
-from fame_ray.data import catalog, manifest, scene_bias
+from fame_ray.data import catalog, manifest
+from fame_ray.experiments import scene_bias
 from fame_ray.downstream.features import Encoder, encode_videos
 from fame_ray.downstream.finetune import run_finetune
 from fame_ray.eval.chart import grouped_bars
@@ -99,7 +100,7 @@ def _all_videos(roots: dict[str, str], data: DataConfig, out: Location) -> tuple
     for part in PARTS:
         name, subset = part.split("/")
         part_data = dataclasses.replace(data, data_root=roots[name])
-        table = manifest.read(catalog.manifest_location(part_data, part_data.location(), subset))
+        table = manifest.read(catalog.ensure(part_data, part_data.location())[subset])
         tables.append(table)
         parts[part] = slice(start, start + table.num_rows)
         families[part] = scene_bias.families_of(roots[name], table["path"].to_pylist())
@@ -133,7 +134,7 @@ def ceiling(plan: Plan, roots: dict[str, str], out: Location) -> float | None:
     cfg = build(FinetuneConfig, presets.demo_finetune(), {
         "data": {"dataset": "folder", "data_root": roots["decorrelated"], "frames_per_clip": 8, "crop_size": 48, "crop_scale": [0.6, 1.0], "eval_clips": plan.eval_clips},
         "model": {"arch": "tiny"}, "train": {"epochs": plan.ceiling_epochs, "global_batch": 32, "num_workers": 1},
-        "milestones": [plan.ceiling_epochs * 2 // 3], "lr": 0.05, "dropout": 0.3, "pretrained": weights.uri,
+        "optim": {"lr": 0.05, "milestones": [plan.ceiling_epochs * 2 // 3]}, "dropout": 0.3, "pretrained": weights.uri,
         "storage": {"path": (out / "runs").uri, "run_name": "ceiling-supervised"},
     })
     record = run_finetune(cfg, "tiny")

@@ -84,27 +84,53 @@ class Estimate:
         return sum(self.parts.values())
 
 
-def worker_memory(task: str, arch: str, frames: int, crop: int, batch: int, micro_batch: int = 0, *,
-                  classes: int = 101, embed_dim: int = 128, queue_size: int = 65536, mlp_head: bool = True) -> Estimate:
-    """Memory of one worker of `task` ('finetune', 'linear' or 'pretrain') training `arch` on a
-    per-worker batch of `batch` clips of frames x crop x crop, `micro_batch` clips at a time
-    (0 = all at once). `classes`: the classifier's outputs; `embed_dim`, `queue_size` and
-    `mlp_head`: MoCo's projection and queue."""
-    cost = ARCH_MEMORY[arch]
-    voxels = frames * crop * crop
+@dataclass(frozen=True)
+class Workload:
+    """What one training worker runs, apart from its batch: the task ('finetune', 'linear' or
+    'pretrain'), the backbone and clip size, the classifier's outputs (`classes`) and MoCo's
+    projection and queue (`embed_dim`, `queue_size`, `mlp_head`)."""
+
+    task: str
+    arch: str
+    frames: int
+    crop: int
+    classes: int = 101
+    embed_dim: int = 128
+    queue_size: int = 65536
+    mlp_head: bool = True
+
+    @property
+    def name(self) -> str:
+        return "linear probe" if self.task == "linear" else self.task
+
+    @property
+    def setting(self) -> str:
+        return f"{self.arch}, {self.frames}x{self.crop}x{self.crop}"
+
+    def need(self, batch: int, micro_batch: int = 0) -> float:
+        """Bytes of one worker (`worker_memory(...).total`)."""
+        return worker_memory(self, batch, micro_batch).total
+
+
+def worker_memory(workload: Workload, batch: int, micro_batch: int = 0) -> Estimate:
+    """Memory of one worker running `workload` on a per-worker batch of `batch` clips,
+    `micro_batch` clips at a time (0 = all at once)."""
+    cost = ARCH_MEMORY[workload.arch]
+    voxels = workload.frames * workload.crop * workload.crop
     at_once = micro_batch if 0 < micro_batch < batch else batch
-    if task == "pretrain":
-        head = cost.feature_dim * (cost.feature_dim + embed_dim) if mlp_head else cost.feature_dim * embed_dim
+    if workload.task == "pretrain":
+        embed_dim = workload.embed_dim
+        head = cost.feature_dim * (cost.feature_dim + embed_dim) if workload.mlp_head else cost.feature_dim * embed_dim
         encoder = cost.parameters + head
         # query encoder: weights, gradients, momentum; key encoder: weights; queue and two copies
-        state = FLOAT_BYTES * (4 * encoder + 3 * embed_dim * queue_size)
+        state = FLOAT_BYTES * (4 * encoder + 3 * embed_dim * workload.queue_size)
         activations = 2 * at_once * voxels * cost.train_bytes_per_voxel
         inputs = batch * voxels * INPUT_BYTES_PER_VOXEL["pretrain"]
     else:
-        classifier = (cost.feature_dim + 1) * classes
-        trained = cost.parameters + classifier if task == "finetune" else classifier
+        classifier = (cost.feature_dim + 1) * workload.classes
+        trained = cost.parameters + classifier if workload.task == "finetune" else classifier
         state = FLOAT_BYTES * (cost.parameters + classifier + 2 * trained)
-        per_voxel = cost.train_bytes_per_voxel if task == "finetune" else cost.eval_bytes_per_voxel
+        per_voxel = cost.train_bytes_per_voxel if workload.task == "finetune" else cost.eval_bytes_per_voxel
         activations = at_once * voxels * per_voxel
         inputs = batch * voxels * INPUT_BYTES_PER_VOXEL["finetune"]
     return Estimate({"process": PROCESS_BYTES, "weights and state": state, "inputs": inputs, "activations": activations})
@@ -126,15 +152,14 @@ class Placement:
     workers_per_node: int = 1
 
 
-def check_fits(task: str, setting: str, need: Callable[[int, int], float], placements: list[Placement],
-               micro_batch: int, node_memory: list[float]) -> None:
+def check_fits(workload: Workload, placements: list[Placement], micro_batch: int, node_memory: list[float]) -> None:
     """Refuse (UserError, one line) a run whose workers cannot fit the largest node.
 
-    `need(batch, micro_batch)` is one worker's bytes; `setting` names the arch and clip for the
-    message; `placements` are the layouts the run may have (several when elastic);
+    `placements` are the layouts the run may have (several when elastic);
     `node_memory` is the memory of each node that can host a worker (none yet, as on an
     autoscaling cluster that starts cold: the check is skipped). The message names the largest
     `train.micro_batch` that divides every per-worker batch and fits."""
+    task, setting, need = workload.name, workload.setting, workload.need
     if not node_memory:
         log.info("%s: no node can host a training worker yet (an autoscaling cluster starting cold?): memory check skipped", task)
         return

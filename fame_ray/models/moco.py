@@ -50,6 +50,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from fame_ray.config import ModelConfig, MoCoConfig
 from fame_ray.models.backbones import build_backbone
 
 
@@ -252,8 +253,8 @@ def _top1(logits: torch.Tensor) -> torch.Tensor:
     return (logits.detach().argmax(dim=1) == 0).float().mean()
 
 
-def moco_for(arch: str, dim: int, queue_size: int, momentum: float, temperature: float, mlp: bool,
-             symmetric: bool = True, shuffle_bn: bool = True, generator: torch.Generator | None = None,
-             enqueue_between_passes: bool = True) -> MoCo:
-    """MoCo around a fresh `build_backbone(arch)`."""
-    return MoCo(build_backbone(arch), dim, queue_size, momentum, temperature, mlp, symmetric, shuffle_bn, generator, enqueue_between_passes)
+def moco_for(model: ModelConfig, moco: MoCoConfig, generator: torch.Generator | None = None) -> MoCo:
+    """MoCo around a fresh `build_backbone(model.arch)`, as the config's model and moco sections
+    say; `generator` (CPU) draws the shuffle-BN orders."""
+    return MoCo(build_backbone(model.arch), model.embed_dim, moco.queue_size, moco.momentum, moco.temperature, model.use_mlp_head,
+                moco.symmetric, moco.shuffle_bn, generator, enqueue_between_passes=moco.enqueue == "between_passes")

@@ -24,7 +24,8 @@ from ray.train.torch import TorchTrainer
 
 from fame_ray import checkpoints, runtime
 from fame_ray.config import PretrainConfig, to_dict
-from fame_ray.data import catalog, manifest
+from fame_ray.data import manifest, ready
+
 from fame_ray.errors import UserError
 from fame_ray.pretrain.plan import RunPlan, check_memory, make_plan
 from fame_ray.pretrain.worker import train_loop
@@ -64,9 +65,8 @@ def _run_config(cfg: PretrainConfig, plan: RunPlan) -> RunConfig:
     )
 
 
-def plan_run(cfg: PretrainConfig, resources: ResourcePlan) -> RunPlan:
-    """The run plan over the training manifest (prepared on first use)."""
-    train_manifest = catalog.manifest_location(cfg.data, cfg.data_location(), "train")
+def plan_run(cfg: PretrainConfig, train_manifest: Location, resources: ResourcePlan) -> RunPlan:
+    """The run plan over the training manifest."""
     num_videos = manifest.read(train_manifest).num_rows
     if num_videos < cfg.train.global_batch:
         raise UserError(f"the training split has {num_videos} videos, fewer than one global batch ({cfg.train.global_batch})", "lower --batch")
@@ -119,8 +119,9 @@ def run_pretrain(cfg: PretrainConfig, verbose: bool = False):
     runtime.connect_ray(verbose=verbose)
     runtime.await_resources(runtime.job_bundles(cfg.train, cfg.data), cfg.train.cluster_wait_s, "pretraining", runtime.job_minimum(cfg.train, cfg.data))
     try:
-        check_memory(cfg, runtime.node_memory(cfg.train.use_gpu))
-        plan = plan_run(cfg, runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data))
+        manifests = ready.manifests(cfg.data, cfg.data_location())  # the one step that prepares the dataset
+        plan = plan_run(cfg, manifests["train"], runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data))
+        check_memory(cfg, plan.worlds, runtime.node_memory(cfg.train.use_gpu))
         log_start(cfg, plan, verbose)
         result = fit(cfg, plan, verbose=verbose)
     finally:
@@ -128,7 +129,3 @@ def run_pretrain(cfg: PretrainConfig, verbose: bool = False):
     logger.info("run finished: checkpoints and metrics in %s", plan.run)
     return result
 
-
-def run_location(cfg: PretrainConfig) -> Location:
-    """Where the run of `cfg` lives."""
-    return cfg.storage.root() / cfg.run_name()

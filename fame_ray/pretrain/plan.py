@@ -1,7 +1,10 @@
 """The run plan: every value the driver derives from the config, computed once, in one place.
 
-The workers receive `{"config": PretrainConfig, "plan": RunPlan}` and read only these typed
-objects; nothing is recomputed on the worker side.
+The workers receive the config and this plan and read the numbers from it: the run's location,
+step counts, the per-worker batch, the effective global batch and the peak lr of every worker
+count the run may have. Two things are derived on the worker, from the plan, by the plan's own
+methods: the sampler (it needs the worker's rank) and the per-step lr schedule (an array of one
+number per step, cheap to compute and large to ship).
 
 Global batch and world size: each worker takes global_batch // world_size clips; when that does
 not divide evenly the effective global batch is rounded down (logged), and the learning rate is
@@ -18,9 +21,12 @@ import logging
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from fame_ray.components.schedule import lr_schedule, peak_lr
 from fame_ray.config import PretrainConfig
+from fame_ray.data.clips.sampling import EpochSampler
 from fame_ray.models import memory
-from fame_ray.pretrain.schedule import peak_lr
 from fame_ray.runtime import ResourcePlan
 from fame_ray.storage import Location
 
@@ -34,6 +40,7 @@ class WorldPlan:
     world_size: int
     per_worker_batch: int
     effective_batch: int
+    """per_worker_batch x world_size: the global batch rounded down to a multiple of the workers."""
     peak_lr: float
 
 
@@ -59,6 +66,15 @@ class RunPlan:
     def for_world(self, world_size: int) -> WorldPlan:
         return self.worlds[world_size]
 
+    def sampler(self, world_size: int, rank: int, seed: int) -> EpochSampler:
+        """Which video every clip of rank `rank` comes from, on `world_size` workers."""
+        world = self.for_world(world_size)
+        return EpochSampler(self.num_videos, self.steps_per_epoch, world.per_worker_batch, world.effective_batch, rank, seed)
+
+    def lr_schedule(self, cfg: PretrainConfig, world_size: int) -> np.ndarray:
+        """The lr of every step on `world_size` workers (from that worker count's peak lr)."""
+        return lr_schedule(cfg.optim, self.for_world(world_size).peak_lr, self.steps_per_epoch, cfg.train.epochs)
+
 
 def steps_per_epoch(cfg: PretrainConfig, num_videos: int) -> int:
     return max(1, num_videos // cfg.train.global_batch)
@@ -73,17 +89,16 @@ def total_steps(cfg: PretrainConfig, num_videos: int) -> int:
 def world_plans(cfg: PretrainConfig) -> dict[int, WorldPlan]:
     plans = {}
     for world in cfg.train.world_sizes():
-        per_worker, effective = cfg.train.split_batch(world)
-        plans[world] = WorldPlan(world, per_worker, effective, peak_lr(cfg.optim, effective))
+        per_worker_batch, effective = cfg.train.split_batch(world)
+        plans[world] = WorldPlan(world, per_worker_batch, effective, peak_lr(cfg.optim, effective))
     return plans
 
 
 def make_plan(cfg: PretrainConfig, manifest: Location, num_videos: int, resources: ResourcePlan, git_sha: str) -> RunPlan:
     """The plan of a run over `num_videos` training videos."""
-    name = cfg.run_name()
     return RunPlan(
-        run_name=name,
-        run=cfg.storage.root() / name,
+        run_name=cfg.run_name(),
+        run=cfg.run_location(),
         manifest=manifest,
         num_videos=num_videos,
         steps_per_epoch=steps_per_epoch(cfg, num_videos),
@@ -94,20 +109,16 @@ def make_plan(cfg: PretrainConfig, manifest: Location, num_videos: int, resource
     )
 
 
-def check_memory(cfg: PretrainConfig, node_memory: list[float]) -> None:
-    """Refuse a run whose workers cannot fit a node, for every worker count it may have.
-    `node_memory`: bytes of each node that can host a worker (runtime.node_memory). GPU runs keep
-    their activations in GPU memory, which Ray does not report: skipped."""
+def check_memory(cfg: PretrainConfig, worlds: dict[int, WorldPlan], node_memory: list[float]) -> None:
+    """Refuse a run whose workers cannot fit a node, for every worker count it may have
+    (`worlds`: the plan's). `node_memory`: bytes of each node that can host a worker
+    (runtime.node_memory). GPU runs keep their activations in GPU memory, which Ray does not
+    report: skipped."""
     if cfg.train.use_gpu:
         log.info("pretrain on GPUs: activations live in GPU memory, which Ray does not report: memory check skipped")
         return
-    data, model = cfg.data, cfg.model
     nodes = max(len(node_memory), 1)
-    placements = [memory.Placement(plan.per_worker_batch, math.ceil(world / nodes)) for world, plan in world_plans(cfg).items()]
-
-    def need(per_worker: int, micro_batch: int) -> float:
-        return memory.worker_memory("pretrain", model.arch, data.frames_per_clip, data.crop_size, per_worker, micro_batch,
-                                    embed_dim=model.embed_dim, queue_size=cfg.moco.queue_size, mlp_head=model.use_mlp_head).total
-
-    setting = f"{model.arch}, {data.frames_per_clip}x{data.crop_size}x{data.crop_size}"
-    memory.check_fits("pretrain", setting, need, placements, cfg.train.micro_batch, node_memory)
+    placements = [memory.Placement(world.per_worker_batch, math.ceil(size / nodes)) for size, world in worlds.items()]
+    workload = memory.Workload("pretrain", cfg.model.arch, cfg.data.frames_per_clip, cfg.data.crop_size,
+                               embed_dim=cfg.model.embed_dim, queue_size=cfg.moco.queue_size, mlp_head=cfg.model.use_mlp_head)
+    memory.check_fits(workload, placements, cfg.train.micro_batch, node_memory)

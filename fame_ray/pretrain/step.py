@@ -6,11 +6,11 @@ holds one per-worker batch of uint8 B,C,T,H,W clips from the Ray Data pipeline: 
 - the method's query view: FAME merges each query clip's foreground with the background of
   another clip of this full batch (a random permutation); Background Erasing mixes a static
   frame of the clip into every frame; plain MoCo leaves it; the key view is never touched;
-- augmentation per clip (fame_ray.pretrain.augment) of both views, then normalisation;
+- augmentation per clip (fame_ray.components.augment) of both views, then normalisation;
 - bf16 autocast and channels-last 3D on GPU, the symmetric MoCo loss, one SGD step;
 - with `train.micro_batch`, gradient accumulation: the key encoder's momentum update, the keys
   and the enqueue happen once for the full batch (`MoCo.prepare_keys`), the query side runs a
-  micro batch at a time and its gradients add up (`fame_ray.pretrain.accumulation`). Shuffle-BN
+  micro batch at a time and its gradients add up (`fame_ray.components.accumulation`). Shuffle-BN
   and BatchNorm then see micro batches, like a smaller per-GPU batch.
 
 Every random draw of a step comes from generators seeded by (seed, step, rank): a run is
@@ -23,10 +23,10 @@ import torch
 from torch import nn
 
 from fame_ray.config import PretrainConfig
-from fame_ray.data import fame
+from fame_ray.data.clips import fame
 from fame_ray.models.moco import MoCo, moco_for
-from fame_ray.pretrain import augment
-from fame_ray.pretrain.accumulation import micro_steps
+from fame_ray.components import augment
+from fame_ray.components.accumulation import micro_steps
 
 
 def step_generators(seed: int, step: int, rank: int, device: torch.device) -> dict[str, torch.Generator]:
@@ -43,11 +43,7 @@ def step_generators(seed: int, step: int, rank: int, device: torch.device) -> di
 
 def build_training(cfg: PretrainConfig, device: torch.device) -> tuple[MoCo, torch.optim.Optimizer]:
     """MoCo on `device` (channels-last 3D and torch.compile where configured) and its SGD."""
-    moco = moco_for(
-        cfg.model.arch, cfg.model.embed_dim, cfg.moco.queue_size, cfg.moco.momentum, cfg.moco.temperature,
-        cfg.model.use_mlp_head, cfg.moco.symmetric, cfg.moco.shuffle_bn, augment.make_generator([cfg.train.seed, 4]),
-        enqueue_between_passes=cfg.moco.enqueue == "between_passes",
-    ).to(device)
+    moco = moco_for(cfg.model, cfg.moco, augment.make_generator([cfg.train.seed, 4])).to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed clip shapes: pick the fastest 3D conv kernels once
     if device.type == "cuda" and cfg.train.channels_last:

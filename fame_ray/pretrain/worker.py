@@ -26,8 +26,9 @@ from ray.train import Checkpoint, CheckpointUploadMode
 from fame_ray import checkpoints as ckpt
 from fame_ray import logs, runtime
 from fame_ray.config import PretrainConfig, to_dict
-from fame_ray.data import pipeline, sampling
-from fame_ray.pretrain import progress, schedule
+from fame_ray.data.clips import pipeline
+from fame_ray.components import schedule
+from fame_ray.pretrain import progress
 from fame_ray.pretrain.metrics import MetricsWriter
 from fame_ray.pretrain.plan import RunPlan
 from fame_ray.pretrain.step import build_training, step_generators, train_step, unwrap
@@ -78,7 +79,7 @@ class Loop:
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()  # Ray: the worker's device
         world_plan = plan.for_world(self.world)
-        self.per_worker, self.effective_batch = world_plan.per_worker_batch, world_plan.effective_batch
+        self.per_worker_batch, self.effective_batch = world_plan.per_worker_batch, world_plan.effective_batch
         if self.effective_batch != cfg.train.global_batch and self.rank == 0:
             logger.warning("global batch %d does not split over %d workers: using %d", cfg.train.global_batch, self.world, self.effective_batch)
         self.total, self.steps_per_epoch = plan.total_steps, plan.steps_per_epoch
@@ -88,7 +89,7 @@ class Loop:
         self.start_step = self.step
         # Ray: DDP when world > 1; the queue is identical on every rank, no need to re-send buffers.
         self.model = ray.train.torch.prepare_model(self.moco, move_to_device=False, parallel_strategy_kwargs={"broadcast_buffers": False})
-        self.lrs = schedule.lr_schedule(cfg.optim, world_plan.peak_lr, self.steps_per_epoch, cfg.train.epochs)
+        self.lrs = plan.lr_schedule(cfg, self.world)
         self.writer = MetricsWriter(plan.run, self.step) if self.rank == 0 else None
         self.timer = progress.StepTimer()
         self.pending: list[tuple[int, torch.Tensor, torch.Tensor, float, dict]] = []
@@ -113,7 +114,7 @@ class Loop:
 
     def shard(self) -> pipeline.PretrainShard:
         """What this worker streams: its rows of every step from the current one on."""
-        sampler = sampling.EpochSampler(self.plan.num_videos, self.steps_per_epoch, self.per_worker, self.world, self.rank, self.cfg.train.seed)
+        sampler = self.plan.sampler(self.world, self.rank, self.cfg.train.seed)
         return pipeline.PretrainShard(self.plan.manifest, self.cfg.data, sampler, self.step, self.total, self.cfg.method == "fame", self.cfg.fame.beta)
 
     def batches(self, premade: bool = False):
@@ -121,13 +122,13 @@ class Loop:
         benchmarks and tests, passes over a premade dataset's shard, as many as needed)."""
         if premade:
             while True:
-                yield from ray.train.get_dataset_shard("train").iter_torch_batches(batch_size=self.per_worker, drop_last=True)  # Ray
+                yield from ray.train.get_dataset_shard("train").iter_torch_batches(batch_size=self.per_worker_batch, drop_last=True)  # Ray
         shard = self.shard()
         tasks, task_cpus = self.plan.resources.per_rank(self.world)
         for steps in shard.segments():
             dataset = pipeline.pretrain_stream(shard, steps, tasks, task_cpus)  # Ray: this worker's Ray Data stream
             try:
-                yield from dataset.iter_torch_batches(batch_size=self.per_worker, prefetch_batches=2)
+                yield from pipeline.step_batches(dataset, shard)
             finally:  # also when the loop stops at the last step
                 self._keep_data_stats(dataset, steps)
 

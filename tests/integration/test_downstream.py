@@ -73,7 +73,7 @@ def _finetune_config(data_root, pretrained_run, runs, **values):
         "train": {"epochs": 6, "global_batch": 4, **SMALL},
         "storage": {"path": runs},
         "pretrained": pretrained_run,
-        "milestones": [4],
+        "optim": {"milestones": [4]},
         "dropout": 0.3,
     }
     return C.build(C.FinetuneConfig, presets.demo_finetune(), None, C.merge(base, values))

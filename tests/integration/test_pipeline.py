@@ -13,7 +13,8 @@ import torch
 
 from fame_ray import config, runtime
 from fame_ray.config import PretrainConfig, build, presets
-from fame_ray.data import catalog, manifest, pipeline, sampling
+from fame_ray.data import catalog, manifest
+from fame_ray.data.clips import pipeline, sampling
 from fame_ray.errors import ConfigError, UserError
 from fame_ray.pretrain import step
 from fame_ray.storage import Location
@@ -35,20 +36,20 @@ def _cfg(synth_root, method="fame", **train) -> PretrainConfig:
 @pytest.fixture(scope="module")
 def train_manifest(synth_root):
     data = _cfg(synth_root).data
-    return catalog.manifest_location(data, data.location(), "train")
+    return catalog.ensure(data, data.location())["train"]
 
 
 def _shard(cfg, location, rank=0, world=2, first_step=0, total_steps=None, num_videos=None):
     num_videos = num_videos or manifest.read(location).num_rows
     per_worker, _ = cfg.train.split_batch(world)
     steps_per_epoch = num_videos // cfg.train.global_batch
-    sampler = sampling.EpochSampler(num_videos, steps_per_epoch, per_worker, world, rank, cfg.train.seed)
+    sampler = sampling.EpochSampler(num_videos, steps_per_epoch, per_worker, per_worker * world, rank, cfg.train.seed)
     total = total_steps or 3 * steps_per_epoch
     return pipeline.PretrainShard(location, cfg.data, sampler, first_step, total, cfg.method == "fame", cfg.fame.beta)
 
 
 def _stream(shard):
-    return [batch for steps in shard.segments() for batch in pipeline.pretrain_stream(shard, steps, 1, 1.0).iter_batches(batch_size=shard.sampler.per_worker, batch_format="numpy")]
+    return [batch for steps in shard.segments() for batch in pipeline.pretrain_stream(shard, steps, 1, 1.0).iter_batches(batch_size=shard.sampler.per_worker_batch, batch_format="numpy")]
 
 
 def test_every_step_gets_a_full_batch_with_masks_on_a_dataset_that_is_no_multiple_of_it(ray_local, synth_root, train_manifest):
@@ -117,9 +118,9 @@ def test_a_video_that_fails_to_decode_is_replaced_and_counted(ray_local, synth_r
 
 def test_eval_dataset_gives_uniform_clips_per_video(ray_local, synth_root):
     data = _cfg(synth_root).data
-    uri = catalog.manifest_location(data, data.location(), "test")
+    uri = catalog.ensure(data, data.location())["test"]
     videos = manifest.read(uri).num_rows
-    rows = pipeline.supervised_dataset(uri, data, train=False).take_all()
+    rows = pipeline.supervised_dataset(uri, data, train=False, data_cpus=1.0).take_all()
     assert len(rows) == videos * data.eval_clips
     assert rows[0]["clip"].shape == (3, 8, 64, 64) and rows[0]["clip"].dtype == np.uint8
     pairs = {(int(r["video_index"]), int(r["clip_index"])) for r in rows}
@@ -128,7 +129,7 @@ def test_eval_dataset_gives_uniform_clips_per_video(ray_local, synth_root):
 
 def test_train_supervised_dataset_reshuffles_all_videos_every_epoch(ray_local, synth_root, train_manifest):
     data = _cfg(synth_root).data
-    dataset = pipeline.supervised_dataset(train_manifest, data, train=True)
+    dataset = pipeline.supervised_dataset(train_manifest, data, train=True, data_cpus=1.0)
     epochs = [[int(r["video_index"]) for r in dataset.iter_rows()] for _ in range(3)]
     assert all(sorted(order) == list(range(manifest.read(train_manifest).num_rows)) for order in epochs)
     assert len({tuple(order) for order in epochs}) == 3

@@ -1,4 +1,4 @@
-"""prepare on a local Ray instance: probing, a corrupt video in the report, synthetic on first use, S3 roots."""
+"""prepare on a local Ray instance: probing, a corrupt video in the report, preparing only when asked, S3 roots."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 
 from fame_ray import storage
 from fame_ray.config import DataConfig
-from fame_ray.data import catalog, manifest, synthetic
+from fame_ray.data import catalog, manifest, ready, synthetic
+from fame_ray.errors import UserError
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("s3_credentials")]
 
@@ -36,14 +37,22 @@ def test_prepare_probes_and_reports_a_corrupt_video(ray_local, synth_root, tmp_p
     assert result.manifests["train"].parent.uri == os.path.join(root, ".fame-ray")
 
 
-def test_manifest_location_writes_the_synthetic_dataset_on_first_use(ray_local, tmp_path, monkeypatch):
-    monkeypatch.setattr(synthetic, "DEFAULT", dict(synthetic.DEFAULT, num_classes=3, videos_per_class=3, frames=20))
+def test_a_dataset_is_prepared_only_when_a_command_asks_for_it(ray_local, tmp_path, monkeypatch):
+    monkeypatch.setattr(synthetic.writer, "DEFAULT", dict(synthetic.DEFAULT, num_classes=3, videos_per_class=3, frames=20))
     data = DataConfig(dataset="synthetic", data_root=str(tmp_path / "synthetic"))
     source = data.location()
-    train = catalog.manifest_location(data, source, "train")
-    assert train.name == "synthetic_split1_train.parquet" and synthetic.is_complete(data.data_root)
-    assert manifest.read(train).num_rows + manifest.read(catalog.manifest_location(data, source, "test")).num_rows == 9
+    located = catalog.locate(data, source)
+    assert located["train"].name == "synthetic_split1_train.parquet" and not (tmp_path / "synthetic").exists(), "locating writes nothing"
+    with pytest.raises(UserError, match="has no manifests in .* yet") as refused:
+        catalog.class_names(data, source)
+    assert "run `fame-ray data prepare --dataset synthetic`" in refused.value.one_line()
+    assert not (tmp_path / "synthetic").exists()
+
+    train = ready.manifests(data, source)["train"]
+    assert train == located["train"] and synthetic.is_complete(data.data_root)
+    assert manifest.read(train).num_rows + manifest.read(located["test"]).num_rows == 9
     assert catalog.class_names(data, source) == ["Horizontal", "Vertical", "Circle"]
+
 
 
 def _upload(local_root: str, uri: str, endpoint: str) -> None:
@@ -64,7 +73,7 @@ def test_prepare_from_an_s3_root(ray_local, synth_root, s3_server, bucket):
     result = catalog.prepare(data, source)
     assert result.counts["train"] + result.counts["test"] == 24 and not result.skipped
     assert result.manifests["test"].uri == f"{root}/.fame-ray/ucf101_split2_test.parquet"
-    rows = manifest.read(catalog.manifest_location(data, source, "test")).to_pylist()
+    rows = manifest.read(catalog.ensure(data, source)["test"]).to_pylist()
     assert rows and all(row["path"].startswith(f"{root}/UCF-101/") and row["num_frames"] == 40 for row in rows)
 
 
@@ -72,15 +81,15 @@ def test_manifests_of_a_changed_dataset_are_rebuilt_and_current_ones_are_kept(ra
     root = shutil.copytree(synth_root, str(tmp_path / "UCF101"), ignore=shutil.ignore_patterns(".fame-ray"))
     data = DataConfig(dataset="ucf101", data_root=root)
     source = data.location()
-    test_manifest = catalog.manifests(data, source)["test"]
+    test_manifest = catalog.ensure(data, source)["test"]
     assert manifest.read(test_manifest).num_rows == 8 and manifest.read_fingerprint(test_manifest)["videos"] == 24
     written_at = os.stat(test_manifest.uri).st_mtime_ns
-    assert catalog.manifests(data, source)["test"] == test_manifest and os.stat(test_manifest.uri).st_mtime_ns == written_at
+    assert catalog.ensure(data, source)["test"] == test_manifest and os.stat(test_manifest.uri).st_mtime_ns == written_at
 
     gone = manifest.read(test_manifest).column("path").to_pylist()[0]
     os.remove(gone)
     with caplog.at_level("WARNING", logger="fame_ray.data.catalog"):
-        rebuilt = catalog.manifest_location(data, source, "test")
+        rebuilt = catalog.ensure(data, source)["test"]
     rows = manifest.read(rebuilt).column("path").to_pylist()
     assert len(rows) == 7 and gone not in rows, "a video deleted since the manifest was built is still in it"
     assert "changed since its manifests" in caplog.text and "24 -> 23 videos found" in caplog.text
@@ -89,5 +98,5 @@ def test_manifests_of_a_changed_dataset_are_rebuilt_and_current_ones_are_kept(ra
     # A manifest written before fingerprints existed (no schema metadata) is rebuilt once.
     manifest.write(manifest.read(rebuilt), rebuilt)
     assert manifest.read_fingerprint(rebuilt) is None
-    catalog.manifests(data, source)
+    catalog.ensure(data, source)
     assert manifest.read_fingerprint(rebuilt)["videos"] == 23

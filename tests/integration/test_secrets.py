@@ -102,7 +102,7 @@ def test_no_secret_in_any_file_a_run_writes(synth_root, tmp_path, ray_with_secre
         "storage": {"path": str(runs), "run_name": "linear-secrets"},
         "pretrained": str(runs / "pretrain-secrets"),
         "mode": "linear",
-        "milestones": [1],
+        "optim": {"milestones": [1]},
     }))
     assert record["trials"][0]["status"] == "completed", record["trials"]
 

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from fame_ray import storage
 from fame_ray.cli import app
 from fame_ray.config import DataConfig
-from fame_ray.data import catalog, synthetic, transcode_job
+from fame_ray.data import catalog, synthetic, transcode
 from fame_ray.data.transcode import EncodeSettings
 from fame_ray.errors import UserError
 from fame_ray.storage import Location
@@ -64,7 +64,7 @@ def test_copy_applies_size_and_gop_skips_a_corrupt_video_and_prepare_reads_it(ra
     Path(root, corrupt).write_bytes(os.urandom(4000))
     out = str(tmp_path / "UCF101-128")
     data = DataConfig(dataset="ucf101", data_root=root)
-    result = transcode_job.run(data, data.location(), Location.parse(out), EncodeSettings(short_side=128, gop=8))
+    result = transcode.run(data, data.location(), Location.parse(out), EncodeSettings(short_side=128, gop=8))
 
     assert result.transcoded == 5 and result.already_done == 0 and result.videos == 6
     assert [path for path, _ in result.skipped] == [corrupt] and result.skipped[0][1].startswith("unreadable")
@@ -100,7 +100,7 @@ def test_an_interrupted_copy_resumes_and_a_split_limits_the_videos(ray_local, or
     Path(root, gone).unlink()
     data = DataConfig(dataset="ucf101", data_root=root, split=1)
     lines = []
-    first = transcode_job.run(data, data.location(), Location.parse(str(out)), EncodeSettings(), split=1, on_progress=lambda p: lines.append(p.line()))
+    first = transcode.run(data, data.location(), Location.parse(str(out)), EncodeSettings(), split=1, on_progress=lambda p: lines.append(p.line()))
     assert first.transcoded == 4 and not (out / "UCF-101" / left_out).exists()
     assert [path for path, _ in first.skipped] == [gone] and first.skipped[0][1].startswith("missing file")
     assert lines[0].startswith("1/5 videos (1 skipped), 0.00 videos/s") and lines[-1].startswith("5/5 videos (1 skipped)")
@@ -112,19 +112,19 @@ def test_an_interrupted_copy_resumes_and_a_split_limits_the_videos(ray_local, or
     partial.write_bytes((Path(root) / lost).read_bytes()[:3000])
     before = {v: (out / v).stat().st_mtime_ns for v in videos if (out / v).exists()}
 
-    second = transcode_job.run(data, data.location(), Location.parse(str(out)), EncodeSettings())
+    second = transcode.run(data, data.location(), Location.parse(str(out)), EncodeSettings())
     assert second.already_done == 3 and second.transcoded == 2 and not second.skipped
     assert not partial.exists() and all((out / v).stat().st_mtime_ns == t for v, t in before.items())
     assert _stream_facts(str(out / lost))[2] == FRAMES and (out / "UCF-101" / left_out).exists()
     assert json.loads((out / ".fame-ray" / "transcode.json").read_text())["complete"] is True
 
     with pytest.raises(UserError, match="holds a copy made with H.264 short side 128, a keyframe every 16"):
-        transcode_job.run(data, data.location(), Location.parse(str(out)), EncodeSettings(gop=8))
+        transcode.run(data, data.location(), Location.parse(str(out)), EncodeSettings(gop=8))
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("not a copy")
     with pytest.raises(UserError, match="holds files and no transcode record"):
-        transcode_job.run(data, data.location(), Location.parse(str(foreign)), EncodeSettings())
+        transcode.run(data, data.location(), Location.parse(str(foreign)), EncodeSettings())
 
 
 def _upload(local_root: str, uri: str, endpoint: str) -> None:

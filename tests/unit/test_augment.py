@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from fame_ray.config import KINETICS_MEAN, KINETICS_STD
-from fame_ray.pretrain import augment as aug
+from fame_ray.components.augment import KINETICS_MEAN, KINETICS_STD
+from fame_ray.components import augment as aug
 
 
 def _clips(batch=6, frames=4, size=32, seed=0):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fame_ray.data.generic import read_csv
+from fame_ray.data.catalog.generic import read_csv
 from fame_ray.storage import Location
-from fame_ray.data.listing import hash_split
+from fame_ray.data.catalog.listing import hash_split
 from fame_ray.errors import UserError
 
 

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from fame_ray.data import layouts
-from fame_ray.data.generic import read_folder
-from fame_ray.data.listing import Tree as _Tree
+from fame_ray.data.catalog import layouts
+from fame_ray.data.catalog.generic import read_folder
+from fame_ray.data.catalog.listing import Tree as _Tree
 from fame_ray.storage import Location
 
 

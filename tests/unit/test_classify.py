@@ -10,7 +10,7 @@ from fame_ray.config import FinetuneConfig, build, presets
 from fame_ray.downstream import classify
 from fame_ray.models.backbones import build_backbone
 from fame_ray.models.heads import build_classifier
-from fame_ray.pretrain import augment
+from fame_ray.components import augment
 
 
 def _config(mode: str) -> FinetuneConfig:

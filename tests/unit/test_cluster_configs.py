@@ -297,7 +297,7 @@ def test_paper_recipes_are_what_fame_md_says():
     assert (ucf.model.arch, ucf.moco.queue_size, ucf.model.use_mlp_head) == ("r2plus1d_18", 2048, True)
     for name in ("finetune-ucf101.yaml", "finetune-hmdb51.yaml"):
         finetune = build_job(ROOT / "jobs" / name)
-        assert (finetune.lr, finetune.dropout, finetune.milestones, finetune.train.epochs) == (0.025, 0.7, (60, 120), 150)
+        assert (finetune.optim.lr, finetune.dropout, finetune.optim.milestones, finetune.train.epochs) == (0.025, 0.7, (60, 120), 150)
 
 
 @pytest.mark.parametrize("name", RUNTIME_ENVS)

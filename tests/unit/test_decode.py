@@ -6,7 +6,8 @@ import av
 import numpy as np
 import pytest
 
-from fame_ray.data import decode
+from fame_ray.config import DataConfig
+from fame_ray.data.clips import decode, sampling
 from fame_ray.storage import Location
 
 FRAMES = 30
@@ -33,46 +34,52 @@ def video(tmp_path_factory):
     return write_video(tmp_path_factory.mktemp("videos") / "grey.mp4")
 
 
+def _data(frames_per_clip: int, temporal_stride: int, threads: int = 1, timeout_s: float = 0.0) -> DataConfig:
+    """How the tests cut clips: frames per clip, stride, decoder threads, decode time limit."""
+    return DataConfig(frames_per_clip=frames_per_clip, temporal_stride=temporal_stride, decode_threads=threads, decode_timeout_s=timeout_s)
+
+
 def frame_numbers(clip: np.ndarray) -> list[int]:
+
     return [int(round(frame.mean() / 8)) for frame in clip]
 
 
 def test_clip_indices_follow_frames_and_stride():
-    assert decode.clip_indices(5, 40, 3, 4, 2).tolist() == [8, 10, 12, 14]
+    assert sampling.clip_indices(5, 40, 3, 4, 2).tolist() == [8, 10, 12, 14]
 
 
 def test_short_video_loops_back_to_the_first_usable_frame():
-    assert decode.clip_indices(0, 5, 0, 4, 2).tolist() == [0, 2, 4, 1]
-    assert decode.clip_indices(10, 13, 0, 5, 1).tolist() == [10, 11, 12, 10, 11]
+    assert sampling.clip_indices(0, 5, 0, 4, 2).tolist() == [0, 2, 4, 1]
+    assert sampling.clip_indices(10, 13, 0, 5, 1).tolist() == [10, 11, 12, 10, 11]
 
 
 def test_random_offsets_stay_inside_the_usable_range():
     rng = np.random.default_rng(0)
-    offsets = decode.random_offsets(40, 31, 200, rng)
+    offsets = sampling.random_offsets(40, 31, 200, rng)
     assert min(offsets) == 0 and max(offsets) == 9
-    assert decode.random_offsets(10, 31, 3, rng) == [0, 0, 0]
+    assert sampling.random_offsets(10, 31, 3, rng) == [0, 0, 0]
 
 
 def test_uniform_offsets_span_first_to_last_position():
-    assert decode.uniform_offsets(40, 31, 4) == [0, 3, 6, 9]
-    assert decode.uniform_offsets(40, 31, 1) == [0]
-    assert decode.uniform_offsets(10, 31, 3) == [0, 0, 0]
+    assert sampling.uniform_offsets(40, 31, 4) == [0, 3, 6, 9]
+    assert sampling.uniform_offsets(40, 31, 1) == [0]
+    assert sampling.uniform_offsets(10, 31, 3) == [0, 0, 0]
 
 
 def test_decode_two_clips_in_one_call(video):
-    first, second = decode.decode_clips(Location.parse(video), 0, FRAMES, [0, 3], 8, 2)
+    first, second = decode.decode_clips(Location.parse(video), range(0, FRAMES), [0, 3], _data(8, 2, 1, 0.0))
     assert first.shape == second.shape == (8, 48, 64, 3) and first.dtype == np.uint8
     assert frame_numbers(first) == list(range(0, 16, 2))
     assert frame_numbers(second) == list(range(3, 19, 2))
 
 
 def test_decode_respects_start_frame_and_wraps_short_ranges(video):
-    (clip,) = decode.decode_clips(Location.parse(video), 20, 24, [1], 6, 1)
+    (clip,) = decode.decode_clips(Location.parse(video), range(20, 24), [1], _data(6, 1, 1, 0.0))
     assert frame_numbers(clip) == [21, 22, 23, 20, 21, 22]
 
 
 def test_manifest_frame_count_larger_than_video_is_clamped(video):
-    (clip,) = decode.decode_clips(Location.parse(video), 0, FRAMES + 50, [FRAMES - 4], 4, 2)
+    (clip,) = decode.decode_clips(Location.parse(video), range(0, FRAMES + 50), [FRAMES - 4], _data(4, 2, 1, 0.0))
     assert frame_numbers(clip) == [26, 28, 0, 2]
 
 
@@ -81,17 +88,17 @@ def test_corrupt_and_missing_videos_raise_decode_error(tmp_path):
     corrupt.write_bytes(b"not a video" * 100)
     for path in (corrupt, tmp_path / "missing.mp4"):
         with pytest.raises(decode.DecodeError):
-            decode.decode_clips(Location.parse(str(path)), 0, 10, [0], 4, 1)
+            decode.decode_clips(Location.parse(str(path)), range(0, 10), [0], _data(4, 1, 1, 0.0))
 
 
 def test_decode_from_s3_reads_bytes_through_storage(video, bucket, s3_server):
     uri = f"{bucket}/videos/grey.mp4"
     Location.parse(uri, s3_server).write_bytes(open(video, "rb").read())
-    (remote,) = decode.decode_clips(Location.parse(uri, s3_server), 0, FRAMES, [2], 8, 3)
-    (local,) = decode.decode_clips(Location.parse(video), 0, FRAMES, [2], 8, 3)
+    (remote,) = decode.decode_clips(Location.parse(uri, s3_server), range(0, FRAMES), [2], _data(8, 3, 1, 0.0))
+    (local,) = decode.decode_clips(Location.parse(video), range(0, FRAMES), [2], _data(8, 3, 1, 0.0))
     assert np.array_equal(remote, local)
     with pytest.raises(decode.DecodeError):
-        decode.decode_clips(Location.parse(f"{bucket}/videos/absent.mp4", s3_server), 0, FRAMES, [0], 4, 1)
+        decode.decode_clips(Location.parse(f"{bucket}/videos/absent.mp4", s3_server), range(0, FRAMES), [0], _data(4, 1, 1, 0.0))
 
 
 def test_a_decode_that_hangs_is_cut_off_and_the_next_one_works(video, tmp_path):
@@ -105,10 +112,10 @@ def test_a_decode_that_hangs_is_cut_off_and_the_next_one_works(video, tmp_path):
     os.mkfifo(fifo)
     started = time.time()
     with pytest.raises(decode.DecodeTimeout, match="longer than 1s"):
-        decode.decode_clips(Location.parse(str(fifo)), 0, 40, [0], 4, 1, timeout_s=1.0)
+        decode.decode_clips(Location.parse(str(fifo)), range(0, 40), [0], _data(4, 1, 1, 1.0))
     assert time.time() - started < 5
     assert decode.abandoned_decodes() >= 1
-    (clip,) = decode.decode_clips(Location.parse(video), 0, FRAMES, [0], 4, 2, timeout_s=10.0)
+    (clip,) = decode.decode_clips(Location.parse(video), range(0, FRAMES), [0], _data(4, 2, 1, 10.0))
     assert frame_numbers(clip) == [0, 2, 4, 6]
     # Release the abandoned thread: a writer that closes at once gives the reader EOF.
     threading.Thread(target=lambda: open(fifo, "wb").close(), daemon=True).start()
@@ -121,7 +128,7 @@ def test_probing_counts_only_the_frames_that_decode(tmp_path):
     import av
     import decord
 
-    from fame_ray.data import probe
+    from fame_ray.data.catalog import probe
 
     path = tmp_path / "front_index.mp4"
     with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
@@ -145,5 +152,5 @@ def test_probing_counts_only_the_frames_that_decode(tmp_path):
         pytest.fail("no cut left a half-written last frame")
     found = probe.probe_video(Location.parse(str(cut)))
     assert 0 < found["num_frames"] < reported
-    (clip,) = decode.decode_clips(Location.parse(str(cut)), 0, found["num_frames"], [found["num_frames"] - 4], 4, 1)
+    (clip,) = decode.decode_clips(Location.parse(str(cut)), range(0, found["num_frames"]), [found["num_frames"] - 4], _data(4, 1, 1, 0.0))
     assert clip.shape == (4, 120, 160, 3)

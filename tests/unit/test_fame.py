@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fame_ray.data import fame
+from fame_ray.data.clips import fame
 
 # ---------------------------------------------------------------------------------------
 # Reference: the method (fame_ray/data/fame.py) step by step, one pixel at a time (float64, Python loops).

@@ -15,7 +15,8 @@ import pytest
 
 from fame_ray import storage
 from fame_ray.config import DataConfig
-from fame_ray.data import catalog, fingerprint, manifest
+from fame_ray.data import catalog, manifest
+from fame_ray.data.catalog import fingerprint
 from fame_ray.data.synthetic import write_dataset
 from fame_ray.storage import Location
 

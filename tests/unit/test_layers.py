@@ -3,7 +3,13 @@ only downward (or within a layer), never form a cycle, and sit at the top of the
 
 The layers, bottom to top (README "Code map"):
   1 errors, logs   2 config, storage, runtime   3 checkpoints   4 data   5 models   6 eval
-  7 pretrain   8 downstream   9 experiments, bench   10 commands, cli
+  7 components   8 pretrain, downstream   9 experiments, bench   10 commands, cli
+Pretraining and downstream are siblings: both build on `components` and neither imports the other.
+
+Inside `data`, the rooms of its four concerns: the offline catalog and the online clip path meet
+only through the manifest format (`data.manifest`; both decode under `data.deadline`), the
+synthetic writers read nothing else of `data`, transcoding reads the catalog's layouts, and
+`data.ready` (the one step that prepares a dataset for a run) composes the catalog and the writers.
 """
 
 from __future__ import annotations
@@ -22,12 +28,24 @@ LAYERS = [
     ("data",),
     ("models",),
     ("eval",),
-    ("pretrain",),
-    ("downstream",),
+    ("components",),
+    ("pretrain", "downstream"),
     ("experiments", "bench"),
     ("commands", "cli"),
 ]
 LAYER_OF = {room: index for index, rooms in enumerate(LAYERS) for room in rooms}
+# Rooms of one layer that must not import each other.
+SIBLINGS = {("pretrain", "downstream"), ("downstream", "pretrain"), ("experiments", "bench"), ("bench", "experiments")}
+# What each room inside data/ may import from data/ (besides itself).
+DATA_ROOMS = {
+    "manifest": set(),
+    "deadline": set(),
+    "catalog": {"manifest", "deadline"},
+    "clips": {"manifest", "deadline"},
+    "synthetic": set(),
+    "transcode": {"catalog", "manifest"},
+    "ready": {"catalog", "synthetic"},
+}
 # Only the CLI may import lazily, and only what start-up time needs: the layers that drag in
 # torch, ray, pyarrow or decord. Everything else between fame_ray modules sits at the top.
 LAZY_ALLOWED_ROOMS = ("commands", "cli")
@@ -42,6 +60,12 @@ def _module_name(path: Path) -> str:
 def _room(module: str) -> str:
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _data_room(module: str) -> str | None:
+    """The room inside data/ (`catalog`, `clips`, ...; None for data/__init__ or outside data/)."""
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and parts[1] == "data" else None
 
 
 def _imports(path: Path):
@@ -67,7 +91,7 @@ def _imports(path: Path):
 
 
 def _known(name: str, modules: set[str]) -> str | None:
-    """The module a dotted import name refers to (`fame_ray.data.fame` or a name inside it)."""
+    """The module a dotted import name refers to (`fame_ray.data.clips.fame` or a name inside it)."""
     while name and name not in modules:
         name = name.rpartition(".")[0]
     return name or None
@@ -90,6 +114,11 @@ def _graph():
                 problems.append(f"{where}:{line}: import of {target} inside a function (move it to the top of the file)")
             if source_room in LAYER_OF and target_room in LAYER_OF and LAYER_OF[target_room] > LAYER_OF[source_room]:
                 problems.append(f"{where}:{line}: {source_room} (layer {LAYER_OF[source_room] + 1}) imports {target} from {target_room} (layer {LAYER_OF[target_room] + 1}), a layer above")
+            if (source_room, target_room) in SIBLINGS:
+                problems.append(f"{where}:{line}: {source_room} imports {target} from its sibling {target_room}")
+            inner, other = _data_room(name), _data_room(target)
+            if inner and other and inner != other and other not in DATA_ROOMS.get(inner, set()):
+                problems.append(f"{where}:{line}: data.{inner} imports {target} (data.{other}); it may import {sorted(DATA_ROOMS.get(inner, set())) or 'nothing else of data'}")
     return modules, edges, problems
 
 
@@ -127,6 +156,8 @@ def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 def test_every_room_has_a_layer():
     rooms = {_room(name) for name in _graph()[0]} - {"__init__"}
     assert rooms <= set(LAYER_OF), f"folders or modules without a layer: {sorted(rooms - set(LAYER_OF))}"
+    inside = {_data_room(name) for name in _graph()[0]} - {None}
+    assert inside == set(DATA_ROOMS), f"rooms of data/ without rules: {sorted(inside - set(DATA_ROOMS))}; rules without a room: {sorted(set(DATA_ROOMS) - inside)}"
 
 
 def test_imports_run_downward_and_sit_at_the_top():
@@ -140,21 +171,25 @@ def test_no_import_cycles():
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("from fame_ray.pretrain import worker\n", "imports fame_ray.pretrain.worker from pretrain"),
-    ("def f():\n    from fame_ray import errors\n", "inside a function"),
+@pytest.mark.parametrize("where, source, expected", [
+    ("data/clips/bad.py", "from fame_ray.pretrain import worker\n", "imports fame_ray.pretrain.worker from pretrain"),
+    ("data/clips/bad.py", "def f():\n    from fame_ray import errors\n", "inside a function"),
+    ("data/clips/bad.py", "from fame_ray.data.catalog import probe\n", "data.clips imports fame_ray.data.catalog.probe"),
+    ("downstream/bad.py", "from fame_ray.pretrain import worker\n", "downstream imports fame_ray.pretrain.worker from its sibling pretrain"),
 ])
-def test_the_checker_catches_what_it_should(tmp_path, monkeypatch, source, expected):
-    """The test above can fail: a model file in `data` that imports upward or lazily is reported."""
+def test_the_checker_catches_what_it_should(tmp_path, monkeypatch, where, source, expected):
+    """The test above can fail: a module that imports upward, lazily, across data/'s rooms or from
+    a sibling is reported."""
     package = tmp_path / "fame_ray"
-    (package / "data").mkdir(parents=True)
-    (package / "pretrain").mkdir()
+    for folder in ("data/clips", "data/catalog", "pretrain", "downstream"):
+        (package / folder).mkdir(parents=True)
     (package / "errors.py").write_text("")
     (package / "pretrain" / "worker.py").write_text("")
-    (package / "data" / "bad.py").write_text(source)
+    (package / "data" / "catalog" / "probe.py").write_text("")
+    (package / where).write_text(source)
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", package)
     _, _, problems = _graph()
-    assert any(expected in problem and "data/bad.py" in problem for problem in problems), problems
+    assert any(expected in problem and where in problem for problem in problems), problems
 
 
 def test_the_checker_finds_cycles():

@@ -14,6 +14,7 @@ from fame_ray import checkpoints as ckpt
 from fame_ray.errors import UserError
 from fame_ray.models import build_backbone
 from fame_ray.models.loading import load_official_query_encoder, load_pretrained_backbone, resolve_weights
+from fame_ray.config import ModelConfig, MoCoConfig
 from fame_ray.models.moco import moco_for
 from fame_ray.storage import Location
 
@@ -105,7 +106,7 @@ def _write_checkpoint(directory, model: nn.Module, arch: str, step: int, complet
 
 def test_fame_ray_run_directory_resolves_to_latest_complete(tmp_path):
     torch.manual_seed(0)
-    early, late = moco_for("tiny", 16, 32, 0.99, 0.1, True), moco_for("tiny", 16, 32, 0.99, 0.1, True)
+    early, late = moco_for(ModelConfig(arch="tiny", embed_dim=16, mlp_head=True), MoCoConfig(queue_size=32, momentum=0.99, temperature=0.1)), moco_for(ModelConfig(arch="tiny", embed_dim=16, mlp_head=True), MoCoConfig(queue_size=32, momentum=0.99, temperature=0.1))
     _write_checkpoint(tmp_path / ckpt.dir_name(5), early, "tiny", 5)
     _write_checkpoint(tmp_path / ckpt.dir_name(9), late, "tiny", 9, complete=False)
     assert resolve_weights(Location.parse(str(tmp_path)))[1].name == ckpt.dir_name(5)
@@ -118,7 +119,7 @@ def test_fame_ray_run_directory_resolves_to_latest_complete(tmp_path):
 
 
 def test_fame_ray_checkpoint_of_another_arch_fails_early(tmp_path):
-    _write_checkpoint(tmp_path / ckpt.dir_name(1), moco_for("tiny", 16, 32, 0.99, 0.1, True), "tiny", 1)
+    _write_checkpoint(tmp_path / ckpt.dir_name(1), moco_for(ModelConfig(arch="tiny", embed_dim=16, mlp_head=True), MoCoConfig(queue_size=32, momentum=0.99, temperature=0.1)), "tiny", 1)
     with pytest.raises(UserError, match="is a tiny model, not i3d"):
         load_pretrained_backbone(Location.parse(str(tmp_path)), "i3d")
 
@@ -143,7 +144,7 @@ def test_official_file_on_s3(bucket, s3_server):
 
 
 def _complete_tiny_checkpoint(directory) -> Location:
-    _write_checkpoint(directory, moco_for("tiny", 16, 32, 0.99, 0.1, True), "tiny", 3)
+    _write_checkpoint(directory, moco_for(ModelConfig(arch="tiny", embed_dim=16, mlp_head=True), MoCoConfig(queue_size=32, momentum=0.99, temperature=0.1)), "tiny", 3)
     return Location.parse(str(directory))
 
 

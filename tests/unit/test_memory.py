@@ -10,7 +10,7 @@ from fame_ray.downstream.preflight import check_memory as check_finetune_memory
 from fame_ray.errors import UserError
 from fame_ray.models import memory
 from fame_ray.models.backbones import build_backbone
-from fame_ray.pretrain.plan import check_memory as check_pretrain_memory
+from fame_ray.pretrain.plan import check_memory, world_plans
 
 GB = memory.GB
 
@@ -27,37 +27,39 @@ def test_the_parameter_counts_are_the_backbones(arch):
 @pytest.mark.parametrize("task", ["finetune", "linear", "pretrain"])
 @pytest.mark.parametrize("arch", sorted(memory.ARCH_MEMORY))
 def test_more_clips_need_more_and_micro_batches_need_less(task, arch):
+    workload = memory.Workload(task, arch, 16, 112)
+
     def total(batch, micro=0):
-        return memory.worker_memory(task, arch, 16, 112, batch, micro).total
+        return memory.worker_memory(workload, batch, micro).total
 
     assert total(8) < total(16) < total(64)
     assert total(64, 16) < total(64) and total(64, 4) < total(64, 16)
     assert total(64, 64) == total(64, 0) == total(64, 128)  # a micro batch of the whole batch is none
     assert total(64, 16) > total(16)  # the whole batch's inputs are still held
-    parts = memory.worker_memory(task, arch, 16, 112, 64, 16).parts
+    parts = memory.worker_memory(workload, 64, 16).parts
     assert set(parts) == {"process", "weights and state", "inputs", "activations"} and all(v > 0 for v in parts.values())
 
 
 def test_the_architectures_rank_as_measured_and_scale_with_the_clip():
-    finetune = {arch: memory.worker_memory("finetune", arch, 16, 112, 64).total for arch in memory.ARCH_MEMORY}
+    finetune = {arch: memory.worker_memory(memory.Workload("finetune", arch, 16, 112), 64).total for arch in memory.ARCH_MEMORY}
     assert finetune["tiny"] < finetune["i3d"] < finetune["r3d_18"] < finetune["r2plus1d_18"]
     # R(2+1)D-18, 64 clips of 16x112x112 at once on CPU: about 32 GB (measured slope 2.2-2.3 kB a voxel).
     assert 25 * GB < finetune["r2plus1d_18"] < 40 * GB
-    small, large = (memory.worker_memory("finetune", "r2plus1d_18", frames, crop, 8).parts["activations"] for frames, crop in ((8, 112), (16, 224)))
+    small, large = (memory.worker_memory(memory.Workload("finetune", "r2plus1d_18", frames, crop), 8).parts["activations"] for frames, crop in ((8, 112), (16, 224)))
     assert large == pytest.approx(8 * small)
     # MoCo runs two query forwards per clip before its backward.
-    pretrain = memory.worker_memory("pretrain", "r2plus1d_18", 16, 112, 64).parts["activations"]
-    assert pretrain == pytest.approx(2 * memory.worker_memory("finetune", "r2plus1d_18", 16, 112, 64).parts["activations"])
+    pretrain = memory.worker_memory(memory.Workload("pretrain", "r2plus1d_18", 16, 112), 64).parts["activations"]
+    assert pretrain == pytest.approx(2 * memory.worker_memory(memory.Workload("finetune", "r2plus1d_18", 16, 112), 64).parts["activations"])
 
 
-def _need(batch, micro):
-    return memory.worker_memory("finetune", "r2plus1d_18", 16, 112, batch, micro).total
+R21D = memory.Workload("finetune", "r2plus1d_18", 16, 112)
+_need = R21D.need
 
 
 def test_a_batch_that_fits_passes_and_one_that_does_not_is_refused_with_the_micro_batch_that_fits():
-    memory.check_fits("finetune", "r2plus1d_18, 16x112x112", _need, [memory.Placement(64)], 0, [64 * GB])
+    memory.check_fits(R21D, [memory.Placement(64)], 0, [64 * GB])
     with pytest.raises(UserError) as refused:
-        memory.check_fits("finetune", "r2plus1d_18, 16x112x112", _need, [memory.Placement(64)], 0, [24 * GB])
+        memory.check_fits(R21D, [memory.Placement(64)], 0, [24 * GB])
     line = refused.value.one_line()
     assert line.startswith("finetune needs ~") and "(r2plus1d_18, 16x112x112, 64 clips at once) but nodes have 24.0 GB: set --set train.micro_batch=" in line
     micro = int(line.split("train.micro_batch=")[1].split()[0])
@@ -67,27 +69,27 @@ def test_a_batch_that_fits_passes_and_one_that_does_not_is_refused_with_the_micr
 
 def test_even_one_clip_too_many_names_the_other_knobs():
     with pytest.raises(UserError, match="even one clip at a time needs ~.*lower data.crop_size"):
-        memory.check_fits("finetune", "r2plus1d_18, 16x112x112", _need, [memory.Placement(64)], 0, [1.5 * GB])
+        memory.check_fits(R21D, [memory.Placement(64)], 0, [1.5 * GB])
 
 
 def test_no_node_yet_skips_the_check(caplog):
     with caplog.at_level("INFO"):
-        memory.check_fits("pretrain", "i3d, 64x224x224", _need, [memory.Placement(512)], 0, [])
+        memory.check_fits(memory.Workload("pretrain", "i3d", 64, 224), [memory.Placement(512)], 0, [])
     assert "memory check skipped" in caplog.text
 
 
 def test_workers_that_share_a_node_share_its_memory():
     one = _need(16, 0)
-    memory.check_fits("finetune", "x", _need, [memory.Placement(16, workers_per_node=1)], 0, [one * 1.1])
+    memory.check_fits(R21D, [memory.Placement(16, workers_per_node=1)], 0, [one * 1.1])
     with pytest.raises(UserError, match="for 2 workers each: set --set train.micro_batch="):
-        memory.check_fits("finetune", "x", _need, [memory.Placement(16, workers_per_node=2)], 0, [one * 1.1])
+        memory.check_fits(R21D, [memory.Placement(16, workers_per_node=2)], 0, [one * 1.1])
 
 
 def test_elastic_runs_get_a_micro_batch_that_divides_every_per_worker_batch():
     placements = [memory.Placement(32), memory.Placement(16), memory.Placement(8)]
     with pytest.raises(UserError) as refused:
-        memory.check_fits("pretrain", "x", _need, placements, 0, [_need(32, 4) * 1.01])
-    assert "(x, 32 clips at once)" in str(refused.value) and "train.micro_batch=4 " in str(refused.value)
+        memory.check_fits(R21D, placements, 0, [_need(32, 4) * 1.01])
+    assert "(r2plus1d_18, 16x112x112, 32 clips at once)" in str(refused.value) and "train.micro_batch=4 " in str(refused.value)
 
 
 def test_finetune_preflight_refuses_the_issue_s_batch_on_a_24_gb_node_and_accepts_the_micro_batch():
@@ -105,5 +107,6 @@ def test_finetune_preflight_refuses_the_issue_s_batch_on_a_24_gb_node_and_accept
 def test_pretrain_plan_refuses_i3d_at_64x224x224_on_any_node_of_today():
     cfg = build(PretrainConfig, presets.k400_i3d_pretrain(), {"data": {"frames_per_clip": 64}, "train": {"global_batch": 512, "num_workers": 1, "use_gpu": False}})
     with pytest.raises(UserError, match=r"pretrain needs ~\d+\.\d GB per worker \(i3d, 64x224x224, 512 clips at once\) but nodes have 1024.0 GB"):
-        check_pretrain_memory(cfg, [1024 * GB])
-    check_pretrain_memory(build(PretrainConfig, presets.demo_pretrain()), [8 * GB])
+        check_memory(cfg, world_plans(cfg), [1024 * GB])
+    demo = build(PretrainConfig, presets.demo_pretrain())
+    check_memory(demo, world_plans(demo), [8 * GB])

@@ -10,6 +10,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
+from fame_ray.config import ModelConfig, MoCoConfig
 from fame_ray.models.moco import MoCo, moco_for
 
 
@@ -33,10 +34,10 @@ def _moco(backbone=None, queue_size=32, momentum=0.999, mlp=True, seed=0):
 
 
 def test_state_dict_layout():
-    keys = moco_for("tiny", 128, 64, 0.999, 0.1, mlp=True).state_dict().keys()
+    keys = moco_for(ModelConfig(arch="tiny", embed_dim=128, mlp_head=True), MoCoConfig(queue_size=64, momentum=0.999, temperature=0.1)).state_dict().keys()
     assert "encoder_q.backbone.stem.0.weight" in keys and "encoder_k.backbone.stem.0.weight" in keys
     assert {"encoder_q.head.0.weight", "encoder_q.head.2.weight", "queue", "queue_ptr"} <= set(keys)
-    linear = moco_for("tiny", 128, 64, 0.999, 0.1, mlp=False).state_dict()
+    linear = moco_for(ModelConfig(arch="tiny", embed_dim=128, mlp_head=False), MoCoConfig(queue_size=64, momentum=0.999, temperature=0.1)).state_dict()
     assert linear["encoder_q.head.weight"].shape == (128, 128)
 
 
@@ -91,7 +92,7 @@ def test_symmetric_step_enqueues_twice_and_updates_momentum_once():
 
 
 def test_key_encoder_gets_no_gradients_and_loss_is_sane():
-    model = moco_for("tiny", 32, 64, 0.999, 0.1, mlp=True, generator=torch.Generator().manual_seed(0))
+    model = moco_for(ModelConfig(arch="tiny", embed_dim=32, mlp_head=True), MoCoConfig(queue_size=64, momentum=0.999, temperature=0.1), torch.Generator().manual_seed(0))
     out = model(torch.randn(4, 3, 4, 32, 32), torch.randn(4, 3, 4, 32, 32))
     out.loss.backward()
     assert all(p.grad is None and not p.requires_grad for p in model.encoder_k.parameters())
@@ -104,7 +105,7 @@ def test_loss_decreases_on_an_easy_task():
     """Fresh clips each step, key = query + small noise: once the random initial queue has been
     replaced by real keys (after 4 steps), the loss must fall as the encoder learns."""
     torch.manual_seed(1)
-    model = moco_for("tiny", 32, 64, 0.9, 0.2, mlp=True, generator=torch.Generator().manual_seed(0))
+    model = moco_for(ModelConfig(arch="tiny", embed_dim=32, mlp_head=True), MoCoConfig(queue_size=64, momentum=0.9, temperature=0.2), torch.Generator().manual_seed(0))
     optimizer = torch.optim.SGD(model.encoder_q.parameters(), lr=0.1, momentum=0.9)
     losses = []
     for _ in range(20):
@@ -175,7 +176,7 @@ def _check_exact_keys(rank, world):
 
 def _check_training_steps(rank, world):
     """Tiny (with BN) under DDP: two optimizer steps; both ranks' queues stay identical."""
-    model = moco_for("tiny", 16, 32, 0.99, 0.1, mlp=True, generator=torch.Generator().manual_seed(rank))
+    model = moco_for(ModelConfig(arch="tiny", embed_dim=16, mlp_head=True), MoCoConfig(queue_size=32, momentum=0.99, temperature=0.1), torch.Generator().manual_seed(rank))
     torch.manual_seed(0)
     ddp = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
     optimizer = torch.optim.SGD(model.encoder_q.parameters(), lr=0.01)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fame_ray.data import sampling
+from fame_ray.data.clips import sampling
 
 
 def _sampler(num_videos=23, per_worker=4, world=2, rank=0, seed=0):
     steps_per_epoch = num_videos // (per_worker * world)
-    return sampling.EpochSampler(num_videos, steps_per_epoch, per_worker, world, rank, seed)
+    return sampling.EpochSampler(num_videos, steps_per_epoch, per_worker, per_worker * world, rank, seed)
 
 
 def _epoch_videos(num_videos, per_worker, world, seed, epoch):
@@ -61,7 +61,7 @@ def test_replacements_come_from_the_epoch_leftovers_first():
 
 def test_a_batch_larger_than_the_dataset_is_refused():
     with pytest.raises(ValueError):
-        sampling.EpochSampler(10, 2, 4, 2, 0, 0)
+        sampling.EpochSampler(10, 2, 4, 8, 0, 0)
 
 
 @pytest.mark.parametrize("length, span", [(40, 31), (32, 31), (100, 16)])
@@ -78,10 +78,10 @@ def test_a_video_with_one_position_repeats_it():
 
 def test_stream_segments_end_at_every_epoch_and_after_at_most_the_segment_length():
     from fame_ray.config import DataConfig
-    from fame_ray.data.pipeline import PretrainShard
+    from fame_ray.data.clips.pipeline import PretrainShard
     from fame_ray.storage import Location
 
-    sampler = sampling.EpochSampler(40, 5, 8, 1, 0, 0)  # 5 steps per epoch
+    sampler = sampling.EpochSampler(40, 5, 8, 8, 0, 0)  # 5 steps per epoch
     shard = PretrainShard(Location.parse("/nowhere.parquet"), DataConfig(), sampler, 3, 17, masks=True)
     assert shard.segments(steps_per_segment=4) == [range(3, 5), range(5, 9), range(9, 10), range(10, 14), range(14, 15), range(15, 17)]
     assert [step for segment in shard.segments() for step in segment] == list(range(3, 17))

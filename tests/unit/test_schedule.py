@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fame_ray.config import OptimConfig
-from fame_ray.pretrain.schedule import lr_at, lr_schedule, peak_lr
+from fame_ray.components.schedule import lr_at, lr_schedule, peak_lr
 
 
 def test_linear_scaling_by_global_batch():

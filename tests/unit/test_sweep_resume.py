@@ -47,7 +47,7 @@ def test_resumable_saves_a_new_sweeps_settings_and_refuses_other_ones(tmp_path):
     (tmp_path / "runs" / "sweep" / "tuner.pkl").write_bytes(b"tuner")
     (tmp_path / "runs" / "sweep" / "experiment_state-x.json").write_text("{}")
     assert finetune.resumable(cfg, run) is True
-    with pytest.raises(UserError, match=r"is a sweep with other settings \(dropout, lr\)"):
-        finetune.resumable(_config(tmp_path, dropout=0.1, lr=0.5), run)
+    with pytest.raises(UserError, match=r"is a sweep with other settings \(dropout, optim.lr\)"):
+        finetune.resumable(_config(tmp_path, dropout=0.1, optim={"lr": 0.5}), run)
     (tmp_path / "runs" / "sweep" / finetune.SWEEP_FILE).write_text("{cut off")
     assert finetune.resumable(_config(tmp_path, dropout=0.1), run) is True, "a damaged sweep.json cannot be compared: resume, with a warning"

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from fame_ray.data import synthetic
+from fame_ray.data.synthetic import render
 from fame_ray.errors import UserError
 
 SMALL = {"num_classes": 3, "videos_per_class": 4, "frames": 12, "width": 64, "height": 48}
@@ -51,7 +52,7 @@ def test_other_layouts_write_their_annotation_files(tmp_path):
 
 def test_motion_classes_differ_by_trajectory():
     rng = np.random.default_rng(0)
-    horizontal, vertical, _, _, pulse = (synthetic.trajectory(c, 24, rng) for c in synthetic.motion_classes(5))
+    horizontal, vertical, _, _, pulse = (render.trajectory(c, 24, rng) for c in synthetic.motion_classes(5))
     assert np.ptp(horizontal[:, 0]) > 0.4 and np.ptp(horizontal[:, 1]) == 0
     assert np.ptp(vertical[:, 1]) > 0.4 and np.ptp(vertical[:, 0]) == 0
     assert np.ptp(pulse[:, 2]) > 0.9 and np.ptp(pulse[:, 0]) == 0
@@ -89,16 +90,16 @@ def test_bad_arguments_are_user_errors(tmp_path):
         synthetic.write_dataset(str(tmp_path), "ucf101", width=161)
 
 
-def test_ensure_synthetic_writes_once_and_never_takes_a_foreign_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr(synthetic, "DEFAULT", dict(synthetic.DEFAULT, num_classes=2, videos_per_class=2, frames=6, width=32, height=32))
+def test_ensure_default_writes_once_and_never_takes_a_foreign_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(synthetic.writer, "DEFAULT", dict(synthetic.DEFAULT, num_classes=2, videos_per_class=2, frames=6, width=32, height=32))
     root = tmp_path / "synthetic"
-    assert synthetic.ensure_synthetic(str(root)) == str(root)
+    assert synthetic.ensure_default(str(root)) == str(root)
     marker = root / synthetic.MARKER
     written = marker.stat().st_mtime_ns
-    synthetic.ensure_synthetic(str(root))
+    synthetic.ensure_default(str(root))
     assert marker.stat().st_mtime_ns == written
     assert [p.name for p in tmp_path.iterdir()] == ["synthetic"]  # no temporary folder left
     foreign = tmp_path / "half"
     (foreign / "UCF-101").mkdir(parents=True)
     with pytest.raises(UserError, match="no complete synthetic dataset"):
-        synthetic.ensure_synthetic(str(foreign))
+        synthetic.ensure_default(str(foreign))

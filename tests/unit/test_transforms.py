@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fame_ray.data import transforms
+from fame_ray.data.clips import transforms
 from fame_ray.errors import UserError
 
 

@@ -36,10 +36,10 @@ import pyarrow as pa
 import ray
 import torch
 
-from fame_ray.config import DataConfig, TrainConfig
-from fame_ray.data import decode, fame, manifest, sampling, transforms
+from fame_ray.config import DataConfig
+from fame_ray.data.clips import decode, fame, sampling, transforms
+from fame_ray.data import manifest
 from fame_ray.errors import UserError
-from fame_ray.runtime import cluster_cpus, plan_resources
 from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ def clip_pair(videos: dict, video: int, epoch: int, shard: PretrainShard) -> dic
     offsets = sampling.distinct_offsets(end - start, data.clip_span, 2, rng)
     source = shard.manifest.at(videos["path"][video])
     started = time.perf_counter()
-    clips = decode.decode_clips(source, start, end, offsets, data.frames_per_clip, data.temporal_stride, data.decode_threads, data.decode_timeout_s)
+    clips = decode.decode_clips(source, range(start, end), offsets, data)
     decoded = time.perf_counter()
     query, key = (np.ascontiguousarray(transforms.random_resized_crop(clip, data.crop_size, data.crop_scale, rng).transpose(3, 0, 1, 2)) for clip in clips)
     cropped = time.perf_counter()
@@ -192,7 +192,7 @@ def _pretrain_row(videos: dict, step: int, slot: int, shard: PretrainShard, coun
 def _pretrain_batch(batch: dict, shard: PretrainShard, first_step: int, counter) -> dict:
     """Rows numbered from `first_step`'s first clip -> stacked uint8 arrays, one row each."""
     videos = videos_of(shard.manifest)
-    per_worker = shard.sampler.per_worker
+    per_worker = shard.sampler.per_worker_batch
     rows = [_pretrain_row(videos, first_step + int(row) // per_worker, int(row) % per_worker, shard, counter) for row in batch["id"]]
     return {name: np.stack([row[name] for row in rows]) for name in rows[0]}
 
@@ -200,7 +200,7 @@ def _pretrain_batch(batch: dict, shard: PretrainShard, first_step: int, counter)
 def pretrain_stream(shard: PretrainShard, steps: range, tasks: int, task_cpus: float) -> ray.data.Dataset:
     """This worker's rows of `steps` (across epoch boundaries), in step order: one block (one
     task) per step."""
-    per_worker = shard.sampler.per_worker
+    per_worker = shard.sampler.per_worker_batch
     dataset = ray.data.range(len(steps) * per_worker, override_num_blocks=max(1, len(steps)))
     # In order: row n is the (n % per_worker)-th clip of step first + n // per_worker.
     dataset.context.execution_options.preserve_order = True
@@ -213,6 +213,12 @@ def pretrain_stream(shard: PretrainShard, steps: range, tasks: int, task_cpus: f
         compute=ray.data.TaskPoolStrategy(size=tasks),
         max_calls=TASK_CALLS,
     )
+
+
+def step_batches(dataset: ray.data.Dataset, shard: PretrainShard, prefetch: int = 2):
+    """A stream's batches as torch tensors, one per step: iterated at the block size it was built
+    with (one per-worker batch per block), so a batch is always one step's rows."""
+    return dataset.iter_torch_batches(batch_size=shard.sampler.per_worker_batch, prefetch_batches=prefetch)
 
 
 # ---------------------------------------------------------------------------------------
@@ -230,11 +236,11 @@ def _supervised_rows(row: dict, data: DataConfig, train: bool, source: Location,
     rng = np.random.default_rng()
     start, end = int(row["start_frame"]), int(row["end_frame"])
     if train:
-        offsets = decode.random_offsets(end - start, data.clip_span, 1, rng)
+        offsets = sampling.random_offsets(end - start, data.clip_span, 1, rng)
     else:
-        offsets = decode.uniform_offsets(end - start, data.clip_span, data.eval_clips)
+        offsets = sampling.uniform_offsets(end - start, data.clip_span, data.eval_clips)
     try:
-        clips = decode.decode_clips(source.at(str(row["path"])), start, end, offsets, data.frames_per_clip, data.temporal_stride, data.decode_threads, data.decode_timeout_s)
+        clips = decode.decode_clips(source.at(str(row["path"])), range(start, end), offsets, data)
     except decode.DecodeError as error:
         _count_failure(counter, str(row["path"]), error)
         return []
@@ -245,17 +251,15 @@ def _supervised_rows(row: dict, data: DataConfig, train: bool, source: Location,
     return rows
 
 
-def supervised_dataset(manifest_location: Location, data: DataConfig, train: bool, seed: int = 0, data_cpus: float = 0.0) -> ray.data.Dataset:
+def supervised_dataset(manifest_location: Location, data: DataConfig, train: bool, data_cpus: float, seed: int = 0) -> ray.data.Dataset:
     """Rows {"clip": uint8 C T H W, "label", "video_index", "clip_index"} (all int64 but clip).
 
     train=True: one random clip per video (random resized crop + flip), the videos in a new
     random order every epoch (each execution of the dataset reshuffles all of them);
     train=False: `data.eval_clips` uniformly spaced clips per video with the test crop, in
     manifest order (video_index says which video a clip belongs to).
-    `data_cpus` bounds the decode tasks (default: what `plan_resources` leaves for data
-    next to one training worker).
+    `data_cpus` bounds the decode tasks: what the run's resource plan leaves to Ray Data.
     """
-    data_cpus = data_cpus or plan_resources(cluster_cpus(), TrainConfig(), data).data_cpus
     concurrency = max(1, int(data_cpus))
     table = load_manifest(manifest_location, data)
     dataset = ray.data.from_arrow(_blocks(table))

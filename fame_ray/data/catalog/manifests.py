@@ -1,7 +1,12 @@
 """Dataset catalog: a dataset root in any supported layout -> one Parquet manifest per subset.
 
     from fame_ray.data import catalog
-    manifests = catalog.manifests(cfg.data, cfg.data_location())   # {'train': ..., 'test': ...}, prepared on first use
+    catalog.prepare(cfg.data, cfg.data_location())                # what `fame-ray data prepare` runs
+    manifests = catalog.ensure(cfg.data, cfg.data_location())     # {'train': ..., 'test': ...}: prepared if absent or stale
+    manifests = catalog.locate(cfg.data, cfg.data_location())     # where they are; reads and writes nothing
+
+Preparing is a step a command asks for (`prepare`, or `ensure` before a run reads the manifests);
+asking where the manifests are (`locate`, `class_names`) never prepares anything.
 
 `prepare` reads the layout (layouts.py, generic.py; the variant found is logged), probes every
 video in parallel on Ray (probe.py), skips unreadable or missing videos and lists them in a
@@ -16,7 +21,7 @@ where <key> is the dataset name ('csv_<list file stem>' for a csv list). For Kin
 the 'test' manifest holds the validation set (split column 'val').
 
 Every manifest carries the fingerprint of the dataset it was built from (fingerprint.py):
-`manifests` compares it with the dataset as it stands (a listing, no decoding) and rebuilds
+`ensure` compares it with the dataset as it stands (a listing, no decoding) and rebuilds
 the manifests when videos or split files changed since.
 """
 
@@ -33,9 +38,10 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from fame_ray import config
-from fame_ray.data import fingerprint, generic, layouts, manifest, probe
-from fame_ray.data.listing import SUBSETS, Listing, Tree
-from fame_ray.data.synthetic import ensure_synthetic
+from fame_ray.data.catalog import fingerprint, generic, layouts, probe
+from fame_ray.data.catalog.datasets import NUM_CLASSES
+from fame_ray.data import manifest
+from fame_ray.data.catalog.listing import SUBSETS, Listing, Tree
 from fame_ray.errors import UserError
 from fame_ray.storage import Location
 
@@ -93,29 +99,12 @@ def _file(data: config.DataConfig, folder: Location, suffix: str) -> Location:
     return folder / f"{_key(data)}_split{data.split}_{suffix}"
 
 
-def _subset(subset: str) -> str:
-    subset = "test" if subset == "val" else subset
-    if subset not in SUBSETS:
-        raise ValueError(f"subset must be 'train' or 'test', got '{subset}'")
-    return subset
-
-
-def read_listing(data: config.DataConfig, source: Location) -> Listing:
-    """The dataset's layout read into a Listing (no probing); the variant found is logged.
-
-    `source` is `data.location(endpoint)`: the dataset root, or the list file for 'csv'.
-    """
-    return scan(data, source)[0]
-
-
 def scan(data: config.DataConfig, source: Location) -> tuple[Listing, dict]:
     """(the Listing, the dataset's fingerprint now): the layout's files and a listing of the
     videos' sizes and times, no decoding."""
     if data.dataset == "csv":
         listing, known = generic.read_csv(source, data.split), {}
     else:
-        if data.dataset == "synthetic":
-            ensure_synthetic(source.uri)
         tree = Tree(source)
         if not tree.is_dir():
             name = config.DATASET_DIRS.get(data.dataset, data.dataset)
@@ -133,7 +122,7 @@ def _check_classes(dataset: str, listing: Listing) -> None:
     labels = [e.label for entries in listing.subsets.values() for e in entries]
     if labels and not 0 <= min(labels) <= max(labels) < len(listing.classes):
         raise UserError(f"{dataset}: labels outside 0..{len(listing.classes) - 1}", "check the split files")
-    official = config.NUM_CLASSES.get(dataset)
+    official = NUM_CLASSES.get(dataset)
     if official and len(listing.classes) != official:
         log.info("%s lists %d classes (the official release has %d): a subset or synthetic copy", dataset, len(listing.classes), official)
 
@@ -201,40 +190,36 @@ def _build(data: config.DataConfig, source: Location, folder: Location, listing:
     return result
 
 
-def manifests(data: config.DataConfig, source: Location) -> dict[str, Location]:
-    """The 'train' and 'test' manifests of data.split: prepared if absent, rebuilt (with a
-    warning that says what changed) if the dataset's fingerprint differs from theirs.
-
-    For 'synthetic', the built-in dataset is written first if needed.
-    """
-    if data.dataset == "synthetic":
-        ensure_synthetic(source.uri)
+def locate(data: config.DataConfig, source: Location) -> dict[str, Location]:
+    """Where the 'train' and 'test' manifests of data.split are (or would be): no I/O."""
     folder = manifest_dir(data, source)
-    locations = {subset: _file(data, folder, f"{subset}.parquet") for subset in SUBSETS}
-    if not (all(location.exists() for location in locations.values()) and _file(data, folder, "classes.json").exists()):
+    return {subset: _file(data, folder, f"{subset}.parquet") for subset in SUBSETS}
+
+
+def ensure(data: config.DataConfig, source: Location) -> dict[str, Location]:
+    """The 'train' and 'test' manifests of data.split, prepared if absent and rebuilt (with a
+    warning that says what changed) if the dataset's fingerprint differs from theirs: the step a
+    command takes before its run reads them."""
+    locations = locate(data, source)
+    classes = _file(data, manifest_dir(data, source), "classes.json")
+    if not (all(location.exists() for location in locations.values()) and classes.exists()):
         prepare(data, source)
         return locations
     started = time.time()
     listing, stamp = scan(data, source)
-    changes = sorted({change for location in locations.values() for change in fingerprint.differences(manifest.read_fingerprint(location), stamp)})
+    stored = [manifest.read_fingerprint(location) for location in locations.values()]
+    changes = sorted({change for fingerprint_now in stored for change in fingerprint.differences(fingerprint_now, stamp)})
     if changes:
         log.warning("%s split %d changed since its manifests in %s were built (%s): rebuilding them",
-                    data.dataset, data.split, folder, "; ".join(changes))
-        _build(data, source, folder, listing, stamp, started)
+                    data.dataset, data.split, manifest_dir(data, source), "; ".join(changes))
+        _build(data, source, manifest_dir(data, source), listing, stamp, started)
     return locations
 
 
-def manifest_location(data: config.DataConfig, source: Location, subset: str) -> Location:
-    """The manifest of `subset` ('train' or 'test') of data.split, (re)built as `manifests` says."""
-    return manifests(data, source)[_subset(subset)]
-
-
-def read_class_names(data: config.DataConfig, source: Location) -> list[str]:
-    """Class names (index = label) from the classes file `manifests` wrote (no dataset check)."""
-    return json.loads(_file(data, manifest_dir(data, source), "classes.json").read_text())
-
-
 def class_names(data: config.DataConfig, source: Location) -> list[str]:
-    """Class names of `data` (index = label), preparing the manifests if needed."""
-    manifests(data, source)
-    return read_class_names(data, source)
+    """Class names (index = label) from the classes file that `prepare` wrote."""
+    location = _file(data, manifest_dir(data, source), "classes.json")
+    if not location.exists():
+        raise UserError(f"{data.dataset} split {data.split} has no manifests in {location.parent} yet",
+                        f"run `fame-ray data prepare --dataset {data.dataset}` (with its --data-root) first")
+    return json.loads(location.read_text())

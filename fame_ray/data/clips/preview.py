@@ -11,7 +11,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from fame_ray.config import DataConfig, PretrainConfig
-from fame_ray.data import catalog, decode, fame, manifest, transforms
+from fame_ray.data import manifest
+from fame_ray.data.clips import decode, fame, sampling, transforms
 from fame_ray.errors import UserError
 from fame_ray.storage import Location
 
@@ -45,9 +46,9 @@ def pick_clips(table: pa.Table, data: DataConfig, count: int, seed: int, source:
     for index in np.random.default_rng(seed).permutation(table.num_rows):
         row = {name: table[name][int(index)].as_py() for name in table.column_names}
         transforms.check_crop_fits(data.crop_size, row["height"], row["width"], row["path"])
-        offset = decode.uniform_offsets(row["end_frame"] - row["start_frame"], data.clip_span, 1)
+        offset = sampling.uniform_offsets(row["end_frame"] - row["start_frame"], data.clip_span, 1)
         try:
-            (clip,) = decode.decode_clips(source.at(row["path"]), row["start_frame"], row["end_frame"], offset, data.frames_per_clip, data.temporal_stride, data.decode_threads)
+            (clip,) = decode.decode_clips(source.at(row["path"]), range(row["start_frame"], row["end_frame"]), offset, data)
         except decode.DecodeError as error:
             log.warning("skipped: %s", error)
             continue
@@ -60,12 +61,9 @@ def pick_clips(table: pa.Table, data: DataConfig, count: int, seed: int, source:
     return chosen, titles
 
 
-
-def render(cfg: PretrainConfig, subset: str, clips: int, frames: int, seed: int) -> tuple[Image.Image, int]:
-    """The contact sheet of `clips` clips of the dataset in cfg, and how many it shows."""
-    source = cfg.data_location()
-    table = manifest.read(catalog.manifest_location(cfg.data, source, subset))
-    chosen, titles = pick_clips(table, cfg.data, clips, seed, source)
+def render(cfg: PretrainConfig, subset_manifest: Location, clips: int, frames: int, seed: int) -> tuple[Image.Image, int]:
+    """The contact sheet of `clips` clips of a manifest of the dataset in cfg, and how many it shows."""
+    chosen, titles = pick_clips(manifest.read(subset_manifest), cfg.data, clips, seed, cfg.data_location())
     batch = torch.from_numpy(np.stack(chosen)).permute(0, 4, 1, 2, 3).contiguous()
     motion, mean = fame.uint8_statistics(batch)
     mask = fame.mask_from_statistics(motion, mean, cfg.fame.beta)

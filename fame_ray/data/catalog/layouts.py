@@ -12,7 +12,7 @@ import io
 import json
 import posixpath
 
-from fame_ray.data.listing import Entry, Listing, Tree, first_match, join
+from fame_ray.data.catalog.listing import Entry, Listing, Tree, first_match, join
 from fame_ray.errors import UserError
 
 

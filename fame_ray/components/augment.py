@@ -18,7 +18,7 @@ RandomGaussianBlur(kernel, sigma, p=0.5), Normalize(Kinetics mean/std); finetuni
   uniform in [0.1, 2.0] drawn PER CLIP. The official code draws sigma once per run
   (`random.uniform(0.1, 2)` when the augmentation is built), so every blurred clip of a run
   shares one sigma: a bug, fixed here. Reflect padding (kornia's default).
-- normalisation with config.KINETICS_MEAN / KINETICS_STD.
+- normalisation with the Kinetics-400 mean and std (KINETICS_MEAN / KINETICS_STD below).
 
 All random numbers come from an explicit torch.Generator (on the CPU or on the clips' device);
 the heavy work runs on the clips' device in float32, autocast disabled, so the result is the
@@ -35,8 +35,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fame_ray.config import KINETICS_MEAN, KINETICS_STD
-
+# Kinetics-400 statistics: the input normalisation of the official pretraining and finetuning.
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+# ImageNet statistics: the input normalisation of the official retrieval (main_retrieve.py).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 # ITU-R 601 luma weights, as kornia's and torchvision's rgb_to_grayscale.
 _LUMA = (0.299, 0.587, 0.114)
 

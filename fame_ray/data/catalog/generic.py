@@ -17,7 +17,7 @@ import logging
 import posixpath
 
 from fame_ray.storage import S3_SCHEME, Location
-from fame_ray.data.listing import Entry, Listing, Tree, hash_split, join
+from fame_ray.data.catalog.listing import Entry, Listing, Tree, hash_split, join
 from fame_ray.errors import UserError
 
 log = logging.getLogger(__name__)

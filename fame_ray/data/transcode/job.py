@@ -1,7 +1,7 @@
 """A training-friendly copy of a whole dataset, transcoded in parallel Ray tasks (transcode.py
 says what each video becomes and why).
 
-    result = transcode_job.run(data, data.location(), Location.parse("s3://bucket/UCF101-128"), EncodeSettings())
+    result = transcode.run(data, data.location(), Location.parse("s3://bucket/UCF101-128"), EncodeSettings())
 
 The copy keeps the layout: every video under the same relative path and file name, every other
 file (split lists, annotations, class vocabularies) copied byte for byte, so `fame-ray data
@@ -40,8 +40,8 @@ import ray
 
 from fame_ray import config, runtime
 from fame_ray.data import catalog
-from fame_ray.data.listing import VIDEO_EXTENSIONS, Tree
-from fame_ray.data.transcode import EncodeSettings, container_for, encode_video
+from fame_ray.data.catalog.listing import VIDEO_EXTENSIONS, Tree
+from fame_ray.data.transcode.encode import EncodeSettings, container_for, encode_video
 from fame_ray.errors import UserError
 from fame_ray.storage import Location
 

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 
 import pyarrow.fs as pafs
 
-from fame_ray.data.listing import Listing
+from fame_ray.data.catalog.listing import Listing
 from fame_ray.storage import S3_SCHEME, Location
 
 VERSION = 1

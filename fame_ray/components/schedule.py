@@ -19,8 +19,8 @@ from fame_ray.config import OptimConfig
 
 
 def peak_lr(optim: OptimConfig, global_batch: int) -> float:
-    """The lr the schedule starts from, scaled linearly by the global batch."""
-    return optim.lr * global_batch / optim.base_batch
+    """The lr the schedule starts from, scaled linearly by the global batch (unless base_batch is 0)."""
+    return optim.lr * global_batch / optim.base_batch if optim.base_batch else optim.lr
 
 
 def epoch_factors(optim: OptimConfig, epochs: int) -> np.ndarray:

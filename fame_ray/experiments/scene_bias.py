@@ -67,8 +67,7 @@ def _write_subset(root: str, subset: str, count: int, spec: SceneBiasSpec, biase
             hue, angle = synthetic.family_background(family, spec.families, rng)
             video = synthetic.render_video(motion, spec.frames, spec.size, spec.size, rng, hue, angle, spec.object_colour, spec.object_size)
             relative = f"{subset}/{'_'.join(motion.words)}/video_{index:04d}.mp4"
-            os.makedirs(os.path.dirname(os.path.join(root, relative)), exist_ok=True)
-            synthetic.encode(video, os.path.join(root, relative))
+            synthetic.write_video(video, os.path.join(root, relative))
             families[relative] = family
     return families
 

@@ -15,7 +15,7 @@ import os
 import ray
 
 from fame_ray import runtime
-from fame_ray.data import decode
+from fame_ray.data import deadline
 from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
@@ -87,10 +87,10 @@ def probe_video(video: Location, timeout_s: float = PROBE_TIMEOUT_S) -> dict | s
             return "missing file"
         else:
             source = video.uri
-        result = decode.with_deadline(lambda: _probe(source), timeout_s, str(video))
+        result = deadline.with_deadline(lambda: _probe(source), timeout_s, str(video))
     except FileNotFoundError:
         return "missing file"
-    except decode.DecodeTimeout as error:
+    except deadline.DecodeTimeout as error:
         return f"unreadable: {error}"
     except Exception as error:  # decord raises DECORDError, RuntimeError, AssertionError...
         return f"unreadable: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}".rstrip(": ")

@@ -2,11 +2,20 @@
 
 Every epoch is a fresh permutation of ALL the videos, seeded by (seed, epoch), as the official
 sampler reshuffles every video every epoch. Step s of a run is step s % steps_per_epoch of epoch
-s // steps_per_epoch and takes the next `effective batch` videos of that epoch's permutation; on
-`world` workers, rank r takes the r-th block of `per_worker` of them. So the video behind any
+s // steps_per_epoch and takes the next `effective_batch` videos of that epoch's permutation;
+rank r takes the r-th block of `per_worker_batch` of them. So the video behind any
 (step, rank, slot) is a pure function of the run's seed: a resumed run continues in the epoch
 where it stopped, in the same order, and two runs with the same seed and worker count see the
 same clips. Clip positions and crops are drawn from a generator seeded by (seed, epoch, video).
+
+Where a clip sits in a video: a clip is `frames_per_clip` frames taken every `temporal_stride`
+frames, so it covers `clip_span = (frames_per_clip - 1) * temporal_stride + 1` frames, starting
+at an offset into the usable range [start_frame, end_frame) of a manifest row (`random_offsets`
+for finetuning, `distinct_offsets` for the two clips of pretraining, `uniform_offsets` for
+testing). Videos shorter than one clip span loop: frame indices wrap around to start_frame
+(index = start + (offset + i * stride) mod length), so a 10-frame video still gives a 16-frame
+clip (0, 2, 4, 6, 8, 0, 2, ...). The official loader (torchvision VideoClips) drops such videos;
+looping keeps every labelled video usable (`clip_indices`).
 """
 
 from __future__ import annotations
@@ -28,6 +37,23 @@ def clip_rng(seed: int, epoch: int, video: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, video])
 
 
+def clip_indices(start_frame: int, end_frame: int, offset: int, frames_per_clip: int, temporal_stride: int) -> np.ndarray:
+    """Frame indices of one clip starting `offset` frames after start_frame (wrapping, see module doc)."""
+    length = max(end_frame - start_frame, 1)
+    steps = offset + np.arange(frames_per_clip) * temporal_stride
+    return start_frame + steps % length
+
+
+def random_offsets(length: int, span: int, count: int, rng: np.random.Generator) -> list[int]:
+    """`count` independent uniform clip offsets in [0, length - span] (0 when the video is shorter)."""
+    return [int(v) for v in rng.integers(0, max(length - span, 0) + 1, size=count)]
+
+
+def uniform_offsets(length: int, span: int, count: int) -> list[int]:
+    """`count` uniformly spaced clip offsets from the first to the last possible position."""
+    return [int(v) for v in np.linspace(0, max(length - span, 0), count).round()]
+
+
 def distinct_offsets(length: int, span: int, count: int, rng: np.random.Generator) -> list[int]:
     """`count` clip offsets in [0, length - span], all different when the video has room for
     that many (the official sampler draws distinct clip starts), else drawn with repeats."""
@@ -39,18 +65,16 @@ def distinct_offsets(length: int, span: int, count: int, rng: np.random.Generato
 
 @dataclass(frozen=True)
 class EpochSampler:
-    """Maps a worker's row (its n-th clip of the run) to (step, epoch, video)."""
+    """Maps a worker's row (its n-th clip of the run) to (step, epoch, video). The batch sizes
+    come from the run plan (`pretrain.plan.WorldPlan`), derived there once."""
 
     num_videos: int
     steps_per_epoch: int
-    per_worker: int
-    world_size: int
+    per_worker_batch: int
+    effective_batch: int
+    """per_worker_batch x the number of workers."""
     rank: int
     seed: int
-
-    @property
-    def effective_batch(self) -> int:
-        return self.per_worker * self.world_size
 
     def __post_init__(self):
         if self.effective_batch * self.steps_per_epoch > self.num_videos:
@@ -59,7 +83,8 @@ class EpochSampler:
     def locate(self, step: int, slot: int) -> tuple[int, int]:
         """(epoch, position in that epoch's permutation) of this rank's `slot`-th clip at `step`."""
         epoch, within = divmod(step, self.steps_per_epoch)
-        return epoch, within * self.effective_batch + self.rank * self.per_worker + slot
+        return epoch, within * self.effective_batch + self.rank * self.per_worker_batch + slot
+
 
     def video(self, step: int, slot: int) -> tuple[int, int]:
         """(epoch, video index) of this rank's `slot`-th clip at `step`."""
