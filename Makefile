@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test lint install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fame-ray pretrain
 
-test: $(STAMP)
+# The linter and the format check run first: a violation fails `make test` (and so CI).
+lint: $(STAMP)
+	$(BIN)/ruff check fame_ray tests benchmarks
+	$(BIN)/ruff format --check fame_ray tests benchmarks
+
+test: lint
 	PYTHON=$(BIN)/python tests/run.sh -v --timeout=900
+
 
 clean:
 	rm -rf $(VENV) fame-ray-runs fame-ray-data

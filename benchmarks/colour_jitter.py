@@ -45,7 +45,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     clips = torch.rand(args.batch, 3, args.frames, args.size, args.size, generator=torch.Generator().manual_seed(0))
-    theirs = VideoSequential(kornia.augmentation.ColorJiggle(0.4, 0.4, 0.4, 0.1, p=1.0), data_format="BCTHW", same_on_frame=True)
+    theirs = VideoSequential(
+        kornia.augmentation.ColorJiggle(0.4, 0.4, 0.4, 0.1, p=1.0), data_format="BCTHW", same_on_frame=True
+    )
     params = augment.AugmentParams(grayscale_p=0.0, jitter_p=1.0, blur_p=0.0)
     generator = augment.make_generator(0)
     ours_s = kornia_s = 0.0
@@ -57,12 +59,20 @@ def main() -> None:
         "fame_ray_ms_per_batch": 1000 * ours_s,
         "kornia_colorjiggle_ms_per_batch": 1000 * kornia_s,
         "kornia_over_fame_ray": kornia_s / ours_s,
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                    "kornia": kornia.__version__, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "kornia": kornia.__version__,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        },
     }
     with open(args.out, "w") as handle:
         json.dump(result, handle, indent=2)
-    print(f"fame-ray {result['fame_ray_ms_per_batch']:.1f} ms, kornia ColorJiggle {result['kornia_colorjiggle_ms_per_batch']:.1f} ms per batch (x{result['kornia_over_fame_ray']:.2f})")
+    print(
+        f"fame-ray {result['fame_ray_ms_per_batch']:.1f} ms, kornia ColorJiggle "
+        f"{result['kornia_colorjiggle_ms_per_batch']:.1f} ms per batch (x{result['kornia_over_fame_ray']:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ from fame_ray.bench import data as bench
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench-data.json")
-    parser.add_argument("--root", default="fame-ray-bench", help="folder of the benchmark's videos (kept for the next run)")
+    parser.add_argument(
+        "--root", default="fame-ray-bench", help="folder of the benchmark's videos (kept for the next run)"
+    )
     parser.add_argument("--videos", type=int, default=24, help="videos per set")
     parser.add_argument("--seconds", type=float, default=30.0, help="seconds of work per side of every figure")
     parser.add_argument("--sets", nargs="*", default=list(bench.SETS), choices=list(bench.SETS))

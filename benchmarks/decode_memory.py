@@ -43,14 +43,26 @@ def main() -> None:
         epoch, video = shard.sampler.video(index // per_worker, index % per_worker)
         pipeline.clip_pair(videos, video, epoch, shard)
         if index % 250 == 0 or index == args.clips // 2 - 1:
-            samples.append({"clips": 2 * (index + 1), "rss_mib": me.memory_info().rss / 2**20, "seconds": round(time.perf_counter() - started, 1)})
+            samples.append(
+                {
+                    "clips": 2 * (index + 1),
+                    "rss_mib": me.memory_info().rss / 2**20,
+                    "seconds": round(time.perf_counter() - started, 1),
+                }
+            )
     after_warmup = [s for s in samples if s["clips"] >= 1000]
     first, last = after_warmup[0], after_warmup[-1]
     result = {
-        "machine": bench.machine(), "side": args.side, "clips": args.clips, "task_calls": pipeline.TASK_CALLS,
-        "rss_mib_first": samples[0]["rss_mib"], "rss_mib_after_1000_clips": first["rss_mib"], "rss_mib_last": last["rss_mib"],
+        "machine": bench.machine(),
+        "side": args.side,
+        "clips": args.clips,
+        "task_calls": pipeline.TASK_CALLS,
+        "rss_mib_first": samples[0]["rss_mib"],
+        "rss_mib_after_1000_clips": first["rss_mib"],
+        "rss_mib_last": last["rss_mib"],
         "rss_mib_max": max(s["rss_mib"] for s in samples),
-        "growth_mib_per_1000_clips_after_warmup": (last["rss_mib"] - first["rss_mib"]) / max(1, (last["clips"] - first["clips"]) / 1000),
+        "growth_mib_per_1000_clips_after_warmup": (last["rss_mib"] - first["rss_mib"])
+        / max(1, (last["clips"] - first["clips"]) / 1000),
         "samples": samples,
     }
     with open(args.out, "w") as handle:

@@ -7,7 +7,8 @@ sizes, as bytes per clip voxel (frames x crop x crop). These figures are the con
 For each arch, the slope of peak RSS over the number of clips (two batch sizes, the same clip
 size) is the memory one more clip costs: in 'train' a forward + backward + SGD step of the
 finetuning classifier (saved activations, their gradients, the CPU convolution workspaces),
-in 'eval' a forward under no_grad. 'augment' is the finetune input path over a uint8 batch, 'pretrain_inputs' pretraining's (FAME
+in 'eval' a forward under no_grad. 'augment' is the finetune input path over a uint8 batch, 'pretrain_inputs'
+pretraining's (FAME
 merge, augmentation of both views), 'pretrain' a whole MoCo + FAME step.
 Grads, optimizer state and the process itself are the same at both batch sizes and cancel out.
 """
@@ -73,11 +74,11 @@ def measure_one(kind: str, arch: str, frames: int, crop: int, clips: int) -> dic
     """In this (fresh) process: RSS before, and peak RSS over one step of `kind`."""
     import torch
 
+    from fame_ray.components import augment
     from fame_ray.config import FinetuneConfig
     from fame_ray.downstream import classify
     from fame_ray.models.backbones import build_backbone
     from fame_ray.models.heads import build_classifier
-    from fame_ray.components import augment
 
     torch.manual_seed(0)
     model = build_classifier(build_backbone(arch), 101, "finetune", 0.0)
@@ -106,11 +107,15 @@ def measure_one(kind: str, arch: str, frames: int, crop: int, clips: int) -> dic
 def _pretrain_step(arch: str, frames: int, crop: int, clips: int, inputs_only: bool = False) -> dict:
     import torch
 
-    from fame_ray.config import DataConfig, ModelConfig, MoCoConfig, PretrainConfig, TrainConfig
+    from fame_ray.config import DataConfig, MoCoConfig, ModelConfig, PretrainConfig, TrainConfig
     from fame_ray.pretrain import step
 
-    cfg = PretrainConfig(data=DataConfig(frames_per_clip=frames, crop_size=crop), model=ModelConfig(arch=arch),
-                         moco=MoCoConfig(queue_size=2048), train=TrainConfig(global_batch=1))
+    cfg = PretrainConfig(
+        data=DataConfig(frames_per_clip=frames, crop_size=crop),
+        model=ModelConfig(arch=arch),
+        moco=MoCoConfig(queue_size=2048),
+        train=TrainConfig(global_batch=1),
+    )
     model, optimizer = step.build_training(cfg, torch.device("cpu"))
     clip = lambda: torch.randint(0, 256, (clips, 3, frames, crop, crop), dtype=torch.uint8)  # noqa: E731
     batch = {"view_q": clip(), "view_k": clip(), "mask": torch.randint(0, 2, (clips, crop, crop), dtype=torch.uint8)}
@@ -126,7 +131,9 @@ def _pretrain_step(arch: str, frames: int, crop: int, clips: int, inputs_only: b
 
 def _in_fresh_process(kind: str, arch: str, frames: int, crop: int, clips: int) -> dict:
     spec = json.dumps([kind, arch, frames, crop, clips])
-    done = subprocess.run([sys.executable, __file__, "--one", spec], capture_output=True, text=True, check=True, timeout=1200)
+    done = subprocess.run(
+        [sys.executable, __file__, "--one", spec], capture_output=True, text=True, check=True, timeout=1200
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -135,9 +142,17 @@ def slope(kind: str, arch: str, frames: int, crop: int, small: int, large: int) 
     low, high = (_in_fresh_process(kind, arch, frames, crop, n) for n in (small, large))
     per_clip = (high["peak"] - low["peak"]) / (large - small)
     voxels = frames * crop * crop
-    return {"kind": kind, "arch": arch, "frames": frames, "crop": crop, "clips": [small, large],
-            "peak_bytes": [low["peak"], high["peak"]], "rss_before": low["rss_before"],
-            "bytes_per_clip": per_clip, "bytes_per_voxel": per_clip / voxels}
+    return {
+        "kind": kind,
+        "arch": arch,
+        "frames": frames,
+        "crop": crop,
+        "clips": [small, large],
+        "peak_bytes": [low["peak"], high["peak"]],
+        "rss_before": low["rss_before"],
+        "bytes_per_clip": per_clip,
+        "bytes_per_voxel": per_clip / voxels,
+    }
 
 
 def main() -> None:
@@ -145,22 +160,35 @@ def main() -> None:
     parser.add_argument("--out", default="memory_per_clip.json")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--arch", action="append", help="only these archs")
-    parser.add_argument("--kind", action="append", help="only these kinds: train, eval, pretrain, pretrain_inputs, augment")
+    parser.add_argument(
+        "--kind", action="append", help="only these kinds: train, eval, pretrain, pretrain_inputs, augment"
+    )
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure_one(*json.loads(args.one))))
         return
     wanted = lambda rows: [row for row in rows if not args.arch or row[0] in args.arch]  # noqa: E731
     results = []
-    plan = [("train", TRAIN_SIZES), ("train", CHECK_SIZES), ("eval", EVAL_SIZES), ("pretrain", PRETRAIN_SIZES), ("pretrain_inputs", PRETRAIN_INPUT_SIZES),
-            ("augment", AUGMENT_SIZES)]
+    plan = [
+        ("train", TRAIN_SIZES),
+        ("train", CHECK_SIZES),
+        ("eval", EVAL_SIZES),
+        ("pretrain", PRETRAIN_SIZES),
+        ("pretrain_inputs", PRETRAIN_INPUT_SIZES),
+        ("augment", AUGMENT_SIZES),
+    ]
     for kind, rows in plan:
         for row in wanted(rows) if not args.kind or kind in args.kind else []:
             results.append(slope(kind, *row))
             print(json.dumps(results[-1]), flush=True)
     import torch
 
-    machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__}
+    machine = {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
     with open(args.out, "w") as handle:
         json.dump({"measurements": results, "machine": machine}, handle, indent=2)
 

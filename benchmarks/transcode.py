@@ -31,8 +31,8 @@ import ray
 
 from fame_ray.bench.data import machine
 from fame_ray.config import DataConfig
-from fame_ray.data.clips import sampling
 from fame_ray.data import synthetic, transcode
+from fame_ray.data.clips import sampling
 from fame_ray.data.transcode import EncodeSettings
 from fame_ray.storage import Location
 
@@ -52,8 +52,10 @@ def decode_speed(original: str, copy: str, videos: list[str], frames: int, secon
     rng = np.random.default_rng(seed)
     span = (FRAMES_PER_CLIP - 1) * STRIDE + 1
     plan = [(videos[int(rng.integers(len(videos)))], int(rng.integers(0, frames - span + 1))) for _ in range(200_000)]
-    sides = {"original": {"root": original, "clips": 0, "cpu_s": 0.0, "wall_s": 0.0, "next": 0},
-             "transcoded": {"root": copy, "clips": 0, "cpu_s": 0.0, "wall_s": 0.0, "next": 0}}
+    sides = {
+        "original": {"root": original, "clips": 0, "cpu_s": 0.0, "wall_s": 0.0, "next": 0},
+        "transcoded": {"root": copy, "clips": 0, "cpu_s": 0.0, "wall_s": 0.0, "next": 0},
+    }
     while min(side["wall_s"] for side in sides.values()) < seconds:
         for side in sides.values():
             cpu, wall = time.process_time(), time.perf_counter()
@@ -64,8 +66,16 @@ def decode_speed(original: str, copy: str, videos: list[str], frames: int, secon
                 side["clips"] += 1
             side["cpu_s"] += time.process_time() - cpu
             side["wall_s"] += time.perf_counter() - wall
-    out = {name: {"clips": s["clips"], "cpu_s": round(s["cpu_s"], 2), "wall_s": round(s["wall_s"], 2),
-                  "clips_per_s_cpu": s["clips"] / s["cpu_s"], "clips_per_s_wall": s["clips"] / s["wall_s"]} for name, s in sides.items()}
+    out = {
+        name: {
+            "clips": s["clips"],
+            "cpu_s": round(s["cpu_s"], 2),
+            "wall_s": round(s["wall_s"], 2),
+            "clips_per_s_cpu": s["clips"] / s["cpu_s"],
+            "clips_per_s_wall": s["clips"] / s["wall_s"],
+        }
+        for name, s in sides.items()
+    }
     out["speedup_cpu"] = out["transcoded"]["clips_per_s_cpu"] / out["original"]["clips_per_s_cpu"]
     out["speedup_wall"] = out["transcoded"]["clips_per_s_wall"] / out["original"]["clips_per_s_wall"]
     return out
@@ -87,8 +97,16 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="fame-ray-bench-transcode-")
     original, copy = os.path.join(work, "UCF101"), os.path.join(work, "UCF101-transcoded")
     started = time.perf_counter()
-    synthetic.write_dataset(original, "ucf101", num_classes=args.classes, videos_per_class=args.videos_per_class,
-                            frames=args.frames, width=width, height=height, seed=args.seed)
+    synthetic.write_dataset(
+        original,
+        "ucf101",
+        num_classes=args.classes,
+        videos_per_class=args.videos_per_class,
+        frames=args.frames,
+        width=width,
+        height=height,
+        seed=args.seed,
+    )
     synth_s = time.perf_counter() - started
     ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
     settings = EncodeSettings(short_side=args.short_side, gop=args.gop)
@@ -96,17 +114,40 @@ def main() -> None:
     job = transcode.run(data, data.location(), Location.parse(copy), settings)
     cpus = ray.cluster_resources().get("CPU", 0)
     ray.shutdown()
-    videos = sorted(os.path.relpath(os.path.join(d, f), original) for d, _, files in os.walk(os.path.join(original, "UCF-101")) for f in files)
+    videos = sorted(
+        os.path.relpath(os.path.join(d, f), original)
+        for d, _, files in os.walk(os.path.join(original, "UCF-101"))
+        for f in files
+    )
     speed = decode_speed(original, copy, videos, args.frames, args.seconds, args.seed)
     shutil.rmtree(work)
     result = {
         "machine": machine(),
-        "setup": {"videos": len(videos), "frames": args.frames, "size": args.size, "fps": 25, "original_codec": "H.264 (synth: x264 ultrafast, crf 20, default keyint 250)",
-                  "settings": dataclasses.asdict(settings), "frames_per_clip": FRAMES_PER_CLIP, "temporal_stride": STRIDE, "decode_threads": 1,
-                  "synth_s": round(synth_s, 1)},
-        "disk": {"bytes_before": job.bytes_before, "bytes_after": job.bytes_after, "ratio": job.ratio,
-                 "mib_per_video_before": job.bytes_before / len(videos) / 2**20, "mib_per_video_after": job.bytes_after / len(videos) / 2**20},
-        "transcode": {"ray_cpus": cpus, "seconds": round(job.seconds, 1), "videos_per_s": len(videos) / job.seconds, "skipped": len(job.skipped)},
+        "setup": {
+            "videos": len(videos),
+            "frames": args.frames,
+            "size": args.size,
+            "fps": 25,
+            "original_codec": "H.264 (synth: x264 ultrafast, crf 20, default keyint 250)",
+            "settings": dataclasses.asdict(settings),
+            "frames_per_clip": FRAMES_PER_CLIP,
+            "temporal_stride": STRIDE,
+            "decode_threads": 1,
+            "synth_s": round(synth_s, 1),
+        },
+        "disk": {
+            "bytes_before": job.bytes_before,
+            "bytes_after": job.bytes_after,
+            "ratio": job.ratio,
+            "mib_per_video_before": job.bytes_before / len(videos) / 2**20,
+            "mib_per_video_after": job.bytes_after / len(videos) / 2**20,
+        },
+        "transcode": {
+            "ray_cpus": cpus,
+            "seconds": round(job.seconds, 1),
+            "videos_per_s": len(videos) / job.seconds,
+            "skipped": len(job.skipped),
+        },
         "decode": speed,
     }
     with open(args.out, "w") as handle:

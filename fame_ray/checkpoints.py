@@ -82,7 +82,9 @@ def git_sha() -> str:
     """The commit of the code that is running ('unknown' outside a git checkout)."""
     here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 else "unknown"
@@ -90,7 +92,15 @@ def git_sha() -> str:
 
 def make_meta(step: int, epoch: int, metrics: dict, world_size: int, sha: str) -> dict:
     """The meta.json record of a checkpoint (`sha`: git SHA taken once on the driver)."""
-    return {"step": step, "epoch": epoch, "metrics": metrics, "world_size": world_size, "git_sha": sha, "time": time.time(), "format": FORMAT_VERSION}
+    return {
+        "step": step,
+        "epoch": epoch,
+        "metrics": metrics,
+        "world_size": world_size,
+        "git_sha": sha,
+        "time": time.time(),
+        "format": FORMAT_VERSION,
+    }
 
 
 def write_local(directory: str, state: dict, config_dict: dict, meta: dict) -> str:
@@ -127,7 +137,9 @@ def copy_directory(local_dir: str, fs: pafs.FileSystem, target: str) -> None:
     """Copy a local checkpoint directory onto `fs` at `target`, with meta.json last.
 
     Hidden files are left out: they are temporary names of a write that did not finish."""
-    names = sorted((name for name in os.listdir(local_dir) if not name.startswith(".")), key=lambda name: name == META_FILE)
+    names = sorted(
+        (name for name in os.listdir(local_dir) if not name.startswith(".")), key=lambda name: name == META_FILE
+    )
     if META_FILE not in names or STATE_FILE not in names:
         raise FileNotFoundError(f"checkpoint {local_dir} lacks {STATE_FILE} or {META_FILE}")
     fs.create_dir(target, recursive=True)
@@ -207,8 +219,16 @@ def torch_load(data: bytes, where: str):
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unreadable file is the user's input
-        raise UserError(f"cannot read {where} as a PyTorch checkpoint saved with tensors only ({type(error).__name__}; fame-ray never unpickles arbitrary objects)",
-                        "pass an official FAME .pth(.tar) or a fame-ray checkpoint directory; re-save other files as a plain state dict of tensors") from None
+        raise UserError(
+            (
+                f"cannot read {where} as a PyTorch checkpoint saved with tensors only ({type(error).__name__}; "
+                "fame-ray never unpickles arbitrary objects)"
+            ),
+            (
+                "pass an official FAME .pth(.tar) or a fame-ray checkpoint directory; re-save other files as a "
+                "plain state dict of tensors"
+            ),
+        ) from None
 
 
 def load_state(checkpoint: Location) -> dict:
@@ -229,7 +249,11 @@ def ray_checkpoint_step(checkpoint: ray.train.Checkpoint) -> int | None:
         with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{META_FILE}") as stream:
             meta = json.loads(stream.read().decode())
     except (OSError, ValueError) as error:  # FileNotFoundError is an OSError
-        logger.warning("checkpoint %s that Ray restored cannot be read (%s): resuming from storage", checkpoint.path, type(error).__name__)
+        logger.warning(
+            "checkpoint %s that Ray restored cannot be read (%s): resuming from storage",
+            checkpoint.path,
+            type(error).__name__,
+        )
         return None
     return meta["step"] if isinstance(meta, dict) and _is_step(meta.get("step")) else None
 
@@ -257,7 +281,7 @@ def prune(run: Location, keep: int) -> list[str]:
     complete = [info for info in found if info.complete]
     if not complete:
         return []
-    kept = {info.name for info in complete[-max(keep, 1):]}
+    kept = {info.name for info in complete[-max(keep, 1) :]}
     oldest_kept = min(info.step for info in complete if info.name in kept)
     registered = _registered_with_ray(run)
     deleted = []
@@ -271,7 +295,9 @@ def prune(run: Location, keep: int) -> list[str]:
             continue
         deleted.append(info.name)
     if deleted:
-        logger.info("pruned %d checkpoint(s) beyond train.keep_checkpoints=%d: %s", len(deleted), keep, ", ".join(deleted))
+        logger.info(
+            "pruned %d checkpoint(s) beyond train.keep_checkpoints=%d: %s", len(deleted), keep, ", ".join(deleted)
+        )
     return deleted
 
 
@@ -290,8 +316,10 @@ def read_config(checkpoint: Location) -> dict:
         values = None
     sections_ok = isinstance(values, dict) and all(isinstance(values.get(name) or {}, dict) for name in CONFIG_SECTIONS)
     if not sections_ok:
-        raise UserError(f"{where} is not a fame-ray config (a YAML mapping of sections such as model: and train:)",
-                        "pass a checkpoint written by `fame-ray pretrain`, or its run directory")
+        raise UserError(
+            f"{where} is not a fame-ray config (a YAML mapping of sections such as model: and train:)",
+            "pass a checkpoint written by `fame-ray pretrain`, or its run directory",
+        )
     return values
 
 

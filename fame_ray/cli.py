@@ -1,11 +1,11 @@
 """The `fame-ray` command: this file only wires commands; each lives in fame_ray/commands/.
 
-    fame-ray synth --layout ucf101 --out /tmp/ucf-synth
-    fame-ray data prepare --dataset ucf101 --data-root /tmp/ucf-synth
-    fame-ray data preview --dataset ucf101 --data-root /tmp/ucf-synth --out fame.png
-    fame-ray data transcode --dataset ucf101 --data-root /tmp/ucf-synth --out /tmp/ucf-synth-128
-    fame-ray pretrain                       # the demo: local Ray, synthetic data, tiny model
-    fame-ray finetune --dataset hmdb51 --pretrained fame-ray-runs/pretrain-.../checkpoint_...
+fame-ray synth --layout ucf101 --out /tmp/ucf-synth
+fame-ray data prepare --dataset ucf101 --data-root /tmp/ucf-synth
+fame-ray data preview --dataset ucf101 --data-root /tmp/ucf-synth --out fame.png
+fame-ray data transcode --dataset ucf101 --data-root /tmp/ucf-synth --out /tmp/ucf-synth-128
+fame-ray pretrain                       # the demo: local Ray, synthetic data, tiny model
+fame-ray finetune --dataset hmdb51 --pretrained fame-ray-runs/pretrain-.../checkpoint_...
 """
 
 from __future__ import annotations
@@ -15,7 +15,20 @@ import sys
 
 import typer
 
-from fame_ray.commands import bench, data_prepare, data_preview, data_transcode, experiment, finetune, node, pretrain, report, retrieve, runs, synth
+from fame_ray.commands import (
+    bench,
+    data_prepare,
+    data_preview,
+    data_transcode,
+    experiment,
+    finetune,
+    node,
+    pretrain,
+    report,
+    retrieve,
+    runs,
+    synth,
+)
 from fame_ray.errors import UserError
 
 app = typer.Typer(
@@ -63,7 +76,9 @@ def _paragraphs(text: str) -> str:
     import inspect
 
     blocks = inspect.cleandoc(text).split("\n\n")
-    return "\n\n".join(block if block[:1].isspace() else " ".join(line.strip() for line in block.splitlines()) for block in blocks)
+    return "\n\n".join(
+        block if block[:1].isspace() else " ".join(line.strip() for line in block.splitlines()) for block in blocks
+    )
 
 
 def _unwrap_help(typer_app: typer.Typer) -> None:

@@ -53,7 +53,9 @@ def connect_ray(num_cpus: float | None = None, dashboard: bool = False, verbose:
     logger.info("no RAY_ADDRESS: starting a local Ray instance")
     global _local_instance
     _local_instance = True
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, configure_logging=False, log_to_driver=verbose)
+    ray.init(
+        address="local", num_cpus=num_cpus, include_dashboard=dashboard, configure_logging=False, log_to_driver=verbose
+    )
     return True
 
 
@@ -182,7 +184,9 @@ def drain_node(address: str, node_id: str, deadline_s: float, message: str) -> N
 
     gcs = ray._raylet.GcsClient(address=address)
     deadline_ms = time.time_ns() // 1_000_000 + int(deadline_s * 1000)
-    accepted, why = gcs.drain_node(node_id, autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION"), message, deadline_ms)
+    accepted, why = gcs.drain_node(
+        node_id, autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION"), message, deadline_ms
+    )
     if not accepted:
         raise ConfigError(f"Ray refused to drain node {node_id}: {why}", "check the node id with `ray list nodes`")
 
@@ -223,7 +227,14 @@ def _shown(need: dict, have: dict) -> str:
     return ", ".join(f"{name} {have.get(name, 0.0):g}/{amount:g}" for name, amount in sorted(need.items()))
 
 
-def await_resources(bundles: list[dict], timeout_s: float, what: str, minimum: dict | None = None, poll_s: float = 2.0, line_every_s: float = 15.0) -> None:
+def await_resources(
+    bundles: list[dict],
+    timeout_s: float,
+    what: str,
+    minimum: dict | None = None,
+    poll_s: float = 2.0,
+    line_every_s: float = 15.0,
+) -> None:
     """Make sure the cluster holds what a job asks for before it is planned from the cluster's
     size: at once when it holds `minimum` (default: all the bundles), else ask the autoscaler
     for the bundles (`request_resources`) and wait, with a progress line, until the nodes have
@@ -237,13 +248,20 @@ def await_resources(bundles: list[dict], timeout_s: float, what: str, minimum: d
         return
     if _local_instance:
         have = ray.cluster_resources()
-        raise ConfigError(f"{what} needs {_shown(need, have)} (have/need) and this local Ray instance has no more",
-                          "lower train.num_workers, train.cpus_per_worker or data.data_cpus, or submit to a cluster (RAY_ADDRESS)")
+        raise ConfigError(
+            f"{what} needs {_shown(need, have)} (have/need) and this local Ray instance has no more",
+            "lower train.num_workers, train.cpus_per_worker or data.data_cpus, or submit to a cluster (RAY_ADDRESS)",
+        )
     from ray.autoscaler.sdk import request_resources
 
     request_resources(bundles=bundles)
     started = last_line = time.monotonic()
-    logger.info("%s: the cluster has %s (have/need); asked the autoscaler, waiting up to %.0f s", what, _shown(need, ray.cluster_resources()), timeout_s)
+    logger.info(
+        "%s: the cluster has %s (have/need); asked the autoscaler, waiting up to %.0f s",
+        what,
+        _shown(need, ray.cluster_resources()),
+        timeout_s,
+    )
     while True:
         have = ray.cluster_resources()
         missing = _missing(need, have)
@@ -253,8 +271,13 @@ def await_resources(bundles: list[dict], timeout_s: float, what: str, minimum: d
             return
         if waited >= timeout_s:
             release_resources()
-            raise ConfigError(f"{what}: the cluster did not reach {_shown(need, have)} (have/need) within {timeout_s:.0f} s",
-                              "check `ray status` and the cluster YAML's node types and max_workers, lower the request, or raise --set train.cluster_wait_s")
+            raise ConfigError(
+                f"{what}: the cluster did not reach {_shown(need, have)} (have/need) within {timeout_s:.0f} s",
+                (
+                    "check `ray status` and the cluster YAML's node types and max_workers, lower the request, or "
+                    "raise --set train.cluster_wait_s"
+                ),
+            )
         if time.monotonic() - last_line >= line_every_s:
             last_line = time.monotonic()
             logger.info("%s: waiting for nodes: %s, %.0f s of %.0f s", what, _shown(need, have), waited, timeout_s)

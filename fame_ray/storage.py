@@ -18,8 +18,9 @@ import functools
 import os
 import posixpath
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -41,7 +42,7 @@ def _parse_url(text: str):
     """urlparse, or None for text it cannot take apart (an unclosed '[', a port that is not a number)."""
     try:
         parsed = urlparse(text)
-        parsed.port  # raises ValueError for a port that is not a number
+        _ = parsed.port  # raises ValueError for a port that is not a number
     except ValueError:
         return None
     return parsed
@@ -54,9 +55,14 @@ def check_endpoint(endpoint: str) -> str:
         return ""
     parsed = _parse_url(endpoint)
     if parsed is None or parsed.scheme not in _ENDPOINT_SCHEMES or not parsed.hostname:
-        raise UserError("--s3-endpoint / AWS_ENDPOINT_URL is not an http(s) URL", "e.g. --s3-endpoint http://127.0.0.1:9000")
+        raise UserError(
+            "--s3-endpoint / AWS_ENDPOINT_URL is not an http(s) URL", "e.g. --s3-endpoint http://127.0.0.1:9000"
+        )
     if parsed.username or parsed.password:
-        raise UserError("--s3-endpoint / AWS_ENDPOINT_URL carries credentials", "drop user:password@ from it; use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        raise UserError(
+            "--s3-endpoint / AWS_ENDPOINT_URL carries credentials",
+            "drop user:password@ from it; use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+        )
     return endpoint.rstrip("/")
 
 
@@ -65,13 +71,19 @@ def check_uri(uri: str) -> str:
     not echoed in the message (it may carry user:password@); the caller names the flag."""
     if "://" in uri and not uri.startswith(S3_SCHEME):
         scheme = uri.split("://", 1)[0]
-        raise UserError(f"'{scheme}://' locations are not supported", "use a local path or s3://BUCKET/PREFIX, with s3 in lower case")
+        raise UserError(
+            f"'{scheme}://' locations are not supported",
+            "use a local path or s3://BUCKET/PREFIX, with s3 in lower case",
+        )
     if uri.startswith(S3_SCHEME):
         parsed = _parse_url(uri)
         if parsed is None or not parsed.hostname:
             raise UserError("an s3:// location names no bucket", "use s3://BUCKET/PREFIX")
         if "@" in parsed.netloc:
-            raise UserError("an s3:// location carries credentials", "drop user:password@; use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+            raise UserError(
+                "an s3:// location carries credentials",
+                "drop user:password@; use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            )
     return uri
 
 
@@ -112,7 +124,12 @@ def boto3_client(endpoint: str = ""):
     import boto3
     from botocore.config import Config
 
-    config = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}, s3={"addressing_style": "path"})
+    config = Config(
+        connect_timeout=5,
+        read_timeout=30,
+        retries={"max_attempts": 3, "mode": "standard"},
+        s3={"addressing_style": "path"},
+    )
     return boto3.client("s3", endpoint_url=endpoint_url(endpoint) or None, config=config)
 
 
@@ -130,7 +147,7 @@ class Location:
     endpoint: str = ""
 
     @classmethod
-    def parse(cls, uri: str, endpoint: str = "") -> "Location":
+    def parse(cls, uri: str, endpoint: str = "") -> Location:
         """Check the scheme and the endpoint; expand `~` and make local paths absolute."""
         uri = check_uri(str(uri))
         if uri.startswith(S3_SCHEME):
@@ -140,7 +157,7 @@ class Location:
     def __str__(self) -> str:
         return self.uri
 
-    def __truediv__(self, part: str) -> "Location":
+    def __truediv__(self, part: str) -> Location:
         return self.join(part)
 
     @property
@@ -152,18 +169,18 @@ class Location:
         return posixpath.basename(self.uri.rstrip("/"))
 
     @property
-    def parent(self) -> "Location":
+    def parent(self) -> Location:
         return Location(posixpath.dirname(self.uri.rstrip("/")), self.endpoint)
 
     @property
     def bucket(self) -> str:
         return urlparse(self.uri).netloc if self.is_s3 else ""
 
-    def join(self, *parts: str) -> "Location":
+    def join(self, *parts: str) -> Location:
         """A location below this one ('a/b' parts are fine; empty parts are skipped)."""
         return Location("/".join([self.uri.rstrip("/")] + [p.strip("/") for p in parts if p]), self.endpoint)
 
-    def at(self, uri: str) -> "Location":
+    def at(self, uri: str) -> Location:
         """Another URI served by the same endpoint (e.g. a video path listed in a manifest)."""
         return Location(uri, self.endpoint)
 
@@ -245,7 +262,16 @@ class Location:
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             if code in ("404", "NoSuchBucket", "NotFound"):
-                raise UserError(f"bucket '{self.bucket}' does not exist at {where}", f"create it first (e.g. `aws s3 mb s3://{self.bucket}`) or fix --storage") from None
-            raise UserError(f"cannot access bucket '{self.bucket}' at {where}: {code or type(error).__name__}", "check credentials and the bucket policy") from None
+                raise UserError(
+                    f"bucket '{self.bucket}' does not exist at {where}",
+                    f"create it first (e.g. `aws s3 mb s3://{self.bucket}`) or fix --storage",
+                ) from None
+            raise UserError(
+                f"cannot access bucket '{self.bucket}' at {where}: {code or type(error).__name__}",
+                "check credentials and the bucket policy",
+            ) from None
         except BotoCoreError as error:
-            raise UserError(f"cannot reach the S3 endpoint {where}: {type(error).__name__}", "check --s3-endpoint / AWS_ENDPOINT_URL") from None
+            raise UserError(
+                f"cannot reach the S3 endpoint {where}: {type(error).__name__}",
+                "check --s3-endpoint / AWS_ENDPOINT_URL",
+            ) from None

@@ -23,12 +23,14 @@ A clip is one decoded clip: pretraining decodes two per video (query and key).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
 import os
 import platform
 import time
+from pathlib import Path
 
 import decord
 import numpy as np
@@ -45,8 +47,15 @@ from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
 
-TARGETS = {"transcoded_decode_speedup": 3.0, "ray_data_vs_bare_decode_per_cpu": 0.8, "pretrain_data_wait_transcoded": 0.20}
-SETS = {"ucf101": {"frames": 175, "width": 320, "height": 240}, "kinetics400": {"frames": 250, "width": 340, "height": 256}}
+TARGETS = {
+    "transcoded_decode_speedup": 3.0,
+    "ray_data_vs_bare_decode_per_cpu": 0.8,
+    "pretrain_data_wait_transcoded": 0.20,
+}
+SETS = {
+    "ucf101": {"frames": 175, "width": 320, "height": 240},
+    "kinetics400": {"frames": 250, "width": 340, "height": 256},
+}
 TRANSCODE = EncodeSettings(short_side=128, gop=16)
 BLOCK_S = 2.0  # seconds per side before switching to the other
 
@@ -55,10 +64,8 @@ def machine() -> dict:
     """CPU model, cores, load, library versions, date."""
     model = platform.processor() or "unknown"
     if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+        names = [line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
+        model = names[0].split(":", 1)[1].strip() if names else model
     return {
         "cpu_model": model,
         "cores": os.cpu_count(),
@@ -78,19 +85,33 @@ def video_sets(root: str, videos: int, only: list[str]) -> dict:
         shape = SETS[name]
         original, copy = os.path.join(root, name), os.path.join(root, f"{name}-transcoded")
         if not os.path.exists(os.path.join(original, ".fame-ray-synthetic")):
-            log.info("writing %d %s-like videos (%d frames, %dx%d)", videos, name, shape["frames"], shape["width"], shape["height"])
-            synthetic.write_dataset(original, "ucf101", num_classes=4, videos_per_class=max(2, videos // 4), force=True, seed=0, **shape)
+            log.info(
+                "writing %d %s-like videos (%d frames, %dx%d)",
+                videos,
+                name,
+                shape["frames"],
+                shape["width"],
+                shape["height"],
+            )
+            synthetic.write_dataset(
+                original, "ucf101", num_classes=4, videos_per_class=max(2, videos // 4), force=True, seed=0, **shape
+            )
         data = DataConfig(dataset="ucf101", data_root=original)
         if not os.path.isdir(copy):
             transcode.run(data, data.location(), Location.parse(copy), TRANSCODE)
-        out[name] = {side: (path, catalog.ensure(dataclasses.replace(data, data_root=path), Location.parse(path))["train"])
-                     for side, path in (("original", original), ("transcoded", copy))}
+        out[name] = {
+            side: (path, catalog.ensure(dataclasses.replace(data, data_root=path), Location.parse(path))["train"])
+            for side, path in (("original", original), ("transcoded", copy))
+        }
     return out
 
 
 def _rows(location: Location) -> list[dict]:
     table = manifest.read(location)
-    return [dict(zip(table.column_names, values)) for values in zip(*(table[name].to_pylist() for name in table.column_names))]
+    return [
+        dict(zip(table.column_names, values))
+        for values in zip(*(table[name].to_pylist() for name in table.column_names))
+    ]
 
 
 class Alternating:
@@ -110,7 +131,14 @@ class Alternating:
                     total["items"] += work()
                 total["cpu_s"] += time.process_time() - cpu
                 total["wall_s"] += time.perf_counter() - wall
-        return {name: {**total, "per_cpu_s": total["items"] / total["cpu_s"], "per_wall_s": total["items"] / total["wall_s"]} for name, total in self.totals.items()}
+        return {
+            name: {
+                **total,
+                "per_cpu_s": total["items"] / total["cpu_s"],
+                "per_wall_s": total["items"] / total["wall_s"],
+            }
+            for name, total in self.totals.items()
+        }
 
 
 def _clip_source(rows: list[dict], data: DataConfig, seed: int):
@@ -133,15 +161,27 @@ def decode_speed(manifests: dict, data: DataConfig, seconds: float, seed: int = 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        measured = Alternating({side: _clip_source(_rows(location), data, seed) for side, location in manifests.items()}).run(seconds)
+        measured = Alternating(
+            {side: _clip_source(_rows(location), data, seed) for side, location in manifests.items()}
+        ).run(seconds)
     finally:
         torch.set_num_threads(threads)
-    out = {side: {"clips": m["items"], "cpu_s": round(m["cpu_s"], 1), "clips_per_s_per_core": m["per_cpu_s"], "clips_per_s_wall": m["per_wall_s"]} for side, m in measured.items()}
+    out = {
+        side: {
+            "clips": m["items"],
+            "cpu_s": round(m["cpu_s"], 1),
+            "clips_per_s_per_core": m["per_cpu_s"],
+            "clips_per_s_wall": m["per_wall_s"],
+        }
+        for side, m in measured.items()
+    }
     out["speedup"] = out["transcoded"]["clips_per_s_per_core"] / out["original"]["clips_per_s_per_core"]
     return out
 
 
-def pretrain_shard(location: Location, data: DataConfig, per_worker: int, steps: int, seed: int = 0) -> pipeline.PretrainShard:
+def pretrain_shard(
+    location: Location, data: DataConfig, per_worker: int, steps: int, seed: int = 0
+) -> pipeline.PretrainShard:
     """One worker's stream over every video of the manifest, epoch after epoch."""
     videos = manifest.read(location).num_rows
     per_worker = min(per_worker, videos)
@@ -168,7 +208,12 @@ def stage_costs(location: Location, data: DataConfig, seconds: float) -> dict:
     finally:
         torch.set_num_threads(threads)
     means = {name: total / rows for name, total in sums.items()}
-    return {"pairs": rows, **means, "crop_share_of_decode": means["crop_ms"] / means["decode_ms"], "fame_share_of_decode": means["mask_ms"] / means["decode_ms"]}
+    return {
+        "pairs": rows,
+        **means,
+        "crop_share_of_decode": means["crop_ms"] / means["decode_ms"],
+        "fame_share_of_decode": means["mask_ms"] / means["decode_ms"],
+    }
 
 
 def _tree_cpu_s() -> float:
@@ -179,14 +224,15 @@ def _tree_cpu_s() -> float:
     me = psutil.Process()
     total = sum(me.cpu_times()[:4])  # user, system, and those of reaped children
     for child in me.children(recursive=True):
-        try:
+        with contextlib.suppress(psutil.Error):  # gone meanwhile: its parent reaps it and counts it
             total += sum(child.cpu_times()[:4])
-        except psutil.Error:
-            pass  # gone meanwhile: its parent reaps it and counts it
+
     return total
 
 
-def ray_data_efficiency(location: Location, data: DataConfig, seconds: float, per_worker: int = 16, warmup_steps: int = 4) -> dict:
+def ray_data_efficiency(
+    location: Location, data: DataConfig, seconds: float, per_worker: int = 16, warmup_steps: int = 4
+) -> dict:
     """The pretraining stream with every CPU given to its tasks, at steady state, against the bare
     decode per core of the same videos in this process (measured before and after).
 
@@ -203,7 +249,9 @@ def ray_data_efficiency(location: Location, data: DataConfig, seconds: float, pe
     per_worker = shard.sampler.per_worker_batch
     stream = pipeline.pretrain_stream(shard, range(steps), tasks, cpus / tasks)
     clips, started, timed, cpu_start = 0, None, 0.0, 0.0
-    for index, batch in enumerate(stream.iter_batches(batch_size=per_worker, batch_format="numpy", prefetch_batches=tasks)):
+    for index, batch in enumerate(
+        stream.iter_batches(batch_size=per_worker, batch_format="numpy", prefetch_batches=tasks)
+    ):
         if index == warmup_steps:
             started, cpu_start = time.perf_counter(), _tree_cpu_s()
         elif started is not None:
@@ -215,10 +263,21 @@ def ray_data_efficiency(location: Location, data: DataConfig, seconds: float, pe
     bare_after = Alternating({"bare": _clip_source(rows, data, 2)}).run(min(seconds, 10))["bare"]["per_cpu_s"]
     bare = (bare_before + bare_after) / 2
     rate = clips / timed
-    return {"cpus": cpus, "tasks": tasks, "per_worker_batch": per_worker, "seconds": round(timed, 1), "clips": clips, "cpu_s": round(cpu_used, 1),
-            "pipeline_clips_per_s": rate, "pipeline_clips_per_s_per_cpu": rate / cpus, "pipeline_clips_per_cpu_s": clips / cpu_used,
-            "bare_decode_clips_per_s_per_core": bare, "bare_decode_before_after": [bare_before, bare_after],
-            "efficiency": rate / cpus / bare, "efficiency_by_cpu_time": clips / cpu_used / bare}
+    return {
+        "cpus": cpus,
+        "tasks": tasks,
+        "per_worker_batch": per_worker,
+        "seconds": round(timed, 1),
+        "clips": clips,
+        "cpu_s": round(cpu_used, 1),
+        "pipeline_clips_per_s": rate,
+        "pipeline_clips_per_s_per_cpu": rate / cpus,
+        "pipeline_clips_per_cpu_s": clips / cpu_used,
+        "bare_decode_clips_per_s_per_core": bare,
+        "bare_decode_before_after": [bare_before, bare_after],
+        "efficiency": rate / cpus / bare,
+        "efficiency_by_cpu_time": clips / cpu_used / bare,
+    }
 
 
 def pretrain_data_wait(sides: dict, steps: int, warmup: int = 5) -> dict:
@@ -228,24 +287,42 @@ def pretrain_data_wait(sides: dict, steps: int, warmup: int = 5) -> dict:
         # The tiny model's demo recipe, its batch cut to what the small training split holds.
         videos = manifest.read(location).num_rows
         batch = min(32, 1 << (videos.bit_length() - 1))
-        cfg = build(PretrainConfig, bench_train.bench_config(False, []), {"data": {"dataset": "ucf101", "data_root": root}, "train": {"global_batch": batch}})
+        cfg = build(
+            PretrainConfig,
+            bench_train.bench_config(False, []),
+            {"data": {"dataset": "ucf101", "data_root": root}, "train": {"global_batch": batch}},
+        )
         out[side] = bench_train.pipeline_run(cfg, steps, warmup)
     return out
 
 
 def bench_data_config() -> DataConfig:
     """The clips of the standard recipes: 16 frames at stride 2, 112 crops, one decode thread."""
-    return dataclasses.replace(presets.demo_pretrain().data, frames_per_clip=16, temporal_stride=2, crop_size=112, decode_threads=1)
+    return dataclasses.replace(
+        presets.demo_pretrain().data, frames_per_clip=16, temporal_stride=2, crop_size=112, decode_threads=1
+    )
 
 
-def run(root: str, videos: int = 24, seconds: float = 30.0, sets: list[str] | None = None, pretrain_steps: int = 40) -> dict:
+def run(
+    root: str, videos: int = 24, seconds: float = 30.0, sets: list[str] | None = None, pretrain_steps: int = 40
+) -> dict:
     """Every figure on every set; the JSON-ready result."""
     sets = sets or list(SETS)
     data = bench_data_config()
     runtime.connect_ray()
     made = video_sets(root, videos, sets)
-    result = {"machine": machine(), "targets": TARGETS, "setup": {"videos_per_set": videos, "seconds_per_figure": seconds, "clip": f"{data.frames_per_clip}x{data.temporal_stride} at {data.crop_size}",
-                                                                   "transcode": dataclasses.asdict(TRANSCODE), "sets": {name: SETS[name] for name in sets}, "ray_cpus": runtime.cluster_cpus()}}
+    result = {
+        "machine": machine(),
+        "targets": TARGETS,
+        "setup": {
+            "videos_per_set": videos,
+            "seconds_per_figure": seconds,
+            "clip": f"{data.frames_per_clip}x{data.temporal_stride} at {data.crop_size}",
+            "transcode": dataclasses.asdict(TRANSCODE),
+            "sets": {name: SETS[name] for name in sets},
+            "ray_cpus": runtime.cluster_cpus(),
+        },
+    }
     for name, sides in made.items():
         manifests = {side: location for side, (_, location) in sides.items()}
         log.info("%s: bare decode, original vs transcoded", name)
@@ -261,8 +338,11 @@ def run(root: str, videos: int = 24, seconds: float = 30.0, sets: list[str] | No
     first = result[sets[0]]
     result["met"] = {
         "transcoded_decode_speedup": first["decode"]["speedup"] >= TARGETS["transcoded_decode_speedup"],
-        "ray_data_vs_bare_decode_per_cpu": first["ray_data"]["efficiency"] >= TARGETS["ray_data_vs_bare_decode_per_cpu"],
+        "ray_data_vs_bare_decode_per_cpu": first["ray_data"]["efficiency"]
+        >= TARGETS["ray_data_vs_bare_decode_per_cpu"],
     }
     if "pretrain" in result:
-        result["met"]["pretrain_data_wait_transcoded"] = result["pretrain"]["transcoded"]["data_wait_share"] <= TARGETS["pretrain_data_wait_transcoded"]
+        result["met"]["pretrain_data_wait_transcoded"] = (
+            result["pretrain"]["transcoded"]["data_wait_share"] <= TARGETS["pretrain_data_wait_transcoded"]
+        )
     return result

@@ -12,13 +12,12 @@ Three measurements in one run, written as JSON:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import platform
 import tempfile
 import time
-
-import dataclasses
 
 import numpy as np
 import ray
@@ -27,9 +26,9 @@ import torch
 from fame_ray import checkpoints, runtime
 from fame_ray.config import PretrainConfig, build, presets
 from fame_ray.data import manifest, ready
+from fame_ray.models.moco import moco_for
 from fame_ray.pretrain.driver import fit
 from fame_ray.pretrain.plan import make_plan
-from fame_ray.models.moco import moco_for
 from fame_ray.pretrain.step import build_training, step_generators, train_step
 from fame_ray.runtime import ResourcePlan
 from fame_ray.storage import Location
@@ -43,7 +42,12 @@ def random_clips(cfg: PretrainConfig, count: int, seed: int = 0) -> dict[str, np
     rng = np.random.default_rng(seed)
     shape = (count, 3, cfg.data.frames_per_clip, cfg.data.crop_size, cfg.data.crop_size)
     mask = (rng.random((count, cfg.data.crop_size, cfg.data.crop_size)) < 0.5).astype(np.uint8)
-    return {"view_q": rng.integers(0, 256, shape, dtype=np.uint8), "view_k": rng.integers(0, 256, shape, dtype=np.uint8), "mask": mask, "label": np.arange(count) % 4}
+    return {
+        "view_q": rng.integers(0, 256, shape, dtype=np.uint8),
+        "view_k": rng.integers(0, 256, shape, dtype=np.uint8),
+        "mask": mask,
+        "label": np.arange(count) % 4,
+    }
 
 
 def random_clip_dataset(cfg: PretrainConfig, count: int, seed: int = 0):
@@ -100,7 +104,9 @@ def utilisation(flops_per_clip: float, clips_per_s: float) -> dict:
     out = {"flops_per_clip": flops_per_clip, "achieved_tflops": achieved}
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name(0)
-        peak = next((value for key, value in PEAK_BF16_TFLOPS.items() if all(part in name for part in key.split())), None)
+        peak = next(
+            (value for key, value in PEAK_BF16_TFLOPS.items() if all(part in name for part in key.split())), None
+        )
         out.update(gpu=name, peak_bf16_tflops=peak, mfu=achieved / peak if peak else None)
     return out
 
@@ -111,7 +117,12 @@ def _sync(device: torch.device) -> None:
 
 
 def machine() -> dict:
-    info = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__}
+    info = {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
     info["ray"] = ray.__version__
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
@@ -121,11 +132,17 @@ def machine() -> dict:
 def bench_config(gpu: bool, overrides: list[str]) -> PretrainConfig:
     """CPU: the demo's tiny model, one worker. GPU: R(2+1)D-18 at 16x112x112, bf16, one GPU."""
     cfg = presets.demo_pretrain()
-    train = dataclasses.replace(cfg.train, num_workers=1, epochs=1000, log_every=5, checkpoint_every=10_000, max_failures=0)
+    train = dataclasses.replace(
+        cfg.train, num_workers=1, epochs=1000, log_every=5, checkpoint_every=10_000, max_failures=0
+    )
     updates = {}
     if gpu:
-        updates = {"data": {"frames_per_clip": 16, "crop_size": 112}, "model": {"arch": "r2plus1d_18"}, "moco": {"queue_size": 2048},
-                   "train": {"use_gpu": True, "global_batch": 32, "amp": True, "channels_last": True}}
+        updates = {
+            "data": {"frames_per_clip": 16, "crop_size": 112},
+            "model": {"arch": "r2plus1d_18"},
+            "moco": {"queue_size": 2048},
+            "train": {"use_gpu": True, "global_batch": 32, "amp": True, "channels_last": True},
+        }
     return build(PretrainConfig, dataclasses.replace(cfg, train=train), updates, overrides=overrides)
 
 
@@ -145,12 +162,23 @@ def _worker_figures(run: Location, warmup: int, batch: int) -> dict:
     }
 
 
-def ray_train_run(cfg: PretrainConfig, premade, num_videos: int, steps: int, warmup: int, name: str, resources: ResourcePlan, manifest_location: Location | None = None) -> dict:
+def ray_train_run(
+    cfg: PretrainConfig,
+    premade,
+    num_videos: int,
+    steps: int,
+    warmup: int,
+    name: str,
+    resources: ResourcePlan,
+    manifest_location: Location | None = None,
+) -> dict:
     """The pretraining worker loop through Ray Train for warmup + steps steps; figures after warmup."""
     cfg.train.max_steps = warmup + steps
     cfg.storage.path = tempfile.mkdtemp(prefix="fame-ray-bench-")
     cfg.storage.run_name = name
-    plan = make_plan(cfg, manifest_location or Location.parse(cfg.storage.path), num_videos, resources, checkpoints.git_sha())
+    plan = make_plan(
+        cfg, manifest_location or Location.parse(cfg.storage.path), num_videos, resources, checkpoints.git_sha()
+    )
     fit(cfg, plan, premade)
     return _worker_figures(plan.run, warmup, cfg.train.global_batch)
 
@@ -172,7 +200,13 @@ def run(overrides: list[str] = (), gpu: bool = False, steps: int = 30, warmup: i
     through_ray = ray_train_run(cfg, dataset, count, steps, warmup, "bench-ray-train", resources)
     after = plain_loop(cfg, clips, steps, warmup)
     rate = (before["clips_per_s"] + after["clips_per_s"]) / 2
-    plain = {"steps": steps, "clips_per_s": rate, "before": before, "after": after, "seconds_per_step": cfg.train.global_batch / rate}
+    plain = {
+        "steps": steps,
+        "clips_per_s": rate,
+        "before": before,
+        "after": after,
+        "seconds_per_step": cfg.train.global_batch / rate,
+    }
     # Where Ray Train's extra time per step goes, in seconds: the step itself computing slower,
     # waiting for the next batch, and the bookkeeping around it (records, reports, checkpoints).
     ray_step = cfg.train.global_batch / through_ray["clips_per_s"]
@@ -183,7 +217,14 @@ def run(overrides: list[str] = (), gpu: bool = False, steps: int = 30, warmup: i
         "bookkeeping": through_ray["bookkeeping_share"] * ray_step,
     }
     result = {
-        "config": {"arch": cfg.model.arch, "frames": cfg.data.frames_per_clip, "crop": cfg.data.crop_size, "global_batch": cfg.train.global_batch, "device": "cuda" if gpu else "cpu", "threads": threads},
+        "config": {
+            "arch": cfg.model.arch,
+            "frames": cfg.data.frames_per_clip,
+            "crop": cfg.data.crop_size,
+            "global_batch": cfg.train.global_batch,
+            "device": "cuda" if gpu else "cpu",
+            "threads": threads,
+        },
         "plain": plain,
         "ray_train": through_ray,
         "ray_train_overhead": 1.0 - through_ray["clips_per_s"] / plain["clips_per_s"],
@@ -192,7 +233,12 @@ def run(overrides: list[str] = (), gpu: bool = False, steps: int = 30, warmup: i
     }
     if pipeline:
         result["pipeline"] = pipeline_run(cfg, steps, warmup)
-    logger.info("bench train: plain %.1f clips/s, Ray Train %.1f clips/s (overhead %.1f%%)", plain["clips_per_s"], through_ray["clips_per_s"], 100 * result["ray_train_overhead"])
+    logger.info(
+        "bench train: plain %.1f clips/s, Ray Train %.1f clips/s (overhead %.1f%%)",
+        plain["clips_per_s"],
+        through_ray["clips_per_s"],
+        100 * result["ray_train_overhead"],
+    )
     return result
 
 
@@ -204,4 +250,9 @@ def pipeline_run(cfg: PretrainConfig, steps: int, warmup: int) -> dict:
     resources = runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data)
     cfg.train.cpus_per_worker = resources.cpus_per_worker
     figures = ray_train_run(cfg, None, num_videos, steps, warmup, "bench-pipeline", resources, train_manifest)
-    return {**figures, "videos": num_videos, "cpus_per_worker": resources.cpus_per_worker, "data_cpus": resources.data_cpus}
+    return {
+        **figures,
+        "videos": num_videos,
+        "cpus_per_worker": resources.cpus_per_worker,
+        "data_cpus": resources.data_cpus,
+    }

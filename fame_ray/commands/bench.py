@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,10 +16,26 @@ Out = Annotated[str, typer.Option("--out", "-o", help="JSON file to write.")]
 # bench data: a thin wrapper over fame_ray.bench.data.run
 
 Videos = Annotated[int, typer.Option("--videos", min=4, help="Synthetic videos per set (written once, then reused).")]
-Seconds = Annotated[float, typer.Option("--seconds", min=0.5, help="Seconds of work per side of every figure (30 for figures to report).")]
-Sets = Annotated[Optional[list[str]], typer.Option("--set-name", help="Video sets: ucf101 (175 frames, 320x240), kinetics400 (250 frames, 340x256); repeatable, default both.")]
-BenchRoot = Annotated[str, typer.Option("--root", help="Folder of the benchmark's videos and their transcoded copies (kept for the next run).")]
-PretrainSteps = Annotated[int, typer.Option("--pretrain-steps", min=0, help="Timed steps of the tiny-model pretraining per copy (0 = skip).")]
+Seconds = Annotated[
+    float,
+    typer.Option("--seconds", min=0.5, help="Seconds of work per side of every figure (30 for figures to report)."),
+]
+Sets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set-name",
+        help="Video sets: ucf101 (175 frames, 320x240), kinetics400 (250 frames, 340x256); repeatable, default both.",
+    ),
+]
+BenchRoot = Annotated[
+    str,
+    typer.Option(
+        "--root", help="Folder of the benchmark's videos and their transcoded copies (kept for the next run)."
+    ),
+]
+PretrainSteps = Annotated[
+    int, typer.Option("--pretrain-steps", min=0, help="Timed steps of the tiny-model pretraining per copy (0 = skip).")
+]
 
 
 def bench_data(
@@ -60,12 +76,20 @@ def bench_data(
         figures = result[name]
         decode, ray_data = figures["decode"], figures["ray_data"]
         stages = figures["stages"]["transcoded"]
-        typer.echo(f"{name}: bare decode {decode['original']['clips_per_s_per_core']:.1f} -> {decode['transcoded']['clips_per_s_per_core']:.1f} clips/s per core transcoded ({decode['speedup']:.1f}x); "
-                   f"Ray Data {ray_data['pipeline_clips_per_s_per_cpu']:.1f} clips/s per CPU = {ray_data['efficiency']:.2f} of bare decode; "
-                   f"crop {stages['crop_share_of_decode']:.0%}, FAME {stages['fame_share_of_decode']:.0%} of decode")
+        typer.echo(
+            f"{name}: bare decode {decode['original']['clips_per_s_per_core']:.1f} -> "
+            f"{decode['transcoded']['clips_per_s_per_core']:.1f} clips/s per core transcoded "
+            f"({decode['speedup']:.1f}x); "
+            f"Ray Data {ray_data['pipeline_clips_per_s_per_cpu']:.1f} clips/s per CPU = "
+            f"{ray_data['efficiency']:.2f} of bare decode; "
+            f"crop {stages['crop_share_of_decode']:.0%}, FAME {stages['fame_share_of_decode']:.0%} of decode"
+        )
     if "pretrain" in result:
         waits = {side: figures["data_wait_share"] for side, figures in result["pretrain"].items()}
-        typer.echo(f"tiny-model pretraining: data wait {waits['original']:.0%} of the step on the original, {waits['transcoded']:.0%} transcoded")
+        typer.echo(
+            f"tiny-model pretraining: data wait {waits['original']:.0%} of the step on the original, "
+            f"{waits['transcoded']:.0%} transcoded"
+        )
     typer.echo(f"wrote {out}")
 
 
@@ -73,9 +97,15 @@ def bench_data(
 # bench train: a thin wrapper over fame_ray.bench.train.run
 
 
-Gpu = Annotated[bool, typer.Option("--gpu", help="R(2+1)D-18 at 16x112x112, bf16, on one GPU (instead of the tiny CPU model).")]
-Steps = Annotated[int, typer.Option("--steps", min=5, help="Timed training steps per measurement (after 5 warmup steps).")]
-NoPipeline = Annotated[bool, typer.Option("--no-pipeline", help="Skip the measurement fed by the real Ray Data pipeline.")]
+Gpu = Annotated[
+    bool, typer.Option("--gpu", help="R(2+1)D-18 at 16x112x112, bf16, on one GPU (instead of the tiny CPU model).")
+]
+Steps = Annotated[
+    int, typer.Option("--steps", min=5, help="Timed training steps per measurement (after 5 warmup steps).")
+]
+NoPipeline = Annotated[
+    bool, typer.Option("--no-pipeline", help="Skip the measurement fed by the real Ray Data pipeline.")
+]
 
 
 def bench_train(
@@ -103,11 +133,27 @@ def bench_train(
     result = bench.run(overrides=overrides or [], gpu=gpu, steps=steps, pipeline=not no_pipeline)
     with open(out, "w") as handle:
         json.dump(result, handle, indent=2)
-    typer.echo(f"plain PyTorch {result['plain']['clips_per_s']:.1f} clips/s, Ray Train {result['ray_train']['clips_per_s']:.1f} clips/s (overhead {result['ray_train_overhead']:.1%})")
+    typer.echo(
+        f"plain PyTorch {result['plain']['clips_per_s']:.1f} clips/s, Ray Train "
+        f"{result['ray_train']['clips_per_s']:.1f} clips/s (overhead {result['ray_train_overhead']:.1%})"
+    )
     used = result["utilisation"]
-    typer.echo(f"model FLOPs per clip (counted): {used['flops_per_clip'] / 1e9:.1f} GFLOP; {used['achieved_tflops']:.3f} TFLOP/s" + (f", MFU {used['mfu']:.1%} of the {used['gpu']}'s bf16 peak" if used.get("mfu") else ""))
+    typer.echo(
+        (
+            f"model FLOPs per clip (counted): {used['flops_per_clip'] / 1e9:.1f} GFLOP; "
+            f"{used['achieved_tflops']:.3f} TFLOP/s"
+        )
+        + (f", MFU {used['mfu']:.1%} of the {used['gpu']}'s bf16 peak" if used.get("mfu") else "")
+    )
     extra = result["ray_train"]["extra_s_per_step"]
-    typer.echo(f"extra time per step through Ray Train: {1000 * extra['total']:.0f} ms = compute {1000 * extra['compute']:.0f} + data wait {1000 * extra['data_wait']:.0f} + bookkeeping {1000 * extra['bookkeeping']:.0f} ms")
+    typer.echo(
+        f"extra time per step through Ray Train: {1000 * extra['total']:.0f} ms = compute "
+        f"{1000 * extra['compute']:.0f} + data wait {1000 * extra['data_wait']:.0f} + bookkeeping "
+        f"{1000 * extra['bookkeeping']:.0f} ms"
+    )
     if "pipeline" in result:
-        typer.echo(f"fed by the Ray Data pipeline: {result['pipeline']['clips_per_s']:.1f} clips/s, data wait {result['pipeline']['data_wait_share']:.0%} of step time")
+        typer.echo(
+            f"fed by the Ray Data pipeline: {result['pipeline']['clips_per_s']:.1f} clips/s, data wait "
+            f"{result['pipeline']['data_wait_share']:.0%} of step time"
+        )
     typer.echo(f"wrote {out}")

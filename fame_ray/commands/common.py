@@ -4,7 +4,7 @@ preset, then YAML file, then the command's flags, then `--set key=value` overrid
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,16 +12,35 @@ from fame_ray import logs
 from fame_ray.config import DATASETS, build, load_yaml, presets
 from fame_ray.errors import UserError
 
-Dataset = Annotated[Optional[str], typer.Option("--dataset", "-d", help=f"Dataset: {', '.join(DATASETS)}.")]
-DataRoot = Annotated[Optional[str], typer.Option("--data-root", help="Dataset folder or s3:// prefix (default: $FAME_RAY_DATA/<dataset>, $FAME_RAY_DATA defaults to ~/fame-ray-data).")]
-Split = Annotated[Optional[int], typer.Option("--split", help="Official split 1, 2 or 3.")]
-CsvList = Annotated[Optional[str], typer.Option("--csv", help="For --dataset csv: a `path,label` list file.")]
-ConfigFile = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML config file (see jobs/).")]
-Preset = Annotated[Optional[str], typer.Option("--preset", help="Named preset the config starts from.")]
-Overrides = Annotated[Optional[list[str]], typer.Option("--set", help="Override any config key: --set train.epochs=5 (repeatable).")]
-Storage = Annotated[Optional[str], typer.Option("--storage", help="Runs root: local folder or s3://bucket/prefix (default ./fame-ray-runs).")]
-S3Endpoint = Annotated[Optional[str], typer.Option("--s3-endpoint", help="S3-compatible endpoint URL (default: $AWS_ENDPOINT_URL).", envvar=None)]
-RunName = Annotated[Optional[str], typer.Option("--run-name", help="Run name; running again with the same name resumes it.")]
+Dataset = Annotated[str | None, typer.Option("--dataset", "-d", help=f"Dataset: {', '.join(DATASETS)}.")]
+DataRoot = Annotated[
+    str | None,
+    typer.Option(
+        "--data-root",
+        help=(
+            "Dataset folder or s3:// prefix (default: $FAME_RAY_DATA/<dataset>, $FAME_RAY_DATA defaults to "
+            "~/fame-ray-data)."
+        ),
+    ),
+]
+Split = Annotated[int | None, typer.Option("--split", help="Official split 1, 2 or 3.")]
+CsvList = Annotated[str | None, typer.Option("--csv", help="For --dataset csv: a `path,label` list file.")]
+ConfigFile = Annotated[str | None, typer.Option("--config", "-c", help="YAML config file (see jobs/).")]
+Preset = Annotated[str | None, typer.Option("--preset", help="Named preset the config starts from.")]
+Overrides = Annotated[
+    list[str] | None, typer.Option("--set", help="Override any config key: --set train.epochs=5 (repeatable).")
+]
+Storage = Annotated[
+    str | None,
+    typer.Option("--storage", help="Runs root: local folder or s3://bucket/prefix (default ./fame-ray-runs)."),
+]
+S3Endpoint = Annotated[
+    str | None,
+    typer.Option("--s3-endpoint", help="S3-compatible endpoint URL (default: $AWS_ENDPOINT_URL).", envvar=None),
+]
+RunName = Annotated[
+    str | None, typer.Option("--run-name", help="Run name; running again with the same name resumes it.")
+]
 
 
 def data_flags(dataset=None, data_root=None, split=None, csv=None) -> dict:
@@ -43,7 +62,15 @@ def drop_none(values: dict) -> dict:
     return out
 
 
-def assemble(cls, table: dict, flags: dict, dataset: str | None, config_file: str | None, preset: str | None, overrides: list[str] | None):
+def assemble(
+    cls,
+    table: dict,
+    flags: dict,
+    dataset: str | None,
+    config_file: str | None,
+    preset: str | None,
+    overrides: list[str] | None,
+):
     """The one way every command builds its config: the preset (`--preset`, else the demo for
     a bare synthetic run, else the official recipe), then the YAML file, then the flags the
     user gave, then `--set` overrides; validated once."""
@@ -61,7 +88,9 @@ def check_output_file(path: str, flag: str = "--out") -> None:
     if target.is_dir():
         raise UserError(f"{flag} {path} is a folder", f"give a file name for {flag}")
     if not target.parent.is_dir():
-        raise UserError(f"{flag} {path}: the folder {target.parent} does not exist", f"create it first or pick another {flag}")
+        raise UserError(
+            f"{flag} {path}: the folder {target.parent} does not exist", f"create it first or pick another {flag}"
+        )
 
 
 def start_logging() -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from fame_ray.commands import common
 from fame_ray.config import PretrainConfig, presets
 
-OutDir = Annotated[Optional[str], typer.Option("--out", help="Folder or s3:// prefix for the manifests (default: <data root>/.fame-ray).")]
+OutDir = Annotated[
+    str | None,
+    typer.Option("--out", help="Folder or s3:// prefix for the manifests (default: <data root>/.fame-ray)."),
+]
 
 
 def prepare(
@@ -45,14 +48,20 @@ def prepare(
     common.start_logging()
     from fame_ray.data import catalog, synthetic  # ray, pyarrow and decord: loaded only to run
 
-    flags = {"data": {**common.data_flags(dataset, data_root, split, csv), "manifest_dir": out}, "storage": {"s3_endpoint": s3_endpoint}}
+    flags = {
+        "data": {**common.data_flags(dataset, data_root, split, csv), "manifest_dir": out},
+        "storage": {"s3_endpoint": s3_endpoint},
+    }
     config = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, "recipe", overrides)
     source = config.data_location()
     if config.data.dataset == "synthetic":
         synthetic.ensure_default(source.uri)
     result = catalog.prepare(config.data, source)
     typer.echo(f"split {result.split} of {result.variant}")
-    typer.echo(f"  classes: {result.num_classes} ({', '.join(result.class_names[:5])}{', ...' if result.num_classes > 5 else ''})")
+    typer.echo(
+        f"  classes: {result.num_classes} "
+        f"({', '.join(result.class_names[:5])}{', ...' if result.num_classes > 5 else ''})"
+    )
     for subset, uri in result.manifests.items():
         typer.echo(f"  {subset:5} {result.counts[subset]:7d} videos -> {uri}")
     typer.echo(f"  skipped {len(result.skipped)} videos" + (f" (listed in {result.report})" if result.skipped else ""))

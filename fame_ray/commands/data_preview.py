@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,8 +11,12 @@ from fame_ray.config import PretrainConfig, presets
 from fame_ray.errors import UserError
 
 Out = Annotated[str, typer.Option("--out", "-o", help="PNG file to write.")]
-Clips = Annotated[int, typer.Option("--clips", min=2, max=16, help="Clips (rows) to show; FAME swaps backgrounds among them.")]
-Beta = Annotated[Optional[float], typer.Option("--beta", help="Foreground share of the FAME mask (default: fame.beta, 0.5).")]
+Clips = Annotated[
+    int, typer.Option("--clips", min=2, max=16, help="Clips (rows) to show; FAME swaps backgrounds among them.")
+]
+Beta = Annotated[
+    float | None, typer.Option("--beta", help="Foreground share of the FAME mask (default: fame.beta, 0.5).")
+]
 Frames = Annotated[int, typer.Option("--frames", min=1, max=8, help="Frames shown per clip.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for picking the videos.")]
 SubsetOption = Annotated[str, typer.Option("--subset", help="Manifest subset: train or test.")]
@@ -55,7 +59,11 @@ def preview(
     from fame_ray.data import ready  # torch, ray and decord: loaded only to run
     from fame_ray.data.clips.preview import render
 
-    flags = {"data": common.data_flags(dataset, data_root, split, csv), "fame": {"beta": beta}, "storage": {"s3_endpoint": s3_endpoint}}
+    flags = {
+        "data": common.data_flags(dataset, data_root, split, csv),
+        "fame": {"beta": beta},
+        "storage": {"s3_endpoint": s3_endpoint},
+    }
     cfg = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, "recipe", overrides)
     sheet, shown = render(cfg, ready.manifests(cfg.data, cfg.data_location())[subset], clips, frames, seed)
 

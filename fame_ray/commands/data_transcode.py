@@ -3,7 +3,7 @@ keyframes), written by Ray tasks, same layout, resumable."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,13 +12,49 @@ from fame_ray.config import PretrainConfig, presets
 from fame_ray.errors import UserError
 from fame_ray.storage import Location
 
-Out = Annotated[Optional[str], typer.Option("--out", "-o", help="Folder or s3:// prefix for the copy: new, or one this command wrote with the same settings (a rerun resumes it).")]
-ShortSide = Annotated[int, typer.Option("--short-side", help="Short side of the copy in pixels (aspect kept, even sizes, never upscaled; 112 at least). 128 serves 112-pixel crops (R(2+1)D, R3D), 256 serves I3D's 224-pixel crops.")]
-Gop = Annotated[int, typer.Option("--gop", help="A keyframe every N frames: a random clip then decodes at most N-1 frames it does not use.")]
-CropSize = Annotated[Optional[int], typer.Option("--crop-size", help="The training crop the copy is for (default: data.crop_size of --config, else 112); --short-side must be at least 8/7 of it.")]
+Out = Annotated[
+    str | None,
+    typer.Option(
+        "--out",
+        "-o",
+        help=(
+            "Folder or s3:// prefix for the copy: new, or one this command wrote with the same settings (a rerun "
+            "resumes it)."
+        ),
+    ),
+]
+ShortSide = Annotated[
+    int,
+    typer.Option(
+        "--short-side",
+        help=(
+            "Short side of the copy in pixels (aspect kept, even sizes, never upscaled; 112 at least). 128 serves "
+            "112-pixel crops (R(2+1)D, R3D), 256 serves I3D's 224-pixel crops."
+        ),
+    ),
+]
+Gop = Annotated[
+    int,
+    typer.Option(
+        "--gop", help="A keyframe every N frames: a random clip then decodes at most N-1 frames it does not use."
+    ),
+]
+CropSize = Annotated[
+    int | None,
+    typer.Option(
+        "--crop-size",
+        help=(
+            "The training crop the copy is for (default: data.crop_size of --config, else 112); --short-side must "
+            "be at least 8/7 of it."
+        ),
+    ),
+]
 Crf = Annotated[int, typer.Option("--crf", help="x264 quality, 0 (lossless) to 51; 23 is x264's default.")]
 Preset = Annotated[str, typer.Option("--preset", help="x264 speed preset (ultrafast ... veryslow).")]
-OnlySplit = Annotated[Optional[int], typer.Option("--split", help="Only the videos that this split's files list (default: every video in the root).")]
+OnlySplit = Annotated[
+    int | None,
+    typer.Option("--split", help="Only the videos that this split's files list (default: every video in the root)."),
+]
 
 
 def transcode(
@@ -50,21 +86,28 @@ def transcode(
 
       fame-ray data transcode --dataset ucf101 --data-root ~/fame-ray-data/UCF101 --out ~/fame-ray-data/UCF101-128
 
-      fame-ray data transcode --config jobs/pretrain-k400-i3d.yaml --short-side 256 --out s3://YOUR_BUCKET/datasets/kinetics400-256
+      fame-ray data transcode --config jobs/pretrain-k400-i3d.yaml --short-side 256 --out s3://bucket/k400-256
 
-      fame-ray data transcode --dataset hmdb51 --data-root s3://datasets/hmdb51 --split 1 --out s3://datasets/hmdb51-128 --s3-endpoint http://minio:9000
+      fame-ray data transcode --dataset hmdb51 --data-root s3://data/hmdb51 --split 1 --out s3://data/hmdb51-copy
     """
     common.start_logging()
     from fame_ray.data import transcode  # ray, pyarrow and PyAV: loaded only to run
 
     settings = transcode.EncodeSettings(short_side=short_side, gop=gop, crf=crf, preset=preset)
     if not out:
-        raise UserError("--out is required", "give a new folder or s3:// prefix for the copy, e.g. --out <data root>-128")
+        raise UserError(
+            "--out is required", "give a new folder or s3:// prefix for the copy, e.g. --out <data root>-128"
+        )
     if not dataset and not config_file:
         raise UserError("--dataset is required", "e.g. --dataset ucf101, or --config jobs/<recipe>.yaml")
     if dataset == "csv":
-        raise UserError("a csv list has no layout to copy", "transcode the folder the list points into with --dataset folder")
-    flags = {"data": {**common.data_flags(dataset, data_root, split), "crop_size": crop_size}, "storage": {"s3_endpoint": s3_endpoint}}
+        raise UserError(
+            "a csv list has no layout to copy", "transcode the folder the list points into with --dataset folder"
+        )
+    flags = {
+        "data": {**common.data_flags(dataset, data_root, split), "crop_size": crop_size},
+        "storage": {"s3_endpoint": s3_endpoint},
+    }
     config = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, "recipe", None)
     settings.check_crop(config.data.crop_size)
     source = config.data_location()
@@ -82,15 +125,19 @@ def _mib(size: int) -> str:
 
 
 def _summary(result, dataset: str) -> None:
-    typer.echo(f"transcoded {result.transcoded} videos, {result.already_done} done before, {len(result.skipped)} skipped; "
-               f"copied {len(result.copied)} other files ({result.seconds:.1f}s)")
+    typer.echo(
+        f"transcoded {result.transcoded} videos, {result.already_done} done before, {len(result.skipped)} skipped; "
+        f"copied {len(result.copied)} other files ({result.seconds:.1f}s)"
+    )
     for path, reason in result.skipped[:20]:
         typer.echo(f"  skipped {path}: {reason}")
     if len(result.skipped) > 20:
         typer.echo(f"  ... {len(result.skipped) - 20} more")
     if result.skipped:
         typer.echo(f"  skipped videos listed in {result.skipped_file} (a rerun tries them again)")
-    typer.echo(f"size before {_mib(result.bytes_before)}, after {_mib(result.bytes_after)} "
-               f"({result.ratio:.1%} of the original, {1 / max(result.ratio, 1e-9):.1f}x smaller)")
+    typer.echo(
+        f"size before {_mib(result.bytes_before)}, after {_mib(result.bytes_after)} "
+        f"({result.ratio:.1%} of the original, {1 / max(result.ratio, 1e-9):.1f}x smaller)"
+    )
     typer.echo(f"summary in {result.record}")
     typer.echo(f"next: fame-ray data prepare --dataset {dataset} --data-root {result.out}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -10,16 +10,46 @@ from fame_ray.commands import common
 from fame_ray.config import ARCHS, FinetuneConfig, StorageConfig, apply_overrides, load_yaml, presets
 from fame_ray.downstream.search_space import load_search_file, parse_search_flags
 
-Pretrained = Annotated[Optional[str], typer.Option("--pretrained", "-p", help="fame-ray run or checkpoint dir (local or s3://), or an official FAME .pth (keys module.encoder_q.*).")]
-Mode = Annotated[Optional[str], typer.Option("--mode", help="finetune (all layers) or linear (frozen backbone, linear classifier).")]
-Arch = Annotated[Optional[str], typer.Option("--arch", help=f"Backbone: {', '.join(ARCHS)} (default: the checkpoint's).")]
-Samples = Annotated[Optional[int], typer.Option("--samples", "-n", help="Tune samples of the search space (a grid is repeated this many times).")]
-Search = Annotated[Optional[list[str]], typer.Option("--search", help="Search one hyperparameter (lr, weight_decay, dropout, epochs): 'lr=loguniform(1e-3,1e-1)', 'dropout=[0.5,0.7]' (grid), 'epochs=choice(30,50)', 'weight_decay=uniform(0,1e-3)'. Repeatable.")]
-SearchFile = Annotated[Optional[str], typer.Option("--search-file", help="YAML file mapping hyperparameters to specs (same syntax as --search).")]
-Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Epochs per trial (official: 150), unless searched.")]
-Workers = Annotated[Optional[int], typer.Option("--workers", "-w", help="Ray Train workers per trial (DDP).")]
-Gpu = Annotated[Optional[bool], typer.Option("--gpu/--cpu", help="One GPU per worker.")]
-MaxConcurrent = Annotated[Optional[int], typer.Option("--max-concurrent", help="Trials at once (default: as many as the cluster fits, workers and Ray Data CPUs included).")]
+Pretrained = Annotated[
+    str | None,
+    typer.Option(
+        "--pretrained",
+        "-p",
+        help="fame-ray run or checkpoint dir (local or s3://), or an official FAME .pth (keys module.encoder_q.*).",
+    ),
+]
+Mode = Annotated[
+    str | None, typer.Option("--mode", help="finetune (all layers) or linear (frozen backbone, linear classifier).")
+]
+Arch = Annotated[str | None, typer.Option("--arch", help=f"Backbone: {', '.join(ARCHS)} (default: the checkpoint's).")]
+Samples = Annotated[
+    int | None,
+    typer.Option("--samples", "-n", help="Tune samples of the search space (a grid is repeated this many times)."),
+]
+Search = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--search",
+        help=(
+            "Search one hyperparameter (lr, weight_decay, dropout, epochs): 'lr=loguniform(1e-3,1e-1)', "
+            "'dropout=[0.5,0.7]' (grid), 'epochs=choice(30,50)', 'weight_decay=uniform(0,1e-3)'. Repeatable."
+        ),
+    ),
+]
+SearchFile = Annotated[
+    str | None,
+    typer.Option("--search-file", help="YAML file mapping hyperparameters to specs (same syntax as --search)."),
+]
+Epochs = Annotated[int | None, typer.Option("--epochs", help="Epochs per trial (official: 150), unless searched.")]
+Workers = Annotated[int | None, typer.Option("--workers", "-w", help="Ray Train workers per trial (DDP).")]
+Gpu = Annotated[bool | None, typer.Option("--gpu/--cpu", help="One GPU per worker.")]
+MaxConcurrent = Annotated[
+    int | None,
+    typer.Option(
+        "--max-concurrent",
+        help="Trials at once (default: as many as the cluster fits, workers and Ray Data CPUs included).",
+    ),
+]
 
 # Where `fame-ray pretrain` (the demo) leaves its run, used when --pretrained is not given.
 DEMO_PRETRAINED_RUN = "pretrain-synthetic-tiny"
@@ -51,7 +81,10 @@ def default_pretrained(storage: str | None, s3_endpoint: str | None) -> str | No
 def downstream_config(flags: dict, dataset, arch, config_file, preset, overrides) -> tuple[FinetuneConfig, str | None]:
     """(FinetuneConfig, the arch the user named or None), assembled as every command's config."""
     storage = flags.get("storage", {})
-    flags = {**flags, "pretrained": flags.get("pretrained") or default_pretrained(storage.get("path"), storage.get("s3_endpoint"))}
+    flags = {
+        **flags,
+        "pretrained": flags.get("pretrained") or default_pretrained(storage.get("path"), storage.get("s3_endpoint")),
+    }
     config = common.assemble(FinetuneConfig, presets.FINETUNE, flags, dataset, config_file, preset, overrides)
     return config, explicit_arch(arch, config_file, overrides)
 
@@ -79,31 +112,40 @@ def finetune(
 ) -> None:
     """Finetune (or linear-probe) a pretrained encoder: a Ray Tune sweep of Ray Train runs.
 
-    Each trial is a Ray Train run (DDP over --workers) launched from a Tune trial; ASHA stops weak trials early on val_video_top1; as many trials run at once as the cluster fits (workers and their Ray Data CPUs); a failed trial is retried once, then listed as failed.
+    Each trial is a Ray Train run (DDP over --workers) launched from a Tune trial; ASHA stops weak trials early on
+    val_video_top1; as many trials run at once as the cluster fits (workers and their Ray Data CPUs); a failed trial
+    is retried once, then listed as failed.
 
-    Testing follows the official protocol: data.eval_clips clips per video (default 10), centre crop, softmax averaged per video; clip and video top-1/top-5 on the test split after every epoch.
+    Testing follows the official protocol: data.eval_clips clips per video (default 10), centre crop, softmax
+    averaged per video; clip and video top-1/top-5 on the test split after every epoch.
 
-    The run directory gets results.md and results.json: dataset, split, mode, backbone, checkpoint, the pretraining recipe, the best trial's hyperparameters, metrics, and every trial with its status.
+    The run directory gets results.md and results.json: dataset, split, mode, backbone, checkpoint, the pretraining
+    recipe, the best trial's hyperparameters, metrics, and every trial with its status.
 
-    The same command again (same --run-name and --storage) resumes a sweep whose driver died: finished and failed trials are kept, unfinished ones continue from their last epoch. The same run name with other settings is refused.
+    The same command again (same --run-name and --storage) resumes a sweep whose driver died: finished and failed
+    trials are kept, unfinished ones continue from their last epoch. The same run name with other settings is
+    refused.
 
-    Without --data-root the dataset is read from $FAME_RAY_DATA/<Dataset> (default ~/fame-ray-data). The demo preset (tiny model, a few epochs) is used for the synthetic dataset or when no dataset is given; otherwise the official recipe (SGD lr 0.025, wd 1e-4, 150 epochs, lr/10 at 60 and 120, dropout 0.7).
+    Without --data-root the dataset is read from $FAME_RAY_DATA/<Dataset> (default ~/fame-ray-data). The demo preset
+    (tiny model, a few epochs) is used for the synthetic dataset or when no dataset is given; otherwise the official
+    recipe (SGD lr 0.025, wd 1e-4, 150 epochs, lr/10 at 60 and 120, dropout 0.7).
 
     Examples:
 
       fame-ray finetune --pretrained fame-ray-runs/pretrain-synthetic-tiny
 
-      fame-ray finetune --dataset hmdb51 --data-root ~/data/hmdb51 --split 1 --pretrained s3://bucket/runs/pretrain-k400-i3d
+      fame-ray finetune --dataset hmdb51 --data-root ~/data/hmdb51 --split 1 --pretrained s3://bucket/runs/RUN
 
       fame-ray finetune --dataset ucf101 --pretrained fame_i3d_k400.pth --arch i3d --workers 4 --gpu
 
-      fame-ray finetune --dataset ucf101 --pretrained RUN --samples 8 --search 'lr=loguniform(1e-3,1e-1)' --search 'dropout=[0.5,0.7]'
+      fame-ray finetune --dataset ucf101 --pretrained RUN --samples 8 --search 'lr=loguniform(1e-3,1e-1)'
 
       fame-ray finetune --dataset ucf101 --pretrained RUN --mode linear --search-file space.yaml
 
-      fame-ray finetune --dataset ucf101 --pretrained RUN --set train.micro_batch=16    (gradient accumulation: 16 clips at a time, same batch and lr)
+      fame-ray finetune --dataset ucf101 --pretrained RUN --set train.micro_batch=16    (16 clips at a time)
 
-    A trial whose workers cannot fit the nodes' memory is refused before the sweep starts, naming the train.micro_batch that fits (README "Configuration").
+    A trial whose workers cannot fit the nodes' memory is refused before the sweep starts, naming the
+    train.micro_batch that fits (README "Configuration").
     """
     common.start_logging()
     flags = {

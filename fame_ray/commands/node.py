@@ -9,7 +9,7 @@ import os
 import signal
 import threading
 import time
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -20,10 +20,22 @@ log = logging.getLogger("fame_ray.node")
 
 
 def guard(
-    grace: Annotated[float, typer.Option("--grace", help="Seconds between the SIGTERM and the node's end (spot notices give 30 to 120).")] = 90.0,
-    address: Annotated[Optional[str], typer.Option("--address", help="GCS address of the cluster (default: $RAY_ADDRESS, else the cluster this node runs).")] = None,
-    node_id: Annotated[Optional[str], typer.Option("--node-id", help="Node to drain (default: the node this command runs on).")] = None,
-    now: Annotated[bool, typer.Option("--now", help="Drain at once instead of waiting for SIGTERM (a Kubernetes preStop hook).")] = False,
+    grace: Annotated[
+        float,
+        typer.Option("--grace", help="Seconds between the SIGTERM and the node's end (spot notices give 30 to 120)."),
+    ] = 90.0,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address", help="GCS address of the cluster (default: $RAY_ADDRESS, else the cluster this node runs)."
+        ),
+    ] = None,
+    node_id: Annotated[
+        str | None, typer.Option("--node-id", help="Node to drain (default: the node this command runs on).")
+    ] = None,
+    now: Annotated[
+        bool, typer.Option("--now", help="Drain at once instead of waiting for SIGTERM (a Kubernetes preStop hook).")
+    ] = False,
 ) -> None:
     """Wait for SIGTERM (or SIGINT), then drain this Ray node as preempted with a deadline of
     --grace seconds, and stay up until the deadline.
@@ -39,7 +51,9 @@ def guard(
     """
     common.start_logging()
     if grace <= 0:
-        raise UserError(f"--grace {grace} must be positive", "give the seconds a preempted node has left, e.g. --grace 90")
+        raise UserError(
+            f"--grace {grace} must be positive", "give the seconds a preempted node has left, e.g. --grace 90"
+        )
     import ray
 
     from fame_ray import runtime

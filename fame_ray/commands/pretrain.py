@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -10,15 +10,54 @@ from fame_ray.commands import common
 from fame_ray.config import ARCHS, METHODS, PretrainConfig, presets
 from fame_ray.errors import UserError
 
-Arch = Annotated[Optional[str], typer.Option("--arch", help=f"Backbone: {', '.join(ARCHS)}.")]
-Workers = Annotated[Optional[str], typer.Option("--workers", "-w", help="Training workers: N, or MIN-MAX for an elastic run (grows and shrinks with the cluster).")]
-Gpu = Annotated[Optional[bool], typer.Option("--gpu/--cpu", help="One GPU per worker (nccl, bf16 autocast).")]
-Batch = Annotated[Optional[int], typer.Option("--batch", "-b", help="Global batch (clips per step over all workers); kept when the worker count changes. --set train.micro_batch=N takes it N clips at a time per worker.")]
-Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Passes over the training split.")]
-MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimizer steps (0 = all epochs).")]
-Resume = Annotated[Optional[str], typer.Option("--resume", help="Resume this existing run (an error if it does not exist).")]
-Method = Annotated[Optional[str], typer.Option("--method", help=f"What happens to the query view: {', '.join(METHODS)} (fame: the paper; moco: the plain baseline; be: Background Erasing).")]
-Verbose = Annotated[bool, typer.Option("--verbose", help="Let Ray's own logs through (workers, Ray Data, Ray Train); by default you see the progress line, the summary and errors.")]
+Arch = Annotated[str | None, typer.Option("--arch", help=f"Backbone: {', '.join(ARCHS)}.")]
+Workers = Annotated[
+    str | None,
+    typer.Option(
+        "--workers",
+        "-w",
+        help="Training workers: N, or MIN-MAX for an elastic run (grows and shrinks with the cluster).",
+    ),
+]
+Gpu = Annotated[bool | None, typer.Option("--gpu/--cpu", help="One GPU per worker (nccl, bf16 autocast).")]
+Batch = Annotated[
+    int | None,
+    typer.Option(
+        "--batch",
+        "-b",
+        help=(
+            "Global batch (clips per step over all workers); kept when the worker count changes. --set "
+            "train.micro_batch=N takes it N clips at a time per worker."
+        ),
+    ),
+]
+Epochs = Annotated[int | None, typer.Option("--epochs", help="Passes over the training split.")]
+MaxSteps = Annotated[
+    int | None, typer.Option("--max-steps", help="Stop after this many optimizer steps (0 = all epochs).")
+]
+Resume = Annotated[
+    str | None, typer.Option("--resume", help="Resume this existing run (an error if it does not exist).")
+]
+Method = Annotated[
+    str | None,
+    typer.Option(
+        "--method",
+        help=(
+            f"What happens to the query view: {', '.join(METHODS)} (fame: the paper; moco: the plain baseline; be: "
+            "Background Erasing)."
+        ),
+    ),
+]
+Verbose = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        help=(
+            "Let Ray's own logs through (workers, Ray Data, Ray Train); by default you see the progress line, the "
+            "summary and errors."
+        ),
+    ),
+]
 
 
 def parse_workers(text: str | None) -> dict:
@@ -58,9 +97,13 @@ def pretrain(
 ) -> None:
     """Pretrain a video encoder with MoCo + FAME on Ray Train.
 
-    With no arguments: the demo (local Ray, the built-in synthetic dataset, a tiny 3D CNN, 2 workers, a few minutes on 2 CPUs), which ends with a read-out of what was learned: a linear probe of the frozen features on the dataset's held-out split, next to a randomly initialised encoder and chance. The preset is 'demo' when no --config is given and the dataset is synthetic (or not given); otherwise the official recipe (docs/recipe.md).
+    With no arguments: the demo (local Ray, the built-in synthetic dataset, a tiny 3D CNN, 2 workers, a few minutes
+    on 2 CPUs), which ends with a read-out of what was learned: a linear probe of the frozen features on the
+    dataset's held-out split, next to a randomly initialised encoder and chance. The preset is 'demo' when no
+    --config is given and the dataset is synthetic (or not given); otherwise the official recipe (docs/recipe.md).
 
-    Running the same command again (same --run-name and --storage) resumes from the latest complete checkpoint, from any machine; --workers MIN-MAX makes the run elastic.
+    Running the same command again (same --run-name and --storage) resumes from the latest complete checkpoint, from
+    any machine; --workers MIN-MAX makes the run elastic.
 
     Examples:
 
@@ -74,16 +117,23 @@ def pretrain(
 
       fame-ray pretrain --resume pretrain-synthetic-tiny --max-steps 400
 
-      fame-ray pretrain --dataset ucf101 --arch r2plus1d_18 --set train.micro_batch=8    (gradient accumulation: 8 clips at a time, same batch and lr)
+      fame-ray pretrain --dataset ucf101 --arch r2plus1d_18 --set train.micro_batch=8    (8 clips at a time)
 
-    A run whose workers cannot fit the nodes' memory is refused before it starts, naming the train.micro_batch that fits (README "Configuration").
+    A run whose workers cannot fit the nodes' memory is refused before it starts, naming the train.micro_batch that
+    fits (README "Configuration").
     """
     common.start_logging()
     flags = {
         "data": common.data_flags(dataset, data_root, split, csv),
         "method": method,
         "model": {"arch": arch},
-        "train": {"use_gpu": gpu, "global_batch": batch, "epochs": epochs, "max_steps": max_steps, **parse_workers(workers)},
+        "train": {
+            "use_gpu": gpu,
+            "global_batch": batch,
+            "epochs": epochs,
+            "max_steps": max_steps,
+            **parse_workers(workers),
+        },
         "storage": {"path": storage, "s3_endpoint": s3_endpoint, "run_name": run_name, "resume": resume},
     }
     config = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, preset, overrides)
@@ -93,12 +143,21 @@ def pretrain(
     name = config.run_name()
     typer.echo(f"run {name}: checkpoints, metrics.jsonl and TensorBoard logs in {config.run_location()}")
     if result.metrics and "acc1_mean" in result.metrics:
-        typer.echo(f"contrastive acc@1 {result.metrics['acc1_mean']:.3f} over the last {config.train.log_every} steps to step {result.metrics.get('step')} "
-                   f"(chance {1 / (config.moco.queue_size + 1):.4f}: the positive among {config.moco.queue_size} queued negatives)")
+        typer.echo(
+            f"contrastive acc@1 {result.metrics['acc1_mean']:.3f} over the last {config.train.log_every} steps "
+            f"to step {result.metrics.get('step')} "
+            f"(chance {1 / (config.moco.queue_size + 1):.4f}: the positive among {config.moco.queue_size} "
+            "queued negatives)"
+        )
     if config.train.readout:
         from fame_ray.downstream.features import probe_readout
 
         found = probe_readout(config, config.run_location())
-        typer.echo(f"read-out: a linear probe on the frozen features tells the test split's classes apart {100 * found['learned']:.1f}% of the time "
-                   f"(randomly initialised encoder {100 * found['random_init']:.1f}%, chance {100 * found['chance']:.1f}%)")
-    typer.echo(f"to resume or extend it, rerun with --run-name {name} (e.g. --max-steps N); see `fame-ray runs show {name}`")
+        typer.echo(
+            "read-out: a linear probe on the frozen features tells the test split's classes apart "
+            f"{100 * found['learned']:.1f}% of the time "
+            f"(randomly initialised encoder {100 * found['random_init']:.1f}%, chance {100 * found['chance']:.1f}%)"
+        )
+    typer.echo(
+        f"to resume or extend it, rerun with --run-name {name} (e.g. --max-steps N); see `fame-ray runs show {name}`"
+    )

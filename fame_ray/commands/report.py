@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from fame_ray.commands import common
 from fame_ray.config import StorageConfig
 
-Runs = Annotated[list[str], typer.Argument(help="Run directories (local or s3://), results.json files, or run names under --storage.")]
+Runs = Annotated[
+    list[str],
+    typer.Argument(help="Run directories (local or s3://), results.json files, or run names under --storage."),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the records as JSON instead of a Markdown table.")]
-Out = Annotated[Optional[str], typer.Option("--out", "-o", help="Also write the table to this file.")]
+Out = Annotated[str | None, typer.Option("--out", "-o", help="Also write the table to this file.")]
 
 
-def report(runs: Runs, storage: common.Storage = None, s3_endpoint: common.S3Endpoint = None, as_json: AsJson = False, out: Out = None) -> None:
+def report(
+    runs: Runs,
+    storage: common.Storage = None,
+    s3_endpoint: common.S3Endpoint = None,
+    as_json: AsJson = False,
+    out: Out = None,
+) -> None:
     """Print the results of several finetune / linear / retrieval runs as one table.
 
-    One row per run: backbone, the pretraining recipe (data, epochs, schedule, MLP head, queue size K, read from the checkpoint's config.yaml), the downstream dataset, split and mode, then the metrics in percent (video/clip top-1/top-5, R@k).
+    One row per run: backbone, the pretraining recipe (data, epochs, schedule, MLP head, queue size K, read from the
+    checkpoint's config.yaml), the downstream dataset, split and mode, then the metrics in percent (video/clip
+    top-1/top-5, R@k).
 
     Examples:
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from fame_ray.commands import common
 from fame_ray.commands.finetune import Arch, Gpu, Pretrained, Workers, downstream_config
 
-Clips = Annotated[Optional[int], typer.Option("--clips", help="Clips per video whose features are averaged (official: 10).")]
+Clips = Annotated[
+    int | None, typer.Option("--clips", help="Clips per video whose features are averaged (official: 10).")
+]
 
 
 def retrieve(
@@ -30,15 +32,18 @@ def retrieve(
 ) -> None:
     """Nearest-neighbour video retrieval: test videos query the training videos.
 
-    Protocol (docs/recipe.md): the features of --clips uniformly spaced clips per video (centre crop) are averaged, centred on the training features' mean and L2-normalised; a query is a hit at k when any of its k nearest training videos shares its class. R@1, 5, 10, 20, 50.
+    Protocol (docs/recipe.md): the features of --clips uniformly spaced clips per video (centre crop) are averaged,
+    centred on the training features' mean and L2-normalised; a query is a hit at k when any of its k nearest
+    training videos shares its class. R@1, 5, 10, 20, 50.
 
-    Features are extracted with Ray Data: a pool of --workers backbone actors, on CPU or GPU. Writes results.md and results.json into the run directory.
+    Features are extracted with Ray Data: a pool of --workers backbone actors, on CPU or GPU. Writes results.md and
+    results.json into the run directory.
 
     Examples:
 
       fame-ray retrieve --pretrained fame-ray-runs/pretrain-synthetic-tiny
 
-      fame-ray retrieve --dataset ucf101 --data-root ~/data/UCF101 --split 1 --pretrained s3://bucket/runs/pretrain-ucf101-r21d
+      fame-ray retrieve --dataset ucf101 --data-root ~/data/UCF101 --split 1 --pretrained s3://bucket/runs/RUN
 
       fame-ray retrieve --dataset hmdb51 --pretrained fame_r21d.pth --arch r2plus1d_18 --workers 2 --gpu
     """

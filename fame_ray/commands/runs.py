@@ -81,4 +81,7 @@ def show_run(run: RunArgument, storage: common.Storage = None, s3_endpoint: comm
         typer.echo(f"time: {stages}")
     kept = checkpoints.data_stats(summary.location)
     if kept:
-        typer.echo(f"Ray Data stats per epoch: {len(kept)} file(s) in {summary.location / checkpoints.DATA_STATS_DIR}, latest {kept[-1]}")
+        typer.echo(
+            f"Ray Data stats per epoch: {len(kept)} file(s) in "
+            f"{summary.location / checkpoints.DATA_STATS_DIR}, latest {kept[-1]}"
+        )

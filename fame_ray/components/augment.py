@@ -161,16 +161,21 @@ def jitter(clips: torch.Tensor, factors: torch.Tensor, order: list[int]) -> torc
     return clips.clamp_(0, 1)
 
 
-def _jitter(clips: torch.Tensor, params: AugmentParams, generator: torch.Generator, order_generator: torch.Generator) -> torch.Tensor:
+def _jitter(
+    clips: torch.Tensor, params: AugmentParams, generator: torch.Generator, order_generator: torch.Generator
+) -> torch.Tensor:
     """Colour jitter with probability jitter_p per clip, one order of operations for the batch."""
     batch = clips.shape[0]
     chosen = torch.rand(batch, generator=generator, device=generator.device) < params.jitter_p
-    factors = torch.stack([
-        _uniform(generator, batch, max(0.0, 1 - params.brightness), 1 + params.brightness),
-        _uniform(generator, batch, max(0.0, 1 - params.contrast), 1 + params.contrast),
-        _uniform(generator, batch, max(0.0, 1 - params.saturation), 1 + params.saturation),
-        _uniform(generator, batch, -params.hue, params.hue),
-    ], dim=1).to(clips.device)
+    factors = torch.stack(
+        [
+            _uniform(generator, batch, max(0.0, 1 - params.brightness), 1 + params.brightness),
+            _uniform(generator, batch, max(0.0, 1 - params.contrast), 1 + params.contrast),
+            _uniform(generator, batch, max(0.0, 1 - params.saturation), 1 + params.saturation),
+            _uniform(generator, batch, -params.hue, params.hue),
+        ],
+        dim=1,
+    ).to(clips.device)
     # The order steers Python control flow (which step runs first), so it is drawn on the CPU:
     # a CPU draw costs no device sync.
     order = torch.randperm(4, generator=order_generator).tolist()
@@ -227,8 +232,12 @@ def to_input(clips: torch.Tensor, device: torch.device, mean=KINETICS_MEAN, std=
     return normalize(to_float(clips.to(device, non_blocking=True)), mean, std)
 
 
-def colour(clips: torch.Tensor, generator: torch.Generator, params: AugmentParams = PRETRAIN,
-           order_generator: torch.Generator | None = None) -> torch.Tensor:
+def colour(
+    clips: torch.Tensor,
+    generator: torch.Generator,
+    params: AugmentParams = PRETRAIN,
+    order_generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """float B,3,T,H,W in [0,1] -> grayscale, jitter and blur drawn per clip (not normalised).
 
     `order_generator` (CPU) draws the jitter's order of operations; default: `generator`,
@@ -241,8 +250,14 @@ def colour(clips: torch.Tensor, generator: torch.Generator, params: AugmentParam
     return _blur(clips, params, generator)
 
 
-def augment(clips: torch.Tensor, generator: torch.Generator, params: AugmentParams = PRETRAIN,
-            mean=KINETICS_MEAN, std=KINETICS_STD, order_generator: torch.Generator | None = None) -> torch.Tensor:
+def augment(
+    clips: torch.Tensor,
+    generator: torch.Generator,
+    params: AugmentParams = PRETRAIN,
+    mean=KINETICS_MEAN,
+    std=KINETICS_STD,
+    order_generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """uint8 (or [0,1] float) B,3,T,H,W on any device -> float32 B,3,T,H,W: grayscale,
     jitter, blur, normalise. Parameters are drawn per clip from `generator` and shared by
     all frames of a clip."""
@@ -279,5 +294,19 @@ def make_generator(seed: int | list[int], device: torch.device | str = "cpu") ->
     return generator
 
 
-__all__ = ["AugmentParams", "PRETRAIN", "FINETUNE", "NONE", "augment", "colour", "jitter", "normalize",
-           "to_float", "to_input", "gaussian_blur", "blur_kernel_size", "background_erasing", "make_generator"]
+__all__ = [
+    "AugmentParams",
+    "PRETRAIN",
+    "FINETUNE",
+    "NONE",
+    "augment",
+    "colour",
+    "jitter",
+    "normalize",
+    "to_float",
+    "to_input",
+    "gaussian_blur",
+    "blur_kernel_size",
+    "background_erasing",
+    "make_generator",
+]

@@ -29,7 +29,7 @@ def epoch_factors(optim: OptimConfig, epochs: int) -> np.ndarray:
     if optim.schedule == "cosine":
         return 0.5 * (1.0 + np.cos(math.pi * epoch / epochs))
     drops = np.array([np.sum(np.asarray(optim.milestones) <= e) for e in epoch], dtype=np.float64)
-    return 0.1 ** drops
+    return 0.1**drops
 
 
 def lr_schedule(optim: OptimConfig, peak: float, steps_per_epoch: int, epochs: int) -> np.ndarray:

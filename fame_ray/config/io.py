@@ -115,7 +115,9 @@ def _coerce(cls, key: str, value: Any, where: str):
         converter = _CONVERTERS.get(origin or hint)
         return converter(value) if converter else value
     except (TypeError, ValueError):
-        raise ConfigError(f"config key '{where}{key}' has a bad value {value!r} (expected {getattr(hint, '__name__', hint)})") from None
+        raise ConfigError(
+            f"config key '{where}{key}' has a bad value {value!r} (expected {getattr(hint, '__name__', hint)})"
+        ) from None
 
 
 def apply_overrides(values: dict, overrides: list[str]) -> dict:
@@ -128,7 +130,10 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
         try:
             parsed = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError:
-            raise ConfigError(f"override '{dotted}': the value is not valid YAML", "quote the whole --set, e.g. --set 'data.crop_scale=[0.2, 1.0]'") from None
+            raise ConfigError(
+                f"override '{dotted}': the value is not valid YAML",
+                "quote the whole --set, e.g. --set 'data.crop_scale=[0.2, 1.0]'",
+            ) from None
         node = values
         parts = dotted.strip().split(".")
         for part in parts[:-1]:
@@ -160,7 +165,9 @@ def _read_config_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read config file {path} as UTF-8 text ({type(error).__name__})", CONFIG_FILE_HINT) from None
+        raise ConfigError(
+            f"cannot read config file {path} as UTF-8 text ({type(error).__name__})", CONFIG_FILE_HINT
+        ) from None
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -173,11 +180,19 @@ def load_yaml(path: str | Path) -> dict:
     if values is None:
         raise ConfigError(f"config file {path} is empty", CONFIG_FILE_HINT)
     if not isinstance(values, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level", "e.g. `train: {epochs: 5}`, as in jobs/*.yaml")
+        raise ConfigError(
+            f"config file {path} must hold a mapping at the top level", "e.g. `train: {epochs: 5}`, as in jobs/*.yaml"
+        )
     return values
 
 
-def build(cls, preset: Any, file_values: dict | None = None, flag_values: dict | None = None, overrides: list[str] | None = None):
+def build(
+    cls,
+    preset: Any,
+    file_values: dict | None = None,
+    flag_values: dict | None = None,
+    overrides: list[str] | None = None,
+):
     """The one way a config is made: a preset (a config object or a dict), then the YAML file's
     values, then the command's flags, then `key=value` overrides; validated once, at the end."""
     values = to_dict(preset) if dataclasses.is_dataclass(preset) else dict(preset or {})

@@ -9,8 +9,8 @@ from __future__ import annotations
 from fame_ray.config.tree import (
     DataConfig,
     FinetuneConfig,
-    ModelConfig,
     MoCoConfig,
+    ModelConfig,
     OptimConfig,
     PretrainConfig,
     PretrainTrainConfig,
@@ -31,11 +31,15 @@ def demo_pretrain() -> PretrainConfig:
     chance in a short run)."""
     return PretrainConfig(
         preset="demo",
-        data=DataConfig(dataset="synthetic", frames_per_clip=8, temporal_stride=2, crop_size=48, crop_scale=(0.6, 1.0), eval_clips=2),
+        data=DataConfig(
+            dataset="synthetic", frames_per_clip=8, temporal_stride=2, crop_size=48, crop_scale=(0.6, 1.0), eval_clips=2
+        ),
         model=ModelConfig(arch="tiny", mlp_head=True),
         moco=MoCoConfig(queue_size=128, momentum=0.99, enqueue="after_both"),
         optim=OptimConfig(lr=0.1, base_batch=32),
-        train=PretrainTrainConfig(epochs=14, global_batch=32, num_workers=2, checkpoint_every=100, log_every=10, readout=True),
+        train=PretrainTrainConfig(
+            epochs=14, global_batch=32, num_workers=2, checkpoint_every=100, log_every=10, readout=True
+        ),
     )
 
 
@@ -83,7 +87,12 @@ def recipe_finetune() -> FinetuneConfig:
     return FinetuneConfig(preset="recipe")
 
 
-PRETRAIN = {"demo": demo_pretrain, "ucf101-r21d": ucf101_r21d_pretrain, "k400-i3d": k400_i3d_pretrain, "recipe": recipe_pretrain}
+PRETRAIN = {
+    "demo": demo_pretrain,
+    "ucf101-r21d": ucf101_r21d_pretrain,
+    "k400-i3d": k400_i3d_pretrain,
+    "recipe": recipe_pretrain,
+}
 FINETUNE = {"demo": demo_finetune, "recipe": recipe_finetune}
 
 

@@ -56,8 +56,11 @@ def _shown(text: str) -> str:
 
 
 def _check_run_name(name: str, flag: str) -> None:
-    _check(not name or RUN_NAME.fullmatch(name) is not None, f"{flag} {_shown(name)} is not a plain run name",
-           "use up to 128 letters, digits, '.', '_' and '-', not starting with '.', e.g. my-run-2")
+    _check(
+        not name or RUN_NAME.fullmatch(name) is not None,
+        f"{flag} {_shown(name)} is not a plain run name",
+        "use up to 128 letters, digits, '.', '_' and '-', not starting with '.', e.g. my-run-2",
+    )
 
 
 def _check_location(uri: str, flag: str) -> None:
@@ -78,19 +81,35 @@ def _check_endpoint(endpoint: str) -> None:
 
 
 def _check_worker_resources(resources: dict) -> None:
-    _check(isinstance(resources, dict), "train.worker_resources must be a mapping", "e.g. --set 'train.worker_resources={trainer_slot: 1}'")
+    _check(
+        isinstance(resources, dict),
+        "train.worker_resources must be a mapping",
+        "e.g. --set 'train.worker_resources={trainer_slot: 1}'",
+    )
     for name, amount in resources.items():
         where = f"train.worker_resources[{_shown(str(name))}]"
         number = isinstance(amount, (int, float)) and not isinstance(amount, bool)
-        _check(number and math.isfinite(amount) and amount >= 0, f"{where} must be a number >= 0, got {amount!r}", "e.g. --set 'train.worker_resources={trainer_slot: 1}'")
+        _check(
+            number and math.isfinite(amount) and amount >= 0,
+            f"{where} must be a number >= 0, got {amount!r}",
+            "e.g. --set 'train.worker_resources={trainer_slot: 1}'",
+        )
         _check(isinstance(name, str), f"{where}: a resource name must be text")
-        _check(name not in PLANNED_RESOURCES, f"{where}: the resource plan sets {name} itself", "use train.cpus_per_worker or --gpu")
+        _check(
+            name not in PLANNED_RESOURCES,
+            f"{where}: the resource plan sets {name} itself",
+            "use train.cpus_per_worker or --gpu",
+        )
 
 
 def _check_micro_batch(train: TrainConfig) -> None:
     """train.micro_batch divides the per-worker batch of every worker count the run may have."""
     micro = train.micro_batch
-    _check(micro >= 0, f"train.micro_batch must be >= 0 (0 = no accumulation), got {micro}", "e.g. --set train.micro_batch=8")
+    _check(
+        micro >= 0,
+        f"train.micro_batch must be >= 0 (0 = no accumulation), got {micro}",
+        "e.g. --set train.micro_batch=8",
+    )
     if micro == 0:
         return
     batches = sorted({train.split_batch(world)[0] for world in train.world_sizes()})
@@ -98,8 +117,11 @@ def _check_micro_batch(train: TrainConfig) -> None:
     if common % micro:
         fitting = max(d for d in range(1, micro) if common % d == 0)
         shown = batches[0] if len(batches) == 1 else f"one of {batches}"
-        _check(False, f"train.micro_batch {micro} does not divide the per-worker batch ({shown})",
-               f"set --set train.micro_batch={fitting}, or 0 for the whole batch at once")
+        _check(
+            False,
+            f"train.micro_batch {micro} does not divide the per-worker batch ({shown})",
+            f"set --set train.micro_batch={fitting}, or 0 for the whole batch at once",
+        )
 
 
 @dataclass
@@ -154,11 +176,21 @@ class DataConfig:
         _check(self.frames_per_clip > 0, f"data.frames_per_clip must be positive, got {self.frames_per_clip}")
         _check(self.temporal_stride > 0, f"data.temporal_stride must be positive, got {self.temporal_stride}")
         _check(self.crop_size >= 8, f"data.crop_size must be at least 8, got {self.crop_size}")
-        _check(len(self.crop_scale) == 2, f"data.crop_scale must be two numbers (low, high), got {list(self.crop_scale)}", "e.g. --set 'data.crop_scale=[0.2, 1.0]'")
+        _check(
+            len(self.crop_scale) == 2,
+            f"data.crop_scale must be two numbers (low, high), got {list(self.crop_scale)}",
+            "e.g. --set 'data.crop_scale=[0.2, 1.0]'",
+        )
         low, high = self.crop_scale
-        _check(0 < low <= high <= 1, f"data.crop_scale must be (low, high) with 0 < low <= high <= 1, got {self.crop_scale}")
+        _check(
+            0 < low <= high <= 1,
+            f"data.crop_scale must be (low, high) with 0 < low <= high <= 1, got {self.crop_scale}",
+        )
         _check(self.eval_clips > 0, f"data.eval_clips must be positive, got {self.eval_clips}")
-        _check(self.test_crop in ("center", "resize"), f"data.test_crop must be 'center' or 'resize', got '{self.test_crop}'")
+        _check(
+            self.test_crop in ("center", "resize"),
+            f"data.test_crop must be 'center' or 'resize', got '{self.test_crop}'",
+        )
         _check(self.decode_threads >= 0, "data.decode_threads must be >= 0")
         _check(self.decode_timeout_s >= 0, "data.decode_timeout_s must be >= 0 (0 = no bound)")
         _check(self.data_cpus >= 0, "data.data_cpus must be >= 0")
@@ -252,7 +284,10 @@ class MoCoConfig:
         _check(self.queue_size > 0, "moco.queue_size must be positive")
         _check(0 <= self.momentum < 1, "moco.momentum must be in [0, 1)")
         _check(self.temperature > 0, "moco.temperature must be positive")
-        _check(self.enqueue in ("between_passes", "after_both"), f"moco.enqueue must be 'between_passes' or 'after_both', got '{self.enqueue}'")
+        _check(
+            self.enqueue in ("between_passes", "after_both"),
+            f"moco.enqueue must be 'between_passes' or 'after_both', got '{self.enqueue}'",
+        )
 
 
 @dataclass
@@ -326,7 +361,13 @@ class TrainConfig:
         _check(self.epochs > 0, "train.epochs must be positive")
         _check(self.global_batch > 0, "train.global_batch must be positive")
         _check(self.num_workers > 0, "train.num_workers must be positive")
-        _check(self.global_batch >= self.num_workers, f"train.global_batch ({self.global_batch}) is smaller than the number of workers ({self.num_workers}): give each worker at least one clip")
+        _check(
+            self.global_batch >= self.num_workers,
+            (
+                f"train.global_batch ({self.global_batch}) is smaller than the number of workers "
+                f"({self.num_workers}): give each worker at least one clip"
+            ),
+        )
         _check(self.cpus_per_worker >= 0, "train.cpus_per_worker must be >= 0")
         _check(self.log_every > 0, "train.log_every must be positive")
         _check(self.cluster_wait_s >= 0, "train.cluster_wait_s must be >= 0")
@@ -425,7 +466,13 @@ class PretrainConfig:
         # and the queue is a ring buffer (models.moco.MoCo.enqueue), so any of them works.
         _check(self.method in METHODS, f"unknown method '{self.method}': expected one of {', '.join(METHODS)}")
         queue, global_batch = self.moco.queue_size, self.train.global_batch
-        _check(queue % global_batch == 0, f"moco.queue_size ({queue}) must be divisible by train.global_batch ({global_batch}), as the official code asserts")
+        _check(
+            queue % global_batch == 0,
+            (
+                f"moco.queue_size ({queue}) must be divisible by train.global_batch ({global_batch}), as the "
+                "official code asserts"
+            ),
+        )
 
     def run_name(self) -> str:
         """--resume names the run; otherwise --run-name or the name derived from dataset and arch."""
@@ -434,7 +481,6 @@ class PretrainConfig:
     def run_location(self) -> Location:
         """The run directory `<storage>/<run name>`: the one place it is derived."""
         return self.storage.root() / self.run_name()
-
 
     def data_location(self) -> Location:
         """The dataset root (or csv list) with the run's S3 endpoint."""
@@ -448,7 +494,9 @@ class FinetuneConfig:
     data: DataConfig = field(default_factory=lambda: DataConfig(dataset="ucf101"))
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=150, global_batch=128))
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.025, base_batch=0, schedule="step", milestones=(60, 120)))
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(lr=0.025, base_batch=0, schedule="step", milestones=(60, 120))
+    )
     """SGD and its schedule, set per epoch (official finetune: lr 0.025, wd 1e-4, lr / 10 at epochs
     60 and 120, the same lr at any batch)."""
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -480,18 +528,25 @@ class FinetuneConfig:
         _check(self.mode in ("finetune", "linear"), f"mode must be 'finetune' or 'linear', got '{self.mode}'")
         _check(0 <= self.dropout < 1, "dropout must be in [0, 1)")
         _check(self.samples > 0, "samples must be positive")
-        _check(self.video_score in ("official", "softmax"), f"video_score must be 'official' or 'softmax', got '{self.video_score}'")
-        _check(self.retrieval in ("official", "gallery"), f"retrieval must be 'official' or 'gallery', got '{self.retrieval}'")
+        _check(
+            self.video_score in ("official", "softmax"),
+            f"video_score must be 'official' or 'softmax', got '{self.video_score}'",
+        )
+        _check(
+            self.retrieval in ("official", "gallery"),
+            f"retrieval must be 'official' or 'gallery', got '{self.retrieval}'",
+        )
         _check_location(self.pretrained, "--pretrained")
 
     def run_name(self, task: str = "") -> str:
         """--run-name, or `<task>-<dataset>-split<N>-<arch>` (task: the mode, or 'retrieval')."""
-        return self.storage.run_name or f"{task or self.mode}-{self.data.dataset}-split{self.data.split}-{self.model.arch}"
+        return (
+            self.storage.run_name or f"{task or self.mode}-{self.data.dataset}-split{self.data.split}-{self.model.arch}"
+        )
 
     def run_location(self, task: str = "") -> Location:
         """The run directory `<storage>/<run name>`: the one place it is derived."""
         return self.storage.root() / self.run_name(task)
-
 
     def pretrained_location(self) -> Location:
         return Location.parse(self.pretrained, self.storage.s3_endpoint)

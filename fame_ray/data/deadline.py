@@ -44,7 +44,10 @@ class _Watchdog:
                     self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fame-ray-decode")
                     executor.shutdown(wait=False, cancel_futures=True)
                 self.abandoned += 1
-            raise DecodeTimeout(f"{what}: decoding took longer than {timeout_s:g}s (skipped; raise data.decode_timeout_s if the storage is slow)") from None
+            raise DecodeTimeout(
+                f"{what}: decoding took longer than {timeout_s:g}s (skipped; raise data.decode_timeout_s if "
+                "the storage is slow)"
+            ) from None
 
 
 _WATCHDOG = _Watchdog()

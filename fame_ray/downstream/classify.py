@@ -25,13 +25,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from fame_ray.components import augment, schedule
+from fame_ray.components.accumulation import micro_steps
 from fame_ray.config import FinetuneConfig
 from fame_ray.downstream import preflight
 from fame_ray.downstream.search_space import Hyperparameters
 from fame_ray.eval.metrics import multi_clip_metrics
 from fame_ray.models.heads import build_classifier, trainable_parameters
-from fame_ray.components import augment, schedule
-from fame_ray.components.accumulation import micro_steps
 
 log = logging.getLogger(__name__)
 STATE_FILE = "finetune_state.pt"
@@ -79,17 +79,29 @@ def _saved_state() -> dict | None:
         return torch.load(os.path.join(directory, STATE_FILE), map_location="cpu", weights_only=True)
 
 
-def training_inputs(clips: torch.Tensor, cfg: FinetuneConfig, device: torch.device, generator: torch.Generator, order: torch.Generator) -> torch.Tensor:
+def training_inputs(
+    clips: torch.Tensor, cfg: FinetuneConfig, device: torch.device, generator: torch.Generator, order: torch.Generator
+) -> torch.Tensor:
     """uint8 clips -> what the model trains on: augmented (finetune) or plain (linear probe)."""
     if cfg.mode == "finetune":
         clips = augment.augment(clips.to(device, non_blocking=True), generator, augment.FINETUNE, order_generator=order)
     else:
         clips = augment.to_input(clips, device)
-    return clips.contiguous(memory_format=torch.channels_last_3d) if device.type == "cuda" and cfg.train.channels_last else clips
+    return (
+        clips.contiguous(memory_format=torch.channels_last_3d)
+        if device.type == "cuda" and cfg.train.channels_last
+        else clips
+    )
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, clips: torch.Tensor, labels: torch.Tensor,
-               micro_batch: int, use_bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    clips: torch.Tensor,
+    labels: torch.Tensor,
+    micro_batch: int,
+    use_bf16: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One SGD step on a per-worker batch (B,C,T,H,W clips, B labels), `micro_batch` clips at a
     time with accumulated gradients (0 = all at once); returns (summed loss, correct clips) as
     0-dim tensors, without a host sync."""
@@ -173,7 +185,10 @@ def _report(metrics: dict, model, optimizer, epoch: int, rank: int) -> None:
     with tempfile.TemporaryDirectory() as directory:
         checkpoint = None
         if rank == 0:
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}, os.path.join(directory, STATE_FILE))
+            torch.save(
+                {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch},
+                os.path.join(directory, STATE_FILE),
+            )
             checkpoint = ray.train.Checkpoint.from_directory(directory)
         ray.train.report(metrics, checkpoint=checkpoint)  # Ray: to Tune via TuneReportCallback
 
@@ -198,8 +213,12 @@ def train_loop_per_worker(loop_config: dict) -> None:
         for group in optimizer.param_groups:
             group["lr"] = lr
         seed = [cfg.train.seed, epoch, context.get_world_rank()]
-        metrics = train_epoch(model, optimizer, train_shard.iter_torch_batches(batch_size=batch, drop_last=False), cfg, device, seed)
+        metrics = train_epoch(
+            model, optimizer, train_shard.iter_torch_batches(batch_size=batch, drop_last=False), cfg, device, seed
+        )
         # Testing takes micro batches too: its batch size changes nothing but memory.
-        metrics.update(validate(plain, val_shard.iter_torch_batches(batch_size=cfg.train.micro_batch or batch), cfg, device))
+        metrics.update(
+            validate(plain, val_shard.iter_torch_batches(batch_size=cfg.train.micro_batch or batch), cfg, device)
+        )
         metrics.update({"epoch": epoch, "lr": lr, "world_size": context.get_world_size()})
         _report(metrics, plain, optimizer, epoch, context.get_world_rank())

@@ -9,10 +9,9 @@ back, so memory holds one vector per video, not per clip.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,11 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from fame_ray import runtime
+from fame_ray.components.augment import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD, to_input
 from fame_ray.config import DataConfig, FinetuneConfig, PretrainConfig
 from fame_ray.data import catalog
 from fame_ray.data.clips.pipeline import supervised_dataset
 from fame_ray.downstream import preflight
-from fame_ray.components.augment import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD, to_input
 from fame_ray.eval import report as results
 from fame_ray.eval.probe import linear_probe
 from fame_ray.eval.retrieval import centre_and_normalise, recall_at_k
@@ -36,8 +35,14 @@ from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
 RETRIEVAL_FEATURES = {
-    "official": "each clip L2-normalised, averaged per video; queries and gallery each centred on their own mean, then L2-normalised; ImageNet input statistics",
-    "gallery": "raw clip features averaged per video; both sets centred on the gallery mean, then L2-normalised; Kinetics input statistics",
+    "official": (
+        "each clip L2-normalised, averaged per video; queries and gallery each centred on their own mean, then "
+        "L2-normalised; ImageNet input statistics"
+    ),
+    "gallery": (
+        "raw clip features averaged per video; both sets centred on the gallery mean, then L2-normalised; Kinetics "
+        "input statistics"
+    ),
 }
 
 
@@ -74,11 +79,17 @@ class ClipEncoder:
     def __call__(self, batch: dict) -> dict:
         use_bf16 = self.device.type == "cuda" and self.encoder.amp
         with torch.no_grad(), torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            clips = to_input(torch.as_tensor(np.asarray(batch["clip"])), self.device, self.encoder.mean, self.encoder.std)
+            clips = to_input(
+                torch.as_tensor(np.asarray(batch["clip"])), self.device, self.encoder.mean, self.encoder.std
+            )
             features = self.backbone(clips).float()
         if self.encoder.normalise_clips:
             features = F.normalize(features, dim=1)
-        return {"feature": features.cpu().numpy(), "label": np.asarray(batch["label"]), "video_index": np.asarray(batch["video_index"])}
+        return {
+            "feature": features.cpu().numpy(),
+            "label": np.asarray(batch["label"]),
+            "video_index": np.asarray(batch["video_index"]),
+        }
 
 
 def _bound(encoder: Encoder) -> type:
@@ -120,7 +131,14 @@ def video_features(batches) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ids, features, np.array([labels[v] for v in ids], dtype=np.int64)
 
 
-def encode_videos(manifest_location: Location, data: DataConfig, encoder: Encoder, resources: ResourcePlan, actors: int, batch_size: int):
+def encode_videos(
+    manifest_location: Location,
+    data: DataConfig,
+    encoder: Encoder,
+    resources: ResourcePlan,
+    actors: int,
+    batch_size: int,
+):
     """(video_ids, features `V D`, labels) of every video of a manifest: data.eval_clips clips
     per video with the test crop, encoded by `actors` ClipEncoders, averaged per video."""
     clips = supervised_dataset(manifest_location, data, train=False, data_cpus=resources.data_cpus)
@@ -135,15 +153,24 @@ def run_retrieval(cfg: FinetuneConfig, explicit_arch: str | None = None) -> dict
     cfg, info = preflight.prepare(cfg, explicit_arch)
     owns_ray = runtime.connect_ray()
     official = cfg.retrieval == "official"
-    encoder = Encoder(cfg.model.arch, cfg.pretrained_location(), use_gpu=cfg.train.use_gpu, amp=cfg.train.amp, normalise_clips=official,
-                      mean=IMAGENET_MEAN if official else KINETICS_MEAN, std=IMAGENET_STD if official else KINETICS_STD)
+    encoder = Encoder(
+        cfg.model.arch,
+        cfg.pretrained_location(),
+        use_gpu=cfg.train.use_gpu,
+        amp=cfg.train.amp,
+        normalise_clips=official,
+        mean=IMAGENET_MEAN if official else KINETICS_MEAN,
+        std=IMAGENET_STD if official else KINETICS_STD,
+    )
     try:
         # The encoder actors take the training workers' share; decode tasks keep the rest.
         plan = runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data)
         batch, _ = cfg.train.split_batch(cfg.train.num_workers)
         encoded = {}
         for subset in ("train", "test"):
-            encoded[subset] = encode_videos(info["manifests"][subset], cfg.data, encoder, plan, cfg.train.num_workers, batch)
+            encoded[subset] = encode_videos(
+                info["manifests"][subset], cfg.data, encoder, plan, cfg.train.num_workers, batch
+            )
             log.info("%s: %d videos encoded", subset, len(encoded[subset][0]))
     finally:
         if owns_ray:
@@ -152,13 +179,37 @@ def run_retrieval(cfg: FinetuneConfig, explicit_arch: str | None = None) -> dict
     metrics = recall_at_k(queries, encoded["test"][2], gallery, encoded["train"][2])
     metrics.update(queries=len(encoded["test"][0]), gallery=len(encoded["train"][0]))
     run = cfg.storage.run_name or f"retrieval-{cfg.data.dataset}-split{cfg.data.split}-{cfg.model.arch}"
-    setting = {"dataset": cfg.data.dataset, "split": cfg.data.split, "mode": "retrieval", "backbone": cfg.model.arch, "pretrained": cfg.pretrained}
-    protocol = {"clips_per_video": cfg.data.eval_clips, "crop_size": cfg.data.crop_size, "frames_per_clip": cfg.data.frames_per_clip,
-                "temporal_stride": cfg.data.temporal_stride, "queries": "test videos", "gallery": "training videos",
-                "features": RETRIEVAL_FEATURES[cfg.retrieval], "test_crop": cfg.data.test_crop, "hit": "any of the top k shares the query's class",
-                "query_videos": len(encoded["test"][0]), "gallery_videos": len(encoded["train"][0])}
-    record = results.new_record("retrieval", run, setting, info["recipe"], results.percent(metrics), protocol=protocol,
-                                checkpoint_dir=info["checkpoint_dir"], load_report=info["load_report"], wall_s=round(time.time() - started, 1))
+    setting = {
+        "dataset": cfg.data.dataset,
+        "split": cfg.data.split,
+        "mode": "retrieval",
+        "backbone": cfg.model.arch,
+        "pretrained": cfg.pretrained,
+    }
+    protocol = {
+        "clips_per_video": cfg.data.eval_clips,
+        "crop_size": cfg.data.crop_size,
+        "frames_per_clip": cfg.data.frames_per_clip,
+        "temporal_stride": cfg.data.temporal_stride,
+        "queries": "test videos",
+        "gallery": "training videos",
+        "features": RETRIEVAL_FEATURES[cfg.retrieval],
+        "test_crop": cfg.data.test_crop,
+        "hit": "any of the top k shares the query's class",
+        "query_videos": len(encoded["test"][0]),
+        "gallery_videos": len(encoded["train"][0]),
+    }
+    record = results.new_record(
+        "retrieval",
+        run,
+        setting,
+        info["recipe"],
+        results.percent(metrics),
+        protocol=protocol,
+        checkpoint_dir=info["checkpoint_dir"],
+        load_report=info["load_report"],
+        wall_s=round(time.time() - started, 1),
+    )
     run_dir = cfg.storage.root() / run
     results.write(record, run_dir)
     record["run_dir"] = run_dir.uri
@@ -176,7 +227,12 @@ def probe_readout(cfg: PretrainConfig, weights: Location) -> dict:
     # One centre clip per video: the read-out is a quick look at the features, not the
     # protocol's multi-clip test, and it decodes every video twice (learned and random).
     data = dataclasses.replace(cfg.data, eval_clips=1)
-    for name, encoder in (("learned", Encoder(cfg.model.arch, weights)), ("random_init", Encoder(cfg.model.arch, None, seed=cfg.train.seed))):
-        (_, train, train_labels), (_, test, test_labels) = (encode_videos(manifests[s], data, encoder, resources, 1, 32) for s in ("train", "test"))
+    for name, encoder in (
+        ("learned", Encoder(cfg.model.arch, weights)),
+        ("random_init", Encoder(cfg.model.arch, None, seed=cfg.train.seed)),
+    ):
+        (_, train, train_labels), (_, test, test_labels) = (
+            encode_videos(manifests[s], data, encoder, resources, 1, 32) for s in ("train", "test")
+        )
         out[name] = linear_probe(train, train_labels, test, test_labels)
     return out

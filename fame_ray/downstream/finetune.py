@@ -33,8 +33,8 @@ from fame_ray.data.clips.pipeline import supervised_dataset
 from fame_ray.downstream import preflight, sweep
 from fame_ray.downstream.classify import train_loop_per_worker
 from fame_ray.downstream.search_space import Hyperparameters, describe_space, grid_size, max_value, normalise_space
-from fame_ray.eval import report as results
 from fame_ray.errors import UserError
+from fame_ray.eval import report as results
 
 log = logging.getLogger(__name__)
 SWEEP_FILE = "sweep.json"
@@ -50,7 +50,9 @@ class ValidationSplit(ray.train.DataConfig):
     def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
         if "val" not in datasets:
             return super().configure(datasets, world_size, worker_handles, worker_node_ids, **kwargs)
-        output = super().configure({k: v for k, v in datasets.items() if k != "val"}, world_size, worker_handles, worker_node_ids, **kwargs)
+        output = super().configure(
+            {k: v for k, v in datasets.items() if k != "val"}, world_size, worker_handles, worker_node_ids, **kwargs
+        )
         val = datasets["val"].copy(datasets["val"])
         val.context.execution_options = self._resolve_execution_options("val")
         for rank, shard in enumerate(val.streaming_split(world_size, equal=False)):
@@ -58,7 +60,18 @@ class ValidationSplit(ray.train.DataConfig):
         return output
 
 
-def trial_driver(hyper: dict, *, cfg: FinetuneConfig, num_classes: int, manifests: dict, cpus_per_worker: float, data_cpus: float, train_root: str, storage_filesystem=None, ledger=None) -> None:
+def trial_driver(
+    hyper: dict,
+    *,
+    cfg: FinetuneConfig,
+    num_classes: int,
+    manifests: dict,
+    cpus_per_worker: float,
+    data_cpus: float,
+    train_root: str,
+    storage_filesystem=None,
+    ledger=None,
+) -> None:
     """Ray Tune function trainable: one Ray Train run with this trial's hyperparameters.
 
     Runs in the Tune trial's actor; it only drives the TorchTrainer (no CPU of its own).
@@ -76,7 +89,9 @@ def trial_driver(hyper: dict, *, cfg: FinetuneConfig, num_classes: int, manifest
     trainer = TorchTrainer(  # Ray: a Train V2 run inside the Tune trial
         train_loop_per_worker,
         train_loop_config={"config": cfg, "trial": trial, "num_classes": num_classes},
-        scaling_config=ray.train.ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu, resources_per_worker=resources),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu, resources_per_worker=resources
+        ),
         run_config=ray.train.RunConfig(
             name=f"trial_{trial_id}",
             storage_path=train_root,
@@ -107,7 +122,13 @@ def sweep_plan(cfg: FinetuneConfig, space: dict) -> dict:
     concurrent = sweep.concurrent_trials(cpus, gpus, smallest_trial, trial_gpus, wanted)
     plan = runtime.plan_resources(cpus / concurrent, cfg.train, cfg.data)
     trial_cpus = cfg.train.num_workers * plan.cpus_per_worker + plan.data_cpus
-    return {"cpus_per_worker": plan.cpus_per_worker, "data_cpus": plan.data_cpus, "trial_cpus": trial_cpus, "max_concurrent": concurrent, "trials": trials}
+    return {
+        "cpus_per_worker": plan.cpus_per_worker,
+        "data_cpus": plan.data_cpus,
+        "trial_cpus": trial_cpus,
+        "max_concurrent": concurrent,
+        "trials": trials,
+    }
 
 
 def run_finetune(cfg: FinetuneConfig, explicit_arch: str | None = None) -> dict:
@@ -122,11 +143,22 @@ def run_finetune(cfg: FinetuneConfig, explicit_arch: str | None = None) -> dict:
     try:
         # A cold cluster brings at least one trial's nodes (as many trials as --max-concurrent asks).
         copies = cfg.max_concurrent or 1
-        runtime.await_resources(runtime.job_bundles(cfg.train, cfg.data, copies), cfg.train.cluster_wait_s, "finetuning", runtime.job_minimum(cfg.train, cfg.data, copies))
+        runtime.await_resources(
+            runtime.job_bundles(cfg.train, cfg.data, copies),
+            cfg.train.cluster_wait_s,
+            "finetuning",
+            runtime.job_minimum(cfg.train, cfg.data, copies),
+        )
         preflight.check_memory(cfg, len(info["class_names"]), runtime.node_memory(cfg.train.use_gpu))
         resume = resumable(cfg, run_dir)  # writes sweep.json: only once nothing refuses the run
         plan = sweep_plan(cfg, space)
-        log.info("sweep: %d trial(s), %d at once, %.3g CPUs each (%.3g for Ray Data)", plan["trials"], plan["max_concurrent"], plan["trial_cpus"], plan["data_cpus"])
+        log.info(
+            "sweep: %d trial(s), %d at once, %.3g CPUs each (%.3g for Ray Data)",
+            plan["trials"],
+            plan["max_concurrent"],
+            plan["trial_cpus"],
+            plan["data_cpus"],
+        )
         records = _sweep(cfg, space, info, plan, resume)
     finally:
         runtime.release_resources()
@@ -149,8 +181,13 @@ def resumable(cfg: FinetuneConfig, run_dir) -> bool:
     started_with = _saved_signature(saved)
     differing = sweep.signature_differences(started_with, current) if started_with else []
     if differing:
-        raise UserError(f"run '{cfg.run_name()}' in {cfg.storage.root()} is a sweep with other settings ({', '.join(differing[:6])})",
-                        "run it again with the settings it was started with to resume it, or pick another --run-name")
+        raise UserError(
+            (
+                f"run '{cfg.run_name()}' in {cfg.storage.root()} is a sweep with other settings "
+                f"({', '.join(differing[:6])})"
+            ),
+            "run it again with the settings it was started with to resume it, or pick another --run-name",
+        )
     log.info("resuming the sweep in %s (finished trials are kept, unfinished ones continue)", run_dir)
     return True
 
@@ -171,40 +208,91 @@ def _saved_signature(saved) -> dict:
 def _sweep(cfg: FinetuneConfig, space: dict, info: dict, plan: dict, resume: bool) -> list[dict]:
     root = cfg.storage.root()
     fs_arg = root.filesystem if root.is_s3 else None
-    fixed = {"lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay, "dropout": cfg.dropout, "epochs": cfg.train.epochs}
+    fixed = {
+        "lr": cfg.optim.lr,
+        "weight_decay": cfg.optim.weight_decay,
+        "dropout": cfg.dropout,
+        "epochs": cfg.train.epochs,
+    }
     trainable = tune.with_parameters(
-        trial_driver, cfg=cfg, num_classes=len(info["class_names"]), manifests=info["manifests"],
-        cpus_per_worker=plan["cpus_per_worker"], data_cpus=plan["data_cpus"], train_root=f"{root.path}/{cfg.run_name()}/train", storage_filesystem=fs_arg,
+        trial_driver,
+        cfg=cfg,
+        num_classes=len(info["class_names"]),
+        manifests=info["manifests"],
+        cpus_per_worker=plan["cpus_per_worker"],
+        data_cpus=plan["data_cpus"],
+        train_root=f"{root.path}/{cfg.run_name()}/train",
+        storage_filesystem=fs_arg,
         ledger=sweep.ledger(cfg.run_name()),
     )
     grid = sweep.run_sweep(
-        trainable, sweep.to_tune_space(space, fixed), samples=cfg.samples, max_concurrent=plan["max_concurrent"],
-        max_epochs=int(max_value(space, "epochs", cfg.train.epochs)), storage_path=root.path, name=cfg.run_name(),
-        trial_failures=cfg.trial_failures, storage_filesystem=fs_arg, callbacks=[sweep.ReleasePlacementGroups(cfg.run_name())], resume=resume,
+        trainable,
+        sweep.to_tune_space(space, fixed),
+        samples=cfg.samples,
+        max_concurrent=plan["max_concurrent"],
+        max_epochs=int(max_value(space, "epochs", cfg.train.epochs)),
+        storage_path=root.path,
+        name=cfg.run_name(),
+        trial_failures=cfg.trial_failures,
+        storage_filesystem=fs_arg,
+        callbacks=[sweep.ReleasePlacementGroups(cfg.run_name())],
+        resume=resume,
     )
     return sweep.trial_records(grid)
 
 
 def _record(cfg: FinetuneConfig, info: dict, space: dict, plan: dict, trials: list[dict], wall_s: float) -> dict:
     for trial in trials:
-        trial["metrics"] = results.percent({k.removeprefix("val_"): v for k, v in trial["metrics"].items() if k.startswith("val_")})
+        trial["metrics"] = results.percent(
+            {k.removeprefix("val_"): v for k, v in trial["metrics"].items() if k.startswith("val_")}
+        )
     finished = [t for t in trials if t["status"] != "failed" and t["metrics"].get("video_top1") is not None]
     best = max(finished, key=lambda t: (t["metrics"]["video_top1"], t["epochs_run"]), default=None)
-    setting = {"dataset": cfg.data.dataset, "split": cfg.data.split, "mode": cfg.mode, "backbone": cfg.model.arch, "pretrained": cfg.pretrained}
+    setting = {
+        "dataset": cfg.data.dataset,
+        "split": cfg.data.split,
+        "mode": cfg.mode,
+        "backbone": cfg.model.arch,
+        "pretrained": cfg.pretrained,
+    }
     protocol = {
-        "classes": len(info["class_names"]), "eval_clips": cfg.data.eval_clips, "test_crop": cfg.data.test_crop, "video_score": cfg.video_score,
-        "train_augmentation": "grayscale p=0.2, colour jitter (0.4, 0.4, 0.4, 0.1) p=0.8 (official)" if cfg.mode == "finetune" else "none (linear probe)",
+        "classes": len(info["class_names"]),
+        "eval_clips": cfg.data.eval_clips,
+        "test_crop": cfg.data.test_crop,
+        "video_score": cfg.video_score,
+        "train_augmentation": "grayscale p=0.2, colour jitter (0.4, 0.4, 0.4, 0.1) p=0.8 (official)"
+        if cfg.mode == "finetune"
+        else "none (linear probe)",
         "frames_per_clip": cfg.data.frames_per_clip,
-        "temporal_stride": cfg.data.temporal_stride, "crop_size": cfg.data.crop_size, "global_batch": cfg.train.global_batch,
-        "workers_per_trial": cfg.train.num_workers, "momentum": cfg.optim.momentum, "schedule": cfg.optim.schedule, "milestones": list(cfg.optim.milestones),
-        "search_space": describe_space(space) or "none (defaults)", "samples": cfg.samples,
-        "scheduler": "ASHA on val_video_top1 (max), one rung step = one epoch", "trials_at_once": plan["max_concurrent"],
+        "temporal_stride": cfg.data.temporal_stride,
+        "crop_size": cfg.data.crop_size,
+        "global_batch": cfg.train.global_batch,
+        "workers_per_trial": cfg.train.num_workers,
+        "momentum": cfg.optim.momentum,
+        "schedule": cfg.optim.schedule,
+        "milestones": list(cfg.optim.milestones),
+        "search_space": describe_space(space) or "none (defaults)",
+        "samples": cfg.samples,
+        "scheduler": "ASHA on val_video_top1 (max), one rung step = one epoch",
+        "trials_at_once": plan["max_concurrent"],
     }
     notes = ["validation = the test split, as in the official protocol; metrics are the last epoch's"]
     if not best:
         notes.append("no trial finished: see the trials table for the errors")
-    extra = {"protocol": protocol, "trials": [{k: v for k, v in t.items() if k != "path"} for t in trials], "notes": notes,
-             "checkpoint_dir": info["checkpoint_dir"], "load_report": info["load_report"], "wall_s": round(wall_s, 1)}
+    extra = {
+        "protocol": protocol,
+        "trials": [{k: v for k, v in t.items() if k != "path"} for t in trials],
+        "notes": notes,
+        "checkpoint_dir": info["checkpoint_dir"],
+        "load_report": info["load_report"],
+        "wall_s": round(wall_s, 1),
+    }
     if best:
-        extra["best"] = {"trial": best["trial"], "hyperparameters": best["hyperparameters"], "epochs_run": best["epochs_run"]}
-    return results.new_record("finetune", cfg.run_name(), setting, info["recipe"], best["metrics"] if best else {}, **extra)
+        extra["best"] = {
+            "trial": best["trial"],
+            "hyperparameters": best["hyperparameters"],
+            "epochs_run": best["epochs_run"],
+        }
+    return results.new_record(
+        "finetune", cfg.run_name(), setting, info["recipe"], best["metrics"] if best else {}, **extra
+    )

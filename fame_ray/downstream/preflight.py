@@ -24,6 +24,7 @@ from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
 
+
 def check_data_root(cfg: FinetuneConfig) -> Location:
     """The dataset root, after checking it exists ('synthetic' is written on first use)."""
     data, root = cfg.data, cfg.data_location()
@@ -34,17 +35,26 @@ def check_data_root(cfg: FinetuneConfig) -> Location:
     folder = DATASET_DIRS.get(data.dataset, data.dataset)
     raise UserError(
         f"{data.dataset} not found at {root}",
-        f"{where}lay it out as README.md 'Datasets' shows ({folder}/ with the official split files), then pass --data-root DIR or set $FAME_RAY_DATA",
+        (
+            f"{where}lay it out as README.md 'Datasets' shows ({folder}/ with the official split files), then pass "
+            "--data-root DIR or set $FAME_RAY_DATA"
+        ),
     )
 
 
 def check_pretrained(cfg: FinetuneConfig) -> Location:
     """The pretrained weights, after checking something is stored there."""
     if not cfg.pretrained:
-        raise UserError("no pretrained weights given", "pass --pretrained RUN_DIR, CHECKPOINT_DIR, s3://... or an official FAME .pth")
+        raise UserError(
+            "no pretrained weights given",
+            "pass --pretrained RUN_DIR, CHECKPOINT_DIR, s3://... or an official FAME .pth",
+        )
     weights = cfg.pretrained_location()
     if not weights.exists():
-        raise UserError(f"pretrained checkpoint {cfg.pretrained} does not exist", "give a fame-ray run or checkpoint directory (local or s3://) or an official FAME .pth file")
+        raise UserError(
+            f"pretrained checkpoint {cfg.pretrained} does not exist",
+            "give a fame-ray run or checkpoint directory (local or s3://) or an official FAME .pth file",
+        )
     return weights
 
 
@@ -66,7 +76,9 @@ def pretrain_recipe(config: dict, meta: dict | None = None) -> dict:
     """The settings that explain gaps between runs (schedule, MLP head, K, ...)."""
     if not config:
         return {}
-    model, optim, train, moco, fame, data = (config.get(k) or {} for k in ("model", "optim", "train", "moco", "fame", "data"))
+    model, optim, train, moco, fame, data = (
+        config.get(k) or {} for k in ("model", "optim", "train", "moco", "fame", "data")
+    )
     mlp = model.get("mlp_head")
     recipe = {
         "dataset": data.get("dataset"),
@@ -92,7 +104,10 @@ def resolve_arch(given: str | None, ckpt_config: dict, default: str) -> str:
     """--arch if given, else the checkpoint's model.arch, else the config default."""
     from_checkpoint = (ckpt_config.get("model") or {}).get("arch")
     if given and from_checkpoint and given != from_checkpoint:
-        raise UserError(f"--arch {given} does not match the checkpoint, which holds a {from_checkpoint} backbone", f"drop --arch or use --arch {from_checkpoint}")
+        raise UserError(
+            f"--arch {given} does not match the checkpoint, which holds a {from_checkpoint} backbone",
+            f"drop --arch or use --arch {from_checkpoint}",
+        )
     return given or from_checkpoint or default
 
 
@@ -104,7 +119,10 @@ def load_backbone(weights: Location, arch: str):
         raise
     except (RuntimeError, KeyError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"cannot load {weights} as a {arch} backbone: {first}", "check --arch against the checkpoint (fame-ray runs show RUN prints its arch)") from None
+        raise UserError(
+            f"cannot load {weights} as a {arch} backbone: {first}",
+            "check --arch against the checkpoint (fame-ray runs show RUN prints its arch)",
+        ) from None
 
 
 def check_labels(num_classes: int, tables: dict) -> None:
@@ -114,11 +132,17 @@ def check_labels(num_classes: int, tables: dict) -> None:
     """
     for subset, table in tables.items():
         if table.num_rows == 0:
-            raise UserError(f"the {subset} split lists no usable videos", "check the split files and the videos they name (fame-ray data prepare shows what was skipped)")
+            raise UserError(
+                f"the {subset} split lists no usable videos",
+                "check the split files and the videos they name (fame-ray data prepare shows what was skipped)",
+            )
         labels = table.column("label").to_pylist()
         bad = sorted({label for label in labels if not 0 <= label < num_classes})
         if bad:
-            raise UserError(f"the {subset} split uses class indices {bad[:5]} but the class list has {num_classes} classes", "use split files and the class list of the same release")
+            raise UserError(
+                f"the {subset} split uses class indices {bad[:5]} but the class list has {num_classes} classes",
+                "use split files and the class list of the same release",
+            )
 
 
 def check_memory(cfg: FinetuneConfig, num_classes: int, node_memory: list[float]) -> None:

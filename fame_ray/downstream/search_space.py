@@ -51,7 +51,10 @@ def _check_range(key: str, kind: str, values: list) -> None:
         raise ConfigError(f"search space '{key}': {kind} needs at least one value")
     for value in values:
         if not _value_ok(key, value):
-            raise ConfigError(f"search space '{key}': value {value} is out of range", "lr and epochs > 0, weight_decay >= 0, 0 <= dropout < 1")
+            raise ConfigError(
+                f"search space '{key}': value {value} is out of range",
+                "lr and epochs > 0, weight_decay >= 0, 0 <= dropout < 1",
+            )
 
 
 def _value_ok(key: str, value) -> bool:
@@ -86,7 +89,10 @@ def parse_spec(key: str, spec) -> dict:
         name, inner = _CALL.match(spec).groups()
         kind, raw_values = name.lower(), [v for v in inner.split(",") if v.strip()]
         if kind not in KINDS or kind in ("grid", "value"):
-            raise ConfigError(f"search space '{key}': unknown distribution '{name}'", "use grid [a,b], choice(a,b), uniform(a,b), loguniform(a,b) or randint(a,b)")
+            raise ConfigError(
+                f"search space '{key}': unknown distribution '{name}'",
+                "use grid [a,b], choice(a,b), uniform(a,b), loguniform(a,b) or randint(a,b)",
+            )
     elif isinstance(spec, str) and spec.strip().startswith("["):
         try:
             raw_values = yaml.safe_load(spec)
@@ -122,7 +128,9 @@ def parse_search_flags(items: list[str]) -> dict:
     space = {}
     for item in items or []:
         if "=" not in item:
-            raise ConfigError(f"search space '{item}' is not of the form key=spec", "e.g. --search 'lr=loguniform(1e-3,1e-1)'")
+            raise ConfigError(
+                f"search space '{item}' is not of the form key=spec", "e.g. --search 'lr=loguniform(1e-3,1e-1)'"
+            )
         key, spec = item.split("=", 1)
         space[key.strip()] = parse_spec(key, spec.strip())
     return space
@@ -174,6 +182,8 @@ class Hyperparameters:
     epochs: int
 
     @classmethod
-    def from_trial(cls, values: dict) -> "Hyperparameters":
+    def from_trial(cls, values: dict) -> Hyperparameters:
         """From a Tune trial's config (numbers of any type; epochs rounded)."""
-        return cls(float(values["lr"]), float(values["weight_decay"]), float(values["dropout"]), int(round(values["epochs"])))
+        return cls(
+            float(values["lr"]), float(values["weight_decay"]), float(values["dropout"]), int(round(values["epochs"]))
+        )

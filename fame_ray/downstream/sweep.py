@@ -27,8 +27,15 @@ log = logging.getLogger(__name__)
 
 # Config keys (section, key) that say where a sweep is stored and what it runs on, not what it
 # computes: a resumed sweep may change them (e.g. another S3 endpoint, a bigger cluster).
-SITE_KEYS = (("storage", None), ("max_concurrent", None), ("preset", None), ("train", "cpus_per_worker"),
-             ("train", "worker_resources"), ("data", "data_cpus"), ("data", "decode_threads"))
+SITE_KEYS = (
+    ("storage", None),
+    ("max_concurrent", None),
+    ("preset", None),
+    ("train", "cpus_per_worker"),
+    ("train", "worker_resources"),
+    ("data", "data_cpus"),
+    ("data", "decode_threads"),
+)
 
 # The Train driver inside a trial holds no CPU (it only waits on its workers); a Tune
 # trial still needs a non-empty resource request, so it asks for 1 MiB of memory.
@@ -62,7 +69,10 @@ def concurrent_trials(total_cpus: float, total_gpus: float, trial_cpus: float, t
         fits = min(fits, math.floor((total_gpus + 1e-9) / trial_gpus))
     if fits < 1:
         raise ConfigError(
-            f"one trial needs {trial_cpus:g} CPUs and {trial_gpus:g} GPUs, the cluster has {total_cpus:g} CPUs and {total_gpus:g} GPUs",
+            (
+                f"one trial needs {trial_cpus:g} CPUs and {trial_gpus:g} GPUs, the cluster has {total_cpus:g} CPUs "
+                f"and {total_gpus:g} GPUs"
+            ),
             "lower train.num_workers / train.cpus_per_worker or grow the cluster",
         )
     return max(1, min(fits, wanted))
@@ -74,7 +84,10 @@ def can_resume(experiment: Location) -> bool:
     saved its state left nothing to resume; the sweep then starts again)."""
     if not tune.Tuner.can_restore(experiment.path, storage_filesystem=experiment.filesystem):
         return False
-    return any(info.base_name.startswith("experiment_state-") and info.base_name.endswith(".json") for info in experiment.children())
+    return any(
+        info.base_name.startswith("experiment_state-") and info.base_name.endswith(".json")
+        for info in experiment.children()
+    )
 
 
 def signature(config: dict) -> dict:
@@ -99,7 +112,21 @@ def signature_differences(saved: dict, current: dict, prefix: str = "") -> list[
     return names
 
 
-def run_sweep(trainable, param_space: dict, *, samples: int, max_concurrent: int, max_epochs: int, storage_path: str, name: str, trial_failures: int, storage_filesystem=None, metric: str = "val_video_top1", callbacks=None, resume: bool = False):
+def run_sweep(
+    trainable,
+    param_space: dict,
+    *,
+    samples: int,
+    max_concurrent: int,
+    max_epochs: int,
+    storage_path: str,
+    name: str,
+    trial_failures: int,
+    storage_filesystem=None,
+    metric: str = "val_video_top1",
+    callbacks=None,
+    resume: bool = False,
+):
     """Run the Tuner: ASHA on `metric` (mode max), `samples` draws of the space.
 
     ASHA's time unit is the training iteration, i.e. one reported epoch. A trial that
@@ -112,14 +139,28 @@ def run_sweep(trainable, param_space: dict, *, samples: int, max_concurrent: int
     """
     if resume:
         experiment = f"{storage_path}/{name}"
-        tuner = tune.Tuner.restore(experiment, tune.with_resources(trainable, DRIVER_RESOURCES), resume_unfinished=True, storage_filesystem=storage_filesystem)
+        tuner = tune.Tuner.restore(
+            experiment,
+            tune.with_resources(trainable, DRIVER_RESOURCES),
+            resume_unfinished=True,
+            storage_filesystem=storage_filesystem,
+        )
         return tuner.fit()
     grace = max(1, max_epochs // 4)
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(max_epochs, grace), grace_period=grace, reduction_factor=2)
+    scheduler = ASHAScheduler(
+        time_attr="training_iteration", max_t=max(max_epochs, grace), grace_period=grace, reduction_factor=2
+    )
     tuner = tune.Tuner(
         tune.with_resources(trainable, DRIVER_RESOURCES),
         param_space=param_space,
-        tune_config=tune.TuneConfig(metric=metric, mode="max", scheduler=scheduler, num_samples=samples, max_concurrent_trials=max_concurrent, trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}"),
+        tune_config=tune.TuneConfig(
+            metric=metric,
+            mode="max",
+            scheduler=scheduler,
+            num_samples=samples,
+            max_concurrent_trials=max_concurrent,
+            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+        ),
         run_config=tune.RunConfig(
             name=name,
             storage_path=storage_path,
@@ -147,20 +188,26 @@ def trial_records(result_grid, planned_epochs_key: str = "epochs", metric: str =
         epochs_run = metrics.get("epoch", 0) + 1 if metric in metrics else 0
         if result.error is not None:
             status = "failed"
-            error = str(result.error).strip().splitlines()[-1][:300] if str(result.error).strip() else type(result.error).__name__
+            error = (
+                str(result.error).strip().splitlines()[-1][:300]
+                if str(result.error).strip()
+                else type(result.error).__name__
+            )
         else:
             status = "stopped early (ASHA)" if planned and epochs_run < planned else "completed"
             error = None
-        records.append({
-            "trial": metrics.get("trial_id") or _trial_id(result.path),
-            "status": status,
-            "hyperparameters": {k: config.get(k) for k in SEARCHABLE},
-            "epochs_run": epochs_run,
-            "workers": metrics.get("world_size"),
-            "metrics": {k: v for k, v in metrics.items() if k.startswith("val_") or k in ("train_loss",)},
-            "error": error,
-            "path": result.path,
-        })
+        records.append(
+            {
+                "trial": metrics.get("trial_id") or _trial_id(result.path),
+                "status": status,
+                "hyperparameters": {k: config.get(k) for k in SEARCHABLE},
+                "epochs_run": epochs_run,
+                "workers": metrics.get("world_size"),
+                "metrics": {k: v for k, v in metrics.items() if k.startswith("val_") or k in ("train_loss",)},
+                "error": error,
+                "path": result.path,
+            }
+        )
     return records
 
 

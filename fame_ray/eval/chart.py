@@ -1,7 +1,7 @@
 """Grouped bar charts as PNG, drawn with Pillow (no plotting library needed).
 
-    chart = grouped_bars({"motion": {"fame": (0.61, 0.02), "moco": (0.31, 0.04)}}, title="...")
-    chart.save("results.png")
+chart = grouped_bars({"motion": {"fame": (0.61, 0.02), "moco": (0.31, 0.04)}}, title="...")
+chart.save("results.png")
 """
 
 from __future__ import annotations
@@ -12,8 +12,13 @@ from PIL import Image, ImageDraw
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#999999"]
 
 
-def grouped_bars(groups: dict[str, dict[str, tuple[float, float]]], title: str, references: dict[str, float] | None = None,
-                 width: int = 900, height: int = 480) -> Image.Image:
+def grouped_bars(
+    groups: dict[str, dict[str, tuple[float, float]]],
+    title: str,
+    references: dict[str, float] | None = None,
+    width: int = 900,
+    height: int = 480,
+) -> Image.Image:
     """Bars of value in [0, 1] with a +-std whisker: one group per key of `groups`, one bar per
     series inside it; `references` draws labelled horizontal lines (e.g. chance, a ceiling)."""
     image = Image.new("RGB", (width, height), "white")
@@ -39,7 +44,13 @@ def grouped_bars(groups: dict[str, dict[str, tuple[float, float]]], title: str, 
             for edge in (mean - std, mean + std):
                 whisker = bottom - (bottom - top) * max(0.0, min(edge, 1.0))
                 draw.line([(x + bar * 0.2, whisker), (x + bar * 0.7, whisker)], fill="black")
-            draw.line([(x + bar * 0.45, bottom - (bottom - top) * max(0.0, min(mean - std, 1.0))), (x + bar * 0.45, bottom - (bottom - top) * max(0.0, min(mean + std, 1.0)))], fill="black")
+            draw.line(
+                [
+                    (x + bar * 0.45, bottom - (bottom - top) * max(0.0, min(mean - std, 1.0))),
+                    (x + bar * 0.45, bottom - (bottom - top) * max(0.0, min(mean + std, 1.0))),
+                ],
+                fill="black",
+            )
         draw.text((x0, bottom + 8), group, fill="black")
     for offset, (label, value) in enumerate((references or {}).items()):
         y = bottom - (bottom - top) * value

@@ -83,8 +83,14 @@ def video_scores(clip_values: np.ndarray, labels: np.ndarray, video_index: np.nd
     return ids, sums / counts[:, None], video_labels, counts
 
 
-def multi_clip_metrics(clip_logits: np.ndarray, labels: np.ndarray, video_index: np.ndarray, ks=TOPK,
-                       rule: str = "official", arch: str = "") -> dict[str, float]:
+def multi_clip_metrics(
+    clip_logits: np.ndarray,
+    labels: np.ndarray,
+    video_index: np.ndarray,
+    ks=TOPK,
+    rule: str = "official",
+    arch: str = "",
+) -> dict[str, float]:
     """clip_top{k} and video_top{k} (fractions in [0, 1]), plus the clip and video counts.
     The video score averages `clip_scores(clip_logits, rule, arch)` over each video's clips."""
     clip_logits = np.asarray(clip_logits)

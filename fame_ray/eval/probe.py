@@ -27,7 +27,9 @@ def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[torch.Tensor, tor
     return (train_t - mean) / std, (test_t - mean) / std
 
 
-def fit_linear(features: torch.Tensor, labels: torch.Tensor, classes: int, weight_decay: float = WEIGHT_DECAY) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_linear(
+    features: torch.Tensor, labels: torch.Tensor, classes: int, weight_decay: float = WEIGHT_DECAY
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight `D K`, bias `K`) of an L2-penalised logistic regression, by L-BFGS."""
     weight = torch.zeros(features.shape[1], classes, dtype=features.dtype, requires_grad=True)
     bias = torch.zeros(classes, dtype=features.dtype, requires_grad=True)
@@ -43,7 +45,9 @@ def fit_linear(features: torch.Tensor, labels: torch.Tensor, classes: int, weigh
     return weight.detach(), bias.detach()
 
 
-def linear_probe(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray, test_labels: np.ndarray) -> float:
+def linear_probe(
+    train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray, test_labels: np.ndarray
+) -> float:
     """Test accuracy in [0, 1] of a linear classifier fitted on the training features."""
     train_labels_t = torch.as_tensor(np.asarray(train_labels), dtype=torch.long)
     test_labels_t = torch.as_tensor(np.asarray(test_labels), dtype=torch.long)

@@ -17,15 +17,42 @@ RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 # Metric columns in the order a paper prints them; others follow alphabetically.
 METRIC_ORDER = ("video_top1", "video_top5", "clip_top1", "clip_top5", "R@1", "R@5", "R@10", "R@20", "R@50")
-METRIC_TITLES = {"video_top1": "video top-1", "video_top5": "video top-5", "clip_top1": "clip top-1", "clip_top5": "clip top-5"}
+METRIC_TITLES = {
+    "video_top1": "video top-1",
+    "video_top5": "video top-5",
+    "clip_top1": "clip top-1",
+    "clip_top5": "clip top-5",
+}
 # Pretraining settings that explain 1-3 point gaps between runs (docs/recipe.md, last section).
-RECIPE_KEYS = ("dataset", "arch", "epochs", "global_batch", "lr", "schedule", "mlp_head", "queue_size", "fame", "fame_beta", "crop_size", "frames_per_clip", "steps")
+RECIPE_KEYS = (
+    "dataset",
+    "arch",
+    "epochs",
+    "global_batch",
+    "lr",
+    "schedule",
+    "mlp_head",
+    "queue_size",
+    "fame",
+    "fame_beta",
+    "crop_size",
+    "frames_per_clip",
+    "steps",
+)
 HYPER_KEYS = ("lr", "weight_decay", "dropout", "epochs")
 
 
 def new_record(kind: str, run: str, setting: dict, pretrain_recipe: dict, metrics: dict, **extra) -> dict:
     """A results record: `setting` holds dataset, split, mode, backbone, pretrained."""
-    return {"kind": kind, "run": run, **setting, "pretrain_recipe": dict(pretrain_recipe), "units": "percent", "metrics": dict(metrics), **extra}
+    return {
+        "kind": kind,
+        "run": run,
+        **setting,
+        "pretrain_recipe": dict(pretrain_recipe),
+        "units": "percent",
+        "metrics": dict(metrics),
+        **extra,
+    }
 
 
 def percent(metrics: dict) -> dict:
@@ -62,7 +89,12 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 
 def metric_columns(metric_dicts: list[dict]) -> list[str]:
     """Union of metric names (counts left out), in paper order."""
-    names = {k for metrics in metric_dicts for k, v in metrics.items() if k not in ("clips", "videos", "queries", "gallery", "epoch")}
+    names = {
+        k
+        for metrics in metric_dicts
+        for k, v in metrics.items()
+        if k not in ("clips", "videos", "queries", "gallery", "epoch")
+    }
     ordered = [k for k in METRIC_ORDER if k in names]
     return ordered + sorted(names - set(ordered))
 
@@ -76,16 +108,33 @@ def render_markdown(record: dict) -> str:
     parts = [f"# {record['run']}", ""]
     columns = metric_columns([record.get("metrics", {})])
     header = ["dataset", "split", "mode", "backbone", "pretrained"] + [f"{_title(c)} (%)" for c in columns]
-    row = [record.get(k) for k in ("dataset", "split", "mode", "backbone", "pretrained")] + [record["metrics"].get(c) for c in columns]
+    row = [record.get(k) for k in ("dataset", "split", "mode", "backbone", "pretrained")] + [
+        record["metrics"].get(c) for c in columns
+    ]
     parts += [markdown_table(header, [row]), ""]
     if record.get("protocol"):
-        parts += ["## Protocol", "", markdown_table(["setting", "value"], [[k, v] for k, v in record["protocol"].items()]), ""]
+        parts += [
+            "## Protocol",
+            "",
+            markdown_table(["setting", "value"], [[k, v] for k, v in record["protocol"].items()]),
+            "",
+        ]
     recipe = record.get("pretrain_recipe") or {}
     parts += ["## Pretraining recipe (from the checkpoint's config.yaml)", ""]
-    parts += [markdown_table(["setting", "value"], [[k, v] for k, v in recipe.items()]) if recipe else "not recorded (no config.yaml beside the checkpoint, e.g. an official FAME .pth)", ""]
+    parts += [
+        markdown_table(["setting", "value"], [[k, v] for k, v in recipe.items()])
+        if recipe
+        else "not recorded (no config.yaml beside the checkpoint, e.g. an official FAME .pth)",
+        "",
+    ]
     if record.get("best"):
         best = record["best"]
-        parts += [f"## Best trial: {best.get('trial')}", "", markdown_table(["hyperparameter", "value"], [[k, v] for k, v in best.get("hyperparameters", {}).items()]), ""]
+        parts += [
+            f"## Best trial: {best.get('trial')}",
+            "",
+            markdown_table(["hyperparameter", "value"], [[k, v] for k, v in best.get("hyperparameters", {}).items()]),
+            "",
+        ]
     if record.get("trials"):
         parts += ["## All trials", "", trials_table(record["trials"]), ""]
     if record.get("notes"):
@@ -100,7 +149,16 @@ def trials_table(trials: list[dict]) -> str:
     for trial in trials:
         hyper = trial.get("hyperparameters", {})
         metrics = trial.get("metrics") or {}
-        rows.append([trial.get("trial"), trial.get("status"), *[hyper.get(k) for k in HYPER_KEYS], trial.get("epochs_run"), *[metrics.get(c) for c in columns], trial.get("error")])
+        rows.append(
+            [
+                trial.get("trial"),
+                trial.get("status"),
+                *[hyper.get(k) for k in HYPER_KEYS],
+                trial.get("epochs_run"),
+                *[metrics.get(c) for c in columns],
+                trial.get("error"),
+            ]
+        )
     return markdown_table(header, rows)
 
 
@@ -119,10 +177,17 @@ def _results_record(location: Location) -> dict:
         record = json.loads(location.read_bytes().decode("utf-8"))
     except ValueError:  # JSONDecodeError and UnicodeDecodeError
         record = None
-    fields_ok = isinstance(record, dict) and "kind" in record and isinstance(record.get("run"), str) and isinstance(record.get("metrics"), dict)
+    fields_ok = (
+        isinstance(record, dict)
+        and "kind" in record
+        and isinstance(record.get("run"), str)
+        and isinstance(record.get("metrics"), dict)
+    )
     if not fields_ok or not isinstance(record.get("pretrain_recipe") or {}, dict):
-        raise UserError(f"{location} is not a fame-ray results file (a JSON object with kind, run and metrics)",
-                        "give a results.json written by `fame-ray finetune` or `fame-ray retrieve`, or its run directory")
+        raise UserError(
+            f"{location} is not a fame-ray results file (a JSON object with kind, run and metrics)",
+            "give a results.json written by `fame-ray finetune` or `fame-ray retrieve`, or its run directory",
+        )
     return record
 
 
@@ -135,19 +200,44 @@ def read(run: str, storage_root: Location) -> dict:
     for location in candidates:
         if location.exists():
             return _results_record(location)
-    raise UserError(f"no results found for run '{run}' (looked for {', '.join(map(str, candidates))})", "give a run directory written by `fame-ray finetune` or `fame-ray retrieve`, or its name with --storage")
+    raise UserError(
+        f"no results found for run '{run}' (looked for {', '.join(map(str, candidates))})",
+        "give a run directory written by `fame-ray finetune` or `fame-ray retrieve`, or its name with --storage",
+    )
 
 
 def side_by_side(records: list[dict]) -> str:
     """Several runs as one paper-style table: one row per run, metrics as columns."""
     columns = metric_columns([r.get("metrics", {}) for r in records])
-    header = ["run", "backbone", "pretrain data", "pretrain epochs", "schedule", "mlp head", "K", "dataset", "split", "mode", *[f"{_title(c)} (%)" for c in columns]]
+    header = [
+        "run",
+        "backbone",
+        "pretrain data",
+        "pretrain epochs",
+        "schedule",
+        "mlp head",
+        "K",
+        "dataset",
+        "split",
+        "mode",
+        *[f"{_title(c)} (%)" for c in columns],
+    ]
     rows = []
     for record in records:
         recipe = record.get("pretrain_recipe") or {}
-        rows.append([
-            record.get("run"), record.get("backbone"), recipe.get("dataset"), recipe.get("epochs"), recipe.get("schedule"),
-            recipe.get("mlp_head"), recipe.get("queue_size"), record.get("dataset"), record.get("split"), record.get("mode"),
-            *[record.get("metrics", {}).get(c) for c in columns],
-        ])
+        rows.append(
+            [
+                record.get("run"),
+                record.get("backbone"),
+                recipe.get("dataset"),
+                recipe.get("epochs"),
+                recipe.get("schedule"),
+                recipe.get("mlp_head"),
+                recipe.get("queue_size"),
+                record.get("dataset"),
+                record.get("split"),
+                record.get("mode"),
+                *[record.get("metrics", {}).get(c) for c in columns],
+            ]
+        )
     return markdown_table(header, rows)

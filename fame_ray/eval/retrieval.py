@@ -50,7 +50,13 @@ def centre_and_normalise(gallery: np.ndarray, queries: np.ndarray, protocol: str
     return l2_normalise(gallery - gallery_mean), l2_normalise(queries - query_mean)
 
 
-def recall_at_k(query_features: np.ndarray, query_labels: np.ndarray, gallery_features: np.ndarray, gallery_labels: np.ndarray, ks=RECALL_KS) -> dict[str, float]:
+def recall_at_k(
+    query_features: np.ndarray,
+    query_labels: np.ndarray,
+    gallery_features: np.ndarray,
+    gallery_labels: np.ndarray,
+    ks=RECALL_KS,
+) -> dict[str, float]:
     """{'R@k': share of queries with a same-class video among their k nearest}.
 
     Features are compared by dot product (cosine after `centre_and_normalise`); k is

@@ -38,12 +38,12 @@ import torch
 from fame_ray import runtime
 from fame_ray.config import DataConfig, FinetuneConfig, PretrainConfig, build, presets, to_dict
 from fame_ray.data import catalog, manifest
-from fame_ray.experiments import scene_bias
 from fame_ray.downstream.features import Encoder, encode_videos
 from fame_ray.downstream.finetune import run_finetune
 from fame_ray.eval.chart import grouped_bars
 from fame_ray.eval.probe import linear_probe
 from fame_ray.eval.report import markdown_table
+from fame_ray.experiments import scene_bias
 from fame_ray.models.backbones import build_backbone
 from fame_ray.pretrain.driver import run_pretrain
 from fame_ray.storage import Location
@@ -51,8 +51,11 @@ from fame_ray.storage import Location
 log = logging.getLogger(__name__)
 READOUTS = ("motion", "scene", "biased_to_decorrelated")
 # (probe training set, probe test set, label) of each read-out.
-PROBES = {"motion": ("decorrelated/train", "decorrelated/test", "motion"), "scene": ("decorrelated/train", "decorrelated/test", "family"),
-          "biased_to_decorrelated": ("biased/train", "decorrelated/test", "motion")}
+PROBES = {
+    "motion": ("decorrelated/train", "decorrelated/test", "motion"),
+    "scene": ("decorrelated/train", "decorrelated/test", "family"),
+    "biased_to_decorrelated": ("biased/train", "decorrelated/test", "motion"),
+}
 PARTS = ("biased/train", "decorrelated/train", "decorrelated/test")
 
 
@@ -81,19 +84,38 @@ def pretrain_config(plan: Plan, root: str, method: str, seed: int, runs: str) ->
     the queue holds 256 keys (the official 2048 is a fifth of UCF101; this set has 640 videos)."""
     values = {
         "method": method,
-        "data": {"dataset": "folder", "data_root": root, "frames_per_clip": 8, "temporal_stride": 2, "crop_size": 48,
-                 "crop_scale": [0.6, 1.0], "eval_clips": plan.eval_clips, "test_crop": "center"},
+        "data": {
+            "dataset": "folder",
+            "data_root": root,
+            "frames_per_clip": 8,
+            "temporal_stride": 2,
+            "crop_size": 48,
+            "crop_scale": [0.6, 1.0],
+            "eval_clips": plan.eval_clips,
+            "test_crop": "center",
+        },
         "model": {"arch": "tiny", "mlp_head": True},
         "moco": {"queue_size": 256, "momentum": 0.99},
         "optim": {"lr": 0.1, "base_batch": 32, "warmup_epochs": 0},
-        "train": {"epochs": 1000, "max_steps": plan.steps, "global_batch": 32, "num_workers": 1, "cpus_per_worker": 1.0, "seed": seed,
-                  "checkpoint_every": plan.steps, "log_every": 25, "keep_checkpoints": 1},
+        "train": {
+            "epochs": 1000,
+            "max_steps": plan.steps,
+            "global_batch": 32,
+            "num_workers": 1,
+            "cpus_per_worker": 1.0,
+            "seed": seed,
+            "checkpoint_every": plan.steps,
+            "log_every": 25,
+            "keep_checkpoints": 1,
+        },
         "storage": {"path": runs, "run_name": f"{method}-seed{seed}"},
     }
     return build(PretrainConfig, presets.demo_pretrain(), values)
 
 
-def _all_videos(roots: dict[str, str], data: DataConfig, out: Location) -> tuple[Location, dict[str, slice], dict[str, np.ndarray]]:
+def _all_videos(
+    roots: dict[str, str], data: DataConfig, out: Location
+) -> tuple[Location, dict[str, slice], dict[str, np.ndarray]]:
     """One manifest of every video the probes read (so each encoder runs one pass), the rows of
     each part, and each part's family labels."""
     tables, parts, families, start = [], {}, {}, 0
@@ -118,7 +140,9 @@ def readouts(encoder: Encoder, videos: tuple, cfg: PretrainConfig) -> dict[str, 
     label_sets = {"motion": {part: labels[rows] for part, rows in parts.items()}, "family": families}
     out = {}
     for readout, (train, test, kind) in PROBES.items():
-        out[readout] = linear_probe(features[parts[train]], label_sets[kind][train], features[parts[test]], label_sets[kind][test])
+        out[readout] = linear_probe(
+            features[parts[train]], label_sets[kind][train], features[parts[test]], label_sets[kind][test]
+        )
     return out
 
 
@@ -131,12 +155,26 @@ def ceiling(plan: Plan, roots: dict[str, str], out: Location) -> float | None:
     torch.manual_seed(0)
     state = {f"module.encoder_q.{key}": value for key, value in build_backbone("tiny").state_dict().items()}
     torch.save({"state_dict": state}, weights.uri)
-    cfg = build(FinetuneConfig, presets.demo_finetune(), {
-        "data": {"dataset": "folder", "data_root": roots["decorrelated"], "frames_per_clip": 8, "crop_size": 48, "crop_scale": [0.6, 1.0], "eval_clips": plan.eval_clips},
-        "model": {"arch": "tiny"}, "train": {"epochs": plan.ceiling_epochs, "global_batch": 32, "num_workers": 1},
-        "optim": {"lr": 0.05, "milestones": [plan.ceiling_epochs * 2 // 3]}, "dropout": 0.3, "pretrained": weights.uri,
-        "storage": {"path": (out / "runs").uri, "run_name": "ceiling-supervised"},
-    })
+    cfg = build(
+        FinetuneConfig,
+        presets.demo_finetune(),
+        {
+            "data": {
+                "dataset": "folder",
+                "data_root": roots["decorrelated"],
+                "frames_per_clip": 8,
+                "crop_size": 48,
+                "crop_scale": [0.6, 1.0],
+                "eval_clips": plan.eval_clips,
+            },
+            "model": {"arch": "tiny"},
+            "train": {"epochs": plan.ceiling_epochs, "global_batch": 32, "num_workers": 1},
+            "optim": {"lr": 0.05, "milestones": [plan.ceiling_epochs * 2 // 3]},
+            "dropout": 0.3,
+            "pretrained": weights.uri,
+            "storage": {"path": (out / "runs").uri, "run_name": "ceiling-supervised"},
+        },
+    )
     record = run_finetune(cfg, "tiny")
     top1 = record["metrics"].get("video_top1")
     return None if top1 is None else top1 / 100.0
@@ -160,15 +198,27 @@ def run(out: str, plan: Plan, verbose: bool = False) -> dict:
             cfg = pretrain_config(plan, roots["biased"], method, seed, (target / "runs").uri)
             result = run_pretrain(cfg, verbose)
             found = readouts(Encoder("tiny", cfg.storage.root() / cfg.run_name()), videos, cfg)
-            log.info("%s, seed %d: %s (contrastive acc@1 %.3f)", method, seed, " | ".join(f"{k} {v:.3f}" for k, v in found.items()), result.metrics.get("acc1", float("nan")))
+            log.info(
+                "%s, seed %d: %s (contrastive acc@1 %.3f)",
+                method,
+                seed,
+                " | ".join(f"{k} {v:.3f}" for k, v in found.items()),
+                result.metrics.get("acc1", float("nan")),
+            )
             for readout, value in found.items():
                 scores.setdefault(method, {}).setdefault(readout, []).append(value)
     random_init = readouts(Encoder("tiny", None, seed=0), videos, base)
     record = {
-        "methods": {method: {readout: _summary(values) for readout, values in found.items()} for method, found in scores.items()},
+        "methods": {
+            method: {readout: _summary(values) for readout, values in found.items()} for method, found in scores.items()
+        },
         "random_init": random_init,
         "ceiling": ceiling(plan, roots, target),
-        "chance": {"motion": 1 / plan.spec.classes, "scene": 1 / plan.spec.families, "biased_to_decorrelated": 1 / plan.spec.classes},
+        "chance": {
+            "motion": 1 / plan.spec.classes,
+            "scene": 1 / plan.spec.families,
+            "biased_to_decorrelated": 1 / plan.spec.classes,
+        },
         "plan": {**dataclasses.asdict(plan), "pretrain_recipe": to_dict(base)},
         "machine": _machine(),
         "wall_s": round(time.time() - started, 1),
@@ -178,12 +228,19 @@ def run(out: str, plan: Plan, verbose: bool = False) -> dict:
 
 
 def _machine() -> dict:
-    return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(), "ray": ray.__version__,
-            "torch": torch.__version__, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "ray": ray.__version__,
+        "torch": torch.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def markdown(record: dict) -> str:
     """results.md: mean +- std over the seeds, per method and read-out."""
+
     def cell(summary):
         return f"{100 * summary['mean']:.1f} ± {100 * summary['std']:.1f}"
 
@@ -191,10 +248,22 @@ def markdown(record: dict) -> str:
     rows.append(["random init (no pretraining)", *[f"{100 * record['random_init'][r]:.1f}" for r in READOUTS]])
     rows.append(["chance", *[f"{100 * record['chance'][r]:.1f}" for r in READOUTS]])
     seeds = len(record["plan"]["seeds"])
-    lines = ["# Background bias: motion or scene?", "", f"Linear-probe accuracy (%), mean ± std over {seeds} seed(s).", "",
-             markdown_table(["pretraining", *READOUTS], rows), ""]
+    lines = [
+        "# Background bias: motion or scene?",
+        "",
+        f"Linear-probe accuracy (%), mean ± std over {seeds} seed(s).",
+        "",
+        markdown_table(["pretraining", *READOUTS], rows),
+        "",
+    ]
     if record.get("ceiling") is not None:
-        lines += [f"Supervised ceiling (the same backbone finetuned on the decorrelated set, video top-1): {100 * record['ceiling']:.1f}%", ""]
+        lines += [
+            (
+                "Supervised ceiling (the same backbone finetuned on the decorrelated set, video top-1): "
+                f"{100 * record['ceiling']:.1f}%"
+            ),
+            "",
+        ]
     lines += [f"Wall time {record['wall_s'] / 60:.1f} min on {record['machine']['cpu_count']} CPUs.", ""]
     return "\n".join(lines)
 
@@ -202,7 +271,12 @@ def markdown(record: dict) -> str:
 def _write(record: dict, target: Location) -> None:
     (target / "results.json").write_text(json.dumps(record, indent=2))
     (target / "results.md").write_text(markdown(record))
-    groups = {readout: {method: (found[readout]["mean"], found[readout]["std"]) for method, found in record["methods"].items()} for readout in READOUTS}
+    groups = {
+        readout: {
+            method: (found[readout]["mean"], found[readout]["std"]) for method, found in record["methods"].items()
+        }
+        for readout in READOUTS
+    }
     for readout in READOUTS:
         groups[readout]["random init"] = (record["random_init"][readout], 0.0)
     references = {"ceiling": record["ceiling"]} if record.get("ceiling") is not None else {}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -65,7 +66,9 @@ def _write_subset(root: str, subset: str, count: int, spec: SceneBiasSpec, biase
             rng = np.random.default_rng([spec.seed, salt, label, index])
             family = _family(spec, label, biased, rng)
             hue, angle = synthetic.family_background(family, spec.families, rng)
-            video = synthetic.render_video(motion, spec.frames, spec.size, spec.size, rng, hue, angle, spec.object_colour, spec.object_size)
+            video = synthetic.render_video(
+                motion, spec.frames, spec.size, spec.size, rng, hue, angle, spec.object_colour, spec.object_size
+            )
             relative = f"{subset}/{'_'.join(motion.words)}/video_{index:04d}.mp4"
             synthetic.write_video(video, os.path.join(root, relative))
             families[relative] = family
@@ -77,11 +80,16 @@ def write_sets(out: str, spec: SceneBiasSpec) -> dict[str, str]:
     roots = {name: os.path.join(out, name) for name in SETS}
     for salt, (name, biased) in enumerate(SETS.items()):
         root = roots[name]
-        if synthetic.is_complete(root) and json.loads(open(os.path.join(root, synthetic.MARKER)).read()) == asdict(spec):
+        if synthetic.is_complete(root) and json.loads(Path(os.path.join(root, synthetic.MARKER)).read_text()) == asdict(
+            spec
+        ):
             continue
         train = spec.train_per_class if biased else spec.probe_per_class
         test = spec.biased_test_per_class if biased else spec.probe_per_class
-        families = {**_write_subset(root, "train", train, spec, biased, 2 * salt), **_write_subset(root, "test", test, spec, biased, 2 * salt + 1)}
+        families = {
+            **_write_subset(root, "train", train, spec, biased, 2 * salt),
+            **_write_subset(root, "test", test, spec, biased, 2 * salt + 1),
+        }
         with open(os.path.join(root, FAMILIES_FILE), "w") as handle:
             json.dump(families, handle, indent=0)
         with open(os.path.join(root, synthetic.MARKER), "w") as handle:  # written last: the set is complete

@@ -28,7 +28,7 @@ class VideoClassifier(nn.Module):
                 param.requires_grad = False
             self.backbone.eval()
 
-    def train(self, mode: bool = True) -> "VideoClassifier":
+    def train(self, mode: bool = True) -> VideoClassifier:
         super().train(mode)
         if self.frozen:
             self.backbone.eval()
@@ -42,7 +42,9 @@ class VideoClassifier(nn.Module):
         return self.fc(self.dropout(self.backbone(clips)))
 
 
-def build_classifier(backbone: nn.Module, num_classes: int, mode: str = "finetune", dropout: float = 0.0) -> VideoClassifier:
+def build_classifier(
+    backbone: nn.Module, num_classes: int, mode: str = "finetune", dropout: float = 0.0
+) -> VideoClassifier:
     """'finetune': all layers train, with dropout; 'linear': frozen backbone in eval mode, no dropout."""
     if mode == "linear":
         return VideoClassifier(backbone, num_classes, dropout=0.0, frozen=True)

@@ -45,7 +45,9 @@ class Unit3D(nn.Module):
         symmetric = all(p == pads[0] for p in pads)
         # Symmetric padding goes into the conv, as the official code does; else an explicit pad.
         self.pad = None if symmetric else pads
-        self.conv3d = nn.Conv3d(in_channels, out_channels, kernel, stride=stride, padding=pads[0] if symmetric else 0, bias=False)
+        self.conv3d = nn.Conv3d(
+            in_channels, out_channels, kernel, stride=stride, padding=pads[0] if symmetric else 0, bias=False
+        )
         self.batch3d = nn.BatchNorm3d(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -48,8 +48,10 @@ def _require_state_dict(state) -> dict:
     """`state` itself when it maps parameter names (strings) to values; a UserError otherwise."""
     if isinstance(state, dict) and all(isinstance(key, str) for key in state):
         return state
-    raise UserError("the checkpoint holds no state dict (a mapping of parameter names to tensors)",
-                    "pass a .pth saved by the official FAME code or a fame-ray checkpoint")
+    raise UserError(
+        "the checkpoint holds no state dict (a mapping of parameter names to tensors)",
+        "pass a .pth saved by the official FAME code or a fame-ray checkpoint",
+    )
 
 
 def _unwrap(checkpoint) -> dict:
@@ -68,7 +70,7 @@ def official_backbone_state(state_dict: dict) -> tuple[dict, list[str]]:
         prefix = "module." if all(k.startswith("module.") for k in state_dict) else ""
     kept, dropped = {}, []
     for key, value in state_dict.items():
-        name = key[len(prefix):] if key.startswith(prefix) else None
+        name = key[len(prefix) :] if key.startswith(prefix) else None
         if name is None or name.startswith(HEAD_PREFIXES):
             dropped.append(key)
         else:
@@ -89,13 +91,18 @@ def load_backbone_state(backbone: nn.Module, state: dict, arch: str, source: str
     """
     not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
-        raise UserError(f"{source} is not a state dict: {len(not_tensors)} entries are not tensors: {_names(not_tensors)}",
-                        "pass a .pth saved by the official FAME code or a fame-ray checkpoint")
+        raise UserError(
+            f"{source} is not a state dict: {len(not_tensors)} entries are not tensors: {_names(not_tensors)}",
+            "pass a .pth saved by the official FAME code or a fame-ray checkpoint",
+        )
     expected = backbone.state_dict()
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in expected
-              if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing: {_names(missing)}")
@@ -104,8 +111,11 @@ def load_backbone_state(backbone: nn.Module, state: dict, arch: str, source: str
     if shapes:
         problems.append(f"{len(shapes)} of another shape: {_names(shapes, 3)}")
     if problems:
-        raise UserError(f"{source} does not fit the {arch} backbone, probably a checkpoint of another architecture; "
-                        + "; ".join(problems), "pass the --arch it was trained with")
+        raise UserError(
+            f"{source} does not fit the {arch} backbone, probably a checkpoint of another architecture; "
+            + "; ".join(problems),
+            "pass the --arch it was trained with",
+        )
     filled = {**{k: v for k, v in expected.items() if k not in state}, **state}
     backbone.load_state_dict(filled, strict=True)
     return {"arch": arch, "tensors": len(state), "filled_num_batches_tracked": len(expected) - len(state)}
@@ -117,7 +127,12 @@ def load_official_query_encoder(state_dict: dict, arch: str) -> tuple[nn.Module,
     state, dropped = official_backbone_state(state_dict)
     report = load_backbone_state(backbone, state, arch, "the official checkpoint")
     report.update(format="official", dropped=len(dropped), dropped_sample=sorted(dropped)[:5])
-    logger.info("loaded %d tensors of an official FAME %s query encoder (%d head/key-encoder keys dropped)", len(state), arch, len(dropped))
+    logger.info(
+        "loaded %d tensors of an official FAME %s query encoder (%d head/key-encoder keys dropped)",
+        len(state),
+        arch,
+        len(dropped),
+    )
     return backbone, report
 
 
@@ -127,17 +142,21 @@ def fame_ray_backbone_state(model_state: dict) -> dict:
     prefixes = ("module.encoder_q.backbone.", "encoder_q.backbone.")
     prefix = next((p for p in prefixes if any(k.startswith(p) for k in model_state)), None)
     if prefix is None:
-        raise UserError("the fame-ray checkpoint has no query encoder (no 'encoder_q.backbone.*' keys)",
-                        "pass a checkpoint written by `fame-ray pretrain`")
-    return {k[len(prefix):]: v for k, v in model_state.items() if k.startswith(prefix)}
+        raise UserError(
+            "the fame-ray checkpoint has no query encoder (no 'encoder_q.backbone.*' keys)",
+            "pass a checkpoint written by `fame-ray pretrain`",
+        )
+    return {k[len(prefix) :]: v for k, v in model_state.items() if k.startswith(prefix)}
 
 
 def _fame_ray_model_state(checkpoint, where: str) -> dict:
     """The "model" state dict of a loaded fame-ray state.pt."""
     model = checkpoint.get("model") if isinstance(checkpoint, dict) else None
     if not isinstance(model, dict):
-        raise UserError(f"{where} holds no fame-ray model state (a dict with a 'model' state dict)",
-                        "pass a checkpoint written by `fame-ray pretrain`, or its run directory")
+        raise UserError(
+            f"{where} holds no fame-ray model state (a dict with a 'model' state dict)",
+            "pass a checkpoint written by `fame-ray pretrain`, or its run directory",
+        )
     return model
 
 
@@ -150,13 +169,20 @@ def resolve_weights(weights: Location) -> tuple[str, Location]:
         return "file", weights
     if (weights / checkpoints.STATE_FILE).exists():
         if checkpoints.complete_meta(weights) is None:
-            raise UserError(f"{weights} is an incomplete checkpoint (no valid {checkpoints.META_FILE}: its save or upload was cut off)",
-                            "pass the run directory (its latest complete checkpoint is taken) or a complete checkpoint_* directory")
+            raise UserError(
+                (
+                    f"{weights} is an incomplete checkpoint (no valid {checkpoints.META_FILE}: its save or upload "
+                    "was cut off)"
+                ),
+                "pass the run directory (its latest complete checkpoint is taken) or a complete checkpoint_* directory",
+            )
         return "checkpoint", weights
     latest = checkpoints.latest_complete(weights)
     if latest is None:
-        raise UserError(f"{weights} holds no complete fame-ray checkpoint",
-                        "pass a checkpoint_* directory, a run directory with one, or an official .pth file")
+        raise UserError(
+            f"{weights} holds no complete fame-ray checkpoint",
+            "pass a checkpoint_* directory, a run directory with one, or an official .pth file",
+        )
     return "checkpoint", latest.location
 
 
@@ -177,7 +203,9 @@ def load_pretrained_backbone(weights: Location, arch: str) -> tuple[nn.Module, d
     uri = where.uri
     if kind == "file":
         if not arch:
-            raise UserError("an official FAME checkpoint does not say its architecture", "pass --arch (i3d or r2plus1d_18)")
+            raise UserError(
+                "an official FAME checkpoint does not say its architecture", "pass --arch (i3d or r2plus1d_18)"
+            )
         checkpoint = checkpoints.torch_load(where.read_bytes(), uri)
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
             state, source = fame_ray_backbone_state(checkpoint["model"]), "fame-ray"

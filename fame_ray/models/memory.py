@@ -59,7 +59,9 @@ class ArchMemory:
 ARCH_MEMORY = {
     "tiny": ArchMemory(parameters=292_080, feature_dim=128, train_bytes_per_voxel=100, eval_bytes_per_voxel=46),
     "r3d_18": ArchMemory(parameters=33_166_272, feature_dim=512, train_bytes_per_voxel=670, eval_bytes_per_voxel=300),
-    "r2plus1d_18": ArchMemory(parameters=31_300_125, feature_dim=512, train_bytes_per_voxel=2320, eval_bytes_per_voxel=580),
+    "r2plus1d_18": ArchMemory(
+        parameters=31_300_125, feature_dim=512, train_bytes_per_voxel=2320, eval_bytes_per_voxel=580
+    ),
     "i3d": ArchMemory(parameters=12_287_264, feature_dim=1024, train_bytes_per_voxel=450, eval_bytes_per_voxel=85),
 }
 # Inputs per clip voxel, held for the whole per-worker batch. Finetuning: the augmentation's
@@ -133,7 +135,9 @@ def worker_memory(workload: Workload, batch: int, micro_batch: int = 0) -> Estim
         per_voxel = cost.train_bytes_per_voxel if workload.task == "finetune" else cost.eval_bytes_per_voxel
         activations = at_once * voxels * per_voxel
         inputs = batch * voxels * INPUT_BYTES_PER_VOXEL["finetune"]
-    return Estimate({"process": PROCESS_BYTES, "weights and state": state, "inputs": inputs, "activations": activations})
+    return Estimate(
+        {"process": PROCESS_BYTES, "weights and state": state, "inputs": inputs, "activations": activations}
+    )
 
 
 def largest_fitting_micro_batch(need: Callable[[int], float], divisible: int, available: float) -> int | None:
@@ -161,7 +165,10 @@ def check_fits(workload: Workload, placements: list[Placement], micro_batch: int
     `train.micro_batch` that divides every per-worker batch and fits."""
     task, setting, need = workload.name, workload.setting, workload.need
     if not node_memory:
-        log.info("%s: no node can host a training worker yet (an autoscaling cluster starting cold?): memory check skipped", task)
+        log.info(
+            "%s: no node can host a training worker yet (an autoscaling cluster starting cold?): memory check skipped",
+            task,
+        )
         return
     largest = max(node_memory)
 
@@ -175,10 +182,15 @@ def check_fits(workload: Workload, placements: list[Placement], micro_batch: int
         return
     at_once = micro_batch if 0 < micro_batch < worst.batch else worst.batch
     shared = f" for {worst.workers_per_node} workers each" if worst.workers_per_node > 1 else ""
-    message = f"{task} needs ~{needed / GB:.1f} GB per worker ({setting}, {at_once} clips at once) but nodes have {largest / GB:.1f} GB{shared}"
+    message = (
+        f"{task} needs ~{needed / GB:.1f} GB per worker ({setting}, {at_once} clips at once) but nodes have "
+        f"{largest / GB:.1f} GB{shared}"
+    )
     divisible = math.gcd(*(placement.batch for placement in placements))
     fitting = largest_fitting_micro_batch(lambda micro: max(per_node(micro, p) for p in placements), divisible, largest)
     if fitting is not None:
         raise UserError(f"{message}: set --set train.micro_batch={fitting} (~{need(worst.batch, fitting) / GB:.1f} GB)")
-    raise UserError(f"{message}; even one clip at a time needs ~{need(worst.batch, 1) / GB:.1f} GB: lower data.crop_size or "
-                    "data.frames_per_clip, spread the batch over more workers, or use nodes with more memory")
+    raise UserError(
+        f"{message}; even one clip at a time needs ~{need(worst.batch, 1) / GB:.1f} GB: lower data.crop_size or "
+        "data.frames_per_clip, spread the batch over more workers, or use nodes with more memory"
+    )

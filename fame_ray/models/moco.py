@@ -50,7 +50,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from fame_ray.config import ModelConfig, MoCoConfig
+from fame_ray.config import MoCoConfig, ModelConfig
 from fame_ray.models.backbones import build_backbone
 
 
@@ -116,9 +116,19 @@ class MoCoKeys:
 class MoCo(nn.Module):
     """Query encoder, momentum key encoder and queue; `forward(view_q, view_k)` is one step."""
 
-    def __init__(self, backbone: nn.Module, dim: int = 128, queue_size: int = 65536, momentum: float = 0.999,
-                 temperature: float = 0.1, mlp: bool = True, symmetric: bool = True, shuffle_bn: bool = True,
-                 generator: torch.Generator | None = None, enqueue_between_passes: bool = True):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        dim: int = 128,
+        queue_size: int = 65536,
+        momentum: float = 0.999,
+        temperature: float = 0.1,
+        mlp: bool = True,
+        symmetric: bool = True,
+        shuffle_bn: bool = True,
+        generator: torch.Generator | None = None,
+        enqueue_between_passes: bool = True,
+    ):
         super().__init__()
         self.enqueue_between_passes = enqueue_between_passes
         self.queue_size = queue_size
@@ -208,8 +218,9 @@ class MoCo(nn.Module):
         return torch.cat([self._keys(chunk, generator) for chunk in clips.split(step)])
 
     @torch.no_grad()
-    def prepare_keys(self, view_q: torch.Tensor, view_k: torch.Tensor, generator: torch.Generator | None = None,
-                     micro_batch: int = 0) -> MoCoKeys:
+    def prepare_keys(
+        self, view_q: torch.Tensor, view_k: torch.Tensor, generator: torch.Generator | None = None, micro_batch: int = 0
+    ) -> MoCoKeys:
         """Once per step, over the whole per-worker batch: momentum update, keys of both views,
         the queue each pass scores against, and the enqueue of all keys (the first pass's
         before the second pass's negatives when `enqueue_between_passes`, as the official code;
@@ -230,8 +241,13 @@ class MoCo(nn.Module):
         self.enqueue(second)
         return MoCoKeys(first, second, (before, between))
 
-    def forward(self, view_q: torch.Tensor, view_k: torch.Tensor, shuffle_generator: torch.Generator | None = None,
-                keys: MoCoKeys | None = None) -> MoCoOutput:
+    def forward(
+        self,
+        view_q: torch.Tensor,
+        view_k: torch.Tensor,
+        shuffle_generator: torch.Generator | None = None,
+        keys: MoCoKeys | None = None,
+    ) -> MoCoOutput:
         """view_q (the FAME-fused clip), view_k (the plain clip): B,C,T,H,W float, normalised.
         `shuffle_generator` (CPU) draws this step's shuffle-BN order (default: the module's).
         `keys`: this batch's rows of `prepare_keys` (a micro batch); None = prepare them here."""
@@ -240,7 +256,9 @@ class MoCo(nn.Module):
         logits_1 = self._logits(self.encoder_q(view_q), keys.first, keys.negatives[0])
         targets = torch.zeros(logits_1.shape[0], dtype=torch.long, device=logits_1.device)
         if not self.symmetric:
-            return MoCoOutput(F.cross_entropy(logits_1, targets), _top1(logits_1), (logits_1.detach(), logits_1.detach()))
+            return MoCoOutput(
+                F.cross_entropy(logits_1, targets), _top1(logits_1), (logits_1.detach(), logits_1.detach())
+            )
         logits_2 = self._logits(self.encoder_q(view_k), keys.second, keys.negatives[1])
         loss = 0.5 * (F.cross_entropy(logits_1, targets) + F.cross_entropy(logits_2, targets))
         # As the official train.py: acc@1 of the averaged logits.
@@ -256,5 +274,15 @@ def _top1(logits: torch.Tensor) -> torch.Tensor:
 def moco_for(model: ModelConfig, moco: MoCoConfig, generator: torch.Generator | None = None) -> MoCo:
     """MoCo around a fresh `build_backbone(model.arch)`, as the config's model and moco sections
     say; `generator` (CPU) draws the shuffle-BN orders."""
-    return MoCo(build_backbone(model.arch), model.embed_dim, moco.queue_size, moco.momentum, moco.temperature, model.use_mlp_head,
-                moco.symmetric, moco.shuffle_bn, generator, enqueue_between_passes=moco.enqueue == "between_passes")
+    return MoCo(
+        build_backbone(model.arch),
+        model.embed_dim,
+        moco.queue_size,
+        moco.momentum,
+        moco.temperature,
+        model.use_mlp_head,
+        moco.symmetric,
+        moco.shuffle_bn,
+        generator,
+        enqueue_between_passes=moco.enqueue == "between_passes",
+    )

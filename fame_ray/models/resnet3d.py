@@ -52,7 +52,9 @@ class BasicBlock(nn.Module):
         super().__init__()
         # As the official code: one mid width, computed from (in_planes, planes), for both convs.
         mid = _middle_planes(in_planes, planes)
-        self.conv1 = nn.Sequential(conv_builder(in_planes, planes, mid, stride), nn.BatchNorm3d(planes), nn.ReLU(inplace=True))
+        self.conv1 = nn.Sequential(
+            conv_builder(in_planes, planes, mid, stride), nn.BatchNorm3d(planes), nn.ReLU(inplace=True)
+        )
         self.conv2 = nn.Sequential(conv_builder(planes, planes, mid), nn.BatchNorm3d(planes))
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None

@@ -5,7 +5,8 @@
 
 `run_pretrain` checks every user input before any worker starts (one UserError each), connects
 to Ray (the cluster when RAY_ADDRESS is set or inside `ray job submit`, else a local instance),
-checks that a worker fits the nodes' memory (`plan.check_memory`), derives the run plan once, builds the Ray Data pipeline from the manifest and hands the worker
+checks that a worker fits the nodes' memory (`plan.check_memory`), derives the run plan once, builds the Ray Data
+pipeline from the manifest and hands the worker
 loop (`fame_ray.pretrain.worker.train_loop`) to a TorchTrainer with {config, plan}.
 
 Resume: the run directory is `<storage>/<run name>`. Every (re)start of the worker group
@@ -25,7 +26,6 @@ from ray.train.torch import TorchTrainer
 from fame_ray import checkpoints, runtime
 from fame_ray.config import PretrainConfig, to_dict
 from fame_ray.data import manifest, ready
-
 from fame_ray.errors import UserError
 from fame_ray.pretrain.plan import RunPlan, check_memory, make_plan
 from fame_ray.pretrain.worker import train_loop
@@ -42,7 +42,10 @@ def preflight(cfg: PretrainConfig) -> None:
     root.check_writable_root()
     if cfg.storage.resume and not checkpoints.run_exists(root, cfg.storage.resume):
         known = checkpoints.run_names(root)
-        raise UserError(f"--resume: no run named '{cfg.storage.resume}' in {root}", f"runs there: {', '.join(known)}" if known else "drop --resume to start a new run")
+        raise UserError(
+            f"--resume: no run named '{cfg.storage.resume}' in {root}",
+            f"runs there: {', '.join(known)}" if known else "drop --resume to start a new run",
+        )
 
 
 def _scaling_config(cfg: PretrainConfig, cpus_per_worker: float) -> ScalingConfig:
@@ -50,7 +53,12 @@ def _scaling_config(cfg: PretrainConfig, cpus_per_worker: float) -> ScalingConfi
     if cfg.train.use_gpu:
         resources["GPU"] = 1
     workers = (cfg.train.min_workers, cfg.train.num_workers) if cfg.train.min_workers else cfg.train.num_workers
-    return ScalingConfig(num_workers=workers, use_gpu=cfg.train.use_gpu, resources_per_worker=resources, elastic_resize_monitor_interval_s=cfg.train.elastic_resize_s)
+    return ScalingConfig(
+        num_workers=workers,
+        use_gpu=cfg.train.use_gpu,
+        resources_per_worker=resources,
+        elastic_resize_monitor_interval_s=cfg.train.elastic_resize_s,
+    )
 
 
 def _run_config(cfg: PretrainConfig, plan: RunPlan) -> RunConfig:
@@ -69,7 +77,10 @@ def plan_run(cfg: PretrainConfig, train_manifest: Location, resources: ResourceP
     """The run plan over the training manifest."""
     num_videos = manifest.read(train_manifest).num_rows
     if num_videos < cfg.train.global_batch:
-        raise UserError(f"the training split has {num_videos} videos, fewer than one global batch ({cfg.train.global_batch})", "lower --batch")
+        raise UserError(
+            f"the training split has {num_videos} videos, fewer than one global batch ({cfg.train.global_batch})",
+            "lower --batch",
+        )
     return make_plan(cfg, train_manifest, num_videos, resources, checkpoints.git_sha())
 
 
@@ -83,11 +94,25 @@ def log_start(cfg: PretrainConfig, plan: RunPlan, verbose: bool = False) -> None
         logger.info("resolved config:\n%s", resolved.rstrip())
     latest = checkpoints.latest_complete(plan.run)
     logger.info(
-        "%s: %s, %s on %s, %dx%dx%d clips, %d videos, %d steps of %d clips%s on %s worker(s); %.2g CPU each, %.2g CPU for Ray Data%s",
-        cfg.preset or "config", cfg.method, cfg.model.arch, cfg.data.dataset, cfg.data.frames_per_clip, cfg.data.crop_size, cfg.data.crop_size,
-        plan.num_videos, plan.total_steps, cfg.train.global_batch, f" (micro batches of {cfg.train.micro_batch})" if cfg.train.micro_batch else "",
+        (
+            "%s: %s, %s on %s, %dx%dx%d clips, %d videos, %d steps of %d clips%s on %s worker(s); %.2g CPU each, "
+            "%.2g CPU for Ray Data%s"
+        ),
+        cfg.preset or "config",
+        cfg.method,
+        cfg.model.arch,
+        cfg.data.dataset,
+        cfg.data.frames_per_clip,
+        cfg.data.crop_size,
+        cfg.data.crop_size,
+        plan.num_videos,
+        plan.total_steps,
+        cfg.train.global_batch,
+        f" (micro batches of {cfg.train.micro_batch})" if cfg.train.micro_batch else "",
         "-".join(map(str, sorted({min(plan.worlds), max(plan.worlds)}))),
-        plan.resources.cpus_per_worker, plan.resources.data_cpus, f"; resuming from {latest.name}" if latest else "",
+        plan.resources.cpus_per_worker,
+        plan.resources.data_cpus,
+        f"; resuming from {latest.name}" if latest else "",
     )
 
 
@@ -100,7 +125,13 @@ def fit(cfg: PretrainConfig, plan: RunPlan, premade=None, verbose: bool = False)
     printer = runtime.RelayPrinter(relay, logger)
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config={"config": cfg, "plan": plan, "premade": premade is not None, "relay": relay, "verbose": verbose},
+        train_loop_config={
+            "config": cfg,
+            "plan": plan,
+            "premade": premade is not None,
+            "relay": relay,
+            "verbose": verbose,
+        },
         scaling_config=_scaling_config(cfg, plan.resources.cpus_per_worker),
         run_config=_run_config(cfg, plan),
         datasets={"train": premade} if premade is not None else None,
@@ -117,7 +148,12 @@ def run_pretrain(cfg: PretrainConfig, verbose: bool = False):
     the summary and any errors."""
     preflight(cfg)
     runtime.connect_ray(verbose=verbose)
-    runtime.await_resources(runtime.job_bundles(cfg.train, cfg.data), cfg.train.cluster_wait_s, "pretraining", runtime.job_minimum(cfg.train, cfg.data))
+    runtime.await_resources(
+        runtime.job_bundles(cfg.train, cfg.data),
+        cfg.train.cluster_wait_s,
+        "pretraining",
+        runtime.job_minimum(cfg.train, cfg.data),
+    )
     try:
         manifests = ready.manifests(cfg.data, cfg.data_location())  # the one step that prepares the dataset
         plan = plan_run(cfg, manifests["train"], runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data))
@@ -128,4 +164,3 @@ def run_pretrain(cfg: PretrainConfig, verbose: bool = False):
         runtime.release_resources()
     logger.info("run finished: checkpoints and metrics in %s", plan.run)
     return result
-

@@ -69,7 +69,9 @@ class RunPlan:
     def sampler(self, world_size: int, rank: int, seed: int) -> EpochSampler:
         """Which video every clip of rank `rank` comes from, on `world_size` workers."""
         world = self.for_world(world_size)
-        return EpochSampler(self.num_videos, self.steps_per_epoch, world.per_worker_batch, world.effective_batch, rank, seed)
+        return EpochSampler(
+            self.num_videos, self.steps_per_epoch, world.per_worker_batch, world.effective_batch, rank, seed
+        )
 
     def lr_schedule(self, cfg: PretrainConfig, world_size: int) -> np.ndarray:
         """The lr of every step on `world_size` workers (from that worker count's peak lr)."""
@@ -94,7 +96,9 @@ def world_plans(cfg: PretrainConfig) -> dict[int, WorldPlan]:
     return plans
 
 
-def make_plan(cfg: PretrainConfig, manifest: Location, num_videos: int, resources: ResourcePlan, git_sha: str) -> RunPlan:
+def make_plan(
+    cfg: PretrainConfig, manifest: Location, num_videos: int, resources: ResourcePlan, git_sha: str
+) -> RunPlan:
     """The plan of a run over `num_videos` training videos."""
     return RunPlan(
         run_name=cfg.run_name(),
@@ -119,6 +123,13 @@ def check_memory(cfg: PretrainConfig, worlds: dict[int, WorldPlan], node_memory:
         return
     nodes = max(len(node_memory), 1)
     placements = [memory.Placement(world.per_worker_batch, math.ceil(size / nodes)) for size, world in worlds.items()]
-    workload = memory.Workload("pretrain", cfg.model.arch, cfg.data.frames_per_clip, cfg.data.crop_size,
-                               embed_dim=cfg.model.embed_dim, queue_size=cfg.moco.queue_size, mlp_head=cfg.model.use_mlp_head)
+    workload = memory.Workload(
+        "pretrain",
+        cfg.model.arch,
+        cfg.data.frames_per_clip,
+        cfg.data.crop_size,
+        embed_dim=cfg.model.embed_dim,
+        queue_size=cfg.moco.queue_size,
+        mlp_head=cfg.model.use_mlp_head,
+    )
     memory.check_fits(workload, placements, cfg.train.micro_batch, node_memory)

@@ -1,6 +1,7 @@
 """The live progress line of a training run (rank 0), and the timers behind it.
 
-    step 40/120 (33%) | epoch 2 | loss 5.912 | acc@1 0.219 | 41.3 clips/s | data-wait 12% | eta 1m56s | ms/clip decode 7.7 crop 1.4 fame 3.0
+    step 40/120 (33%) | epoch 2 | loss 5.912 | acc@1 0.219 | 41.3 clips/s | data-wait 12% | eta 1m56s
+        | ms/clip decode 7.7 crop 1.4 fame 3.0          (all on one line)
 
 Loss and acc@1 are the means over the steps since the last line; clips/s, data-wait (the share
 of wall time spent waiting for the next batch) and the eta are measured over the same steps.
@@ -26,16 +27,19 @@ def format_line(step: int, total: int, epoch: int, metrics: dict) -> str:
     share = 100.0 * step / max(total, 1)
     return (
         f"step {step}/{total} ({share:.0f}%) | epoch {epoch} | loss {metrics['loss']:.3f} | acc@1 {metrics['acc1']:.3f}"
-        f" | {metrics['clips_per_s']:.1f} clips/s | data-wait {100 * metrics['data_wait']:.0f}% | eta {format_duration(metrics['eta_s'])}"
-        + stage_text(metrics)
-    )
+        f" | {metrics['clips_per_s']:.1f} clips/s | data-wait {100 * metrics['data_wait']:.0f}% | eta "
+        f"{format_duration(metrics['eta_s'])}"
+    ) + stage_text(metrics)
 
 
 def stage_text(metrics: dict) -> str:
     """' | ms/clip decode 7.7 crop 1.4 fame 3.0' from the data tasks' per-clip timings ('' without)."""
     if "decode_ms" not in metrics:
         return ""
-    return f" | ms/clip decode {metrics['decode_ms']:.1f} crop {metrics.get('crop_ms', 0.0):.1f} fame {metrics.get('mask_ms', 0.0):.1f}"
+    return (
+        f" | ms/clip decode {metrics['decode_ms']:.1f} crop {metrics.get('crop_ms', 0.0):.1f} fame "
+        f"{metrics.get('mask_ms', 0.0):.1f}"
+    )
 
 
 class StepTimer:
@@ -101,12 +105,18 @@ def stage_report(records: list[dict], last: int = 50) -> str:
         return sum(values) / len(values) if values else None
 
     wait, step = mean("data_wait"), mean("step_time_s")
-    text = f"over the last {len(recent)} steps: data wait {100 * wait:.0f}% of the step" + (f" ({step:.2f} s)" if step else "")
+    text = f"over the last {len(recent)} steps: data wait {100 * wait:.0f}% of the step" + (
+        f" ({step:.2f} s)" if step else ""
+    )
     stages = {name: mean(key) for name, key in (("decode", "decode_ms"), ("crop", "crop_ms"), ("FAME mask", "mask_ms"))}
     stages = {name: value for name, value in stages.items() if value is not None}
     bound = "the data side (add CPUs for Ray Data, or transcode the dataset)" if wait > 0.2 else "the training step"
     text += f"; bottleneck: {bound}"
     if stages:
         worst = max(stages, key=stages.get)
-        text += "; per clip on the data side: " + ", ".join(f"{name} {value:.1f} ms" for name, value in stages.items()) + f" ({worst} dominates)"
+        text += (
+            "; per clip on the data side: "
+            + ", ".join(f"{name} {value:.1f} ms" for name, value in stages.items())
+            + f" ({worst} dominates)"
+        )
     return text

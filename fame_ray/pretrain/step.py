@@ -22,11 +22,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fame_ray.components import augment
+from fame_ray.components.accumulation import micro_steps
 from fame_ray.config import PretrainConfig
 from fame_ray.data.clips import fame
 from fame_ray.models.moco import MoCo, moco_for
-from fame_ray.components import augment
-from fame_ray.components.accumulation import micro_steps
 
 
 def step_generators(seed: int, step: int, rank: int, device: torch.device) -> dict[str, torch.Generator]:
@@ -53,7 +53,9 @@ def build_training(cfg: PretrainConfig, device: torch.device) -> tuple[MoCo, tor
         moco.encoder_q.compile()
         moco.encoder_k.compile()
     params = [p for p in moco.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
+    optimizer = torch.optim.SGD(
+        params, lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay
+    )
     return moco, optimizer
 
 
@@ -74,18 +76,32 @@ def query_clips(batch: dict, cfg: PretrainConfig, generator: torch.Generator, de
     return clips
 
 
-def views(batch: dict, cfg: PretrainConfig, generators: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def views(
+    batch: dict, cfg: PretrainConfig, generators: dict, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(query, key): augmented, normalised float B,C,T,H,W on the device."""
     with torch.autocast(device_type=device.type, enabled=False):
-        raw = (query_clips(batch, cfg, generators["query"], device), augment.to_float(batch["view_k"].to(device, non_blocking=True)))
-        out = [augment.normalize(augment.colour(clips, generators["augment"], augment.PRETRAIN, generators["order"])) for clips in raw]
+        raw = (
+            query_clips(batch, cfg, generators["query"], device),
+            augment.to_float(batch["view_k"].to(device, non_blocking=True)),
+        )
+        out = [
+            augment.normalize(augment.colour(clips, generators["augment"], augment.PRETRAIN, generators["order"]))
+            for clips in raw
+        ]
     if device.type == "cuda" and cfg.train.channels_last:
         out = [clips.contiguous(memory_format=torch.channels_last_3d) for clips in out]
     return out[0], out[1]
 
 
-def accumulate(model: nn.Module, view_q: torch.Tensor, view_k: torch.Tensor, shuffle_generator: torch.Generator,
-               micro_batch: int, use_bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def accumulate(
+    model: nn.Module,
+    view_q: torch.Tensor,
+    view_k: torch.Tensor,
+    shuffle_generator: torch.Generator,
+    micro_batch: int,
+    use_bf16: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of the symmetric MoCo loss of the whole batch (B,C,T,H,W views), `micro_batch`
     clips at a time (0 = all at once), added to the parameters' .grad; returns (loss, acc@1) of
     the batch as 0-dim tensors. Keys, momentum update and enqueue happen once, for all clips."""
@@ -102,8 +118,15 @@ def accumulate(model: nn.Module, view_q: torch.Tensor, view_k: torch.Tensor, shu
     return loss, acc1
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: dict, lr: float, generators: dict,
-               cfg: PretrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: dict,
+    lr: float,
+    generators: dict,
+    cfg: PretrainConfig,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One SGD step on one per-worker batch (in micro batches of `train.micro_batch` clips);
     returns (loss, acc1) as 0-dim tensors on the device (no sync)."""
     for group in optimizer.param_groups:

@@ -25,9 +25,9 @@ from ray.train import Checkpoint, CheckpointUploadMode
 
 from fame_ray import checkpoints as ckpt
 from fame_ray import logs, runtime
+from fame_ray.components import schedule
 from fame_ray.config import PretrainConfig, to_dict
 from fame_ray.data.clips import pipeline
-from fame_ray.components import schedule
 from fame_ray.pretrain import progress
 from fame_ray.pretrain.metrics import MetricsWriter
 from fame_ray.pretrain.plan import RunPlan
@@ -81,14 +81,21 @@ class Loop:
         world_plan = plan.for_world(self.world)
         self.per_worker_batch, self.effective_batch = world_plan.per_worker_batch, world_plan.effective_batch
         if self.effective_batch != cfg.train.global_batch and self.rank == 0:
-            logger.warning("global batch %d does not split over %d workers: using %d", cfg.train.global_batch, self.world, self.effective_batch)
+            logger.warning(
+                "global batch %d does not split over %d workers: using %d",
+                cfg.train.global_batch,
+                self.world,
+                self.effective_batch,
+            )
         self.total, self.steps_per_epoch = plan.total_steps, plan.steps_per_epoch
         torch.manual_seed(cfg.train.seed)  # the same initial weights and queue on every rank
         self.moco, self.optimizer = build_training(cfg, self.device)
         self.step = self._restore()
         self.start_step = self.step
         # Ray: DDP when world > 1; the queue is identical on every rank, no need to re-send buffers.
-        self.model = ray.train.torch.prepare_model(self.moco, move_to_device=False, parallel_strategy_kwargs={"broadcast_buffers": False})
+        self.model = ray.train.torch.prepare_model(
+            self.moco, move_to_device=False, parallel_strategy_kwargs={"broadcast_buffers": False}
+        )
         self.lrs = plan.lr_schedule(cfg, self.world)
         self.writer = MetricsWriter(plan.run, self.step) if self.rank == 0 else None
         self.timer = progress.StepTimer()
@@ -115,14 +122,24 @@ class Loop:
     def shard(self) -> pipeline.PretrainShard:
         """What this worker streams: its rows of every step from the current one on."""
         sampler = self.plan.sampler(self.world, self.rank, self.cfg.train.seed)
-        return pipeline.PretrainShard(self.plan.manifest, self.cfg.data, sampler, self.step, self.total, self.cfg.method == "fame", self.cfg.fame.beta)
+        return pipeline.PretrainShard(
+            self.plan.manifest,
+            self.cfg.data,
+            sampler,
+            self.step,
+            self.total,
+            self.cfg.method == "fame",
+            self.cfg.fame.beta,
+        )
 
     def batches(self, premade: bool = False):
         """This worker's batches from the current step to the end, epoch after epoch (or, for
         benchmarks and tests, passes over a premade dataset's shard, as many as needed)."""
         if premade:
             while True:
-                yield from ray.train.get_dataset_shard("train").iter_torch_batches(batch_size=self.per_worker_batch, drop_last=True)  # Ray
+                yield from ray.train.get_dataset_shard("train").iter_torch_batches(
+                    batch_size=self.per_worker_batch, drop_last=True
+                )  # Ray
         shard = self.shard()
         tasks, task_cpus = self.plan.resources.per_rank(self.world)
         for steps in shard.segments():
@@ -189,27 +206,62 @@ class Loop:
             return False
         self.saved_for_preemption = True
         if self.rank == 0:
-            left = "" if info.deadline_ms is None else f", {max(0.0, info.deadline_ms / 1000 - time.time()):.0f} s before the deadline"
-            logger.warning("node(s) %s are being preempted (ranks %s): checkpoint at step %d%s", ", ".join(info.preempted_node_ids), info.preempted_ranks, self.step, left)
+            left = (
+                ""
+                if info.deadline_ms is None
+                else f", {max(0.0, info.deadline_ms / 1000 - time.time()):.0f} s before the deadline"
+            )
+            logger.warning(
+                "node(s) %s are being preempted (ranks %s): checkpoint at step %d%s",
+                ", ".join(info.preempted_node_ids),
+                info.preempted_ranks,
+                self.step,
+                left,
+            )
         return True
 
     def _log(self, report: bool = True) -> None:
         """Per-step records for the interval, one progress line, and (unless a checkpoint
         report follows) one metrics report on every rank."""
-        values = torch.stack([torch.stack([loss.float(), acc.float()]) for _, loss, acc, _, _ in self.pending]).cpu().tolist()
+        values = (
+            torch.stack([torch.stack([loss.float(), acc.float()]) for _, loss, acc, _, _ in self.pending])
+            .cpu()
+            .tolist()
+        )
         summary = self.timer.summary(self.total - self.step)
         self.timer.reset()
         done, self.pending = self.pending, []
         for (step, _, _, lr, stages), (loss, acc1) in zip(done, values):
-            record = {"loss": loss, "acc1": acc1, "lr": lr, "epoch": step // self.steps_per_epoch, "world_size": self.world, "start_step": self.start_step, **stages, **summary}
+            record = {
+                "loss": loss,
+                "acc1": acc1,
+                "lr": lr,
+                "epoch": step // self.steps_per_epoch,
+                "world_size": self.world,
+                "start_step": self.start_step,
+                **stages,
+                **summary,
+            }
             if self.writer:
                 self.writer.write(step, record)
         # The progress line shows the interval's means: one batch's acc@1 is too noisy to read.
-        means = {"loss_mean": float(np.mean([v[0] for v in values])), "acc1_mean": float(np.mean([v[1] for v in values]))}
-        stages = {name: float(np.mean([entry[4][name] for entry in done])) for name in STAGE_COLUMNS if all(name in entry[4] for entry in done)}
+        means = {
+            "loss_mean": float(np.mean([v[0] for v in values])),
+            "acc1_mean": float(np.mean([v[1] for v in values])),
+        }
+        stages = {
+            name: float(np.mean([entry[4][name] for entry in done]))
+            for name in STAGE_COLUMNS
+            if all(name in entry[4] for entry in done)
+        }
         self.last_metrics = {"step": self.step, **record, **means}
         if self.rank == 0:
-            line = progress.format_line(self.step, self.total, self.epoch, {**record, **stages, "loss": means["loss_mean"], "acc1": means["acc1_mean"]})
+            line = progress.format_line(
+                self.step,
+                self.total,
+                self.epoch,
+                {**record, **stages, "loss": means["loss_mean"], "acc1": means["acc1_mean"]},
+            )
             if self.relay is not None:
                 self.relay.post.remote(line)  # Ray: to the driver, which prints it
             else:
@@ -222,7 +274,9 @@ class Loop:
         and on preemption: the upload must be done before the workers go)."""
         name = ckpt.dir_name(self.step)
         if self.rank != 0:
-            ray.train.report(self.last_metrics, checkpoint=None, checkpoint_dir_name=name)  # Ray: same count on every rank
+            ray.train.report(
+                self.last_metrics, checkpoint=None, checkpoint_dir_name=name
+            )  # Ray: same count on every rank
             return
         self.writer.flush()
         state = {

@@ -16,6 +16,7 @@ swapping it for the machine's outward address (see cluster/local.yaml).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -96,7 +97,11 @@ def head_env(token: str, marker: str, gcs_address: str, extra: dict | None = Non
 
 
 def start_head(
-    num_cpus: int, extra_args: list[str] | None = None, extra_env: dict | None = None, port: int = 0, timeout_s: float = 150
+    num_cpus: int,
+    extra_args: list[str] | None = None,
+    extra_env: dict | None = None,
+    port: int = 0,
+    timeout_s: float = 150,
 ) -> LocalHead:
     """Start `ray start --head --block` on loopback (GCS on `port`, 0 = a free one) and wait until it answers.
 
@@ -146,7 +151,11 @@ def wait_ready(head: LocalHead, timeout_s: float) -> None:
             raise HeadExited(f"ray start exited with {head.process.returncode}:\n{head.log_tail()}")
         try:
             started = "Ray runtime started" in (Path(head.temp_dir) / "head.log").read_text(errors="replace")
-            if started and requests.get(f"{head.dashboard_url}/api/jobs/", headers=head.auth_headers(), timeout=5).status_code == 200:
+            if (
+                started
+                and requests.get(f"{head.dashboard_url}/api/jobs/", headers=head.auth_headers(), timeout=5).status_code
+                == 200
+            ):
                 return
         except requests.RequestException:
             pass
@@ -158,25 +167,19 @@ def stop_head(head: LocalHead, grace_s: float = 5) -> None:
     """Kill the head's process group, then any process left with this head's marker; remove its temp dir."""
     group = head.process.pid
     signal_group(group, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         head.process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        pass
     signal_group(group, signal.SIGKILL)
     head.process.wait(timeout=10)
     for pid in marked_processes(head.marker):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     shutil.rmtree(head.temp_dir, ignore_errors=True)
 
 
 def signal_group(group: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(group, signum)
-    except ProcessLookupError:
-        pass
 
 
 def marked_processes(marker: str) -> list[int]:

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from cluster_head import free_port, start_head, stop_head
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
+
 
 def _start_autoscaling_head(tmp_path, head_cpus: int):
     port = free_port()
@@ -56,12 +56,28 @@ def monitor_log(head) -> str:
 
 
 def _fame_ray(args: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "fame-ray"), *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "fame-ray"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def _alive_workers(head) -> int:
-    probe = "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); print(sum(n['Alive'] for n in ray.nodes()) - 1)"
-    out = subprocess.run([sys.executable, "-c", probe, head.gcs_address], env=head.client_env(), capture_output=True, text=True, timeout=60)
+    probe = (
+        "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); print(sum(n['Alive'] for n in "
+        "ray.nodes()) - 1)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, head.gcs_address],
+        env=head.client_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return int(out.stdout.strip().splitlines()[-1])
 
 
@@ -70,30 +86,80 @@ def test_pretrain_and_finetune_on_a_cold_cluster_bring_their_nodes_and_plan_on_t
     its Ray Data CPUs, waits for the nodes, plans on them (as configured: 1 CPU for the worker,
     1 then 2 for Ray Data) and runs."""
     import os
-    import time
 
     data, runs = tmp_path / "ucf", tmp_path / "runs"
     local = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    made = _fame_ray(["synth", "--layout", "ucf101", "--out", str(data), "--classes", "2", "--videos-per-class", "4", "--frames", "16", "--size", "64x48"], local, 120)
+    made = _fame_ray(
+        [
+            "synth",
+            "--layout",
+            "ucf101",
+            "--out",
+            str(data),
+            "--classes",
+            "2",
+            "--videos-per-class",
+            "4",
+            "--frames",
+            "16",
+            "--size",
+            "64x48",
+        ],
+        local,
+        120,
+    )
     assert made.returncode == 0, made.stderr[-2000:]
-    prepared = _fame_ray(["data", "prepare", "--dataset", "ucf101", "--data-root", str(data)], local, 180)  # a local instance, not the cluster
+    prepared = _fame_ray(
+        ["data", "prepare", "--dataset", "ucf101", "--data-root", str(data)], local, 180
+    )  # a local instance, not the cluster
     assert prepared.returncode == 0, prepared.stderr[-2000:]
     assert _alive_workers(cold_head) == 0
-    sizes = ["--set", "train.num_workers=1", "--set", "train.cpus_per_worker=1", "--set", "data.data_cpus=1", "--set", "train.cluster_wait_s=240"]
-    pretrain = _fame_ray(["pretrain", "--preset", "demo", "--dataset", "ucf101", "--data-root", str(data), "--storage", str(runs), "--run-name", "cold",
-                          "--max-steps", "2", "--set", "train.global_batch=4", "--set", "data.frames_per_clip=4", "--set", "data.crop_size=32", "--set", "train.readout=false", *sizes],
-                         {**cold_head.client_env(), "RAY_ADDRESS": cold_head.gcs_address}, 330)  # fmt: skip
+    sizes = [
+        "--set",
+        "train.num_workers=1",
+        "--set",
+        "train.cpus_per_worker=1",
+        "--set",
+        "data.data_cpus=1",
+        "--set",
+        "train.cluster_wait_s=240",
+    ]
+    common = ["--dataset", "ucf101", "--data-root", str(data), "--storage", str(runs), "--preset", "demo"]
+    tiny = ["--set", "data.frames_per_clip=4", "--set", "data.crop_size=32", *sizes]
+    client = {**cold_head.client_env(), "RAY_ADDRESS": cold_head.gcs_address}
+    pretrain_args = [
+        "--run-name",
+        "cold",
+        "--max-steps",
+        "2",
+        "--set",
+        "train.global_batch=4",
+        "--set",
+        "train.readout=false",
+    ]
+    pretrain = _fame_ray(["pretrain", *common, *pretrain_args, *tiny], client, 330)
     assert pretrain.returncode == 0, pretrain.stderr[-4000:] + cold_head.log_tail()
-    assert "asked the autoscaler" in pretrain.stderr and "has what it asked for" in pretrain.stderr, pretrain.stderr[-3000:]
+    said = pretrain.stderr[-3000:]
+    assert "asked the autoscaler" in pretrain.stderr and "has what it asked for" in pretrain.stderr, said
     assert "1 CPU each, 1 CPU for Ray Data" in pretrain.stderr, pretrain.stderr[-3000:]
-    assert "Adding" in monitor_log(cold_head) and "of type cpu_data" in monitor_log(cold_head)  # node types of cluster/local.yaml
+    monitor = monitor_log(cold_head)
+    assert "Adding" in monitor and "of type cpu_data" in monitor  # node types of cluster/local.yaml
     # The finetune asks for more than the nodes the pretraining brought (1 CPU for the worker, 2
     # for Ray Data): it too waits for the autoscaler.
     assert _alive_workers(cold_head) <= 2
-    finetune = _fame_ray(["finetune", "--preset", "demo", "--dataset", "ucf101", "--data-root", str(data), "--storage", str(runs), "--run-name", "cold-ft",
-                          "--pretrained", str(runs / "cold"), "--arch", "tiny", "--set", "train.epochs=1", "--set", "data.frames_per_clip=4", "--set", "data.crop_size=32", *sizes, "--set", "data.data_cpus=2"],
-                         {**cold_head.client_env(), "RAY_ADDRESS": cold_head.gcs_address}, 330)  # fmt: skip
+    finetune_args = [
+        "--run-name",
+        "cold-ft",
+        "--pretrained",
+        str(runs / "cold"),
+        "--arch",
+        "tiny",
+        "--set",
+        "train.epochs=1",
+    ]
+    finetune = _fame_ray(["finetune", *common, *finetune_args, *tiny, "--set", "data.data_cpus=2"], client, 330)
     assert finetune.returncode == 0, finetune.stderr[-4000:] + cold_head.log_tail()
-    assert "asked the autoscaler" in finetune.stderr and "has what it asked for" in finetune.stderr, finetune.stderr[-3000:]
+    said = finetune.stderr[-3000:]
+    assert "asked the autoscaler" in finetune.stderr and "has what it asked for" in finetune.stderr, said
     assert "(2 for Ray Data)" in finetune.stderr, finetune.stderr[-3000:]
     assert (runs / "cold-ft" / "results.md").exists()

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from cluster_head import BIN, start_head, stop_head
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -62,7 +61,9 @@ def wait_for_job(head, submission_id: str, timeout_s: float) -> dict:
 
 
 def job_logs(head, submission_id: str) -> str:
-    response = requests.get(f"{head.dashboard_url}/api/jobs/{submission_id}/logs", headers=head.auth_headers(), timeout=10)
+    response = requests.get(
+        f"{head.dashboard_url}/api/jobs/{submission_id}/logs", headers=head.auth_headers(), timeout=10
+    )
     return response.json().get("logs", "") if response.ok else f"(logs unavailable: {response.status_code})"
 
 
@@ -71,7 +72,9 @@ def test_clients_without_the_token_are_refused(head):
     assert requests.get(jobs, timeout=10).status_code == 401
     assert requests.get(jobs, headers={"Authorization": "Bearer " + "0" * 64}, timeout=10).status_code == 403
     assert requests.get(jobs, headers=head.auth_headers(), timeout=10).status_code == 200
-    refused = ray_cli(head, "job", "submit", "--address", head.dashboard_url, "--no-wait", "--", "echo", "hi", with_token=False)
+    refused = ray_cli(
+        head, "job", "submit", "--address", head.dashboard_url, "--no-wait", "--", "echo", "hi", with_token=False
+    )
     assert refused.returncode != 0
     assert "401" in refused.stdout + refused.stderr or "Authentication" in refused.stdout + refused.stderr
     # Nothing was submitted by the refused client.
@@ -103,7 +106,11 @@ def test_submitted_pretrain_job_succeeds_and_checkpoints(head, tmp_path):
             head, "job", "submit", "--address", head.dashboard_url, "--submission-id", submission_id,
             "--working-dir", ".", "--runtime-env", "jobs/runtime-env.yaml", "--no-wait", "--", *entrypoint,
         )  # fmt: skip
-        if submitted.returncode == 0 or "No available agent" not in submitted.stdout + submitted.stderr or time.monotonic() > deadline:
+        if (
+            submitted.returncode == 0
+            or "No available agent" not in submitted.stdout + submitted.stderr
+            or time.monotonic() > deadline
+        ):
             break
         time.sleep(3)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -48,7 +49,9 @@ def learnable_root(tmp_path_factory):
     from fame_ray.data.synthetic import write_dataset
 
     out = tmp_path_factory.mktemp("learnable") / "UCF101"
-    return write_dataset(str(out), layout="ucf101", num_classes=4, videos_per_class=6, frames=40, scene_bias=True, seed=0)
+    return write_dataset(
+        str(out), layout="ucf101", num_classes=4, videos_per_class=6, frames=40, scene_bias=True, seed=0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +60,17 @@ def pretrained(learnable_root, tmp_path_factory, local_ray):
     from fame_ray.pretrain.driver import run_pretrain
 
     runs = tmp_path_factory.mktemp("runs")
-    cfg = C.build(C.PretrainConfig, presets.demo_pretrain(), None, {
-        "data": {"dataset": "ucf101", "data_root": learnable_root},
-        "train": {"num_workers": 1, "max_steps": 2, "epochs": 1, "global_batch": 8, "checkpoint_every": 2},
-        "moco": {"queue_size": 64},
-        "storage": {"path": str(runs), "run_name": "pretrain-tiny"},
-    })
+    cfg = C.build(
+        C.PretrainConfig,
+        presets.demo_pretrain(),
+        None,
+        {
+            "data": {"dataset": "ucf101", "data_root": learnable_root},
+            "train": {"num_workers": 1, "max_steps": 2, "epochs": 1, "global_batch": 8, "checkpoint_every": 2},
+            "moco": {"queue_size": 64},
+            "storage": {"path": str(runs), "run_name": "pretrain-tiny"},
+        },
+    )
     run_pretrain(cfg)
     return str(runs / "pretrain-tiny"), str(runs)
 
@@ -80,12 +88,14 @@ def _finetune_config(data_root, pretrained_run, runs, **values):
 
 
 def test_finetune_sweep_linear_probe_retrieval_and_report(learnable_root, pretrained):
-    from fame_ray.eval import report as results
     from fame_ray.downstream.features import run_retrieval
     from fame_ray.downstream.finetune import run_finetune
+    from fame_ray.eval import report as results
 
     pretrained_run, runs = pretrained
-    sweep = _finetune_config(learnable_root, pretrained_run, runs, storage={"run_name": "ft"}, search_space={"lr": [0.01, 0.02]})
+    sweep = _finetune_config(
+        learnable_root, pretrained_run, runs, storage={"run_name": "ft"}, search_space={"lr": [0.01, 0.02]}
+    )
     record = run_finetune(sweep)
 
     assert len(record["trials"]) == 2 and all(t["status"] != "failed" for t in record["trials"]), record["trials"]
@@ -97,11 +107,15 @@ def test_finetune_sweep_linear_probe_retrieval_and_report(learnable_root, pretra
     assert metrics["videos"] == 8 and metrics["clips"] == 16  # every test video, eval_clips=2 each
     assert metrics["video_top1"] >= ACCURACY_FLOOR, record["trials"]
     assert record["pretrain_recipe"]["arch"] == "tiny" and record["pretrain_recipe"]["queue_size"] == 64
-    stored = json.loads(open(os.path.join(runs, "ft", "results.json")).read())
+    stored = json.loads(Path(os.path.join(runs, "ft", "results.json")).read_text())
     assert stored["metrics"]["video_top1"] == metrics["video_top1"]
-    assert "| ucf101 | 1 | finetune | tiny |" in open(os.path.join(runs, "ft", "results.md")).read()
+    assert "| ucf101 | 1 | finetune | tiny |" in Path(os.path.join(runs, "ft", "results.md")).read_text()
 
-    linear = run_finetune(_finetune_config(learnable_root, pretrained_run, runs, mode="linear", storage={"run_name": "lin"}, train={"epochs": 2}))
+    linear = run_finetune(
+        _finetune_config(
+            learnable_root, pretrained_run, runs, mode="linear", storage={"run_name": "lin"}, train={"epochs": 2}
+        )
+    )
     assert linear["mode"] == "linear" and linear["trials"][0]["status"] == "completed"
     assert linear["metrics"]["videos"] == 8 and linear["metrics"]["video_top1"] is not None
 
@@ -110,7 +124,9 @@ def test_finetune_sweep_linear_probe_retrieval_and_report(learnable_root, pretra
     recalls = [retrieval["metrics"][f"R@{k}"] for k in (1, 5, 10, 20, 50)]
     assert recalls == sorted(recalls) and recalls[-1] == 100.0  # R@k grows with k; 50 > gallery size
 
-    table = results.side_by_side([results.read(os.path.join(runs, name), Location.parse(runs)) for name in ("ft", "lin", "ret")])
+    table = results.side_by_side(
+        [results.read(os.path.join(runs, name), Location.parse(runs)) for name in ("ft", "lin", "ret")]
+    )
     assert len(table.splitlines()) == 5 and "R@1 (%)" in table and "video top-1 (%)" in table
 
 
@@ -124,18 +140,49 @@ def test_cli_finetune_from_an_official_fame_state_dict_on_hmdb51_layout(tmp_path
     from fame_ray.data.synthetic import write_dataset
     from fame_ray.models import build_backbone
 
-    root = write_dataset(str(tmp_path / "hmdb51"), layout="hmdb51", num_classes=3, videos_per_class=4, frames=32, seed=1)
+    root = write_dataset(
+        str(tmp_path / "hmdb51"), layout="hmdb51", num_classes=3, videos_per_class=4, frames=32, seed=1
+    )
     backbone = build_backbone("tiny")
     state = {f"module.encoder_q.{k}": v for k, v in backbone.state_dict().items()}
     state.update({f"module.encoder_k.{k}": v.clone() for k, v in backbone.state_dict().items()})
-    state.update({"module.encoder_q.fc.0.weight": torch.zeros(128, 128), "module.queue": torch.zeros(128, 64), "module.queue_ptr": torch.zeros(1, dtype=torch.long)})
+    state.update(
+        {
+            "module.encoder_q.fc.0.weight": torch.zeros(128, 128),
+            "module.queue": torch.zeros(128, 64),
+            "module.queue_ptr": torch.zeros(1, dtype=torch.long),
+        }
+    )
     pth = tmp_path / "checkpoint_0199.pth.tar"
     torch.save({"epoch": 200, "arch": "tiny", "state_dict": state}, pth)
 
-    args = ["finetune", "--dataset", "hmdb51", "--data-root", root, "--pretrained", str(pth), "--arch", "tiny", "--preset", "demo",
-            "--epochs", "1", "--storage", str(tmp_path / "runs"), "--run-name", "official", "--set", "data.eval_clips=1", "--set", "train.global_batch=4"]
+    args = [
+        "finetune",
+        "--dataset",
+        "hmdb51",
+        "--data-root",
+        root,
+        "--pretrained",
+        str(pth),
+        "--arch",
+        "tiny",
+        "--preset",
+        "demo",
+        "--epochs",
+        "1",
+        "--storage",
+        str(tmp_path / "runs"),
+        "--run-name",
+        "official",
+        "--set",
+        "data.eval_clips=1",
+        "--set",
+        "train.global_batch=4",
+    ]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    result = subprocess.run([sys.executable, "-m", "fame_ray.cli", *args], capture_output=True, text=True, timeout=600, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "fame_ray.cli", *args], capture_output=True, text=True, timeout=600, env=env
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((tmp_path / "runs" / "official" / "results.json").read_text())
     assert record["dataset"] == "hmdb51" and record["backbone"] == "tiny" and record["pretrain_recipe"] == {}

@@ -6,13 +6,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 
 def fame_ray(*args: str, env: dict | None = None, cwd: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fame_ray.cli", *args], capture_output=True, text=True, timeout=240, env={**os.environ, **(env or {})}, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "fame_ray.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
@@ -35,31 +41,83 @@ def tiny_official_pth(tmp_path_factory):
     backbone = build_backbone("tiny")
     state = {f"module.encoder_q.{k}": v for k, v in backbone.state_dict().items()}
     state.update({f"module.encoder_k.{k}": v.clone() for k, v in backbone.state_dict().items()})
-    state.update({"module.encoder_q.fc.0.weight": torch.zeros(128, 128), "module.queue": torch.zeros(128, 64), "module.queue_ptr": torch.zeros(1, dtype=torch.long)})
+    state.update(
+        {
+            "module.encoder_q.fc.0.weight": torch.zeros(128, 128),
+            "module.queue": torch.zeros(128, 64),
+            "module.queue_ptr": torch.zeros(1, dtype=torch.long),
+        }
+    )
     path = tmp_path_factory.mktemp("official") / "checkpoint_0199.pth.tar"
     torch.save({"epoch": 200, "arch": "tiny", "state_dict": state}, path)
     return str(path)
 
 
 def test_unknown_dataset_lists_the_known_ones(tmp_path):
-    line = assert_one_line_error(fame_ray("finetune", "--dataset", "kinetics700", "--pretrained", "x.pth"), "unknown dataset 'kinetics700'", "ucf101", "hmdb51", "diving48")
+    line = assert_one_line_error(
+        fame_ray("finetune", "--dataset", "kinetics700", "--pretrained", "x.pth"),
+        "unknown dataset 'kinetics700'",
+        "ucf101",
+        "hmdb51",
+        "diving48",
+    )
     assert "synthetic" in line
 
 
 def test_missing_dataset_says_where_to_get_it(tmp_path, tiny_official_pth):
-    result = fame_ray("finetune", "--dataset", "hmdb51", "--pretrained", tiny_official_pth, "--arch", "tiny", env={"FAME_RAY_DATA": str(tmp_path)})
+    result = fame_ray(
+        "finetune",
+        "--dataset",
+        "hmdb51",
+        "--pretrained",
+        tiny_official_pth,
+        "--arch",
+        "tiny",
+        env={"FAME_RAY_DATA": str(tmp_path)},
+    )
     assert_one_line_error(result, f"hmdb51 not found at {tmp_path}/hmdb51", "serre-lab.clps.brown.edu", "README.md")
-    result = fame_ray("retrieve", "--dataset", "ucf101", "--pretrained", tiny_official_pth, "--arch", "tiny", env={"FAME_RAY_DATA": str(tmp_path)})
+    result = fame_ray(
+        "retrieve",
+        "--dataset",
+        "ucf101",
+        "--pretrained",
+        tiny_official_pth,
+        "--arch",
+        "tiny",
+        env={"FAME_RAY_DATA": str(tmp_path)},
+    )
     assert_one_line_error(result, "UCF101", "crcv.ucf.edu")
 
 
 def test_missing_checkpoint(synth_root, tmp_path):
-    result = fame_ray("finetune", "--dataset", "ucf101", "--data-root", synth_root, "--pretrained", str(tmp_path / "nope.pth"), "--storage", str(tmp_path))
+    result = fame_ray(
+        "finetune",
+        "--dataset",
+        "ucf101",
+        "--data-root",
+        synth_root,
+        "--pretrained",
+        str(tmp_path / "nope.pth"),
+        "--storage",
+        str(tmp_path),
+    )
     assert_one_line_error(result, "nope.pth does not exist")
 
 
 def test_checkpoint_of_another_arch(synth_root, tmp_path, tiny_official_pth):
-    result = fame_ray("finetune", "--dataset", "ucf101", "--data-root", synth_root, "--pretrained", tiny_official_pth, "--arch", "r3d_18", "--storage", str(tmp_path))
+    result = fame_ray(
+        "finetune",
+        "--dataset",
+        "ucf101",
+        "--data-root",
+        synth_root,
+        "--pretrained",
+        tiny_official_pth,
+        "--arch",
+        "r3d_18",
+        "--storage",
+        str(tmp_path),
+    )
     assert_one_line_error(result, "r3d_18", "another architecture")
 
 
@@ -71,35 +129,78 @@ def test_class_count_not_matching_the_split_files(synth_root, tmp_path, tiny_off
     class_index = broken / "ucfTrainTestlist" / "classInd.txt"
     lines = class_index.read_text().splitlines()
     class_index.write_text("\n".join(lines[:-1]) + "\n")  # classInd now lists one class fewer than the split files
-    result = fame_ray("finetune", "--dataset", "ucf101", "--data-root", str(broken), "--pretrained", tiny_official_pth, "--arch", "tiny", "--storage", str(tmp_path / "runs"))
+    result = fame_ray(
+        "finetune",
+        "--dataset",
+        "ucf101",
+        "--data-root",
+        str(broken),
+        "--pretrained",
+        tiny_official_pth,
+        "--arch",
+        "tiny",
+        "--storage",
+        str(tmp_path / "runs"),
+    )
     assert_one_line_error(result, "not in classInd.txt")
     assert not (tmp_path / "runs").exists()  # nothing was launched
 
 
-@pytest.mark.parametrize("spec, needle", [
-    ("lr=loguniform(0,1)", "loguniform bounds must be positive"),
-    ("lr=gaussian(1,2)", "unknown distribution 'gaussian'"),
-    ("learning_rate=0.1", "unknown hyperparameter 'learning_rate'"),
-    ("dropout=[0.5, 2]", "out of range"),
-])
+@pytest.mark.parametrize(
+    "spec, needle",
+    [
+        ("lr=loguniform(0,1)", "loguniform bounds must be positive"),
+        ("lr=gaussian(1,2)", "unknown distribution 'gaussian'"),
+        ("learning_rate=0.1", "unknown hyperparameter 'learning_rate'"),
+        ("dropout=[0.5, 2]", "out of range"),
+    ],
+)
 def test_search_space_that_does_not_parse(synth_root, tmp_path, tiny_official_pth, spec, needle):
-    result = fame_ray("finetune", "--dataset", "ucf101", "--data-root", synth_root, "--pretrained", tiny_official_pth, "--search", spec)
+    result = fame_ray(
+        "finetune",
+        "--dataset",
+        "ucf101",
+        "--data-root",
+        synth_root,
+        "--pretrained",
+        tiny_official_pth,
+        "--search",
+        spec,
+    )
     assert_one_line_error(result, needle)
 
 
 def test_search_file_that_does_not_parse(tmp_path, tiny_official_pth):
     space = tmp_path / "space.yaml"
     space.write_text("lr: [0.1, fast]\n")
-    assert_one_line_error(fame_ray("finetune", "--pretrained", tiny_official_pth, "--search-file", str(space)), "'fast' is not a number")
+    assert_one_line_error(
+        fame_ray("finetune", "--pretrained", tiny_official_pth, "--search-file", str(space)), "'fast' is not a number"
+    )
 
 
 @pytest.mark.timeout(300)
 def test_a_batch_that_cannot_fit_the_nodes_memory_is_refused_before_any_trial(synth_root, tmp_path, tiny_official_pth):
     """8192 clips of 16x112x112 on one CPU worker: past any node's memory (fame_ray.models.memory);
     refused once Ray is up and its nodes' memory known, before the sweep starts."""
-    result = fame_ray("finetune", "--dataset", "ucf101", "--data-root", synth_root, "--pretrained", tiny_official_pth, "--arch", "tiny",
-                      "--storage", str(tmp_path / "runs"), "--set", "train.global_batch=8192", env={"RAY_ADDRESS": ""})
-    assert_one_line_error(result, "finetune needs ~", "GB per worker (tiny, 16x112x112, 8192 clips at once) but nodes have")
+    result = fame_ray(
+        "finetune",
+        "--dataset",
+        "ucf101",
+        "--data-root",
+        synth_root,
+        "--pretrained",
+        tiny_official_pth,
+        "--arch",
+        "tiny",
+        "--storage",
+        str(tmp_path / "runs"),
+        "--set",
+        "train.global_batch=8192",
+        env={"RAY_ADDRESS": ""},
+    )
+    assert_one_line_error(
+        result, "finetune needs ~", "GB per worker (tiny, 16x112x112, 8192 clips at once) but nodes have"
+    )
     assert not (tmp_path / "runs" / "finetune-ucf101-split1-tiny").exists()  # no trial, no results
 
 
@@ -113,8 +214,16 @@ def test_report_prints_runs_side_by_side(tmp_path):
 
     setting = {"dataset": "ucf101", "split": 1, "backbone": "r2plus1d_18", "pretrained": "s3://b/pre"}
     recipe = {"dataset": "kinetics400", "epochs": 200, "schedule": "cosine", "mlp_head": True, "queue_size": 65536}
-    results.write(results.new_record("finetune", "ft", {**setting, "mode": "finetune"}, recipe, {"video_top1": 84.8, "clip_top1": 80.0}), Location.parse(str(tmp_path / "ft")))
-    results.write(results.new_record("retrieval", "ret", {**setting, "mode": "retrieval"}, recipe, {"R@1": 64.6}), Location.parse(str(tmp_path / "ret")))
+    results.write(
+        results.new_record(
+            "finetune", "ft", {**setting, "mode": "finetune"}, recipe, {"video_top1": 84.8, "clip_top1": 80.0}
+        ),
+        Location.parse(str(tmp_path / "ft")),
+    )
+    results.write(
+        results.new_record("retrieval", "ret", {**setting, "mode": "retrieval"}, recipe, {"R@1": 64.6}),
+        Location.parse(str(tmp_path / "ret")),
+    )
     result = fame_ray("report", "ft", "ret", "--storage", str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()

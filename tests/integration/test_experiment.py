@@ -23,7 +23,12 @@ MARGIN = 0.10
 
 def test_quick_experiment_shows_fame_ahead_of_moco_on_motion(tmp_path):
     out = tmp_path / "bias"
-    done = subprocess.run([FAME_RAY, "experiment", "background-bias", "--out", str(out), "--quick"], capture_output=True, text=True, timeout=850)
+    done = subprocess.run(
+        [FAME_RAY, "experiment", "background-bias", "--out", str(out), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=850,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads((out / "results.json").read_text())
     fame, moco = record["methods"]["fame"], record["methods"]["moco"]

@@ -27,10 +27,21 @@ def test_node_loss_mid_run_resumes_and_reaches_the_target(tmp_path):
     try:
         trainer_nodes = [cluster.add_node(num_cpus=1, resources={"trainer_slot": 1}) for _ in range(2)]
         ray.init(address=cluster.address, log_to_driver=False)
-        cfg = small_config(tmp_path, "node-loss", max_steps=TARGET, num_workers=2, cpus_per_worker=0.5, worker_resources={"trainer_slot": 1})
+        cfg = small_config(
+            tmp_path,
+            "node-loss",
+            max_steps=TARGET,
+            num_workers=2,
+            cpus_per_worker=0.5,
+            worker_resources={"trainer_slot": 1},
+        )
         thread, outcome, plan = run_in_thread(cfg)
         run_uri = plan.run
-        wait_for(lambda: (ckpt.latest_complete(run_uri) or ckpt.CheckpointInfo("", run_uri, 0, True, {})).step >= 4, 300, "a first checkpoint")
+        wait_for(
+            lambda: (ckpt.latest_complete(run_uri) or ckpt.CheckpointInfo("", run_uri, 0, True, {})).step >= 4,
+            300,
+            "a first checkpoint",
+        )
         assert thread.is_alive(), f"the run ended before the node was killed: {outcome}"
         cluster.remove_node(trainer_nodes[0], allow_graceful=False)
         cluster.add_node(num_cpus=1, resources={"trainer_slot": 1})
@@ -43,7 +54,9 @@ def test_node_loss_mid_run_resumes_and_reaches_the_target(tmp_path):
         records = ckpt.read_records(run_uri)
         assert [r["step"] for r in records] == list(range(1, TARGET + 1))
         assert max(r["start_step"] for r in records) >= 4, "no worker group restarted from a checkpoint"
-        assert len([info for info in found if info.complete]) <= cfg.train.keep_checkpoints, "storage kept more than train.keep_checkpoints"
+        assert len([info for info in found if info.complete]) <= cfg.train.keep_checkpoints, (
+            "storage kept more than train.keep_checkpoints"
+        )
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -67,9 +80,32 @@ def test_sigterm_to_a_node_guard_checkpoints_the_current_step_and_the_run_resume
     try:
         trainer_nodes = [cluster.add_node(num_cpus=1, resources={"trainer_slot": 1}) for _ in range(2)]
         ray.init(address=cluster.address, log_to_driver=False)
-        cfg = small_config(tmp_path, "sigterm", max_steps=target, checkpoint_every=target, log_every=2, num_workers=2, cpus_per_worker=0.5, worker_resources={"trainer_slot": 1})
+        cfg = small_config(
+            tmp_path,
+            "sigterm",
+            max_steps=target,
+            checkpoint_every=target,
+            log_every=2,
+            num_workers=2,
+            cpus_per_worker=0.5,
+            worker_resources={"trainer_slot": 1},
+        )
         thread, outcome, plan = run_in_thread(cfg)
-        guard = subprocess.Popen([sys.executable, "-m", "fame_ray.cli", "node", "guard", "--address", cluster.address, "--node-id", trainer_nodes[0].node_id, "--grace", "10"])
+        guard = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fame_ray.cli",
+                "node",
+                "guard",
+                "--address",
+                cluster.address,
+                "--node-id",
+                trainer_nodes[0].node_id,
+                "--grace",
+                "10",
+            ]
+        )
         wait_for(lambda: any(r["step"] >= 6 for r in ckpt.read_records(plan.run)), 300, "the run to reach step 6")
         guard.send_signal(signal.SIGTERM)
         wait_for(lambda: ckpt.latest_complete(plan.run) is not None, 120, "a checkpoint on preemption")

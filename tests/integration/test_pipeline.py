@@ -49,13 +49,25 @@ def _shard(cfg, location, rank=0, world=2, first_step=0, total_steps=None, num_v
 
 
 def _stream(shard):
-    return [batch for steps in shard.segments() for batch in pipeline.pretrain_stream(shard, steps, 1, 1.0).iter_batches(batch_size=shard.sampler.per_worker_batch, batch_format="numpy")]
+    return [
+        batch
+        for steps in shard.segments()
+        for batch in pipeline.pretrain_stream(shard, steps, 1, 1.0).iter_batches(
+            batch_size=shard.sampler.per_worker_batch, batch_format="numpy"
+        )
+    ]
 
 
-def test_every_step_gets_a_full_batch_with_masks_on_a_dataset_that_is_no_multiple_of_it(ray_local, synth_root, train_manifest):
+def test_every_step_gets_a_full_batch_with_masks_on_a_dataset_that_is_no_multiple_of_it(
+    ray_local, synth_root, train_manifest
+):
     """16 training videos, global batch 6 on 2 workers: 2 steps per epoch, 4 videos left over each
     epoch (the old block-wise map cut FAME groups like that into full ones and a remainder)."""
-    cfg = build(PretrainConfig, presets.recipe_pretrain(), {**_cfg_values(synth_root), "moco": {"queue_size": 60}, "train": {"global_batch": 6, "num_workers": 2}})
+    cfg = build(
+        PretrainConfig,
+        presets.recipe_pretrain(),
+        {**_cfg_values(synth_root), "moco": {"queue_size": 60}, "train": {"global_batch": 6, "num_workers": 2}},
+    )
     shard = _shard(cfg, train_manifest)
     assert manifest.read(train_manifest).num_rows % cfg.train.global_batch != 0
     batches = _stream(shard)
@@ -66,7 +78,12 @@ def test_every_step_gets_a_full_batch_with_masks_on_a_dataset_that_is_no_multipl
         assert batch["mask"].reshape(3, -1).sum(1).tolist() == [int(0.5 * 64 * 64)] * 3
         assert (batch["decode_ms"] > 0).all()
     # On the worker, the merge runs over exactly this full batch.
-    fused = step.query_clips({k: torch.from_numpy(v) for k, v in batches[0].items()}, cfg, torch.Generator().manual_seed(0), torch.device("cpu"))
+    fused = step.query_clips(
+        {k: torch.from_numpy(v) for k, v in batches[0].items()},
+        cfg,
+        torch.Generator().manual_seed(0),
+        torch.device("cpu"),
+    )
     assert fused.shape == (3, 3, 8, 64, 64)
 
 
@@ -83,7 +100,11 @@ def test_the_same_seed_gives_the_same_first_batch_bit_for_bit_on_every_rank(ray_
         again = _stream(_shard(cfg, train_manifest, rank=rank, total_steps=1))[0]
         for name in ("view_q", "view_k", "mask", "label", "video_index"):
             assert np.array_equal(first[name], again[name]), name
-    other_seed = build(PretrainConfig, presets.recipe_pretrain(), {**_cfg_values(synth_root), "train": {"global_batch": 8, "num_workers": 2, "seed": 1}})
+    other_seed = build(
+        PretrainConfig,
+        presets.recipe_pretrain(),
+        {**_cfg_values(synth_root), "train": {"global_batch": 8, "num_workers": 2, "seed": 1}},
+    )
     assert not np.array_equal(_stream(_shard(other_seed, train_manifest, total_steps=1))[0]["view_q"], first["view_q"])
 
 
@@ -171,7 +192,9 @@ def test_torch_trainer_workers_on_two_cpus_do_not_starve_their_streams(ray_local
     assert result.metrics["shapes"] == [[[4, 3, 8, 64, 64], [4, 64, 64]]] * 2
 
 
-@pytest.mark.parametrize("cpus,workers,per_worker,data_cpus", [(2, 2, 0.5, 1.0), (2, 1, 1.0, 1.0), (16, 8, 1.0, 8.0), (1, 1, 0.5, 0.5)])
+@pytest.mark.parametrize(
+    "cpus,workers,per_worker,data_cpus", [(2, 2, 0.5, 1.0), (2, 1, 1.0, 1.0), (16, 8, 1.0, 8.0), (1, 1, 0.5, 0.5)]
+)
 def test_plan_always_leaves_cpus_for_data(cpus, workers, per_worker, data_cpus):
     plan = runtime.plan_resources(cpus, config.TrainConfig(num_workers=workers, global_batch=8), config.DataConfig())
     assert (plan.cpus_per_worker, plan.data_cpus) == (per_worker, data_cpus)
@@ -200,7 +223,21 @@ def test_preview_command_writes_a_picture(ray_local, synth_root, train_manifest,
     app = typer.Typer()
     app.command()(preview)
     out = tmp_path / "fame.png"
-    result = CliRunner().invoke(app, ["--dataset", "ucf101", "--data-root", synth_root, "--clips", "3", "--set", "data.crop_size=64", "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "--dataset",
+            "ucf101",
+            "--data-root",
+            synth_root,
+            "--clips",
+            "3",
+            "--set",
+            "data.crop_size=64",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     image = Image.open(out)
     # 3 rows of 64-pixel tiles; 4 original frames + mask + 4 merged frames per row.

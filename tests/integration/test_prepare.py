@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("s3_credentials")]
 
 def test_prepare_probes_and_reports_a_corrupt_video(ray_local, synth_root, tmp_path):
     root = shutil.copytree(synth_root, str(tmp_path / "UCF101"), ignore=shutil.ignore_patterns(".fame-ray"))
-    first_train = open(os.path.join(root, "ucfTrainTestlist", "trainlist01.txt")).read().split()[0]
+    first_train = Path(os.path.join(root, "ucfTrainTestlist", "trainlist01.txt")).read_text().split()[0]
     corrupt = os.path.join(root, "UCF-101", first_train)
     with open(corrupt, "wb") as handle:
         handle.write(os.urandom(5000))
@@ -31,18 +32,24 @@ def test_prepare_probes_and_reports_a_corrupt_video(ray_local, synth_root, tmp_p
         rows = list(csv.DictReader(handle))
     assert rows[0]["path"] == corrupt and rows[0]["subset"] == "train"
     table = manifest.read(result.manifests["train"]).to_pylist()
-    assert {row["num_frames"] for row in table} == {40} and {(row["height"], row["width"]) for row in table} == {(120, 160)}
+    assert {row["num_frames"] for row in table} == {40} and {(row["height"], row["width"]) for row in table} == {
+        (120, 160)
+    }
     assert all(row["fps"] == 25 and row["end_frame"] == 40 and os.path.isfile(row["path"]) for row in table)
-    assert {row["label_name"] for row in table} == set(json.load(open(result.classes_file.uri)))
+    assert {row["label_name"] for row in table} == set(json.loads(Path(result.classes_file.uri).read_text()))
     assert result.manifests["train"].parent.uri == os.path.join(root, ".fame-ray")
 
 
 def test_a_dataset_is_prepared_only_when_a_command_asks_for_it(ray_local, tmp_path, monkeypatch):
-    monkeypatch.setattr(synthetic.writer, "DEFAULT", dict(synthetic.DEFAULT, num_classes=3, videos_per_class=3, frames=20))
+    monkeypatch.setattr(
+        synthetic.writer, "DEFAULT", dict(synthetic.DEFAULT, num_classes=3, videos_per_class=3, frames=20)
+    )
     data = DataConfig(dataset="synthetic", data_root=str(tmp_path / "synthetic"))
     source = data.location()
     located = catalog.locate(data, source)
-    assert located["train"].name == "synthetic_split1_train.parquet" and not (tmp_path / "synthetic").exists(), "locating writes nothing"
+    assert located["train"].name == "synthetic_split1_train.parquet" and not (tmp_path / "synthetic").exists(), (
+        "locating writes nothing"
+    )
     with pytest.raises(UserError, match="has no manifests in .* yet") as refused:
         catalog.class_names(data, source)
     assert "run `fame-ray data prepare --dataset synthetic`" in refused.value.one_line()
@@ -54,10 +61,9 @@ def test_a_dataset_is_prepared_only_when_a_command_asks_for_it(ray_local, tmp_pa
     assert catalog.class_names(data, source) == ["Horizontal", "Vertical", "Circle"]
 
 
-
 def _upload(local_root: str, uri: str, endpoint: str) -> None:
     client = storage.boto3_client(endpoint)
-    bucket, prefix = uri[len("s3://"):].split("/", 1)
+    bucket, prefix = uri[len("s3://") :].split("/", 1)
     for folder, folders, files in os.walk(local_root):
         folders[:] = [f for f in folders if f != ".fame-ray"]  # manifests of other tests
         for name in files:
@@ -84,7 +90,9 @@ def test_manifests_of_a_changed_dataset_are_rebuilt_and_current_ones_are_kept(ra
     test_manifest = catalog.ensure(data, source)["test"]
     assert manifest.read(test_manifest).num_rows == 8 and manifest.read_fingerprint(test_manifest)["videos"] == 24
     written_at = os.stat(test_manifest.uri).st_mtime_ns
-    assert catalog.ensure(data, source)["test"] == test_manifest and os.stat(test_manifest.uri).st_mtime_ns == written_at
+    assert (
+        catalog.ensure(data, source)["test"] == test_manifest and os.stat(test_manifest.uri).st_mtime_ns == written_at
+    )
 
     gone = manifest.read(test_manifest).column("path").to_pylist()[0]
     os.remove(gone)

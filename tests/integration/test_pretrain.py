@@ -18,11 +18,27 @@ FAME_RAY = os.path.join(os.path.dirname(sys.executable), "fame-ray")
 
 
 def _config(synth_root, storage_path, max_steps: int) -> PretrainConfig:
-    return build(PretrainConfig, presets.demo_pretrain(), {
-        "data": {"dataset": "ucf101", "data_root": synth_root, "manifest_dir": str(storage_path / "manifests"), "frames_per_clip": 4, "crop_size": 32},
-        "train": {"global_batch": 8, "max_steps": max_steps, "checkpoint_every": 2, "log_every": 1, "keep_checkpoints": 2},
-        "storage": {"path": str(storage_path / "runs"), "run_name": "demo"},
-    })
+    return build(
+        PretrainConfig,
+        presets.demo_pretrain(),
+        {
+            "data": {
+                "dataset": "ucf101",
+                "data_root": synth_root,
+                "manifest_dir": str(storage_path / "manifests"),
+                "frames_per_clip": 4,
+                "crop_size": 32,
+            },
+            "train": {
+                "global_batch": 8,
+                "max_steps": max_steps,
+                "checkpoint_every": 2,
+                "log_every": 1,
+                "keep_checkpoints": 2,
+            },
+            "storage": {"path": str(storage_path / "runs"), "run_name": "demo"},
+        },
+    )
 
 
 @pytest.mark.ray
@@ -52,14 +68,21 @@ def test_pretrain_then_resume_with_the_same_name(synth_root, tmp_path, ray_local
     assert result.metrics["step"] == 6
     assert {r["start_step"] for r in ckpt.read_records(run_uri) if r["step"] > 4} == {4}
 
-    shown = subprocess.run([FAME_RAY, "runs", "show", "demo", "--storage", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [FAME_RAY, "runs", "show", "demo", "--storage", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr
     assert "last step 6" in shown.stdout and "checkpoint_00000006" in shown.stdout and "INCOMPLETE" in shown.stdout
     # Live telemetry kept: per-clip stage times in every record, Ray Data's stats per epoch, and the summary.
     assert all(record["decode_ms"] > 0 and "mask_ms" in record for record in records)
     assert ckpt.data_stats(run_uri) and "Ray Data stats per epoch" in shown.stdout
     assert "time: over the last" in shown.stdout and "per clip on the data side: decode" in shown.stdout
-    listed = subprocess.run([FAME_RAY, "runs", "list", "--storage", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+    listed = subprocess.run(
+        [FAME_RAY, "runs", "list", "--storage", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120
+    )
     assert listed.returncode == 0 and "demo" in listed.stdout
 
 
@@ -74,7 +97,9 @@ def test_pretrain_then_resume_with_the_same_name(synth_root, tmp_path, ray_local
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, message):
-    done = subprocess.run([FAME_RAY, "pretrain", "--storage", str(tmp_path), *flags], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [FAME_RAY, "pretrain", "--storage", str(tmp_path), *flags], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
@@ -88,10 +113,32 @@ def test_a_batch_that_cannot_fit_the_nodes_memory_is_refused_before_ray_train_st
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "FAME_RAY_DEBUG")}
     env.update({"PYTHONPATH": repo, "FAME_RAY_DATA": str(tmp_path / "data")})
-    flags = ["--arch", "i3d", "--batch", "512", "--workers", "1", "--set", "data.frames_per_clip=64", "--set", "data.crop_size=224", "--set", "moco.queue_size=1024"]
-    done = subprocess.run([FAME_RAY, "pretrain", "--storage", str(tmp_path / "runs"), *flags], capture_output=True, text=True, timeout=240, env=env)
+    flags = [
+        "--arch",
+        "i3d",
+        "--batch",
+        "512",
+        "--workers",
+        "1",
+        "--set",
+        "data.frames_per_clip=64",
+        "--set",
+        "data.crop_size=224",
+        "--set",
+        "moco.queue_size=1024",
+    ]
+    done = subprocess.run(
+        [FAME_RAY, "pretrain", "--storage", str(tmp_path / "runs"), *flags],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert done.returncode == 2 and len(errors) == 1, done.stderr[-3000:]
-    assert "pretrain needs ~" in errors[0] and "GB per worker (i3d, 64x224x224, 512 clips at once) but nodes have" in errors[0], errors[0]
+    assert (
+        "pretrain needs ~" in errors[0]
+        and "GB per worker (i3d, 64x224x224, 512 clips at once) but nodes have" in errors[0]
+    ), errors[0]
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "runs" / "pretrain-synthetic-i3d").exists() and not (tmp_path / "data").exists()

@@ -21,8 +21,15 @@ def test_worker_group_grows_when_a_node_joins(tmp_path):
         cluster.add_node(num_cpus=1, resources={"trainer_slot": 1})
         ray.init(address=cluster.address, log_to_driver=False)
         cfg = small_config(
-            tmp_path, "elastic", max_steps=TARGET, checkpoint_every=8, num_workers=2, min_workers=1,
-            cpus_per_worker=0.5, worker_resources={"trainer_slot": 1}, elastic_resize_s=2.0,
+            tmp_path,
+            "elastic",
+            max_steps=TARGET,
+            checkpoint_every=8,
+            num_workers=2,
+            min_workers=1,
+            cpus_per_worker=0.5,
+            worker_resources={"trainer_slot": 1},
+            elastic_resize_s=2.0,
         )
         thread, outcome, plan = run_in_thread(cfg)
         run_uri = plan.run

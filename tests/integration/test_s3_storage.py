@@ -121,28 +121,53 @@ def test_finetune_and_retrieve_keep_their_runs_on_s3(ray_s3, s3_server, tmp_path
     from fame_ray.models import build_backbone
     from fame_ray.storage import Location
 
-    data_root = write_dataset(str(tmp_path / "hmdb51"), layout="hmdb51", num_classes=3, videos_per_class=4, frames=32, seed=1)
+    data_root = write_dataset(
+        str(tmp_path / "hmdb51"), layout="hmdb51", num_classes=3, videos_per_class=4, frames=32, seed=1
+    )
     weights = tmp_path / "fame_tiny.pth"
-    torch.save({"epoch": 1, "arch": "tiny", "state_dict": {f"module.encoder_q.{k}": v for k, v in build_backbone("tiny").state_dict().items()}}, weights)
+    torch.save(
+        {
+            "epoch": 1,
+            "arch": "tiny",
+            "state_dict": {f"module.encoder_q.{k}": v for k, v in build_backbone("tiny").state_dict().items()},
+        },
+        weights,
+    )
     storage.boto3_client(s3_server).upload_file(str(weights), "fame-ray-test", "weights/fame_tiny.pth")
 
     def config(run_name):
-        return C.build(C.FinetuneConfig, presets.demo_finetune(), None, {
-            "data": {"dataset": "hmdb51", "data_root": data_root, "data_cpus": 0.5, "eval_clips": 1},
-            "train": {"epochs": 1, "global_batch": 4, "cpus_per_worker": 0.5}, "model": {"arch": "tiny"},
-            "pretrained": f"{ray_s3}/weights/fame_tiny.pth", "storage": {"path": f"{ray_s3}/runs", "s3_endpoint": s3_server, "run_name": run_name},
-        })
+        return C.build(
+            C.FinetuneConfig,
+            presets.demo_finetune(),
+            None,
+            {
+                "data": {"dataset": "hmdb51", "data_root": data_root, "data_cpus": 0.5, "eval_clips": 1},
+                "train": {"epochs": 1, "global_batch": 4, "cpus_per_worker": 0.5},
+                "model": {"arch": "tiny"},
+                "pretrained": f"{ray_s3}/weights/fame_tiny.pth",
+                "storage": {"path": f"{ray_s3}/runs", "s3_endpoint": s3_server, "run_name": run_name},
+            },
+        )
 
     finetuned = run_finetune(config("ft"))
-    assert finetuned["run_dir"] == f"{ray_s3}/runs/ft" and finetuned["trials"][0]["status"] == "completed", finetuned["trials"]
+    assert finetuned["run_dir"] == f"{ray_s3}/runs/ft" and finetuned["trials"][0]["status"] == "completed", finetuned[
+        "trials"
+    ]
     keys = _objects(s3_server, "runs/ft/")
     assert {"runs/ft/results.json", "runs/ft/results.md", "runs/ft/sweep.json", "runs/ft/tuner.pkl"} <= set(keys)
     assert any(key.startswith("runs/ft/experiment_state-") for key in keys), keys
     trial = finetuned["trials"][0]["trial"]
-    assert any(key.startswith(f"runs/ft/train/trial_{trial}/checkpoint_") and key.endswith("/finetune_state.pt") for key in keys), keys
+    assert any(
+        key.startswith(f"runs/ft/train/trial_{trial}/checkpoint_") and key.endswith("/finetune_state.pt")
+        for key in keys
+    ), keys
 
     retrieved = run_retrieval(config("ret"))
-    assert retrieved["run_dir"] == f"{ray_s3}/runs/ret" and retrieved["metrics"]["queries"] == 3 and retrieved["metrics"]["gallery"] == 9
+    assert (
+        retrieved["run_dir"] == f"{ray_s3}/runs/ret"
+        and retrieved["metrics"]["queries"] == 3
+        and retrieved["metrics"]["gallery"] == 9
+    )
     root = Location.parse(f"{ray_s3}/runs", s3_server)
     stored = [results.read(name, root) for name in ("ft", "ret")]
     assert stored[0]["metrics"] == finetuned["metrics"] and stored[1]["metrics"] == retrieved["metrics"]

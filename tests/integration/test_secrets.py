@@ -90,20 +90,41 @@ def test_no_secret_in_any_file_a_run_writes(synth_root, tmp_path, ray_with_secre
 
     runs, manifests = tmp_path / "runs", tmp_path / "manifests"
     data = {"dataset": "ucf101", "data_root": synth_root, "manifest_dir": str(manifests)}
-    run_pretrain(build(PretrainConfig, presets.demo_pretrain(), None, {
-        "data": data,
-        "train": {"num_workers": 1, "max_steps": 2, "epochs": 1, "global_batch": 8, "checkpoint_every": 1, "log_every": 1},
-        "moco": {"queue_size": 64},
-        "storage": {"path": str(runs), "run_name": "pretrain-secrets"},
-    }))
-    record = run_finetune(build(FinetuneConfig, presets.demo_finetune(), None, {
-        "data": {**data, "data_cpus": 0.5, "eval_clips": 1},
-        "train": {"epochs": 1, "global_batch": 4, "cpus_per_worker": 0.5},
-        "storage": {"path": str(runs), "run_name": "linear-secrets"},
-        "pretrained": str(runs / "pretrain-secrets"),
-        "mode": "linear",
-        "optim": {"milestones": [1]},
-    }))
+    run_pretrain(
+        build(
+            PretrainConfig,
+            presets.demo_pretrain(),
+            None,
+            {
+                "data": data,
+                "train": {
+                    "num_workers": 1,
+                    "max_steps": 2,
+                    "epochs": 1,
+                    "global_batch": 8,
+                    "checkpoint_every": 1,
+                    "log_every": 1,
+                },
+                "moco": {"queue_size": 64},
+                "storage": {"path": str(runs), "run_name": "pretrain-secrets"},
+            },
+        )
+    )
+    record = run_finetune(
+        build(
+            FinetuneConfig,
+            presets.demo_finetune(),
+            None,
+            {
+                "data": {**data, "data_cpus": 0.5, "eval_clips": 1},
+                "train": {"epochs": 1, "global_batch": 4, "cpus_per_worker": 0.5},
+                "storage": {"path": str(runs), "run_name": "linear-secrets"},
+                "pretrained": str(runs / "pretrain-secrets"),
+                "mode": "linear",
+                "optim": {"milestones": [1]},
+            },
+        )
+    )
     assert record["trials"][0]["status"] == "completed", record["trials"]
 
     written = [path for path in tmp_path.rglob("*") if path.is_file()]

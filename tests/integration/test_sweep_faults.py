@@ -51,9 +51,29 @@ def inputs(tmp_path_factory):
 def finetune_args(inputs, storage, run_name: str) -> list[str]:
     """One trial of 3 epochs, 1 worker, on the demo preset."""
     root, weights = inputs
-    return ["finetune", "--dataset", "hmdb51", "--data-root", root, "--pretrained", weights, "--arch", "tiny", "--preset", "demo",
-            "--storage", str(storage), "--run-name", run_name, "--epochs", "3",
-            "--set", "data.eval_clips=1", "--set", "train.global_batch=4"]
+    return [
+        "finetune",
+        "--dataset",
+        "hmdb51",
+        "--data-root",
+        root,
+        "--pretrained",
+        weights,
+        "--arch",
+        "tiny",
+        "--preset",
+        "demo",
+        "--storage",
+        str(storage),
+        "--run-name",
+        run_name,
+        "--epochs",
+        "3",
+        "--set",
+        "data.eval_clips=1",
+        "--set",
+        "train.global_batch=4",
+    ]
 
 
 def cli_env() -> dict:
@@ -73,7 +93,7 @@ def descendants(pid: int) -> list[int]:
                 text = handle.read()
         except OSError:
             continue
-        parents.setdefault(int(text[text.rindex(")") + 2:].split()[1]), []).append(int(stat.split("/")[2]))
+        parents.setdefault(int(text[text.rindex(")") + 2 :].split()[1]), []).append(int(stat.split("/")[2]))
     found, todo = [], [pid]
     while todo:
         children = parents.get(todo.pop(), [])
@@ -155,12 +175,19 @@ def test_a_trial_that_dies_once_is_retried_and_one_that_dies_twice_is_listed_as_
 
     root, weights = inputs
     # Two trials (an lr grid), each 2 DDP workers x 0.25 CPU + 0.5 CPU for Ray Data: both at once on 2 CPUs.
-    cfg = C.build(C.FinetuneConfig, presets.demo_finetune(), None, {
-        "data": {"dataset": "hmdb51", "data_root": root, "data_cpus": 0.5, "eval_clips": 1},
-        "train": {"epochs": 2, "global_batch": 4, "num_workers": 2, "cpus_per_worker": 0.25},
-        "model": {"arch": "tiny"}, "pretrained": weights, "search_space": {"lr": [0.01, 0.02]},
-        "storage": {"path": str(tmp_path / "runs"), "run_name": "faults"},
-    })
+    cfg = C.build(
+        C.FinetuneConfig,
+        presets.demo_finetune(),
+        None,
+        {
+            "data": {"dataset": "hmdb51", "data_root": root, "data_cpus": 0.5, "eval_clips": 1},
+            "train": {"epochs": 2, "global_batch": 4, "num_workers": 2, "cpus_per_worker": 0.25},
+            "model": {"arch": "tiny"},
+            "pretrained": weights,
+            "search_space": {"lr": [0.01, 0.02]},
+            "storage": {"path": str(tmp_path / "runs"), "run_name": "faults"},
+        },
+    )
     outcome = {}
     thread = threading.Thread(target=lambda: outcome.update(record=run_finetune(cfg)), daemon=True)
     thread.start()
@@ -168,14 +195,20 @@ def test_a_trial_that_dies_once_is_retried_and_one_that_dies_twice_is_listed_as_
     thread.join()
     record = outcome["record"]
     trials = {t["trial"]: t for t in record["trials"]}
-    assert killed, "no trial actor was found by its working directory (<run>/working_dirs/trial_<id>): has Ray Tune moved it?"
+    assert killed, (
+        "no trial actor was found by its working directory (<run>/working_dirs/trial_<id>): has Ray Tune moved it?"
+    )
     assert sorted(killed.values()) == [1, 2] and set(killed) == set(trials), (killed, record["trials"])
     once, twice = (next(t for t in record["trials"] if t["trial"].endswith(suffix)) for suffix in ("_00000", "_00001"))
     assert once["status"] == "completed" and once["epochs_run"] == 2 and once["error"] is None, once
     assert once["workers"] == 2 and record["protocol"]["workers_per_trial"] == 2
     assert record["metrics"]["videos"] == 3, "validation over 2 workers lost test videos"
     # Killed while running, or (on a fast retry) before its actor got to start: either way the error says so.
-    assert twice["status"] == "failed" and twice["epochs_run"] == 0 and any(word in twice["error"] for word in ("died", "never ran")), twice
+    assert (
+        twice["status"] == "failed"
+        and twice["epochs_run"] == 0
+        and any(word in twice["error"] for word in ("died", "never ran"))
+    ), twice
     table = (tmp_path / "runs" / "faults" / "results.md").read_text()
     row = next(line for line in table.splitlines() if line.startswith(f"| {twice['trial']} |"))
     assert "| failed |" in row and twice["error"][:40] in row, row
@@ -186,7 +219,9 @@ def results_of(run_dir) -> dict[str, list[dict]]:
     found = {}
     for path in glob.glob(os.path.join(run_dir, "trial_*", "result.json")):
         with open(path) as handle:
-            found[os.path.basename(os.path.dirname(path)).removeprefix("trial_")] = [json.loads(line) for line in handle if line.strip()]
+            found[os.path.basename(os.path.dirname(path)).removeprefix("trial_")] = [
+                json.loads(line) for line in handle if line.strip()
+            ]
     return found
 
 
@@ -199,20 +234,33 @@ def test_a_sweep_whose_driver_died_is_resumed_by_the_same_command(inputs, tmp_pa
         deadline = time.time() + 240
         while time.time() < deadline and first.poll() is None and not any(results_of(run_dir).values()):
             time.sleep(0.2)
-        assert first.poll() is None, f"the first run ended before it could be killed:\n{(tmp_path / 'first.log').read_text()[-3000:]}"
+        assert first.poll() is None, (
+            f"the first run ended before it could be killed:\n{(tmp_path / 'first.log').read_text()[-3000:]}"
+        )
     finally:
         kill_and_reap(first)
     before = results_of(run_dir)
-    assert len(before) == 1 and 1 <= len(next(iter(before.values()))) < 3, f"no trial was mid-run when the driver died: {before}"
+    assert len(before) == 1 and 1 <= len(next(iter(before.values()))) < 3, (
+        f"no trial was mid-run when the driver died: {before}"
+    )
     assert not (run_dir / "results.json").exists()
 
     second = subprocess.run(command, capture_output=True, text=True, timeout=300, env=cli_env())
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming the sweep" in second.stderr
     record = json.loads((run_dir / "results.json").read_text())
-    assert [t["trial"] for t in record["trials"]] == list(before), "the second run started new trials instead of resuming"
+    assert [t["trial"] for t in record["trials"]] == list(before), (
+        "the second run started new trials instead of resuming"
+    )
     assert record["trials"][0]["status"] == "completed" and record["trials"][0]["epochs_run"] == 3, record["trials"]
     # The resumed trial's Train run went on from its last epoch checkpoint, not from epoch 0.
     first_session = next(iter(before.values()))
-    resumed = [r["epoch"] for r in results_of(run_dir)[record["trials"][0]["trial"]] if r["pid"] not in {f["pid"] for f in first_session}]
-    assert resumed and resumed[0] > max(r["epoch"] for r in first_session) and resumed[-1] == 2, (first_session, resumed)
+    resumed = [
+        r["epoch"]
+        for r in results_of(run_dir)[record["trials"][0]["trial"]]
+        if r["pid"] not in {f["pid"] for f in first_session}
+    ]
+    assert resumed and resumed[0] > max(r["epoch"] for r in first_session) and resumed[-1] == 2, (
+        first_session,
+        resumed,
+    )

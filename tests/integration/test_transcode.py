@@ -38,7 +38,9 @@ SPLIT_FILES = ["classInd.txt"] + [f"{kind}list0{n}.txt" for kind in ("train", "t
 def original(tmp_path_factory) -> str:
     """Six 320x240 videos of 40 frames in the UCF101 layout (x264's default: one keyframe)."""
     root = tmp_path_factory.mktemp("original") / "UCF101"
-    synthetic.write_dataset(str(root), layout="ucf101", num_classes=2, videos_per_class=3, frames=FRAMES, width=320, height=240, seed=0)
+    synthetic.write_dataset(
+        str(root), layout="ucf101", num_classes=2, videos_per_class=3, frames=FRAMES, width=320, height=240, seed=0
+    )
     return str(root)
 
 
@@ -55,7 +57,12 @@ def _stream_facts(source) -> tuple[tuple[int, int], list[int], int, float]:
     with av.open(source) as container:
         stream = container.streams.video[0]
         packets = [p for p in container.demux(stream) if p.size]
-        return (stream.width, stream.height), [i for i, p in enumerate(packets) if p.is_keyframe], len(packets), float(stream.average_rate)
+        return (
+            (stream.width, stream.height),
+            [i for i, p in enumerate(packets) if p.is_keyframe],
+            len(packets),
+            float(stream.average_rate),
+        )
 
 
 def test_copy_applies_size_and_gop_skips_a_corrupt_video_and_prepare_reads_it(ray_local, original, tmp_path):
@@ -68,7 +75,7 @@ def test_copy_applies_size_and_gop_skips_a_corrupt_video_and_prepare_reads_it(ra
 
     assert result.transcoded == 5 and result.already_done == 0 and result.videos == 6
     assert [path for path, _ in result.skipped] == [corrupt] and result.skipped[0][1].startswith("unreadable")
-    assert list(csv.DictReader(open(result.skipped_file.uri)))[0]["path"] == corrupt
+    assert list(csv.DictReader(Path(result.skipped_file.uri).read_text().splitlines()))[0]["path"] == corrupt
     summary = json.loads(Path(out, ".fame-ray", "transcode.json").read_text())
     assert summary["settings"]["gop"] == 8 and summary["summary"]["skipped"][0]["path"] == corrupt
     assert 0 < result.bytes_after < result.bytes_before and 0 < result.ratio < 1
@@ -100,10 +107,19 @@ def test_an_interrupted_copy_resumes_and_a_split_limits_the_videos(ray_local, or
     Path(root, gone).unlink()
     data = DataConfig(dataset="ucf101", data_root=root, split=1)
     lines = []
-    first = transcode.run(data, data.location(), Location.parse(str(out)), EncodeSettings(), split=1, on_progress=lambda p: lines.append(p.line()))
+    first = transcode.run(
+        data,
+        data.location(),
+        Location.parse(str(out)),
+        EncodeSettings(),
+        split=1,
+        on_progress=lambda p: lines.append(p.line()),
+    )
     assert first.transcoded == 4 and not (out / "UCF-101" / left_out).exists()
     assert [path for path, _ in first.skipped] == [gone] and first.skipped[0][1].startswith("missing file")
-    assert lines[0].startswith("1/5 videos (1 skipped), 0.00 videos/s") and lines[-1].startswith("5/5 videos (1 skipped)")
+    assert lines[0].startswith("1/5 videos (1 skipped), 0.00 videos/s") and lines[-1].startswith(
+        "5/5 videos (1 skipped)"
+    )
 
     # An interruption: one video never finished (only its temporary file, half written, is there).
     lost = next(v for v in videos if (out / v).exists())
@@ -129,7 +145,7 @@ def test_an_interrupted_copy_resumes_and_a_split_limits_the_videos(ray_local, or
 
 def _upload(local_root: str, uri: str, endpoint: str) -> None:
     client = storage.boto3_client(endpoint)
-    bucket, prefix = uri[len("s3://"):].split("/", 1)
+    bucket, prefix = uri[len("s3://") :].split("/", 1)
     for folder, _, files in os.walk(local_root):
         for name in files:
             path = os.path.join(folder, name)
@@ -137,15 +153,31 @@ def _upload(local_root: str, uri: str, endpoint: str) -> None:
 
 
 def _keys(endpoint: str, prefix: str) -> dict[str, int]:
-    pages = storage.boto3_client(endpoint).get_paginator("list_objects_v2").paginate(Bucket="fame-ray-test", Prefix=prefix)
-    return {item["Key"][len(prefix):]: item["Size"] for page in pages for item in page.get("Contents", [])}
+    pages = (
+        storage.boto3_client(endpoint).get_paginator("list_objects_v2").paginate(Bucket="fame-ray-test", Prefix=prefix)
+    )
+    return {item["Key"][len(prefix) :]: item["Size"] for page in pages for item in page.get("Contents", [])}
 
 
 def test_s3_to_s3_through_the_command_and_a_rerun_on_s3_resumes(ray_local, original, s3_server, bucket, caplog):
     _upload(original, f"{bucket}/UCF101", s3_server)
     caplog.set_level(logging.INFO, logger="werkzeug")  # moto's server logs every request it serves
-    args = ["data", "transcode", "--dataset", "ucf101", "--data-root", f"{bucket}/UCF101", "--out", f"{bucket}/UCF101-128",
-            "--short-side", "128", "--gop", "16", "--s3-endpoint", s3_server]
+    args = [
+        "data",
+        "transcode",
+        "--dataset",
+        "ucf101",
+        "--data-root",
+        f"{bucket}/UCF101",
+        "--out",
+        f"{bucket}/UCF101-128",
+        "--short-side",
+        "128",
+        "--gop",
+        "16",
+        "--s3-endpoint",
+        s3_server,
+    ]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output + repr(first.exception)
     assert "6/6 videos (0 skipped)" in first.output and "videos/s, ETA" in first.output
@@ -157,8 +189,10 @@ def test_s3_to_s3_through_the_command_and_a_rerun_on_s3_resumes(ray_local, origi
     assert set(_keys(s3_server, "UCF101-128/")) == expected
     # Each file of the copy is one PUT of the finished bytes, never a multipart upload.
     requests = [record.getMessage() for record in caplog.records if record.name == "werkzeug"]
-    assert sum(f"PUT /fame-ray-test/UCF101-128/UCF-101/" in r for r in requests) == 6
-    assert not any("UCF101-128" in r and "uploads" in r.lower() for r in requests), [r for r in requests if "uploads" in r.lower()]
+    assert sum("PUT /fame-ray-test/UCF101-128/UCF-101/" in r for r in requests) == 6
+    assert not any("UCF101-128" in r and "uploads" in r.lower() for r in requests), [
+        r for r in requests if "uploads" in r.lower()
+    ]
     video = Location.parse(f"{bucket}/UCF101-128/{_videos(original)[0]}", s3_server).read_bytes()
     size, keyframes, frames, _ = _stream_facts(io.BytesIO(video))
     assert size == (170, 128) and keyframes == [0, 16, 32] and frames == FRAMES
@@ -170,17 +204,27 @@ def test_s3_to_s3_through_the_command_and_a_rerun_on_s3_resumes(ray_local, origi
 def _fame_ray(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("FAME_RAY_DEBUG", "RAY_ADDRESS", "AWS_ENDPOINT_URL")}
     env["PYTHONPATH"] = str(REPO)
-    return subprocess.run([sys.executable, "-m", "fame_ray.cli", "data", "transcode", *arguments], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "fame_ray.cli", "data", "transcode", *arguments],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-@pytest.mark.parametrize("flags, expected", [
-    (["--short-side", "0"], "--short-side must be an even number from 112"),
-    (["--short-side", "128", "--crop-size", "224"], "--short-side 128 is below the 256 that 224-pixel crops need"),
-    (["--config", str(REPO / "jobs" / "pretrain-k400-i3d.yaml")], "--short-side 128 is below the 256"),
-    (["--gop", "0"], "--gop must be from 1"),
-    (["--data-root", "{tmp}/missing"], "data root {tmp}/missing does not exist"),
-    (["--out", "{tmp}/UCF101/copy"], "overlaps the data root"),
-])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--short-side", "0"], "--short-side must be an even number from 112"),
+        (["--short-side", "128", "--crop-size", "224"], "--short-side 128 is below the 256 that 224-pixel crops need"),
+        (["--config", str(REPO / "jobs" / "pretrain-k400-i3d.yaml")], "--short-side 128 is below the 256"),
+        (["--gop", "0"], "--gop must be from 1"),
+        (["--data-root", "{tmp}/missing"], "data root {tmp}/missing does not exist"),
+        (["--out", "{tmp}/UCF101/copy"], "overlaps the data root"),
+    ],
+)
 def test_bad_flags_fail_in_one_line_with_exit_2(original, tmp_path, flags, expected):
     root = _copy(original, tmp_path)
     base = {"--dataset": "ucf101", "--data-root": root, "--out": str(tmp_path / "copy")}

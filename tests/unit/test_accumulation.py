@@ -10,9 +10,9 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
-from fame_ray.config import ModelConfig, MoCoConfig
-from fame_ray.models.moco import moco_for
 from fame_ray.components.accumulation import micro_batches, micro_steps
+from fame_ray.config import MoCoConfig, ModelConfig
+from fame_ray.models.moco import moco_for
 from fame_ray.pretrain.step import accumulate
 
 
@@ -39,7 +39,11 @@ def _step(micro_batch: int, rank: int):
     """One accumulated SGD step of DDP-wrapped tiny MoCo (BatchNorm in eval mode) on this rank's
     4 clips; returns the model and how many gradient buckets were all-reduced."""
     torch.manual_seed(0)
-    model = moco_for(ModelConfig(arch="tiny", embed_dim=16, mlp_head=True), MoCoConfig(queue_size=32, momentum=0.99, temperature=0.1), torch.Generator().manual_seed(0)).eval()
+    model = moco_for(
+        ModelConfig(arch="tiny", embed_dim=16, mlp_head=True),
+        MoCoConfig(queue_size=32, momentum=0.99, temperature=0.1),
+        torch.Generator().manual_seed(0),
+    ).eval()
     ddp = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
     calls = {"count": 0}
 

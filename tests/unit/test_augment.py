@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from fame_ray.components.augment import KINETICS_MEAN, KINETICS_STD
 from fame_ray.components import augment as aug
+from fame_ray.components.augment import KINETICS_MEAN, KINETICS_STD
 
 
 def _clips(batch=6, frames=4, size=32, seed=0):
@@ -49,7 +49,9 @@ def test_grayscale_clips_have_equal_channels():
 def test_zero_probabilities_only_normalise():
     clips = _clips()
     out = aug.augment(clips, aug.make_generator(4), aug.NONE)
-    expected = (clips.float() / 255 - torch.tensor(KINETICS_MEAN).view(1, 3, 1, 1, 1)) / torch.tensor(KINETICS_STD).view(1, 3, 1, 1, 1)
+    expected = (clips.float() / 255 - torch.tensor(KINETICS_MEAN).view(1, 3, 1, 1, 1)) / torch.tensor(
+        KINETICS_STD
+    ).view(1, 3, 1, 1, 1)
     assert torch.allclose(out, expected, atol=1e-6)
 
 
@@ -99,13 +101,21 @@ def test_jitter_matches_kornia_colorjiggle_definitions():
 
     generator = torch.Generator().manual_seed(8)
     clips = torch.rand(5, 3, 3, 12, 12, generator=generator)
-    factors = torch.stack([torch.rand(5, generator=generator) * 0.8 + 0.6 for _ in range(3)] + [torch.rand(5, generator=generator) * 0.2 - 0.1], dim=1)
+    factors = torch.stack(
+        [torch.rand(5, generator=generator) * 0.8 + 0.6 for _ in range(3)]
+        + [torch.rand(5, generator=generator) * 0.2 - 0.1],
+        dim=1,
+    )
     for order in ([0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]):
         ours = aug.jitter(clips, factors, order)
         frames = clips.permute(0, 2, 1, 3, 4).reshape(-1, 3, 12, 12)
         per_frame = factors.repeat_interleave(3, dim=0)
-        steps = (lambda x, f: kornia.enhance.adjust_brightness(x, f - 1), kornia.enhance.adjust_contrast,
-                 kornia.enhance.adjust_saturation, lambda x, f: kornia.enhance.adjust_hue(x, f * 2 * math.pi))
+        steps = (
+            lambda x, f: kornia.enhance.adjust_brightness(x, f - 1),
+            kornia.enhance.adjust_contrast,
+            kornia.enhance.adjust_saturation,
+            lambda x, f: kornia.enhance.adjust_hue(x, f * 2 * math.pi),
+        )
         for index in order:
             frames = steps[index](frames, per_frame[:, index])
         theirs = frames.clamp(0, 1).view(5, 3, 3, 12, 12).permute(0, 2, 1, 3, 4)
@@ -122,7 +132,11 @@ def test_contrast_is_multiplicative_per_clip_not_a_blend_with_a_mean():
 def test_jitter_order_is_drawn_once_per_batch(monkeypatch):
     calls = []
     real = aug.jitter
-    monkeypatch.setattr(aug, "jitter", lambda clips, factors, order: calls.append((len(clips), tuple(order))) or real(clips, factors, order))
+    monkeypatch.setattr(
+        aug,
+        "jitter",
+        lambda clips, factors, order: calls.append((len(clips), tuple(order))) or real(clips, factors, order),
+    )
     orders = set()
     for seed in range(12):
         calls.clear()
@@ -151,7 +165,7 @@ def test_background_erasing_adds_one_static_frame_of_the_same_clip():
         # x' - x = lam * (static - x): solve for lam and the static frame must be one of the clip's.
         candidates = []
         for frame in range(6):
-            static = clips[index, :, frame:frame + 1]
+            static = clips[index, :, frame : frame + 1]
             direction = static - clips[index]
             lam = (difference * direction).sum() / (direction * direction).sum().clamp_min(1e-12)
             if torch.allclose(difference, lam * direction, atol=1e-6):

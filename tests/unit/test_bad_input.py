@@ -76,20 +76,65 @@ CASES = [
     ("storage-gs", "pretrain --storage gs://bucket/runs", "--storage: 'gs://'", {}),
     ("storage-upper-S3", "pretrain --storage S3://bucket/runs", "--storage: 'S3://'", {}),
     ("storage-file", "pretrain --storage file:///tmp/runs", "--storage: 'file://'", {}),
-    ("data-root-ftp", "pretrain --storage {root}/runs --dataset ucf101 --data-root ftp://host/ucf", "--data-root: 'ftp://'", {}),
+    (
+        "data-root-ftp",
+        "pretrain --storage {root}/runs --dataset ucf101 --data-root ftp://host/ucf",
+        "--data-root: 'ftp://'",
+        {},
+    ),
     ("csv-ftp", "data prepare --dataset csv --csv ftp://host/list.csv", "--csv: 'ftp://'", {}),
-    ("prepare-out-ftp", "data prepare --dataset ucf101 --data-root {root}/data --out ftp://host/manifests", "--out of data prepare): 'ftp://'", {}),
+    (
+        "prepare-out-ftp",
+        "data prepare --dataset ucf101 --data-root {root}/data --out ftp://host/manifests",
+        "--out of data prepare): 'ftp://'",
+        {},
+    ),
     ("pretrained-ftp", "finetune --storage {root}/runs --pretrained ftp://host/w.pth", "--pretrained: 'ftp://'", {}),
     ("endpoint-not-a-url", "pretrain --storage {root}/runs --s3-endpoint not-a-url", "is not an http(s) URL", {}),
-    ("endpoint-unclosed-bracket", "pretrain --storage {root}/runs --s3-endpoint http://[::1", "is not an http(s) URL", {}),
-    ("endpoint-credentials", f"pretrain --storage {{root}}/runs --s3-endpoint http://user:{SECRET}@127.0.0.1:9000", "carries credentials", {}),
-    ("endpoint-env-credentials", "runs list --storage {root}/runs", "carries credentials", {"AWS_ENDPOINT_URL": f"http://user:{SECRET}@127.0.0.1:9000"}),
-    ("run-name-parent", "pretrain --storage {root}/runs --run-name ../../X", "--run-name '../../X' is not a plain run name", {}),
+    (
+        "endpoint-unclosed-bracket",
+        "pretrain --storage {root}/runs --s3-endpoint http://[::1",
+        "is not an http(s) URL",
+        {},
+    ),
+    (
+        "endpoint-credentials",
+        f"pretrain --storage {{root}}/runs --s3-endpoint http://user:{SECRET}@127.0.0.1:9000",
+        "carries credentials",
+        {},
+    ),
+    (
+        "endpoint-env-credentials",
+        "runs list --storage {root}/runs",
+        "carries credentials",
+        {"AWS_ENDPOINT_URL": f"http://user:{SECRET}@127.0.0.1:9000"},
+    ),
+    (
+        "run-name-parent",
+        "pretrain --storage {root}/runs --run-name ../../X",
+        "--run-name '../../X' is not a plain run name",
+        {},
+    ),
     ("run-name-absolute", "pretrain --storage {root}/runs --run-name /tmp/elsewhere", "is not a plain run name", {}),
     ("resume-parent", "pretrain --storage {root}/runs --resume ../X", "--resume '../X' is not a plain run name", {}),
-    ("finetune-run-name", "finetune --storage {root}/runs --run-name ..", "--run-name '..' is not a plain run name", {}),
-    ("crop-scale-one-value", "pretrain --storage {root}/runs --set data.crop_scale=[0.5]", "data.crop_scale must be two numbers", {}),
-    ("worker-resources-text", "pretrain --storage {root}/runs --set 'train.worker_resources={{CPU: abc}}'", "train.worker_resources['CPU'] must be a number", {}),
+    (
+        "finetune-run-name",
+        "finetune --storage {root}/runs --run-name ..",
+        "--run-name '..' is not a plain run name",
+        {},
+    ),
+    (
+        "crop-scale-one-value",
+        "pretrain --storage {root}/runs --set data.crop_scale=[0.5]",
+        "data.crop_scale must be two numbers",
+        {},
+    ),
+    (
+        "worker-resources-text",
+        "pretrain --storage {root}/runs --set 'train.worker_resources={{CPU: abc}}'",
+        "train.worker_resources['CPU'] must be a number",
+        {},
+    ),
     ("set-not-yaml", "pretrain --storage {root}/runs --set train.epochs=[1", "not valid YAML", {}),
     ("config-dev-null", "pretrain --storage {root}/runs --config /dev/null", "is not a regular file", {}),
     ("config-empty", "pretrain --storage {root}/runs --config {root}/empty.yaml", "is empty", {}),
@@ -97,16 +142,41 @@ CASES = [
     ("config-missing", "pretrain --storage {root}/runs --config {root}/missing.yaml", "does not exist", {}),
     ("report-not-results", "report {root}/other.json", "is not a fame-ray results file", {}),
     ("report-out-missing-folder", "report {root}/results.json --out {root}/missing/table.md", "does not exist", {}),
-    ("pretrained-no-meta", "finetune --storage {root}/runs --pretrained {root}/no-meta", "is an incomplete checkpoint", {}),
-    ("pretrained-config-list", "finetune --storage {root}/runs --pretrained {root}/config-list", "config.yaml is not a fame-ray config", {}),
-    ("pretrained-state-list", "finetune --storage {root}/runs --pretrained {root}/state-list", "holds no fame-ray model state", {}),
-    ("pretrained-python-objects", "finetune --storage {root}/runs --pretrained {root}/planted.pth --arch tiny", "saved with tensors only", {}),
+    (
+        "pretrained-no-meta",
+        "finetune --storage {root}/runs --pretrained {root}/no-meta",
+        "is an incomplete checkpoint",
+        {},
+    ),
+    (
+        "pretrained-config-list",
+        "finetune --storage {root}/runs --pretrained {root}/config-list",
+        "config.yaml is not a fame-ray config",
+        {},
+    ),
+    (
+        "pretrained-state-list",
+        "finetune --storage {root}/runs --pretrained {root}/state-list",
+        "holds no fame-ray model state",
+        {},
+    ),
+    (
+        "pretrained-python-objects",
+        "finetune --storage {root}/runs --pretrained {root}/planted.pth --arch tiny",
+        "saved with tensors only",
+        {},
+    ),
     ("synth-foreign-folder", "synth --out {root}/mine", "pass --force", {}),
     ("synth-out-file", "synth --out {root}/file.txt", "is not a folder", {}),
     ("synth-size", "synth --out {root}/big --size 100000x100000", "--size 100000x100000 is larger than", {}),
     ("synth-frames", "synth --out {root}/big --frames 1000000", "--frames 1000000 is more than", {}),
     ("synth-classes", "synth --out {root}/big --classes 100000", "--classes 100000 is more than", {}),
-    ("synth-videos", "synth --out {root}/big --videos-per-class 1000000", "--videos-per-class 1000000 is more than", {}),
+    (
+        "synth-videos",
+        "synth --out {root}/big --videos-per-class 1000000",
+        "--videos-per-class 1000000 is more than",
+        {},
+    ),
     ("preview-out-missing-folder", "data preview --out {root}/missing/fame.png", "does not exist", {}),
     ("bench-out-missing-folder", "bench data --out {root}/missing/bench.json", "does not exist", {}),
 ]
@@ -114,7 +184,11 @@ CASES = [
 
 def fame_ray(place: Path, command: str, extra_env: dict) -> subprocess.CompletedProcess:
     """Run the console script on this checkout's code, in `place`, with a clean environment."""
-    env = {k: v for k, v in os.environ.items() if k not in ("FAME_RAY_DEBUG", "RAY_ADDRESS", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("FAME_RAY_DEBUG", "RAY_ADDRESS", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+    }
     env.update({"PYTHONPATH": str(REPO), "FAME_RAY_DATA": str(place / "data"), **extra_env})
     arguments = [part.format(root=place) for part in shlex.split(command)]
     return subprocess.run([FAME_RAY, *arguments], cwd=place, env=env, capture_output=True, text=True, timeout=90)

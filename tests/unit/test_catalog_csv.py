@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from fame_ray.data.catalog.generic import read_csv
-from fame_ray.storage import Location
 from fame_ray.data.catalog.listing import hash_split
 from fame_ray.errors import UserError
+from fame_ray.storage import Location
 
 
 def test_hash_split_is_deterministic_and_about_80_20():
@@ -20,11 +20,18 @@ def test_hash_split_is_deterministic_and_about_80_20():
 def test_csv_names_relative_absolute_and_s3_paths(tmp_path):
     lists = tmp_path / "lists"
     lists.mkdir()
-    (lists / "videos.csv").write_text("path,label\nclips/a.mp4,walk\n/data/b.avi,run\ns3://bucket/c.mp4,walk\n../d.mp4,jump\n")
+    (lists / "videos.csv").write_text(
+        "path,label\nclips/a.mp4,walk\n/data/b.avi,run\ns3://bucket/c.mp4,walk\n../d.mp4,jump\n"
+    )
     listing = read_csv(Location.parse(str(lists / "videos.csv")), 1)
     found = {(e.path, e.label) for e in listing.subsets["train"] + listing.subsets["test"]}
     assert listing.classes == ["jump", "run", "walk"]
-    assert found == {(str(lists / "clips" / "a.mp4"), 2), ("/data/b.avi", 1), ("s3://bucket/c.mp4", 2), (str(tmp_path / "d.mp4"), 0)}
+    assert found == {
+        (str(lists / "clips" / "a.mp4"), 2),
+        ("/data/b.avi", 1),
+        ("s3://bucket/c.mp4", 2),
+        (str(tmp_path / "d.mp4"), 0),
+    }
     assert "names" in listing.variant and "hash" in listing.variant
 
 

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 from fame_ray.data.catalog import layouts
 from fame_ray.data.catalog.generic import read_folder
 from fame_ray.data.catalog.listing import Tree as _Tree
+from fame_ray.data.synthetic import write_dataset
+from fame_ray.errors import UserError
 from fame_ray.storage import Location
 
 
 def Tree(root):
     """A local dataset root as the layout readers take it."""
     return _Tree(Location.parse(str(root)))
-from fame_ray.data.synthetic import write_dataset
-from fame_ray.errors import UserError
+
 
 TINY = {"num_classes": 3, "videos_per_class": 4, "frames": 6, "width": 32, "height": 32}
 
@@ -26,9 +28,14 @@ TINY = {"num_classes": 3, "videos_per_class": 4, "frames": 6, "width": 32, "heig
 def written(tmp_path_factory):
     """One tiny dataset per layout, written once; tests copy before changing one."""
     base = tmp_path_factory.mktemp("layouts")
-    out = {layout: write_dataset(str(base / layout), layout, **TINY) for layout in ("ucf101", "hmdb51", "diving48", "folder")}
+    out = {
+        layout: write_dataset(str(base / layout), layout, **TINY)
+        for layout in ("ucf101", "hmdb51", "diving48", "folder")
+    }
     # Seven classes: the seventh, 'figure eight', has a space in its Kinetics label.
-    out["kinetics400"] = write_dataset(str(base / "kinetics400"), "kinetics400", **dict(TINY, num_classes=7, videos_per_class=2))
+    out["kinetics400"] = write_dataset(
+        str(base / "kinetics400"), "kinetics400", **dict(TINY, num_classes=7, videos_per_class=2)
+    )
     return out
 
 
@@ -61,8 +68,8 @@ def test_ucf101_videos_folder_and_lists_beside_the_root(written, tmp_path):
 def test_ucf101_disagreeing_or_missing_split_files(written, tmp_path):
     root = _copy(written, "ucf101", tmp_path)
     trainlist = os.path.join(root, "ucfTrainTestlist", "trainlist01.txt")
-    lines = open(trainlist).read().splitlines()
-    open(trainlist, "w").write("\n".join([lines[0].rsplit(" ", 1)[0] + " 3"] + lines[1:]))
+    lines = Path(trainlist).read_text().splitlines()
+    Path(trainlist).write_text("\n".join([lines[0].rsplit(" ", 1)[0] + " 3"] + lines[1:]))
     with pytest.raises(UserError, match="classInd.txt says 1"):
         layouts.read_ucf101(Tree(root), 1)
     os.remove(os.path.join(root, "ucfTrainTestlist", "testlist02.txt"))
@@ -75,7 +82,7 @@ def test_ucf101_disagreeing_or_missing_split_files(written, tmp_path):
 def test_hmdb51_flags_and_hmdb51_org_variant(written, tmp_path):
     listing = layouts.read_hmdb51(Tree(written["hmdb51"]), 1)
     assert listing.classes == ["circle", "horizontal", "vertical"]  # sorted names
-    flags = open(os.path.join(written["hmdb51"], "testTrainMulti_7030_splits", "circle_test_split1.txt")).read().split()[1::2]
+    flags = Path(written["hmdb51"], "testTrainMulti_7030_splits", "circle_test_split1.txt").read_text().split()[1::2]
     circle = [e for e in listing.subsets["test"] if e.label == 0]
     assert len(circle) == flags.count("2") and sum(_count(listing)) == 12
     root = _copy(written, "hmdb51", tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 
 import pyarrow.fs as pafs
 import pytest
@@ -17,14 +18,27 @@ from fame_ray.storage import Location
 
 
 def _write(run_dir, step, complete=True):
-    state = {"model": {"w": torch.full((2,), float(step))}, "step": step, "epoch": 0, "rng": [{"torch": torch.get_rng_state()}]}
-    local = ckpt.write_local(str(run_dir / "staging" / str(step)), state, {"train": {"epochs": 1}}, ckpt.make_meta(step, 0, {"loss": 1.0}, 1, "abc"))
+    state = {
+        "model": {"w": torch.full((2,), float(step))},
+        "step": step,
+        "epoch": 0,
+        "rng": [{"torch": torch.get_rng_state()}],
+    }
+    local = ckpt.write_local(
+        str(run_dir / "staging" / str(step)),
+        state,
+        {"train": {"epochs": 1}},
+        ckpt.make_meta(step, 0, {"loss": 1.0}, 1, "abc"),
+    )
     target = str(run_dir / ckpt.dir_name(step))
     if complete:
         ckpt.copy_directory(local, pafs.LocalFileSystem(), target)
     else:
         os.makedirs(target)
-        with open(os.path.join(local, ckpt.STATE_FILE), "rb") as handle, open(os.path.join(target, ckpt.STATE_FILE), "wb") as out:
+        with (
+            open(os.path.join(local, ckpt.STATE_FILE), "rb") as handle,
+            open(os.path.join(target, ckpt.STATE_FILE), "wb") as out,
+        ):
             out.write(handle.read()[:100])
     return target
 
@@ -152,7 +166,7 @@ def test_write_local_renames_each_file_into_place_meta_last(tmp_path, monkeypatc
 def test_a_failed_state_write_leaves_no_file_under_the_real_name(tmp_path):
     directory = tmp_path / "c"
     unpicklable = {"step": 1, "model": {"w": torch.zeros(4096)}, "hook": lambda: None}
-    with pytest.raises(Exception):
+    with pytest.raises((pickle.PicklingError, AttributeError)):  # which one depends on the Python version
         ckpt.write_local(str(directory), unpicklable, {}, {"step": 1})
     assert os.listdir(directory) == []
 
@@ -173,7 +187,9 @@ def test_prune_keeps_the_newest_complete_and_leaves_ray_its_own(tmp_path):
         _write(run_dir, step)
     _write(run_dir, 5, complete=False)  # a cut-off upload, older than everything kept
     _write(run_dir, 60, complete=False)  # an upload in flight
-    (run_dir / ckpt.RAY_SNAPSHOT).write_text(json.dumps({"checkpoint_results": [{"checkpoint": {"path": str(run_dir / ckpt.dir_name(20))}}]}))
+    (run_dir / ckpt.RAY_SNAPSHOT).write_text(
+        json.dumps({"checkpoint_results": [{"checkpoint": {"path": str(run_dir / ckpt.dir_name(20))}}]})
+    )
     run = Location.parse(str(run_dir))
     deleted = ckpt.prune(run, keep=2)
     assert deleted == [ckpt.dir_name(5), ckpt.dir_name(10), ckpt.dir_name(30)]
@@ -191,7 +207,7 @@ def test_prune_never_deletes_the_latest_complete_checkpoint(tmp_path):
     assert ckpt.prune(Location.parse(str(tmp_path / "nothing")), keep=1) == []
 
 
-@pytest.mark.parametrize("content", [None, b"", b"{\"step\": \"x\"}", b"{\"step\": 7}"])
+@pytest.mark.parametrize("content", [None, b"", b'{"step": "x"}', b'{"step": 7}'])
 def test_the_step_of_a_ray_checkpoint_is_none_when_its_meta_is_gone_or_damaged(tmp_path, content):
     import ray.train
 
@@ -200,24 +216,39 @@ def test_the_step_of_a_ray_checkpoint_is_none_when_its_meta_is_gone_or_damaged(t
     if content is not None:
         (directory / ckpt.META_FILE).write_bytes(content)
     step = ckpt.ray_checkpoint_step(ray.train.Checkpoint(path=str(directory), filesystem=pafs.LocalFileSystem()))
-    assert step == (7 if content == b"{\"step\": 7}" else None)
+    assert step == (7 if content == b'{"step": 7}' else None)
 
 
 def test_a_checkpoint_with_a_cuda_generator_state_from_an_older_version_loads_on_cpu(tmp_path):
     """Older checkpoints stored each rank's random state, a CUDA generator's among them (16
     bytes); restoring it on a CPU-only machine crashed. Nothing reads it any more."""
     run_dir = tmp_path / "runs" / "r1"
-    state = {"model": {"w": torch.ones(2)}, "step": 3, "epoch": 0, "rng": [{"torch": torch.get_rng_state(), "cuda": torch.zeros(16, dtype=torch.uint8)}]}
-    local = ckpt.write_local(str(tmp_path / "staging"), state, {"train": {"epochs": 1}}, ckpt.make_meta(3, 0, {}, 1, "abc"))
+    state = {
+        "model": {"w": torch.ones(2)},
+        "step": 3,
+        "epoch": 0,
+        "rng": [{"torch": torch.get_rng_state(), "cuda": torch.zeros(16, dtype=torch.uint8)}],
+    }
+    local = ckpt.write_local(
+        str(tmp_path / "staging"), state, {"train": {"epochs": 1}}, ckpt.make_meta(3, 0, {}, 1, "abc")
+    )
     ckpt.copy_directory(local, pafs.LocalFileSystem(), str(run_dir / ckpt.dir_name(3)))
     loaded = ckpt.load_state(ckpt.latest_complete(Location.parse(str(run_dir))).location)
     assert loaded["step"] == 3 and torch.equal(loaded["model"]["w"], torch.ones(2))
 
 
 def test_stage_report_names_the_bottleneck_and_the_costliest_stage():
-    records = [{"step": i, "data_wait": 0.6, "step_time_s": 0.5, "decode_ms": 20.0, "crop_ms": 2.0, "mask_ms": 3.0} for i in range(1, 80)]
+    records = [
+        {"step": i, "data_wait": 0.6, "step_time_s": 0.5, "decode_ms": 20.0, "crop_ms": 2.0, "mask_ms": 3.0}
+        for i in range(1, 80)
+    ]
     text = progress.stage_report(records)
-    assert "data wait 60%" in text and "the data side" in text and "decode 20.0 ms" in text and "(decode dominates)" in text
+    assert (
+        "data wait 60%" in text
+        and "the data side" in text
+        and "decode 20.0 ms" in text
+        and "(decode dominates)" in text
+    )
     busy = progress.stage_report([{"step": 1, "data_wait": 0.05, "step_time_s": 1.0}])
     assert "bottleneck: the training step" in busy and "per clip" not in busy
     assert progress.stage_report([]) == "" and progress.stage_report([{"step": 1, "data_wait": "x"}]) == ""

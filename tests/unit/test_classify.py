@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fame_ray.components import augment
 from fame_ray.config import FinetuneConfig, build, presets
 from fame_ray.downstream import classify
 from fame_ray.models.backbones import build_backbone
 from fame_ray.models.heads import build_classifier
-from fame_ray.components import augment
 
 
 def _config(mode: str) -> FinetuneConfig:
@@ -24,17 +24,24 @@ def _clips(size=16):
 def test_finetuning_inputs_get_the_official_colour_augmentation():
     clips = _clips()
     plain = augment.to_input(clips, torch.device("cpu"))
-    augmented = classify.training_inputs(clips, _config("finetune"), torch.device("cpu"), augment.make_generator(1), augment.make_generator(2))
+    augmented = classify.training_inputs(
+        clips, _config("finetune"), torch.device("cpu"), augment.make_generator(1), augment.make_generator(2)
+    )
     changed = [not torch.allclose(augmented[i], plain[i]) for i in range(len(clips))]
     # p(grayscale or jitter) = 1 - 0.8 * 0.2 = 0.84 per clip: most, not all, clips change.
     assert 8 <= sum(changed) < len(clips)
-    grey = [torch.allclose(augmented[i, 0] * 0.22803 + 0.43216, augmented[i, 1] * 0.22145 + 0.394666, atol=1e-5) for i in range(len(clips))]
+    grey = [
+        torch.allclose(augmented[i, 0] * 0.22803 + 0.43216, augmented[i, 1] * 0.22145 + 0.394666, atol=1e-5)
+        for i in range(len(clips))
+    ]
     assert any(grey), "no clip was turned grey"
 
 
 def test_linear_probe_inputs_are_only_normalised():
     clips = _clips()
-    inputs = classify.training_inputs(clips, _config("linear"), torch.device("cpu"), augment.make_generator(1), augment.make_generator(2))
+    inputs = classify.training_inputs(
+        clips, _config("linear"), torch.device("cpu"), augment.make_generator(1), augment.make_generator(2)
+    )
     torch.testing.assert_close(inputs, augment.to_input(clips, torch.device("cpu")))
 
 
@@ -50,7 +57,9 @@ def test_a_resumed_optimizer_keeps_its_momentum_on_the_model_device():
     optimizer.step()
     state = {"model": cpu_model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 3}
 
-    model = classify.on_device(build_classifier(build_backbone("tiny"), 4, "finetune", 0.5), config, torch.device("meta"))
+    model = classify.on_device(
+        build_classifier(build_backbone("tiny"), 4, "finetune", 0.5), config, torch.device("meta")
+    )
     resumed = classify.build_optimizer(model, 0.1, 1e-4, 0.9)
     assert classify.restore(model, resumed, state) == 4
     buffers = [resumed.state[p]["momentum_buffer"] for p in model.parameters() if p in resumed.state]
@@ -80,6 +89,11 @@ def test_micro_batches_give_the_full_batch_step(micro_batch, chunks):
     for p_full, p_micro in zip(full.parameters(), micro.parameters()):
         torch.testing.assert_close(p_micro.grad, p_full.grad, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(p_micro, p_full, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(micro_optimizer.state[p_micro]["momentum_buffer"], full_optimizer.state[p_full]["momentum_buffer"], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            micro_optimizer.state[p_micro]["momentum_buffer"],
+            full_optimizer.state[p_full]["momentum_buffer"],
+            rtol=1e-5,
+            atol=1e-6,
+        )
     torch.testing.assert_close(micro_loss, full_loss)
     assert int(micro_correct) == int(full_correct)

@@ -274,7 +274,11 @@ def test_job_config_is_complete_whatever_the_base_preset(name):
     """A job file is the whole recipe: built over the demo preset it gives the same config."""
     path = ROOT / "jobs" / name
     values = cfg.load_yaml(path)
-    cls, table = (cfg.PretrainConfig, presets.PRETRAIN) if name.startswith("pretrain") else (cfg.FinetuneConfig, presets.FINETUNE)
+    cls, table = (
+        (cfg.PretrainConfig, presets.PRETRAIN)
+        if name.startswith("pretrain")
+        else (cfg.FinetuneConfig, presets.FINETUNE)
+    )
     over_recipe = cfg.to_dict(cfg.build(cls, presets.get(table, "recipe"), values))
     over_demo = cfg.to_dict(cfg.build(cls, presets.get(table, "demo"), values))
     assert over_recipe == over_demo
@@ -291,13 +295,23 @@ def test_a_misspelt_job_key_fails(name):
 
 def test_paper_recipes_are_what_fame_md_says():
     k400 = build_job(ROOT / "jobs/pretrain-k400-i3d.yaml")
-    assert (k400.model.arch, k400.data.crop_size, k400.moco.queue_size, k400.train.global_batch) == ("i3d", 224, 65536, 64)
+    assert (k400.model.arch, k400.data.crop_size, k400.moco.queue_size, k400.train.global_batch) == (
+        "i3d",
+        224,
+        65536,
+        64,
+    )
     assert k400.model.use_mlp_head is True and k400.train.use_gpu
     ucf = build_job(ROOT / "jobs/pretrain-ucf101-r21d.yaml")
     assert (ucf.model.arch, ucf.moco.queue_size, ucf.model.use_mlp_head) == ("r2plus1d_18", 2048, True)
     for name in ("finetune-ucf101.yaml", "finetune-hmdb51.yaml"):
         finetune = build_job(ROOT / "jobs" / name)
-        assert (finetune.optim.lr, finetune.dropout, finetune.optim.milestones, finetune.train.epochs) == (0.025, 0.7, (60, 120), 150)
+        assert (finetune.optim.lr, finetune.dropout, finetune.optim.milestones, finetune.train.epochs) == (
+            0.025,
+            0.7,
+            (60, 120),
+            150,
+        )
 
 
 @pytest.mark.parametrize("name", RUNTIME_ENVS)
@@ -321,7 +335,12 @@ SECRET_FILES = (
     "infra/terraform/aws/terraform.tfvars",
     "infra/terraform/aws/.terraform/providers/registry/aws/credentials",
 )
-KEPT_FILES = ("fame_ray/cli.py", "infra/terraform/aws/terraform.tfvars.example", "infra/terraform/aws/main.tf", "docs/env.md")
+KEPT_FILES = (
+    "fame_ray/cli.py",
+    "infra/terraform/aws/terraform.tfvars.example",
+    "infra/terraform/aws/main.tf",
+    "docs/env.md",
+)
 
 
 def packaged_names(workdir: Path, excludes: list[str], include_gitignore: bool) -> set[str]:
@@ -390,7 +409,12 @@ def literal_secrets(node, where="") -> list[str]:
             found.append(f"{where}/{name}")
         for key, value in node.items():
             # A ${VAR} reference or a file path (the token file mount) is not a literal.
-            if isinstance(value, str) and SECRET_KEY.search(str(key)) and value and not value.startswith(("${", "~/", "/")):
+            if (
+                isinstance(value, str)
+                and SECRET_KEY.search(str(key))
+                and value
+                and not value.startswith(("${", "~/", "/"))
+            ):
                 found.append(f"{where}/{key}")
             found += literal_secrets(value, f"{where}/{key}")
     elif isinstance(node, list):
@@ -417,7 +441,9 @@ def test_the_credential_scan_catches_literals():
     assert literal_secrets({"env": [{"name": "RAY_AUTH_TOKEN", "value": "abc"}]})
     assert literal_secrets({"environment": {"MINIO_ROOT_PASSWORD": "hunter22"}})
     assert not literal_secrets({"environment": {"MINIO_ROOT_PASSWORD": "${MINIO_ROOT_PASSWORD:?set it}"}})
-    assert not literal_secrets({"env": [{"name": "RAY_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "auth_token"}}}]})
+    assert not literal_secrets(
+        {"env": [{"name": "RAY_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "auth_token"}}}]}
+    )
     assert SECRET_TEXT[0].search("key AKIAABCDEFGHIJKLMNOP")
 
 
@@ -434,11 +460,20 @@ def test_terraform_parses_and_is_formatted(folder, tmp_path):
     registry.terraform.io: not reachable here (infra/terraform/README.md says how to run it).
     """
     env = {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull, "TF_IN_AUTOMATION": "1"}
-    checked = subprocess.run(["terraform", "fmt", "-check", "-diff", "-recursive", str(ROOT / "infra/terraform" / folder)], env=env, capture_output=True, text=True, timeout=60)
+    checked = subprocess.run(
+        ["terraform", "fmt", "-check", "-diff", "-recursive", str(ROOT / "infra/terraform" / folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     broken = tmp_path / "broken.tf"
     broken.write_text('resource "aws_s3_bucket" "x" {\n  bucket = \n}\n')
-    assert subprocess.run(["terraform", "fmt", "-check", str(broken)], env=env, capture_output=True, timeout=60).returncode != 0
+    assert (
+        subprocess.run(["terraform", "fmt", "-check", str(broken)], env=env, capture_output=True, timeout=60).returncode
+        != 0
+    )
 
 
 def test_minio_compose_binds_loopback_and_takes_credentials_from_the_environment():
@@ -458,7 +493,16 @@ def test_minio_script_is_valid_bash():
 
 SSH_CIDR_FILES = ["infra/terraform/aws/variables.tf", "infra/terraform/gcp/main.tf"]
 # Wider than /8 (IPv4) or /32 (IPv6), or not one CIDR: SSH must never face that much of the Internet.
-WIDE_OR_BAD_CIDRS = ["0.0.0.0/0", "::/0", "0.0.0.0/1", "10.0.0.0/7", "2000::/3", "2001:db8::/31", "not-a-cidr", "10.0.0.1"]
+WIDE_OR_BAD_CIDRS = [
+    "0.0.0.0/0",
+    "::/0",
+    "0.0.0.0/1",
+    "10.0.0.0/7",
+    "2000::/3",
+    "2001:db8::/31",
+    "not-a-cidr",
+    "10.0.0.1",
+]
 NARROW_CIDRS = ["203.0.113.7/32", "10.0.0.0/8", "2001:db8::/32", "2001:db8::1/128"]
 
 
@@ -467,7 +511,7 @@ def ssh_cidr_block(relative: str) -> str:
     in column 0)."""
     text = (ROOT / relative).read_text()
     start = text.index('variable "ssh_cidr"')
-    return text[start:text.index("\n}\n", start) + 3]
+    return text[start : text.index("\n}\n", start) + 3]
 
 
 @pytest.mark.parametrize("path", SSH_CIDR_FILES)
@@ -488,7 +532,9 @@ def test_ssh_cidr_validation_refuses_wide_ranges(path, tmp_path):
     assert terraform(["terraform", "init", "-backend=false", "-no-color"]).returncode == 0
     accepted = set()
     for cidr in WIDE_OR_BAD_CIDRS + NARROW_CIDRS:
-        planned = terraform(["terraform", "plan", "-no-color", "-lock=false", "-refresh=false", "-var", f"ssh_cidr={cidr}"])
+        planned = terraform(
+            ["terraform", "plan", "-no-color", "-lock=false", "-refresh=false", "-var", f"ssh_cidr={cidr}"]
+        )
         assert planned.returncode == 0 or "Invalid value for variable" in planned.stderr, planned.stderr
         if planned.returncode == 0:
             accepted.add(cidr)
@@ -505,8 +551,20 @@ def test_minio_script_keeps_the_password_off_every_command_line(tmp_path):
         record_env = f'env | grep "^MC_HOST_" >> "{calls}.env"\n' if name == "mc" else ""
         (fake_bin / name).write_text(f'#!/bin/sh\nprintf "%s\\n" "{name} $*" >> "{calls}"\n{record_env}exit 0\n')
         (fake_bin / name).chmod(0o755)
-    env = {"PATH": f"{fake_bin}:/usr/bin:/bin", "HOME": str(tmp_path), "MINIO_ROOT_USER": "fame-ray-admin", "MINIO_ROOT_PASSWORD": password}
-    done = subprocess.run(["bash", str(ROOT / "infra/minio/run-minio.sh"), str(tmp_path / "data")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        "PATH": f"{fake_bin}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "MINIO_ROOT_USER": "fame-ray-admin",
+        "MINIO_ROOT_PASSWORD": password,
+    }
+    done = subprocess.run(
+        ["bash", str(ROOT / "infra/minio/run-minio.sh"), str(tmp_path / "data")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     # The stand-in server exits at once, so the script's exit trap finds nothing to stop; what
     # counts is that it got through bucket creation to its closing message.
     assert "MinIO at" in done.stdout, done.stderr
@@ -525,10 +583,17 @@ def test_minio_compose_bucket_job_keeps_the_password_off_every_command_line(tmp_
     script = job["command"][0].replace("$$", "$")  # compose's escape for a literal $
     fake_bin, calls = tmp_path / "bin", tmp_path / "calls.log"
     fake_bin.mkdir()
-    (fake_bin / "mc").write_text(f'#!/bin/sh\nprintf "%s\\n" "mc $*" >> "{calls}"\n'
-                                 f'if [ "$1 $2" = "alias set" ]; then cat >> "{calls}.stdin"; fi\nexit 0\n')
+    (fake_bin / "mc").write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "mc $*" >> "{calls}"\n'
+        f'if [ "$1 $2" = "alias set" ]; then cat >> "{calls}.stdin"; fi\nexit 0\n'
+    )
     (fake_bin / "mc").chmod(0o755)
-    env = {"PATH": f"{fake_bin}:/usr/bin:/bin", "MINIO_ROOT_USER": "fame-ray-admin", "MINIO_ROOT_PASSWORD": password, "BUCKET": "fame-ray"}
+    env = {
+        "PATH": f"{fake_bin}:/usr/bin:/bin",
+        "MINIO_ROOT_USER": "fame-ray-admin",
+        "MINIO_ROOT_PASSWORD": password,
+        "BUCKET": "fame-ray",
+    }
     subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=True)
     arguments = calls.read_text()
     assert "mc mb --ignore-existing local/fame-ray" in arguments and password not in arguments

@@ -31,7 +31,19 @@ def refused(make, *args) -> str:
 # ---------------------------------------------------------------------------------------
 # run names
 
-BAD_RUN_NAMES = ["../../X", "..", ".", ".hidden", "/tmp/elsewhere", "a/b", "a\\b", "with space", "tab\there", "x" * 300, "naïve"]
+BAD_RUN_NAMES = [
+    "../../X",
+    "..",
+    ".",
+    ".hidden",
+    "/tmp/elsewhere",
+    "a/b",
+    "a\\b",
+    "with space",
+    "tab\there",
+    "x" * 300,
+    "naïve",
+]
 GOOD_RUN_NAMES = ["pretrain-synthetic-tiny", "my_run.2", "A-1", "0"]
 
 
@@ -51,7 +63,14 @@ def test_plain_run_names_are_accepted(name):
 # ---------------------------------------------------------------------------------------
 # locations and endpoints
 
-BAD_URIS = ["ftp://host/x", "gs://bucket/x", "S3://bucket/x", "file:///tmp/x", "s3://", "s3://user:secret-word@bucket/x"]
+BAD_URIS = [
+    "ftp://host/x",
+    "gs://bucket/x",
+    "S3://bucket/x",
+    "file:///tmp/x",
+    "s3://",
+    "s3://user:secret-word@bucket/x",
+]
 LOCATION_KEYS = [
     (pretrain, {"storage": {"path": "URI"}}, "--storage"),
     (pretrain, {"data": {"data_root": "URI"}}, "--data-root"),
@@ -78,11 +97,21 @@ def test_data_home_in_another_scheme_is_refused(monkeypatch):
 
 
 def test_local_and_s3_locations_are_accepted(tmp_path):
-    assert pretrain({"storage": {"path": str(tmp_path)}, "data": {"data_root": "s3://bucket/ucf"}}).data.data_root == "s3://bucket/ucf"
+    assert (
+        pretrain({"storage": {"path": str(tmp_path)}, "data": {"data_root": "s3://bucket/ucf"}}).data.data_root
+        == "s3://bucket/ucf"
+    )
     assert finetune({"pretrained": "s3://bucket/runs/r1"}).pretrained == "s3://bucket/runs/r1"
 
 
-BAD_ENDPOINTS = ["not-a-url", "ftp://host:21", "http://[::1", "http://host:port", "http://", "http://user:secret-word@host:9000"]
+BAD_ENDPOINTS = [
+    "not-a-url",
+    "ftp://host:21",
+    "http://[::1",
+    "http://host:port",
+    "http://",
+    "http://user:secret-word@host:9000",
+]
 
 
 @pytest.mark.parametrize("endpoint", BAD_ENDPOINTS)
@@ -97,24 +126,44 @@ def test_bad_s3_endpoints_are_refused_and_never_echoed(endpoint, monkeypatch):
 
 def test_a_plain_endpoint_is_accepted(monkeypatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    assert pretrain({"storage": {"s3_endpoint": "http://127.0.0.1:9000"}}).storage.s3_endpoint == "http://127.0.0.1:9000"
+    assert (
+        pretrain({"storage": {"s3_endpoint": "http://127.0.0.1:9000"}}).storage.s3_endpoint == "http://127.0.0.1:9000"
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # malformed values
 
 
-@pytest.mark.parametrize("resources", [{"CPU": "abc"}, {"slot": -1}, {"slot": True}, {"slot": "1"}, {"slot": float("nan")}, {1: 1}, {"CPU": 1}, {"GPU": 2}])
+@pytest.mark.parametrize(
+    "resources",
+    [
+        {"CPU": "abc"},
+        {"slot": -1},
+        {"slot": True},
+        {"slot": "1"},
+        {"slot": float("nan")},
+        {1: 1},
+        {"CPU": 1},
+        {"GPU": 2},
+    ],
+)
 def test_worker_resources_must_be_named_non_negative_numbers(resources):
     assert "train.worker_resources" in refused(pretrain, {"train": {"worker_resources": resources}})
 
 
 def test_worker_resources_from_the_command_line_are_checked():
     assert "train.worker_resources" in refused(pretrain, {}, ["train.worker_resources={CPU: abc}"])
-    assert pretrain({}, ["train.worker_resources={trainer_slot: 1, disk: 0.5}"]).train.worker_resources == {"trainer_slot": 1, "disk": 0.5}
+    assert pretrain({}, ["train.worker_resources={trainer_slot: 1, disk: 0.5}"]).train.worker_resources == {
+        "trainer_slot": 1,
+        "disk": 0.5,
+    }
 
 
-@pytest.mark.parametrize("override", ["data.crop_scale=[0.5]", "data.crop_scale=[0.2, 0.5, 1.0]", "data.crop_scale=[0.9, 0.1]", "data.crop_scale=abc"])
+@pytest.mark.parametrize(
+    "override",
+    ["data.crop_scale=[0.5]", "data.crop_scale=[0.2, 0.5, 1.0]", "data.crop_scale=[0.9, 0.1]", "data.crop_scale=abc"],
+)
 def test_bad_crop_scales_are_config_errors(override):
     assert "data.crop_scale" in refused(pretrain, {}, [override])
 

@@ -29,17 +29,39 @@ def test_help_shows_examples():
 
 
 def test_synth_writes_a_dataset(tmp_path):
-    result = CliRunner().invoke(_app(), ["synth", "--layout", "folder", "--out", str(tmp_path / "f"), "--classes", "2",
-                                         "--videos-per-class", "2", "--frames", "4", "--size", "32x32"])
+    result = CliRunner().invoke(
+        _app(),
+        [
+            "synth",
+            "--layout",
+            "folder",
+            "--out",
+            str(tmp_path / "f"),
+            "--classes",
+            "2",
+            "--videos-per-class",
+            "2",
+            "--frames",
+            "4",
+            "--size",
+            "32x32",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "wrote 4 videos" in result.output and len(list((tmp_path / "f").glob("*/*.mp4"))) == 4
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["prepare", "--dataset", "ucf101", "--data-root", "/nonexistent/UCF101"], "data root /nonexistent/UCF101 does not exist"),
-    (["prepare", "--dataset", "ucf-101", "--data-root", "/tmp"], "unknown dataset 'ucf-101'"),
-    (["synth", "--out", "/tmp/x", "--size", "big"], "--size must be WIDTHxHEIGHT"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (
+            ["prepare", "--dataset", "ucf101", "--data-root", "/nonexistent/UCF101"],
+            "data root /nonexistent/UCF101 does not exist",
+        ),
+        (["prepare", "--dataset", "ucf-101", "--data-root", "/tmp"], "unknown dataset 'ucf-101'"),
+        (["synth", "--out", "/tmp/x", "--size", "big"], "--size must be WIDTHxHEIGHT"),
+    ],
+)
 def test_mistakes_raise_one_line_user_errors(args, expected):
     result = CliRunner().invoke(_app(), args)
     assert isinstance(result.exception, UserError)
@@ -60,16 +82,50 @@ def test_the_real_cli_exits_2_with_one_line_for_a_missing_root():
     except ImportError as error:  # other commands not merged yet
         pytest.skip(f"fame_ray.cli does not import yet: {error}")
     env = dict(os.environ, FAME_RAY_DEBUG="")
-    done = subprocess.run([sys.executable, "-m", "fame_ray.cli", "data", "prepare", "--dataset", "hmdb51", "--data-root", "/nonexistent/hmdb51"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fame_ray.cli",
+            "data",
+            "prepare",
+            "--dataset",
+            "hmdb51",
+            "--data-root",
+            "/nonexistent/hmdb51",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert lines[-1].startswith("error: data root /nonexistent/hmdb51 does not exist") and "Traceback" not in done.stderr
+    assert (
+        lines[-1].startswith("error: data root /nonexistent/hmdb51 does not exist") and "Traceback" not in done.stderr
+    )
 
 
 def _synth(out, *extra):
-    return CliRunner().invoke(_app(), ["synth", "--layout", "folder", "--out", str(out), "--classes", "2",
-                                       "--videos-per-class", "2", "--frames", "4", "--size", "32x32", *extra])
+    return CliRunner().invoke(
+        _app(),
+        [
+            "synth",
+            "--layout",
+            "folder",
+            "--out",
+            str(out),
+            "--classes",
+            "2",
+            "--videos-per-class",
+            "2",
+            "--frames",
+            "4",
+            "--size",
+            "32x32",
+            *extra,
+        ],
+    )
 
 
 def test_synth_refuses_a_folder_that_holds_other_files_unless_forced(tmp_path):
@@ -97,14 +153,17 @@ def test_synth_refuses_a_file_and_a_remote_location(tmp_path):
     assert isinstance(result.exception, UserError) and "local folder" in result.exception.one_line()
 
 
-@pytest.mark.parametrize("flag, value, named", [
-    ("--size", "100000x100000", "--size"),
-    ("--size", "4098x64", "--size"),
-    ("--frames", "1000000", "--frames"),
-    ("--classes", "100000", "--classes"),
-    ("--videos-per-class", "1000000", "--videos-per-class"),
-    ("--fps", "100000", "--fps"),
-])
+@pytest.mark.parametrize(
+    "flag, value, named",
+    [
+        ("--size", "100000x100000", "--size"),
+        ("--size", "4098x64", "--size"),
+        ("--frames", "1000000", "--frames"),
+        ("--classes", "100000", "--classes"),
+        ("--videos-per-class", "1000000", "--videos-per-class"),
+        ("--fps", "100000", "--fps"),
+    ],
+)
 def test_synth_caps_sizes_before_writing_anything(tmp_path, flag, value, named):
     args = {"--size": "32x32", "--frames": "4", "--classes": "2", "--videos-per-class": "2", "--fps": "25", flag: value}
     flat = [item for pair in args.items() for item in pair]
@@ -114,5 +173,7 @@ def test_synth_caps_sizes_before_writing_anything(tmp_path, flag, value, named):
 
 
 def test_synth_caps_the_memory_one_video_needs(tmp_path):
-    result = CliRunner().invoke(_app(), ["synth", "--out", str(tmp_path / "big"), "--size", "4096x4096", "--frames", "3000"])
+    result = CliRunner().invoke(
+        _app(), ["synth", "--out", str(tmp_path / "big"), "--size", "4096x4096", "--frames", "3000"]
+    )
     assert isinstance(result.exception, UserError) and "GiB" in result.exception.one_line()

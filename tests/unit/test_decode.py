@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import av
 import numpy as np
 import pytest
@@ -36,7 +38,12 @@ def video(tmp_path_factory):
 
 def _data(frames_per_clip: int, temporal_stride: int, threads: int = 1, timeout_s: float = 0.0) -> DataConfig:
     """How the tests cut clips: frames per clip, stride, decoder threads, decode time limit."""
-    return DataConfig(frames_per_clip=frames_per_clip, temporal_stride=temporal_stride, decode_threads=threads, decode_timeout_s=timeout_s)
+    return DataConfig(
+        frames_per_clip=frames_per_clip,
+        temporal_stride=temporal_stride,
+        decode_threads=threads,
+        decode_timeout_s=timeout_s,
+    )
 
 
 def frame_numbers(clip: np.ndarray) -> list[int]:
@@ -93,12 +100,14 @@ def test_corrupt_and_missing_videos_raise_decode_error(tmp_path):
 
 def test_decode_from_s3_reads_bytes_through_storage(video, bucket, s3_server):
     uri = f"{bucket}/videos/grey.mp4"
-    Location.parse(uri, s3_server).write_bytes(open(video, "rb").read())
+    Location.parse(uri, s3_server).write_bytes(Path(video).read_bytes())
     (remote,) = decode.decode_clips(Location.parse(uri, s3_server), range(0, FRAMES), [2], _data(8, 3, 1, 0.0))
     (local,) = decode.decode_clips(Location.parse(video), range(0, FRAMES), [2], _data(8, 3, 1, 0.0))
     assert np.array_equal(remote, local)
     with pytest.raises(decode.DecodeError):
-        decode.decode_clips(Location.parse(f"{bucket}/videos/absent.mp4", s3_server), range(0, FRAMES), [0], _data(4, 1, 1, 0.0))
+        decode.decode_clips(
+            Location.parse(f"{bucket}/videos/absent.mp4", s3_server), range(0, FRAMES), [0], _data(4, 1, 1, 0.0)
+        )
 
 
 def test_a_decode_that_hangs_is_cut_off_and_the_next_one_works(video, tmp_path):
@@ -137,7 +146,9 @@ def test_probing_counts_only_the_frames_that_decode(tmp_path):
         stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
         rng = np.random.default_rng(0)
         for _ in range(40):  # noise: large packets, so a cut lands inside one
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), format="rgb24")):
+            for packet in stream.encode(
+                av.VideoFrame.from_ndarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), format="rgb24")
+            ):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -152,5 +163,7 @@ def test_probing_counts_only_the_frames_that_decode(tmp_path):
         pytest.fail("no cut left a half-written last frame")
     found = probe.probe_video(Location.parse(str(cut)))
     assert 0 < found["num_frames"] < reported
-    (clip,) = decode.decode_clips(Location.parse(str(cut)), range(0, found["num_frames"]), [found["num_frames"] - 4], _data(4, 1, 1, 0.0))
+    (clip,) = decode.decode_clips(
+        Location.parse(str(cut)), range(0, found["num_frames"]), [found["num_frames"] - 4], _data(4, 1, 1, 0.0)
+    )
     assert clip.shape == (4, 120, 160, 3)

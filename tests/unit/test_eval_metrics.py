@@ -25,12 +25,14 @@ def test_video_accuracy_averages_softmax_over_clips():
     # video 0 (label 0): clip A says class 1 weakly, clip B says class 0 strongly -> video right
     # video 1 (label 2): both clips wrong at top-1 but right at top-2; averaged, classes 0
     # and 1 (0.445 each) push class 2 (0.115) out of the video's top-2
-    logits = np.array([
-        [0.0, 0.5, -5.0],   # video 0, clip wrong
-        [4.0, 0.0, -5.0],   # video 0, clip right
-        [3.0, 0.0, 1.0],    # video 1, softmax [.848 .042 .115]
-        [0.0, 3.0, 1.0],    # video 1, softmax [.042 .848 .115]
-    ])
+    logits = np.array(
+        [
+            [0.0, 0.5, -5.0],  # video 0, clip wrong
+            [4.0, 0.0, -5.0],  # video 0, clip right
+            [3.0, 0.0, 1.0],  # video 1, softmax [.848 .042 .115]
+            [0.0, 3.0, 1.0],  # video 1, softmax [.042 .848 .115]
+        ]
+    )
     labels = np.array([0, 0, 2, 2])
     videos = np.array([7, 7, 3, 3])
     metrics = multi_clip_metrics(logits, labels, videos, ks=(1, 2), rule="softmax")
@@ -66,7 +68,9 @@ def test_the_official_video_score_is_the_mean_of_raw_outputs():
     assert multi_clip_metrics(logits, labels, videos, ks=(1,), rule="official", arch="r2plus1d_18")["video_top1"] == 1.0
     assert multi_clip_metrics(logits, labels, videos, ks=(1,), rule="softmax")["video_top1"] == 0.0
     log_probs = clip_scores(logits, "official", "i3d")
-    assert np.allclose(np.exp(log_probs).sum(1), 1) and np.allclose(log_probs, logits - np.log(np.exp(logits).sum(1, keepdims=True)))
+    assert np.allclose(np.exp(log_probs).sum(1), 1) and np.allclose(
+        log_probs, logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    )
 
 
 def test_clips_of_one_video_with_different_labels_are_an_error():

@@ -7,7 +7,9 @@ from fame_ray.eval.retrieval import average_by_video, centre_and_normalise, reca
 
 
 def test_average_by_video():
-    ids, features, labels = average_by_video(np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0]]), np.array([4, 4, 1]), np.array([2, 2, 0]))
+    ids, features, labels = average_by_video(
+        np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0]]), np.array([4, 4, 1]), np.array([2, 2, 0])
+    )
     assert ids.tolist() == [1, 4]
     assert np.allclose(features, [[5.0, 5.0], [2.0, 1.0]])
     assert labels.tolist() == [0, 2]
@@ -35,10 +37,12 @@ def test_recall_any_of_top_k_shares_the_class():
 def test_retrieval_metrics_end_to_end_with_two_clips_per_video():
     rng = np.random.default_rng(0)
     centres = np.eye(3) * 10 + 100.0  # a large common offset: centring must remove it
+
     def clips(labels):
         feats = np.concatenate([centres[labels] + rng.normal(0, 0.1, (len(labels), 3)) for _ in range(2)])
         videos = np.concatenate([np.arange(len(labels))] * 2)
         return feats, videos, np.concatenate([labels, labels])
+
     out = retrieval_metrics(clips(np.array([0, 1, 2, 0, 1, 2])), clips(np.array([2, 1, 0])))
     assert out["R@1"] == pytest.approx(1.0)
     assert (out["queries"], out["gallery"]) == (3, 6)

@@ -2,18 +2,25 @@
 
 import pytest
 
-from fame_ray.errors import ConfigError
 from fame_ray.downstream import search_space as sweep
 from fame_ray.downstream.sweep import concurrent_trials
+from fame_ray.errors import ConfigError
 
 
 def test_flags_parse_every_kind():
-    space = sweep.parse_search_flags([
-        "lr=loguniform(1e-3,1e-1)", "dropout=[0.5, 0.7]", "epochs=choice(3,4)", "weight_decay=uniform(0, 1e-3)",
-    ])
+    space = sweep.parse_search_flags(
+        [
+            "lr=loguniform(1e-3,1e-1)",
+            "dropout=[0.5, 0.7]",
+            "epochs=choice(3,4)",
+            "weight_decay=uniform(0, 1e-3)",
+        ]
+    )
     assert space["lr"] == {"kind": "loguniform", "values": [0.001, 0.1]}
     assert space["dropout"] == {"kind": "grid", "values": [0.5, 0.7]}
-    assert space["epochs"] == {"kind": "choice", "values": [3, 4]} and all(isinstance(v, int) for v in space["epochs"]["values"])
+    assert space["epochs"] == {"kind": "choice", "values": [3, 4]} and all(
+        isinstance(v, int) for v in space["epochs"]["values"]
+    )
     assert space["weight_decay"] == {"kind": "uniform", "values": [0.0, 0.001]}
 
 
@@ -24,7 +31,10 @@ def test_a_plain_number_is_a_fixed_value_and_a_later_flag_wins():
 
 def test_yaml_file_accepts_strings_lists_and_mappings(tmp_path):
     path = tmp_path / "space.yaml"
-    path.write_text("search_space:\n  lr: loguniform(1e-3, 1e-1)\n  dropout: [0.5, 0.7]\n  weight_decay: {choice: [0.0001, 0.001]}\n  epochs: 4\n")
+    path.write_text(
+        "search_space:\n  lr: loguniform(1e-3, 1e-1)\n  dropout: [0.5, 0.7]\n  weight_decay: {choice: [0.0001, "
+        "0.001]}\n  epochs: 4\n"
+    )
     space = sweep.load_search_file(str(path))
     assert space["lr"]["kind"] == "loguniform"
     assert space["dropout"]["values"] == [0.5, 0.7]
@@ -33,18 +43,21 @@ def test_yaml_file_accepts_strings_lists_and_mappings(tmp_path):
     assert sweep.normalise_space(space) == space  # the parsed form round-trips (config stores it)
 
 
-@pytest.mark.parametrize("flag", [
-    "lr=loguniform(0,1)",           # log of zero
-    "lr=loguniform(1e-1,1e-3)",     # low > high
-    "lr=normal(0,1)",               # unknown distribution
-    "lr=fast",                      # not a number
-    "lr=[0.1, abc]",
-    "dropout=[0.5, 1.5]",           # out of range
-    "epochs=[2.5]",                 # not whole
-    "learning_rate=0.1",            # unknown key (suggests lr)
-    "lr",                           # no '='
-    "lr=uniform(1)",                # one bound
-])
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "lr=loguniform(0,1)",  # log of zero
+        "lr=loguniform(1e-1,1e-3)",  # low > high
+        "lr=normal(0,1)",  # unknown distribution
+        "lr=fast",  # not a number
+        "lr=[0.1, abc]",
+        "dropout=[0.5, 1.5]",  # out of range
+        "epochs=[2.5]",  # not whole
+        "learning_rate=0.1",  # unknown key (suggests lr)
+        "lr",  # no '='
+        "lr=uniform(1)",  # one bound
+    ],
+)
 def test_bad_specs_are_one_line_config_errors(flag):
     with pytest.raises(ConfigError) as caught:
         sweep.parse_search_flags([flag])

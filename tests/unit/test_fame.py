@@ -36,7 +36,11 @@ def _blur(image: np.ndarray, crop_size: int) -> np.ndarray:
             total = 0.0
             for i in range(size):
                 for j in range(size):
-                    total += taps[i] * taps[j] * image[_reflect(y + i - size // 2, height), _reflect(x + j - size // 2, width)]
+                    total += (
+                        taps[i]
+                        * taps[j]
+                        * image[_reflect(y + i - size // 2, height), _reflect(x + j - size // 2, width)]
+                    )
             out[y, x] = total
     return out
 
@@ -58,7 +62,10 @@ def _bin(red: float, green: float, blue: float) -> int:
     saturation = (value - min(red, green, blue)) / (value + 1e-8)
     radians = 2 * math.pi * hue  # kornia's hue
     angle = radians * 2 * math.pi  # the official quirk, reproduced
-    levels = [round(x * 9 + 1) for x in ((saturation * math.cos(angle) + 1) / 2, (saturation * math.sin(angle) + 1) / 2, value)]
+    levels = [
+        round(x * 9 + 1)
+        for x in ((saturation * math.cos(angle) + 1) / 2, (saturation * math.sin(angle) + 1) / 2, value)
+    ]
     return (levels[0] - 1) + (levels[1] - 1) * 10 + (levels[2] - 1) * 100
 
 
@@ -249,7 +256,14 @@ def official_mask(clips: torch.Tensor, beta: float) -> torch.Tensor:
     motion = norm(blur(motion.unsqueeze(1)).squeeze(1))
     hsv = kornia.color.rgb_to_hsv(clips.mean(dim=2))
     hue, saturation, value = hsv[:, 0], hsv[:, 1], hsv[:, 2]
-    levels = [torch.round(x * 9 + 1) for x in ((saturation * torch.cos(hue * 2 * np.pi) + 1) / 2, (saturation * torch.sin(hue * 2 * np.pi) + 1) / 2, value)]
+    levels = [
+        torch.round(x * 9 + 1)
+        for x in (
+            (saturation * torch.cos(hue * 2 * np.pi) + 1) / 2,
+            (saturation * torch.sin(hue * 2 * np.pi) + 1) / 2,
+            value,
+        )
+    ]
     bins = (levels[0] + (levels[1] - 1) * 10 + (levels[2] - 1) * 100).reshape(batch, -1).long()
     foreground_index = torch.topk(motion.reshape(batch, -1), k=int(0.5 * height * width), dim=-1)[1]
     background_index = torch.topk(motion.reshape(batch, -1), k=int(0.1 * height * width), dim=-1, largest=False)[1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -39,7 +40,7 @@ def _stamp(root: str, **data) -> dict:
 
 
 def _a_video(root: str) -> str:
-    first = open(os.path.join(root, "ucfTrainTestlist", "testlist01.txt")).read().split()[0]
+    first = Path(os.path.join(root, "ucfTrainTestlist", "testlist01.txt")).read_text().split()[0]
     return os.path.join(root, "UCF-101", first)
 
 
@@ -66,19 +67,25 @@ def test_a_video_rewritten_in_place_is_seen_by_its_size_and_time(root):
         handle.write(b"\0" * 10)
     os.utime(video, ns=(before["newest_mtime_ns"] + 10**9, before["newest_mtime_ns"] + 10**9))
     changes = fingerprint.differences(before, _stamp(root))
-    assert any("bytes of video" in change for change in changes) and any("newest video change" in change for change in changes), changes
+    assert any("bytes of video" in change for change in changes) and any(
+        "newest video change" in change for change in changes
+    ), changes
     assert not any("split/annotation" in change for change in changes)
 
 
 def test_an_edited_split_file_is_seen_with_the_same_videos(root):
     before = _stamp(root)
     lists = os.path.join(root, "ucfTrainTestlist")
-    moved = open(os.path.join(lists, "testlist01.txt")).read().split()[0]
+    moved = Path(os.path.join(lists, "testlist01.txt")).read_text().split()[0]
     with open(os.path.join(lists, "testlist01.txt")) as handle:
         kept = [line for line in handle.read().splitlines() if line.strip() and line.split()[0] != moved]
     with open(os.path.join(lists, "testlist01.txt"), "w") as handle:
         handle.write("\n".join(kept) + "\n")
-    classes = {line.split()[1]: line.split()[0] for line in open(os.path.join(lists, "classInd.txt")).read().splitlines() if line.strip()}
+    classes = {
+        line.split()[1]: line.split()[0]
+        for line in Path(os.path.join(lists, "classInd.txt")).read_text().splitlines()
+        if line.strip()
+    }
     with open(os.path.join(lists, "trainlist01.txt"), "a") as handle:
         handle.write(f"{moved} {classes[moved.split('/')[0]]}\n")
     changes = fingerprint.differences(before, _stamp(root))
@@ -86,9 +93,13 @@ def test_an_edited_split_file_is_seen_with_the_same_videos(root):
 
 
 def test_a_csv_list_notices_a_listed_file_that_went_away(root, tmp_path):
-    videos = sorted(os.path.join(folder, name) for folder, _, names in os.walk(os.path.join(root, "UCF-101")) for name in names)
+    videos = sorted(
+        os.path.join(folder, name) for folder, _, names in os.walk(os.path.join(root, "UCF-101")) for name in names
+    )
     listing = tmp_path / "videos.csv"
-    listing.write_text("path,label\n" + "".join(f"{path},{os.path.basename(os.path.dirname(path))}\n" for path in videos))
+    listing.write_text(
+        "path,label\n" + "".join(f"{path},{os.path.basename(os.path.dirname(path))}\n" for path in videos)
+    )
     before = _stamp("", dataset="csv", csv_path=str(listing))
     os.remove(videos[0])
     after = _stamp("", dataset="csv", csv_path=str(listing))
@@ -106,13 +117,20 @@ def test_an_s3_root_is_fingerprinted_from_its_listing(written, s3_server, bucket
     before = catalog.scan(data, data.location(s3_server))[1]
     assert before["videos"] == 6 and before["bytes"] == _stamp(written)["bytes"]
     assert fingerprint.differences(before, catalog.scan(data, data.location(s3_server))[1]) == []
-    first = open(os.path.join(written, "ucfTrainTestlist", "testlist01.txt")).read().split()[0]
+    first = Path(os.path.join(written, "ucfTrainTestlist", "testlist01.txt")).read_text().split()[0]
     client.delete_object(Bucket="fame-ray-test", Key=f"UCF101/UCF-101/{first}")
     assert "6 -> 5 videos found" in fingerprint.differences(before, catalog.scan(data, data.location(s3_server))[1])
 
 
 def test_the_fingerprint_travels_in_the_manifest_schema(tmp_path):
-    stamp = {"version": fingerprint.VERSION, "videos": 1, "absent": 0, "bytes": 5, "newest_mtime_ns": 7, "listing_sha256": "ab"}
+    stamp = {
+        "version": fingerprint.VERSION,
+        "videos": 1,
+        "absent": 0,
+        "bytes": 5,
+        "newest_mtime_ns": 7,
+        "listing_sha256": "ab",
+    }
     table = pa.Table.from_pylist([], schema=manifest.SCHEMA)
     with_stamp, without = Location.parse(str(tmp_path / "a.parquet")), Location.parse(str(tmp_path / "b.parquet"))
     manifest.write(table, with_stamp, stamp)
@@ -120,4 +138,6 @@ def test_the_fingerprint_travels_in_the_manifest_schema(tmp_path):
     assert manifest.read_fingerprint(with_stamp) == stamp and manifest.read(with_stamp).num_rows == 0
     assert manifest.read_fingerprint(without) is None
     assert manifest.read_fingerprint(Location.parse(str(tmp_path / "missing.parquet"))) is None
-    assert fingerprint.differences(None, stamp) == ["the manifest holds no dataset fingerprint (built by an older fame-ray)"]
+    assert fingerprint.differences(None, stamp) == [
+        "the manifest holds no dataset fingerprint (built by an older fame-ray)"
+    ]

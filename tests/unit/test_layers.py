@@ -81,7 +81,9 @@ def _imports(path: Path):
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             names = [f"{base}.{alias.name}" for alias in node.names]
         else:
             continue
@@ -111,14 +113,22 @@ def _graph():
             edges[name].add(target)
             source_room, target_room = _room(name), _room(target)
             if not top and (source_room not in LAZY_ALLOWED_ROOMS or target_room in LIGHT_ROOMS):
-                problems.append(f"{where}:{line}: import of {target} inside a function (move it to the top of the file)")
+                problems.append(
+                    f"{where}:{line}: import of {target} inside a function (move it to the top of the file)"
+                )
             if source_room in LAYER_OF and target_room in LAYER_OF and LAYER_OF[target_room] > LAYER_OF[source_room]:
-                problems.append(f"{where}:{line}: {source_room} (layer {LAYER_OF[source_room] + 1}) imports {target} from {target_room} (layer {LAYER_OF[target_room] + 1}), a layer above")
+                problems.append(
+                    f"{where}:{line}: {source_room} (layer {LAYER_OF[source_room] + 1}) imports {target} from "
+                    f"{target_room} (layer {LAYER_OF[target_room] + 1}), a layer above"
+                )
             if (source_room, target_room) in SIBLINGS:
                 problems.append(f"{where}:{line}: {source_room} imports {target} from its sibling {target_room}")
             inner, other = _data_room(name), _data_room(target)
             if inner and other and inner != other and other not in DATA_ROOMS.get(inner, set()):
-                problems.append(f"{where}:{line}: data.{inner} imports {target} (data.{other}); it may import {sorted(DATA_ROOMS.get(inner, set())) or 'nothing else of data'}")
+                problems.append(
+                    f"{where}:{line}: data.{inner} imports {target} (data.{other}); it may import "
+                    f"{sorted(DATA_ROOMS.get(inner, set())) or 'nothing else of data'}"
+                )
     return modules, edges, problems
 
 
@@ -157,7 +167,10 @@ def test_every_room_has_a_layer():
     rooms = {_room(name) for name in _graph()[0]} - {"__init__"}
     assert rooms <= set(LAYER_OF), f"folders or modules without a layer: {sorted(rooms - set(LAYER_OF))}"
     inside = {_data_room(name) for name in _graph()[0]} - {None}
-    assert inside == set(DATA_ROOMS), f"rooms of data/ without rules: {sorted(inside - set(DATA_ROOMS))}; rules without a room: {sorted(set(DATA_ROOMS) - inside)}"
+    assert inside == set(DATA_ROOMS), (
+        f"rooms of data/ without rules: {sorted(inside - set(DATA_ROOMS))}; rules without a room: "
+        f"{sorted(set(DATA_ROOMS) - inside)}"
+    )
 
 
 def test_imports_run_downward_and_sit_at_the_top():
@@ -171,12 +184,27 @@ def test_no_import_cycles():
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
-@pytest.mark.parametrize("where, source, expected", [
-    ("data/clips/bad.py", "from fame_ray.pretrain import worker\n", "imports fame_ray.pretrain.worker from pretrain"),
-    ("data/clips/bad.py", "def f():\n    from fame_ray import errors\n", "inside a function"),
-    ("data/clips/bad.py", "from fame_ray.data.catalog import probe\n", "data.clips imports fame_ray.data.catalog.probe"),
-    ("downstream/bad.py", "from fame_ray.pretrain import worker\n", "downstream imports fame_ray.pretrain.worker from its sibling pretrain"),
-])
+@pytest.mark.parametrize(
+    "where, source, expected",
+    [
+        (
+            "data/clips/bad.py",
+            "from fame_ray.pretrain import worker\n",
+            "imports fame_ray.pretrain.worker from pretrain",
+        ),
+        ("data/clips/bad.py", "def f():\n    from fame_ray import errors\n", "inside a function"),
+        (
+            "data/clips/bad.py",
+            "from fame_ray.data.catalog import probe\n",
+            "data.clips imports fame_ray.data.catalog.probe",
+        ),
+        (
+            "downstream/bad.py",
+            "from fame_ray.pretrain import worker\n",
+            "downstream imports fame_ray.pretrain.worker from its sibling pretrain",
+        ),
+    ],
+)
 def test_the_checker_catches_what_it_should(tmp_path, monkeypatch, where, source, expected):
     """The test above can fail: a module that imports upward, lazily, across data/'s rooms or from
     a sibling is reported."""

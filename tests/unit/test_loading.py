@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from fame_ray import checkpoints as ckpt
+from fame_ray.config import MoCoConfig, ModelConfig
 from fame_ray.errors import UserError
 from fame_ray.models import build_backbone
 from fame_ray.models.loading import load_official_query_encoder, load_pretrained_backbone, resolve_weights
-from fame_ray.config import ModelConfig, MoCoConfig
 from fame_ray.models.moco import moco_for
 from fame_ray.storage import Location
 
@@ -25,18 +25,26 @@ def official_checkpoint(arch: str, seed: int = 0) -> dict:
     return {**saved, "state_dict": dict(saved["state_dict"])}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _official_checkpoint(arch: str, seed: int) -> dict:
     """What the official train.py saves: DDP-wrapped MoCo, head under fc (R(2+1)D) or id_head (I3D)."""
     torch.manual_seed(seed)
     backbone = build_backbone(arch)
     dim = backbone.feature_dim
     if arch == "i3d":
-        head = {"id_head.2.weight": torch.randn(1024, 1024), "id_head.2.bias": torch.randn(1024),
-                "id_head.4.weight": torch.randn(128, 1024), "id_head.4.bias": torch.randn(128)}
+        head = {
+            "id_head.2.weight": torch.randn(1024, 1024),
+            "id_head.2.bias": torch.randn(1024),
+            "id_head.4.weight": torch.randn(128, 1024),
+            "id_head.4.bias": torch.randn(128),
+        }
     else:
-        head = {"fc.0.weight": torch.randn(dim, dim), "fc.0.bias": torch.randn(dim),
-                "fc.2.weight": torch.randn(128, dim), "fc.2.bias": torch.randn(128)}
+        head = {
+            "fc.0.weight": torch.randn(dim, dim),
+            "fc.0.bias": torch.randn(dim),
+            "fc.2.weight": torch.randn(128, dim),
+            "fc.2.bias": torch.randn(128),
+        }
     encoder = {**{k: v + 0.5 if v.is_floating_point() else v for k, v in backbone.state_dict().items()}, **head}
     state = {f"module.encoder_q.{k}": v for k, v in encoder.items()}
     state.update({f"module.encoder_k.{k}": v.clone() for k, v in encoder.items()})
@@ -57,7 +65,7 @@ def test_official_layout_loads_strictly(arch):
 
 def test_official_without_ddp_prefix_and_without_wrapper():
     saved = official_checkpoint("r2plus1d_18")["state_dict"]
-    bare = {k[len("module."):]: v for k, v in saved.items()}
+    bare = {k[len("module.") :]: v for k, v in saved.items()}
     backbone, _ = load_official_query_encoder(bare, "r2plus1d_18")
     assert torch.equal(backbone.stem[0].weight, saved["module.encoder_q.stem.0.weight"])
 
@@ -91,7 +99,9 @@ def test_official_file_on_disk(tmp_path):
     saved = official_checkpoint("r2plus1d_18", seed=1)
     torch.save(saved, path)
     backbone, report = load_pretrained_backbone(Location.parse(str(path)), "r2plus1d_18")
-    assert torch.equal(backbone.layer4[1].conv2[1].running_mean, saved["state_dict"]["module.encoder_q.layer4.1.conv2.1.running_mean"])
+    assert torch.equal(
+        backbone.layer4[1].conv2[1].running_mean, saved["state_dict"]["module.encoder_q.layer4.1.conv2.1.running_mean"]
+    )
     assert report["source"] == str(path)
     with pytest.raises(UserError, match="another architecture"):
         load_pretrained_backbone(Location.parse(str(path)), "r3d_18")
@@ -106,7 +116,16 @@ def _write_checkpoint(directory, model: nn.Module, arch: str, step: int, complet
 
 def test_fame_ray_run_directory_resolves_to_latest_complete(tmp_path):
     torch.manual_seed(0)
-    early, late = moco_for(ModelConfig(arch="tiny", embed_dim=16, mlp_head=True), MoCoConfig(queue_size=32, momentum=0.99, temperature=0.1)), moco_for(ModelConfig(arch="tiny", embed_dim=16, mlp_head=True), MoCoConfig(queue_size=32, momentum=0.99, temperature=0.1))
+    early, late = (
+        moco_for(
+            ModelConfig(arch="tiny", embed_dim=16, mlp_head=True),
+            MoCoConfig(queue_size=32, momentum=0.99, temperature=0.1),
+        ),
+        moco_for(
+            ModelConfig(arch="tiny", embed_dim=16, mlp_head=True),
+            MoCoConfig(queue_size=32, momentum=0.99, temperature=0.1),
+        ),
+    )
     _write_checkpoint(tmp_path / ckpt.dir_name(5), early, "tiny", 5)
     _write_checkpoint(tmp_path / ckpt.dir_name(9), late, "tiny", 9, complete=False)
     assert resolve_weights(Location.parse(str(tmp_path)))[1].name == ckpt.dir_name(5)
@@ -119,7 +138,15 @@ def test_fame_ray_run_directory_resolves_to_latest_complete(tmp_path):
 
 
 def test_fame_ray_checkpoint_of_another_arch_fails_early(tmp_path):
-    _write_checkpoint(tmp_path / ckpt.dir_name(1), moco_for(ModelConfig(arch="tiny", embed_dim=16, mlp_head=True), MoCoConfig(queue_size=32, momentum=0.99, temperature=0.1)), "tiny", 1)
+    _write_checkpoint(
+        tmp_path / ckpt.dir_name(1),
+        moco_for(
+            ModelConfig(arch="tiny", embed_dim=16, mlp_head=True),
+            MoCoConfig(queue_size=32, momentum=0.99, temperature=0.1),
+        ),
+        "tiny",
+        1,
+    )
     with pytest.raises(UserError, match="is a tiny model, not i3d"):
         load_pretrained_backbone(Location.parse(str(tmp_path)), "i3d")
 
@@ -144,7 +171,15 @@ def test_official_file_on_s3(bucket, s3_server):
 
 
 def _complete_tiny_checkpoint(directory) -> Location:
-    _write_checkpoint(directory, moco_for(ModelConfig(arch="tiny", embed_dim=16, mlp_head=True), MoCoConfig(queue_size=32, momentum=0.99, temperature=0.1)), "tiny", 3)
+    _write_checkpoint(
+        directory,
+        moco_for(
+            ModelConfig(arch="tiny", embed_dim=16, mlp_head=True),
+            MoCoConfig(queue_size=32, momentum=0.99, temperature=0.1),
+        ),
+        "tiny",
+        3,
+    )
     return Location.parse(str(directory))
 
 
@@ -161,8 +196,11 @@ def test_a_checkpoint_folder_without_a_valid_meta_is_refused(tmp_path, meta):
     assert "incomplete checkpoint" in line and "run directory" in line and "\n" not in line
 
 
-@pytest.mark.parametrize("text", ["- a\n- b\n", "just text\n", "model: tiny\n", "model: {arch: [1]\n"],
-                         ids=["a list", "a string", "a section that is not a mapping", "broken YAML"])
+@pytest.mark.parametrize(
+    "text",
+    ["- a\n- b\n", "just text\n", "model: tiny\n", "model: {arch: [1]\n"],
+    ids=["a list", "a string", "a section that is not a mapping", "broken YAML"],
+)
 def test_a_config_yaml_that_is_not_a_fame_ray_config_is_one_line(tmp_path, text):
     checkpoint = _complete_tiny_checkpoint(tmp_path / ckpt.dir_name(3))
     (tmp_path / ckpt.dir_name(3) / ckpt.CONFIG_FILE).write_text(text)
@@ -190,8 +228,11 @@ def test_a_state_pt_that_is_not_a_state_dict_is_one_line(tmp_path, saved):
     assert "\n" not in error.value.one_line()
 
 
-@pytest.mark.parametrize("saved", [torch.zeros(3), {1: torch.zeros(1)}, {"module.encoder_q.stem.0.weight": "text"}],
-                         ids=["a tensor", "integer keys", "a string value"])
+@pytest.mark.parametrize(
+    "saved",
+    [torch.zeros(3), {1: torch.zeros(1)}, {"module.encoder_q.stem.0.weight": "text"}],
+    ids=["a tensor", "integer keys", "a string value"],
+)
 def test_an_official_file_that_is_not_a_state_dict_is_one_line(tmp_path, saved):
     path = tmp_path / "weights.pth"
     torch.save(saved, path)
@@ -224,7 +265,9 @@ def test_a_file_with_python_objects_is_refused_in_fame_rays_words(tmp_path):
 
 def test_resume_state_with_python_objects_is_refused_in_fame_rays_words(tmp_path):
     checkpoint = _complete_tiny_checkpoint(tmp_path / ckpt.dir_name(3))
-    torch.save({"model": {}, "extra": _Planted(str(tmp_path / "planted"))}, tmp_path / ckpt.dir_name(3) / ckpt.STATE_FILE)
+    torch.save(
+        {"model": {}, "extra": _Planted(str(tmp_path / "planted"))}, tmp_path / ckpt.dir_name(3) / ckpt.STATE_FILE
+    )
     with pytest.raises(UserError, match="tensors only") as error:
         ckpt.load_state(checkpoint)
     assert "weights_only" not in error.value.one_line() and not (tmp_path / "planted").exists()
@@ -238,8 +281,16 @@ def test_every_torch_load_in_the_package_is_weights_only():
     calls = []
     for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load" \
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch":
-                safe = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True for k in node.keywords)
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "load"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "torch"
+            ):
+                safe = any(
+                    k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+                    for k in node.keywords
+                )
                 calls.append((f"{path.name}:{node.lineno}", safe))
     assert calls and all(safe for _, safe in calls), calls

@@ -37,19 +37,28 @@ def test_more_clips_need_more_and_micro_batches_need_less(task, arch):
     assert total(64, 64) == total(64, 0) == total(64, 128)  # a micro batch of the whole batch is none
     assert total(64, 16) > total(16)  # the whole batch's inputs are still held
     parts = memory.worker_memory(workload, 64, 16).parts
-    assert set(parts) == {"process", "weights and state", "inputs", "activations"} and all(v > 0 for v in parts.values())
+    assert set(parts) == {"process", "weights and state", "inputs", "activations"} and all(
+        v > 0 for v in parts.values()
+    )
 
 
 def test_the_architectures_rank_as_measured_and_scale_with_the_clip():
-    finetune = {arch: memory.worker_memory(memory.Workload("finetune", arch, 16, 112), 64).total for arch in memory.ARCH_MEMORY}
+    finetune = {
+        arch: memory.worker_memory(memory.Workload("finetune", arch, 16, 112), 64).total for arch in memory.ARCH_MEMORY
+    }
     assert finetune["tiny"] < finetune["i3d"] < finetune["r3d_18"] < finetune["r2plus1d_18"]
     # R(2+1)D-18, 64 clips of 16x112x112 at once on CPU: about 32 GB (measured slope 2.2-2.3 kB a voxel).
     assert 25 * GB < finetune["r2plus1d_18"] < 40 * GB
-    small, large = (memory.worker_memory(memory.Workload("finetune", "r2plus1d_18", frames, crop), 8).parts["activations"] for frames, crop in ((8, 112), (16, 224)))
+    small, large = (
+        memory.worker_memory(memory.Workload("finetune", "r2plus1d_18", frames, crop), 8).parts["activations"]
+        for frames, crop in ((8, 112), (16, 224))
+    )
     assert large == pytest.approx(8 * small)
     # MoCo runs two query forwards per clip before its backward.
     pretrain = memory.worker_memory(memory.Workload("pretrain", "r2plus1d_18", 16, 112), 64).parts["activations"]
-    assert pretrain == pytest.approx(2 * memory.worker_memory(memory.Workload("finetune", "r2plus1d_18", 16, 112), 64).parts["activations"])
+    assert pretrain == pytest.approx(
+        2 * memory.worker_memory(memory.Workload("finetune", "r2plus1d_18", 16, 112), 64).parts["activations"]
+    )
 
 
 R21D = memory.Workload("finetune", "r2plus1d_18", 16, 112)
@@ -61,7 +70,10 @@ def test_a_batch_that_fits_passes_and_one_that_does_not_is_refused_with_the_micr
     with pytest.raises(UserError) as refused:
         memory.check_fits(R21D, [memory.Placement(64)], 0, [24 * GB])
     line = refused.value.one_line()
-    assert line.startswith("finetune needs ~") and "(r2plus1d_18, 16x112x112, 64 clips at once) but nodes have 24.0 GB: set --set train.micro_batch=" in line
+    assert (
+        line.startswith("finetune needs ~")
+        and "(r2plus1d_18, 16x112x112, 64 clips at once) but nodes have 24.0 GB: set --set train.micro_batch=" in line
+    )
     micro = int(line.split("train.micro_batch=")[1].split()[0])
     assert 64 % micro == 0 and _need(64, micro) <= 24 * GB and _need(64, 2 * micro) > 24 * GB
     assert "\n" not in line
@@ -89,24 +101,55 @@ def test_elastic_runs_get_a_micro_batch_that_divides_every_per_worker_batch():
     placements = [memory.Placement(32), memory.Placement(16), memory.Placement(8)]
     with pytest.raises(UserError) as refused:
         memory.check_fits(R21D, placements, 0, [_need(32, 4) * 1.01])
-    assert "(r2plus1d_18, 16x112x112, 32 clips at once)" in str(refused.value) and "train.micro_batch=4 " in str(refused.value)
+    assert "(r2plus1d_18, 16x112x112, 32 clips at once)" in str(refused.value) and "train.micro_batch=4 " in str(
+        refused.value
+    )
 
 
 def test_finetune_preflight_refuses_the_issue_s_batch_on_a_24_gb_node_and_accepts_the_micro_batch():
     """Issue 12: R(2+1)D-18, one CPU worker, global batch 64 at 16x112x112, on a 24 GB node."""
     cfg = build(FinetuneConfig, presets.recipe_finetune(), {"pretrained": "unused", "train": {"global_batch": 64}})
-    with pytest.raises(UserError, match=r"finetune needs ~\d+\.\d GB per worker \(r2plus1d_18, 16x112x112, 64 clips at once\) but nodes have 24.0 GB: set --set train.micro_batch=\d+"):
+    with pytest.raises(
+        UserError,
+        match=(
+            r"finetune needs ~\d+\.\d GB per worker \(r2plus1d_18, 16x112x112, 64 clips at once\) but nodes have "
+            r"24.0 GB: set --set train.micro_batch=\d+"
+        ),
+    ):
         check_finetune_memory(cfg, 101, [24 * GB])
-    fitting = build(FinetuneConfig, presets.recipe_finetune(), {"pretrained": "unused", "train": {"global_batch": 64, "micro_batch": 16}})
+    fitting = build(
+        FinetuneConfig,
+        presets.recipe_finetune(),
+        {"pretrained": "unused", "train": {"global_batch": 64, "micro_batch": 16}},
+    )
     check_finetune_memory(fitting, 101, [24 * GB])
-    check_finetune_memory(build(FinetuneConfig, presets.recipe_finetune(), {"pretrained": "unused", "train": {"global_batch": 64, "use_gpu": True}}), 101, [24 * GB])
-    linear = build(FinetuneConfig, presets.recipe_finetune(), {"pretrained": "unused", "mode": "linear", "train": {"global_batch": 64}})
+    check_finetune_memory(
+        build(
+            FinetuneConfig,
+            presets.recipe_finetune(),
+            {"pretrained": "unused", "train": {"global_batch": 64, "use_gpu": True}},
+        ),
+        101,
+        [24 * GB],
+    )
+    linear = build(
+        FinetuneConfig,
+        presets.recipe_finetune(),
+        {"pretrained": "unused", "mode": "linear", "train": {"global_batch": 64}},
+    )
     check_finetune_memory(linear, 101, [24 * GB])  # a frozen backbone keeps no activations
 
 
 def test_pretrain_plan_refuses_i3d_at_64x224x224_on_any_node_of_today():
-    cfg = build(PretrainConfig, presets.k400_i3d_pretrain(), {"data": {"frames_per_clip": 64}, "train": {"global_batch": 512, "num_workers": 1, "use_gpu": False}})
-    with pytest.raises(UserError, match=r"pretrain needs ~\d+\.\d GB per worker \(i3d, 64x224x224, 512 clips at once\) but nodes have 1024.0 GB"):
+    cfg = build(
+        PretrainConfig,
+        presets.k400_i3d_pretrain(),
+        {"data": {"frames_per_clip": 64}, "train": {"global_batch": 512, "num_workers": 1, "use_gpu": False}},
+    )
+    with pytest.raises(
+        UserError,
+        match=r"pretrain needs ~\d+\.\d GB per worker \(i3d, 64x224x224, 512 clips at once\) but nodes have 1024.0 GB",
+    ):
         check_memory(cfg, world_plans(cfg), [1024 * GB])
     demo = build(PretrainConfig, presets.demo_pretrain())
     check_memory(demo, world_plans(demo), [8 * GB])

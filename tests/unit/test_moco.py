@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
-from fame_ray.config import ModelConfig, MoCoConfig
+from fame_ray.config import MoCoConfig, ModelConfig
 from fame_ray.models.moco import MoCo, moco_for
 
 
@@ -30,14 +30,32 @@ class PlainNet(nn.Module):
 def _moco(backbone=None, queue_size=32, momentum=0.999, mlp=True, seed=0):
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    return MoCo(backbone or PlainNet(), dim=8, queue_size=queue_size, momentum=momentum, temperature=0.1, mlp=mlp, generator=generator)
+    return MoCo(
+        backbone or PlainNet(),
+        dim=8,
+        queue_size=queue_size,
+        momentum=momentum,
+        temperature=0.1,
+        mlp=mlp,
+        generator=generator,
+    )
 
 
 def test_state_dict_layout():
-    keys = moco_for(ModelConfig(arch="tiny", embed_dim=128, mlp_head=True), MoCoConfig(queue_size=64, momentum=0.999, temperature=0.1)).state_dict().keys()
+    keys = (
+        moco_for(
+            ModelConfig(arch="tiny", embed_dim=128, mlp_head=True),
+            MoCoConfig(queue_size=64, momentum=0.999, temperature=0.1),
+        )
+        .state_dict()
+        .keys()
+    )
     assert "encoder_q.backbone.stem.0.weight" in keys and "encoder_k.backbone.stem.0.weight" in keys
     assert {"encoder_q.head.0.weight", "encoder_q.head.2.weight", "queue", "queue_ptr"} <= set(keys)
-    linear = moco_for(ModelConfig(arch="tiny", embed_dim=128, mlp_head=False), MoCoConfig(queue_size=64, momentum=0.999, temperature=0.1)).state_dict()
+    linear = moco_for(
+        ModelConfig(arch="tiny", embed_dim=128, mlp_head=False),
+        MoCoConfig(queue_size=64, momentum=0.999, temperature=0.1),
+    ).state_dict()
     assert linear["encoder_q.head.weight"].shape == (128, 128)
 
 
@@ -92,7 +110,11 @@ def test_symmetric_step_enqueues_twice_and_updates_momentum_once():
 
 
 def test_key_encoder_gets_no_gradients_and_loss_is_sane():
-    model = moco_for(ModelConfig(arch="tiny", embed_dim=32, mlp_head=True), MoCoConfig(queue_size=64, momentum=0.999, temperature=0.1), torch.Generator().manual_seed(0))
+    model = moco_for(
+        ModelConfig(arch="tiny", embed_dim=32, mlp_head=True),
+        MoCoConfig(queue_size=64, momentum=0.999, temperature=0.1),
+        torch.Generator().manual_seed(0),
+    )
     out = model(torch.randn(4, 3, 4, 32, 32), torch.randn(4, 3, 4, 32, 32))
     out.loss.backward()
     assert all(p.grad is None and not p.requires_grad for p in model.encoder_k.parameters())
@@ -105,7 +127,11 @@ def test_loss_decreases_on_an_easy_task():
     """Fresh clips each step, key = query + small noise: once the random initial queue has been
     replaced by real keys (after 4 steps), the loss must fall as the encoder learns."""
     torch.manual_seed(1)
-    model = moco_for(ModelConfig(arch="tiny", embed_dim=32, mlp_head=True), MoCoConfig(queue_size=64, momentum=0.9, temperature=0.2), torch.Generator().manual_seed(0))
+    model = moco_for(
+        ModelConfig(arch="tiny", embed_dim=32, mlp_head=True),
+        MoCoConfig(queue_size=64, momentum=0.9, temperature=0.2),
+        torch.Generator().manual_seed(0),
+    )
     optimizer = torch.optim.SGD(model.encoder_q.parameters(), lr=0.1, momentum=0.9)
     losses = []
     for _ in range(20):
@@ -170,18 +196,22 @@ def _check_exact_keys(rank, world):
     assert torch.allclose(model.queue[:, :8].T, keys_1, atol=1e-5)
     assert torch.allclose(model.queue[:, 8:16].T, keys_2, atol=1e-5)
     # The positive logit pairs each query with ITS OWN key after the unshuffle.
-    positive = (mine * keys_1[rank * 4:(rank + 1) * 4]).sum(dim=1) / 0.1
+    positive = (mine * keys_1[rank * 4 : (rank + 1) * 4]).sum(dim=1) / 0.1
     assert torch.allclose(out.logits[0][:, 0], positive, atol=1e-4)
 
 
 def _check_training_steps(rank, world):
     """Tiny (with BN) under DDP: two optimizer steps; both ranks' queues stay identical."""
-    model = moco_for(ModelConfig(arch="tiny", embed_dim=16, mlp_head=True), MoCoConfig(queue_size=32, momentum=0.99, temperature=0.1), torch.Generator().manual_seed(rank))
+    model = moco_for(
+        ModelConfig(arch="tiny", embed_dim=16, mlp_head=True),
+        MoCoConfig(queue_size=32, momentum=0.99, temperature=0.1),
+        torch.Generator().manual_seed(rank),
+    )
     torch.manual_seed(0)
     ddp = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
     optimizer = torch.optim.SGD(model.encoder_q.parameters(), lr=0.01)
     torch.manual_seed(20 + rank)
-    for step in range(2):
+    for _step in range(2):
         out = ddp(torch.randn(4, 3, 4, 32, 32), torch.randn(4, 3, 4, 32, 32))
         optimizer.zero_grad()
         out.loss.backward()

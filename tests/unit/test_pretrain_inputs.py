@@ -56,13 +56,19 @@ def test_unknown_arch_and_small_batch():
 def test_micro_batch_must_divide_the_per_worker_batch():
     assert _demo(global_batch=32, num_workers=2, micro_batch=4).train.micro_batch == 4
     assert _demo(global_batch=32, num_workers=2, micro_batch=16).train.micro_batch == 16
-    with pytest.raises(ConfigError, match=r"train.micro_batch 6 does not divide the per-worker batch \(16\)") as refused:
+    with pytest.raises(
+        ConfigError, match=r"train.micro_batch 6 does not divide the per-worker batch \(16\)"
+    ) as refused:
         _demo(global_batch=32, num_workers=2, micro_batch=6)
     assert "--set train.micro_batch=4" in refused.value.one_line() and "\n" not in refused.value.one_line()
     # Elastic 1-3 workers: per-worker 32, 16 or 10 clips; 2 divides them all, 4 does not.
     _demo(global_batch=32, num_workers=3, min_workers=1, micro_batch=2)
     with pytest.raises(ConfigError, match=r"one of \[10, 16, 32\]") as refused:
-        build(PretrainConfig, presets.demo_pretrain(), overrides=["train.num_workers=3", "train.min_workers=1", "train.micro_batch=4"])
+        build(
+            PretrainConfig,
+            presets.demo_pretrain(),
+            overrides=["train.num_workers=3", "train.min_workers=1", "train.micro_batch=4"],
+        )
     assert "--set train.micro_batch=2" in refused.value.one_line()
     with pytest.raises(ConfigError, match="train.micro_batch must be >= 0"):
         _demo(micro_batch=-1)
@@ -76,7 +82,9 @@ def test_queue_rule_is_the_official_one_and_elastic_batches_are_accepted():
 
 
 def test_resume_of_a_missing_run(tmp_path):
-    config = build(PretrainConfig, presets.demo_pretrain(), overrides=[f"storage.path={tmp_path}", "storage.resume=nope"])
+    config = build(
+        PretrainConfig, presets.demo_pretrain(), overrides=[f"storage.path={tmp_path}", "storage.resume=nope"]
+    )
     with pytest.raises(UserError, match="no run named 'nope'"):
         preflight(config)
 
@@ -88,7 +96,15 @@ def test_total_steps():
 
 
 def test_the_plan_holds_every_derived_value(tmp_path):
-    config = build(PretrainConfig, presets.demo_pretrain(), {"train": {"num_workers": 3, "min_workers": 1, "global_batch": 12}, "moco": {"queue_size": 120}, "storage": {"path": str(tmp_path)}})
+    config = build(
+        PretrainConfig,
+        presets.demo_pretrain(),
+        {
+            "train": {"num_workers": 3, "min_workers": 1, "global_batch": 12},
+            "moco": {"queue_size": 120},
+            "storage": {"path": str(tmp_path)},
+        },
+    )
     resources = ResourcePlan(0.5, 1.0)
     plan = make_plan(config, Location.parse(str(tmp_path / "m.parquet")), 100, resources, "abc")
     assert plan.steps_per_epoch == 100 // 12 and plan.total_steps == config.train.epochs * plan.steps_per_epoch

@@ -30,8 +30,10 @@ from ray.train.v2._internal.execution.worker_group import worker_group as worker
 
 from fame_ray.downstream.sweep import RecordPlacementGroup  # noqa: E402
 
-FIX = ("update RecordPlacementGroup in fame_ray/downstream/sweep.py to the new interface "
-       "(or drop it and the ledger if Ray now frees the placement groups of stopped trials itself)")
+FIX = (
+    "update RecordPlacementGroup in fame_ray/downstream/sweep.py to the new interface "
+    "(or drop it and the ledger if Ray now frees the placement groups of stopped trials itself)"
+)
 
 
 def require(condition: bool, what: str) -> None:
@@ -45,10 +47,14 @@ def test_worker_group_callback_still_has_after_worker_group_start():
     require(base is not None, "ray.train.v2._internal.execution.callback.WorkerGroupCallback is gone")
     hook = getattr(base, "after_worker_group_start", None)
     require(callable(hook), "WorkerGroupCallback.after_worker_group_start is gone")
-    require(list(inspect.signature(hook).parameters) == ["self", "worker_group"],
-            f"WorkerGroupCallback.after_worker_group_start{inspect.signature(hook)} no longer takes (self, worker_group)")
-    require(issubclass(RecordPlacementGroup, base) and "after_worker_group_start" in vars(RecordPlacementGroup),
-            "RecordPlacementGroup no longer overrides WorkerGroupCallback.after_worker_group_start")
+    require(
+        list(inspect.signature(hook).parameters) == ["self", "worker_group"],
+        f"WorkerGroupCallback.after_worker_group_start{inspect.signature(hook)} no longer takes (self, worker_group)",
+    )
+    require(
+        issubclass(RecordPlacementGroup, base) and "after_worker_group_start" in vars(RecordPlacementGroup),
+        "RecordPlacementGroup no longer overrides WorkerGroupCallback.after_worker_group_start",
+    )
 
 
 def test_a_run_config_callback_reaches_the_worker_group():
@@ -58,33 +64,64 @@ def test_a_run_config_callback_reaches_the_worker_group():
     from ray.train.torch import TorchTrainer
 
     recorder = RecordPlacementGroup(ledger=None, trial_id="pinned")
-    trainer = TorchTrainer(lambda: None, scaling_config=ray.train.ScalingConfig(num_workers=1),
-                           run_config=ray.train.RunConfig(name="pinned", storage_path="/nonexistent-never-written", callbacks=[recorder]))
-    require(recorder in trainer._create_default_callbacks(), "TorchTrainer no longer passes RunConfig callbacks that are not UserCallbacks to its controller")
+    trainer = TorchTrainer(
+        lambda: None,
+        scaling_config=ray.train.ScalingConfig(num_workers=1),
+        run_config=ray.train.RunConfig(name="pinned", storage_path="/nonexistent-never-written", callbacks=[recorder]),
+    )
+    require(
+        recorder in trainer._create_default_callbacks(),
+        "TorchTrainer no longer passes RunConfig callbacks that are not UserCallbacks to its controller",
+    )
     controller_source = inspect.getsource(controller_module.TrainController.__init__)
-    require("WorkerGroupCallback" in controller_source, "TrainController no longer hands WorkerGroupCallbacks to the worker group")
+    require(
+        "WorkerGroupCallback" in controller_source,
+        "TrainController no longer hands WorkerGroupCallbacks to the worker group",
+    )
     group_source = inspect.getsource(worker_group_module.WorkerGroup)
-    require("callback.after_worker_group_start(self)" in group_source, "WorkerGroup no longer calls callback.after_worker_group_start(self) once its workers are up")
+    require(
+        "callback.after_worker_group_start(self)" in group_source,
+        "WorkerGroup no longer calls callback.after_worker_group_start(self) once its workers are up",
+    )
 
 
 def test_worker_group_state_still_carries_the_placement_group_handle():
     group_class = worker_group_module.WorkerGroup
     getter = getattr(group_class, "get_worker_group_state", None)
     require(callable(getter), "WorkerGroup.get_worker_group_state is gone")
-    require(list(inspect.signature(getter).parameters) == ["self"], f"WorkerGroup.get_worker_group_state{inspect.signature(getter)} now takes arguments")
+    require(
+        list(inspect.signature(getter).parameters) == ["self"],
+        f"WorkerGroup.get_worker_group_state{inspect.signature(getter)} now takes arguments",
+    )
     returned = typing.get_type_hints(getter).get("return")
-    require(returned is state_module.WorkerGroupState, f"WorkerGroup.get_worker_group_state now returns {returned}, not WorkerGroupState")
-    fields = {field.name for field in dataclasses.fields(state_module.WorkerGroupState)} if dataclasses.is_dataclass(state_module.WorkerGroupState) else set()
-    require("placement_group_handle" in fields, f"WorkerGroupState has no placement_group_handle field any more (fields: {sorted(fields)})")
+    require(
+        returned is state_module.WorkerGroupState,
+        f"WorkerGroup.get_worker_group_state now returns {returned}, not WorkerGroupState",
+    )
+    fields = (
+        {field.name for field in dataclasses.fields(state_module.WorkerGroupState)}
+        if dataclasses.is_dataclass(state_module.WorkerGroupState)
+        else set()
+    )
+    require(
+        "placement_group_handle" in fields,
+        f"WorkerGroupState has no placement_group_handle field any more (fields: {sorted(fields)})",
+    )
 
 
 def test_the_placement_group_handle_still_exposes_the_placement_group():
     handle_base = getattr(handle_module, "PlacementGroupHandle", None)
-    require(handle_base is not None and isinstance(inspect.getattr_static(handle_base, "placement_group", None), property),
-            "PlacementGroupHandle.placement_group is no longer a property")
+    require(
+        handle_base is not None and isinstance(inspect.getattr_static(handle_base, "placement_group", None), property),
+        "PlacementGroupHandle.placement_group is no longer a property",
+    )
     group = object()  # stands for a PlacementGroup: the default handle only wraps it
-    require(handle_module.DefaultPlacementGroupHandle(group).placement_group is group,
-            "DefaultPlacementGroupHandle(pg).placement_group no longer returns the placement group it wraps")
+    require(
+        handle_module.DefaultPlacementGroupHandle(group).placement_group is group,
+        "DefaultPlacementGroupHandle(pg).placement_group no longer returns the placement group it wraps",
+    )
     source = inspect.getsource(RecordPlacementGroup.after_worker_group_start)
-    require("get_worker_group_state().placement_group_handle.placement_group" in source,
-            "RecordPlacementGroup reads the placement group some other way than this test pins: update the test with it")
+    require(
+        "get_worker_group_state().placement_group_handle.placement_group" in source,
+        "RecordPlacementGroup reads the placement group some other way than this test pins: update the test with it",
+    )

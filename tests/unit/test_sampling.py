@@ -29,8 +29,8 @@ def test_every_epoch_is_a_new_permutation_of_all_videos():
     assert sorted(first) == sorted(second) == list(range(40))  # 40 = 5 steps x 8: all used
     assert first != second
     # Not the same blocks in another order: the neighbourhoods change too.
-    pairs = {frozenset(first[i:i + 4]) for i in range(0, 40, 4)}
-    assert pairs != {frozenset(second[i:i + 4]) for i in range(0, 40, 4)}
+    pairs = {frozenset(first[i : i + 4]) for i in range(0, 40, 4)}
+    assert pairs != {frozenset(second[i : i + 4]) for i in range(0, 40, 4)}
 
 
 def test_no_video_twice_in_an_epoch_and_ranks_do_not_overlap():
@@ -68,7 +68,7 @@ def test_a_batch_larger_than_the_dataset_is_refused():
 def test_two_clip_positions_differ_whenever_the_video_has_room(length, span):
     for seed in range(50):
         first, second = sampling.distinct_offsets(length, span, 2, np.random.default_rng(seed))
-        assert first != second and 0 <= min(first, second) and max(first, second) <= length - span
+        assert first != second and min(first, second) >= 0 and max(first, second) <= length - span
 
 
 def test_a_video_with_one_position_repeats_it():
@@ -83,5 +83,12 @@ def test_stream_segments_end_at_every_epoch_and_after_at_most_the_segment_length
 
     sampler = sampling.EpochSampler(40, 5, 8, 8, 0, 0)  # 5 steps per epoch
     shard = PretrainShard(Location.parse("/nowhere.parquet"), DataConfig(), sampler, 3, 17, masks=True)
-    assert shard.segments(steps_per_segment=4) == [range(3, 5), range(5, 9), range(9, 10), range(10, 14), range(14, 15), range(15, 17)]
+    assert shard.segments(steps_per_segment=4) == [
+        range(3, 5),
+        range(5, 9),
+        range(9, 10),
+        range(10, 14),
+        range(14, 15),
+        range(15, 17),
+    ]
     assert [step for segment in shard.segments() for step in segment] == list(range(3, 17))

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from fame_ray.config import OptimConfig
 from fame_ray.components.schedule import lr_at, lr_schedule, peak_lr
+from fame_ray.config import OptimConfig
 
 
 def test_linear_scaling_by_global_batch():
@@ -19,7 +19,7 @@ def test_cosine_is_the_official_per_epoch_formula():
     assert lrs.shape == (30,)
     for epoch in range(10):
         expected = 0.01 * 0.5 * (1 + math.cos(math.pi * epoch / 10))
-        assert np.allclose(lrs[epoch * 3:(epoch + 1) * 3], expected)
+        assert np.allclose(lrs[epoch * 3 : (epoch + 1) * 3], expected)
     assert np.all(np.diff(lrs) <= 1e-12)
 
 

@@ -8,9 +8,9 @@ import os
 import subprocess
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,10 +37,17 @@ def test_debug_logging_never_prints_aws_credentials(s3_server):
         logging.getLogger("fame_ray.test").debug("debug logging is on")
         storage.boto3_client(sys.argv[1]).list_buckets()
     """)
-    env = {**os.environ, "FAME_RAY_LOG_LEVEL": "DEBUG", "AWS_ACCESS_KEY_ID": FAKE_KEY_ID,
-           "AWS_SECRET_ACCESS_KEY": "fake-secret-for-the-log-test", "AWS_SESSION_TOKEN": FAKE_SESSION_TOKEN,
-           "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", script, s3_server], capture_output=True, text=True, env=env, timeout=120)
+    env = {
+        **os.environ,
+        "FAME_RAY_LOG_LEVEL": "DEBUG",
+        "AWS_ACCESS_KEY_ID": FAKE_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": "fake-secret-for-the-log-test",
+        "AWS_SESSION_TOKEN": FAKE_SESSION_TOKEN,
+        "PYTHONPATH": str(ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script, s3_server], capture_output=True, text=True, env=env, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     logged = done.stdout + done.stderr
     assert "debug logging is on" in logged  # the level really was DEBUG
@@ -53,12 +60,24 @@ def test_no_unsafe_yaml_or_pickle_loader_in_the_package():
     weights_only=True is checked in test_loading.py)."""
     import ast
 
-    unsafe = {("yaml", "load"), ("yaml", "unsafe_load"), ("yaml", "full_load"), ("yaml", "load_all"),
-              ("pickle", "load"), ("pickle", "loads"), ("cloudpickle", "load"), ("cloudpickle", "loads")}
+    unsafe = {
+        ("yaml", "load"),
+        ("yaml", "unsafe_load"),
+        ("yaml", "full_load"),
+        ("yaml", "load_all"),
+        ("pickle", "load"),
+        ("pickle", "loads"),
+        ("cloudpickle", "load"),
+        ("cloudpickle", "loads"),
+    }
     found, safe_loads = [], 0
     for path in (ROOT / "fame_ray").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+            ):
                 call = (node.func.value.id, node.func.attr)
                 safe_loads += call == ("yaml", "safe_load")
                 if call in unsafe:

@@ -11,13 +11,20 @@ from fame_ray.pretrain import step
 
 
 def _config(method: str) -> PretrainConfig:
-    return build(PretrainConfig, presets.demo_pretrain(), {"method": method, "data": {"frames_per_clip": 4, "crop_size": 16}})
+    return build(
+        PretrainConfig, presets.demo_pretrain(), {"method": method, "data": {"frames_per_clip": 4, "crop_size": 16}}
+    )
 
 
 def _batch(size=6, seed=0) -> dict:
     generator = torch.Generator().manual_seed(seed)
     clips = lambda: torch.randint(0, 256, (size, 3, 4, 16, 16), generator=generator, dtype=torch.uint8)  # noqa: E731
-    return {"view_q": clips(), "view_k": clips(), "mask": (torch.rand(size, 16, 16, generator=generator) < 0.5).to(torch.uint8), "label": torch.arange(size)}
+    return {
+        "view_q": clips(),
+        "view_k": clips(),
+        "mask": (torch.rand(size, 16, 16, generator=generator) < 0.5).to(torch.uint8),
+        "label": torch.arange(size),
+    }
 
 
 def test_fame_fuses_every_clip_with_a_background_from_the_full_batch():
@@ -28,7 +35,11 @@ def test_fame_fuses_every_clip_with_a_background_from_the_full_batch():
     # Find, for every clip, which clip of the batch gave it its background.
     donors = []
     for index in range(6):
-        matches = [other for other in range(6) if torch.equal(fused[index], torch.where(keep[index], query[index], query[other]))]
+        matches = [
+            other
+            for other in range(6)
+            if torch.equal(fused[index], torch.where(keep[index], query[index], query[other]))
+        ]
         assert matches, f"clip {index} is not foreground + a background of the batch"
         donors.append(matches[0])
     assert sorted(donors) == list(range(6))  # one permutation over all six clips
@@ -41,8 +52,12 @@ def test_the_key_view_is_never_touched_and_moco_leaves_the_query():
     plain = step.query_clips(batch, _config("moco"), generators["query"], torch.device("cpu"))
     torch.testing.assert_close(plain, batch["view_q"].float() / 255)
     for method in ("fame", "moco", "be"):
-        _, key = step.views(batch, _config(method), step.step_generators(0, 5, 0, torch.device("cpu")), torch.device("cpu"))
-        _, key_plain = step.views(batch, _config("moco"), step.step_generators(0, 5, 0, torch.device("cpu")), torch.device("cpu"))
+        _, key = step.views(
+            batch, _config(method), step.step_generators(0, 5, 0, torch.device("cpu")), torch.device("cpu")
+        )
+        _, key_plain = step.views(
+            batch, _config("moco"), step.step_generators(0, 5, 0, torch.device("cpu")), torch.device("cpu")
+        )
         torch.testing.assert_close(key, key_plain)
 
 
@@ -69,7 +84,15 @@ def test_train_step_learns_something_and_returns_device_scalars():
     batch = _batch(size=8)
     losses = []
     for index in range(3):
-        loss, acc1 = step.train_step(model, optimizer, batch, 0.05, step.step_generators(0, index, 0, torch.device("cpu")), config, torch.device("cpu"))
+        loss, acc1 = step.train_step(
+            model,
+            optimizer,
+            batch,
+            0.05,
+            step.step_generators(0, index, 0, torch.device("cpu")),
+            config,
+            torch.device("cpu"),
+        )
         losses.append(float(loss))
         assert loss.dim() == 0 and 0 <= float(acc1) <= 1
     assert all(torch.isfinite(torch.tensor(losses)))
@@ -95,16 +118,30 @@ def _accumulation_run(micro_batch: int, enqueue: str):
     """One train_step of tiny MoCo (BatchNorm in eval mode: features do not depend on which
     clips share a batch) on 8 clips; returns the model, its optimizer, loss, acc@1 and the
     batch sizes the query encoder saw."""
-    config = build(PretrainConfig, presets.demo_pretrain(), {
-        "method": "fame", "data": {"frames_per_clip": 4, "crop_size": 16}, "moco": {"enqueue": enqueue},
-        "train": {"global_batch": 16, "num_workers": 2, "micro_batch": micro_batch},
-    })
+    config = build(
+        PretrainConfig,
+        presets.demo_pretrain(),
+        {
+            "method": "fame",
+            "data": {"frames_per_clip": 4, "crop_size": 16},
+            "moco": {"enqueue": enqueue},
+            "train": {"global_batch": 16, "num_workers": 2, "micro_batch": micro_batch},
+        },
+    )
     torch.manual_seed(0)
     model, optimizer = step.build_training(config, torch.device("cpu"))
     model.eval()
     seen = []
     model.encoder_q.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape[0]))
-    loss, acc1 = step.train_step(model, optimizer, _batch(size=8), 0.05, step.step_generators(0, 0, 0, torch.device("cpu")), config, torch.device("cpu"))
+    loss, acc1 = step.train_step(
+        model,
+        optimizer,
+        _batch(size=8),
+        0.05,
+        step.step_generators(0, 0, 0, torch.device("cpu")),
+        config,
+        torch.device("cpu"),
+    )
     return model, optimizer, loss, acc1, seen
 
 
@@ -121,6 +158,11 @@ def test_micro_batches_give_the_full_batch_step(enqueue):
     for p_full, p_micro in zip(full.parameters(), micro.parameters()):
         if p_full.requires_grad:
             torch.testing.assert_close(p_micro.grad, p_full.grad, rtol=1e-5, atol=1e-6)
-            torch.testing.assert_close(micro_optimizer.state[p_micro]["momentum_buffer"], full_optimizer.state[p_full]["momentum_buffer"], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(
+                micro_optimizer.state[p_micro]["momentum_buffer"],
+                full_optimizer.state[p_full]["momentum_buffer"],
+                rtol=1e-5,
+                atol=1e-6,
+            )
     torch.testing.assert_close(micro_loss, full_loss)
     torch.testing.assert_close(micro_acc, full_acc)

@@ -15,7 +15,10 @@ from fame_ray.storage import Location
 
 
 def _config(tmp_path, **values):
-    base = {"data": {"dataset": "hmdb51", "data_root": str(tmp_path / "data")}, "storage": {"path": str(tmp_path / "runs"), "run_name": "sweep"}}
+    base = {
+        "data": {"dataset": "hmdb51", "data_root": str(tmp_path / "data")},
+        "storage": {"path": str(tmp_path / "runs"), "run_name": "sweep"},
+    }
     return C.build(C.FinetuneConfig, presets.demo_finetune(), None, C.merge(base, values))
 
 
@@ -31,10 +34,21 @@ def test_a_sweep_can_be_resumed_only_once_tune_saved_its_state(tmp_path):
 
 def test_where_a_sweep_runs_may_change_what_it_computes_may_not(tmp_path):
     started = sweep.signature(C.to_dict(_config(tmp_path)))
-    moved = sweep.signature(C.to_dict(_config(tmp_path, storage={"path": str(tmp_path / "elsewhere"), "s3_endpoint": "http://127.0.0.1:9000"},
-                                              train={"cpus_per_worker": 3.0}, data={"data_cpus": 2.0}, max_concurrent=4)))
+    moved = sweep.signature(
+        C.to_dict(
+            _config(
+                tmp_path,
+                storage={"path": str(tmp_path / "elsewhere"), "s3_endpoint": "http://127.0.0.1:9000"},
+                train={"cpus_per_worker": 3.0},
+                data={"data_cpus": 2.0},
+                max_concurrent=4,
+            )
+        )
+    )
     assert sweep.signature_differences(started, moved) == []
-    changed = sweep.signature(C.to_dict(_config(tmp_path, train={"epochs": 9}, search_space={"lr": {"kind": "grid", "values": [0.1, 0.2]}})))
+    changed = sweep.signature(
+        C.to_dict(_config(tmp_path, train={"epochs": 9}, search_space={"lr": {"kind": "grid", "values": [0.1, 0.2]}}))
+    )
     assert sweep.signature_differences(started, changed) == ["search_space.lr", "train.epochs"]
 
 
@@ -50,4 +64,6 @@ def test_resumable_saves_a_new_sweeps_settings_and_refuses_other_ones(tmp_path):
     with pytest.raises(UserError, match=r"is a sweep with other settings \(dropout, optim.lr\)"):
         finetune.resumable(_config(tmp_path, dropout=0.1, optim={"lr": 0.5}), run)
     (tmp_path / "runs" / "sweep" / finetune.SWEEP_FILE).write_text("{cut off")
-    assert finetune.resumable(_config(tmp_path, dropout=0.1), run) is True, "a damaged sweep.json cannot be compared: resume, with a warning"
+    assert finetune.resumable(_config(tmp_path, dropout=0.1), run) is True, (
+        "a damaged sweep.json cannot be compared: resume, with a warning"
+    )

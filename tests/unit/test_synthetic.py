@@ -5,6 +5,7 @@ from __future__ import annotations
 import colorsys
 import json
 import os
+from pathlib import Path
 
 import decord
 import numpy as np
@@ -20,11 +21,11 @@ SMALL = {"num_classes": 3, "videos_per_class": 4, "frames": 12, "width": 64, "he
 def test_ucf101_layout_files_and_group_splits(tmp_path):
     root = synthetic.write_dataset(str(tmp_path / "UCF101"), "ucf101", **SMALL)
     lists = os.path.join(root, "ucfTrainTestlist")
-    class_ind = open(os.path.join(lists, "classInd.txt"), newline="").read()
+    class_ind = Path(lists, "classInd.txt").read_bytes().decode()  # the line ends as written (CRLF)
     assert class_ind.startswith("1 Horizontal\r\n2 Vertical\r\n3 Circle")
     for split in (1, 2, 3):
-        train = [line.split() for line in open(os.path.join(lists, f"trainlist0{split}.txt")).read().splitlines()]
-        test = open(os.path.join(lists, f"testlist0{split}.txt")).read().split()
+        train = [line.split() for line in Path(os.path.join(lists, f"trainlist0{split}.txt")).read_text().splitlines()]
+        test = Path(os.path.join(lists, f"testlist0{split}.txt")).read_text().split()
         assert len(train) + len(test) == 12 and test
         # Whole groups are held out: no group on both sides of a split.
         groups = lambda paths: {(p.split("/")[0], p.split("_g")[1][:2]) for p in paths}  # noqa: E731
@@ -37,17 +38,20 @@ def test_ucf101_layout_files_and_group_splits(tmp_path):
 
 def test_other_layouts_write_their_annotation_files(tmp_path):
     synthetic.write_dataset(str(tmp_path / "h"), "hmdb51", **SMALL)
-    flags = open(tmp_path / "h" / "testTrainMulti_7030_splits" / "circle_test_split2.txt").read().split()[1::2]
+    flags = Path(tmp_path / "h" / "testTrainMulti_7030_splits" / "circle_test_split2.txt").read_text().split()[1::2]
     assert set(flags) == {"1", "2"}
     synthetic.write_dataset(str(tmp_path / "d"), "diving48", **SMALL)
-    train = json.load(open(tmp_path / "d" / "Diving48_V2_train.json"))
+    train = json.loads(Path(tmp_path / "d" / "Diving48_V2_train.json").read_text())
     assert {"vid_name", "label", "start_frame", "end_frame"} <= set(train[0])
     assert (tmp_path / "d" / "rgb" / f"{train[0]['vid_name']}.mp4").is_file()
     synthetic.write_dataset(str(tmp_path / "k"), "kinetics400", **SMALL)
-    header, row = open(tmp_path / "k" / "validate.csv").read().splitlines()[:2]
+    header, row = Path(tmp_path / "k" / "validate.csv").read_text().splitlines()[:2]
     assert header == "label,youtube_id,time_start,time_end,split"
     label, youtube_id, start, end, split = row.split(",")
-    assert split == "val" and (tmp_path / "k" / "val" / label / f"{youtube_id}_{int(start):06d}_{int(end):06d}.mp4").is_file()
+    assert (
+        split == "val"
+        and (tmp_path / "k" / "val" / label / f"{youtube_id}_{int(start):06d}_{int(end):06d}.mp4").is_file()
+    )
 
 
 def test_motion_classes_differ_by_trajectory():
@@ -91,7 +95,11 @@ def test_bad_arguments_are_user_errors(tmp_path):
 
 
 def test_ensure_default_writes_once_and_never_takes_a_foreign_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr(synthetic.writer, "DEFAULT", dict(synthetic.DEFAULT, num_classes=2, videos_per_class=2, frames=6, width=32, height=32))
+    monkeypatch.setattr(
+        synthetic.writer,
+        "DEFAULT",
+        dict(synthetic.DEFAULT, num_classes=2, videos_per_class=2, frames=6, width=32, height=32),
+    )
     root = tmp_path / "synthetic"
     assert synthetic.ensure_default(str(root)) == str(root)
     marker = root / synthetic.MARKER

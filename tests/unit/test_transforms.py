@@ -13,7 +13,7 @@ def test_crop_boxes_respect_frame_scale_and_aspect_ratio():
     rng = np.random.default_rng(0)
     for _ in range(300):
         top, left, height, width = transforms.random_resized_crop_box(120, 160, (0.2, 1.0), rng)
-        assert 0 <= top and top + height <= 120 and 0 <= left and left + width <= 160
+        assert top >= 0 and top + height <= 120 and left >= 0 and left + width <= 160
         assert 0.2 * 0.9 <= height * width / (120 * 160) <= 1.0
         assert 3 / 4 * 0.9 <= width / height <= 4 / 3 * 1.1
 

@@ -36,13 +36,17 @@ VERSION = 1
 
 def listing_hash(listing: Listing) -> str:
     """sha256 of the listing's content (classes, entries, missing), independent of file order."""
-    entries = sorted((subset, e.path, e.label, e.split, e.start_frame, e.end_frame) for subset, items in listing.subsets.items() for e in items)
+    entries = sorted(
+        (subset, e.path, e.label, e.split, e.start_frame, e.end_frame)
+        for subset, items in listing.subsets.items()
+        for e in items
+    )
     content = {"classes": list(listing.classes), "entries": entries, "missing": sorted(listing.missing)}
     return hashlib.sha256(json.dumps(content, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
 def _fs_path(uri: str) -> str:
-    return uri[len(S3_SCHEME):] if uri.startswith(S3_SCHEME) else uri
+    return uri[len(S3_SCHEME) :] if uri.startswith(S3_SCHEME) else uri
 
 
 def file_stats(paths: list[str], known: dict[str, pafs.FileInfo], endpoint: str = "") -> list[pafs.FileInfo]:
@@ -74,7 +78,11 @@ def of(listing: Listing, known: dict[str, pafs.FileInfo], endpoint: str = "") ->
 
 
 def _when(mtime_ns: int) -> str:
-    return datetime.fromtimestamp(mtime_ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if mtime_ns else "none"
+    return (
+        datetime.fromtimestamp(mtime_ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        if mtime_ns
+        else "none"
+    )
 
 
 def differences(stored: dict | None, current: dict) -> list[str]:
@@ -88,7 +96,9 @@ def differences(stored: dict | None, current: dict) -> list[str]:
         if stored.get(key) != current[key]:
             changes.append(f"{stored.get(key)} -> {current[key]} {words}")
     if stored.get("newest_mtime_ns") != current["newest_mtime_ns"]:
-        changes.append(f"newest video change {_when(stored.get('newest_mtime_ns') or 0)} -> {_when(current['newest_mtime_ns'])}")
+        changes.append(
+            f"newest video change {_when(stored.get('newest_mtime_ns') or 0)} -> {_when(current['newest_mtime_ns'])}"
+        )
     if stored.get("listing_sha256") != current["listing_sha256"]:
         changes.append("the split/annotation files list other videos, labels or classes")
     return changes

@@ -16,9 +16,9 @@ import io
 import logging
 import posixpath
 
-from fame_ray.storage import S3_SCHEME, Location
-from fame_ray.data.catalog.listing import Entry, Listing, Tree, hash_split, join
+from fame_ray.data.catalog.listing import Entry, Listing, Tree, hash_split
 from fame_ray.errors import UserError
+from fame_ray.storage import S3_SCHEME, Location
 
 log = logging.getLogger(__name__)
 
@@ -39,31 +39,42 @@ def read_folder(tree: Tree, split: int) -> Listing:
     parts = [(d, SPLIT_DIRS[d]) for d in top] if given else [("", None)]
     classes = sorted({c for part, _ in parts for c in tree.subdirs(part)})
     if not classes:
-        raise UserError(f"no class folders in {tree.uri()}", "expected <root>/<class>/<video>.mp4 (or <root>/train/<class>/...)")
+        raise UserError(
+            f"no class folders in {tree.uri()}", "expected <root>/<class>/<video>.mp4 (or <root>/train/<class>/...)"
+        )
     index = {name: i for i, name in enumerate(classes)}
     listing = Listing(classes, {"train": [], "test": []}, "")
     for part, subset in parts:
         for relative in tree.videos(part):
-            inner = relative[len(part) + 1:] if part else relative
+            inner = relative[len(part) + 1 :] if part else relative
             if "/" not in inner or inner.split("/")[0] not in index:
                 continue  # a video outside any class folder
             target = subset or hash_split(relative, TEST_FRACTION)
             listing.subsets[target].append(Entry(tree.uri(relative), index[inner.split("/")[0]], target))
-    how = "split given by train/ and test/ folders" if given else f"no split given: {int(TEST_FRACTION * 100)}% of videos in test by a hash of the path"
+    how = (
+        "split given by train/ and test/ folders"
+        if given
+        else f"no split given: {int(TEST_FRACTION * 100)}% of videos in test by a hash of the path"
+    )
     listing.variant = f"folder: {len(classes)} class folders in {tree.uri()}, {how}"
     return listing
 
 
 def _csv_rows(text: str, where: str) -> tuple[list[list[str]], bool]:
     """Rows of the list, without a header; whether a `split` column is present."""
-    rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text)) if row and any(c.strip() for c in row)]
+    rows = [
+        [cell.strip() for cell in row] for row in csv.reader(io.StringIO(text)) if row and any(c.strip() for c in row)
+    ]
     has_split = False
     if rows and rows[0][0].lower() == "path":
         has_split = len(rows[0]) > 2 and rows[0][2].lower() == "split"
         rows = rows[1:]
     bad = next((r for r in rows if len(r) < 2 or not r[0] or not r[1]), None)
     if not rows or bad is not None:
-        raise UserError(f"{where}: expected rows 'path,label'" + (f", got {','.join(bad)}" if bad else ", found none"), "write one video per line: path,label")
+        raise UserError(
+            f"{where}: expected rows 'path,label'" + (f", got {','.join(bad)}" if bad else ", found none"),
+            "write one video per line: path,label",
+        )
     return rows, has_split
 
 
@@ -84,7 +95,7 @@ def _resolve(path: str, base: str) -> str:
     if path.startswith(S3_SCHEME) or posixpath.isabs(path):
         return path
     if base.startswith(S3_SCHEME):
-        return S3_SCHEME + posixpath.normpath(posixpath.join(base[len(S3_SCHEME):], path))
+        return S3_SCHEME + posixpath.normpath(posixpath.join(base[len(S3_SCHEME) :], path))
     return posixpath.normpath(posixpath.join(base, path))
 
 
@@ -102,8 +113,12 @@ def read_csv(csv_file: Location, split: int) -> Listing:
         path = _resolve(row[0], tree.uri())
         split_name = row[2].lower() if has_split and len(row) > 2 and row[2] else hash_split(row[0], TEST_FRACTION)
         if split_name not in SPLIT_DIRS:
-            raise UserError(f"{where}: split '{row[2]}' of {row[0]} is not train, test or val", "use train, test or val")
+            raise UserError(
+                f"{where}: split '{row[2]}' of {row[0]} is not train, test or val", "use train, test or val"
+            )
         listing.subsets[SPLIT_DIRS[split_name]].append(Entry(path, label, split_name))
     how = "split column" if has_split else f"no split column: {int(TEST_FRACTION * 100)}% in test by a hash of the path"
-    listing.variant = f"csv: {len(rows)} rows in {csv_file}, labels as {'indices' if classes[0] == '0' else 'names'}, {how}"
+    listing.variant = (
+        f"csv: {len(rows)} rows in {csv_file}, labels as {'indices' if classes[0] == '0' else 'names'}, {how}"
+    )
     return listing

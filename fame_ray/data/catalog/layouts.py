@@ -23,7 +23,9 @@ def _lines(text: str) -> list[str]:
 
 def _need_split(dataset: str, split: int, available: tuple[int, ...]) -> None:
     if split not in available:
-        raise UserError(f"{dataset} has split(s) {', '.join(map(str, available))}, not {split}", f"use --split {available[0]}")
+        raise UserError(
+            f"{dataset} has split(s) {', '.join(map(str, available))}, not {split}", f"use --split {available[0]}"
+        )
 
 
 def _require(tree: Tree, relative: str, what: str, fix: str) -> str:
@@ -52,7 +54,10 @@ def _ucf101_classes(text: str, where: str) -> list[str]:
     for line in _lines(text):
         index, _, name = line.partition(" ")
         if not index.isdigit() or int(index) != len(classes) + 1 or not name.strip():
-            raise UserError(f"{where}: line '{line}' is not '<index> <ClassName>' with indices 1, 2, 3...", "use the classInd.txt of ucfTrainTestlist")
+            raise UserError(
+                f"{where}: line '{line}' is not '<index> <ClassName>' with indices 1, 2, 3...",
+                "use the classInd.txt of ucfTrainTestlist",
+            )
         classes.append(name.strip())
     if not classes:
         raise UserError(f"{where} lists no classes", "use the classInd.txt of ucfTrainTestlist")
@@ -67,14 +72,22 @@ def read_ucf101(tree: Tree, split: int) -> Listing:
     """
     _need_split("UCF101", split, (1, 2, 3))
     fix = "unpack UCF101TrainTestSplits-RecognitionTask.zip into the dataset folder"
-    lists = first_match(["ucfTrainTestlist", "../ucfTrainTestlist", ""], lambda d: tree.is_file(join(d, "classInd.txt")))
+    lists = first_match(
+        ["ucfTrainTestlist", "../ucfTrainTestlist", ""], lambda d: tree.is_file(join(d, "classInd.txt"))
+    )
     if lists is None:
         raise UserError(f"no ucfTrainTestlist/classInd.txt in {tree.uri()} or beside it", fix)
     classes = _ucf101_classes(tree.read_text(join(lists, "classInd.txt")), tree.uri(join(lists, "classInd.txt")))
     index = {name.lower(): i for i, name in enumerate(classes)}
     videos = first_match(["UCF-101", "videos", ""], lambda d: any(tree.is_dir(join(d, c)) for c in classes[:3]))
     if videos is None:
-        raise UserError(f"no UCF101 class folders (e.g. {classes[0]}/) in {tree.uri()}, {tree.uri('UCF-101')} or {tree.uri('videos')}", "point --data-root at the folder holding UCF-101/")
+        raise UserError(
+            (
+                f"no UCF101 class folders (e.g. {classes[0]}/) in {tree.uri()}, {tree.uri('UCF-101')} or "
+                f"{tree.uri('videos')}"
+            ),
+            "point --data-root at the folder holding UCF-101/",
+        )
     rows = []
     for subset in ("train", "test"):
         name = join(lists, f"{subset}list0{split}.txt")
@@ -82,11 +95,19 @@ def read_ucf101(tree: Tree, split: int) -> Listing:
             path, _, given = line.partition(" ")
             label = index.get(path.split("/")[0].lower())
             if label is None:
-                raise UserError(f"{tree.uri(name)}: class of '{path}' is not in classInd.txt", "use split files and classInd.txt from the same ucfTrainTestlist")
+                raise UserError(
+                    f"{tree.uri(name)}: class of '{path}' is not in classInd.txt",
+                    "use split files and classInd.txt from the same ucfTrainTestlist",
+                )
             if given and (not given.strip().isdigit() or int(given) != label + 1):
-                raise UserError(f"{tree.uri(name)}: '{line}' has label {given}, classInd.txt says {label + 1}", "use split files and classInd.txt from the same ucfTrainTestlist")
+                raise UserError(
+                    f"{tree.uri(name)}: '{line}' has label {given}, classInd.txt says {label + 1}",
+                    "use split files and classInd.txt from the same ucfTrainTestlist",
+                )
             rows.append((path, label, subset))
-    listing = Listing(classes, {"train": [], "test": []}, f"ucf101: videos in {tree.uri(videos)}, split files in {tree.uri(lists)}")
+    listing = Listing(
+        classes, {"train": [], "test": []}, f"ucf101: videos in {tree.uri(videos)}, split files in {tree.uri(lists)}"
+    )
     _entries(tree, videos, rows, f"ucfTrainTestlist split {split}", listing)
     return listing
 
@@ -106,28 +127,43 @@ def read_hmdb51(tree: Tree, split: int) -> Listing:
         raise UserError(f"no HMDB51 split files *{suffix} in {tree.uri('testTrainMulti_7030_splits')}", fix)
     videos = first_match(["", "videos", "hmdb51_org"], lambda d: any(tree.is_dir(join(d, c)) for c in classes[:3]))
     if videos is None:
-        raise UserError(f"no HMDB51 class folders (e.g. {classes[0]}/) in {tree.uri()}, {tree.uri('videos')} or {tree.uri('hmdb51_org')}", "point --data-root at the folder holding the class folders")
+        raise UserError(
+            (
+                f"no HMDB51 class folders (e.g. {classes[0]}/) in {tree.uri()}, {tree.uri('videos')} or "
+                f"{tree.uri('hmdb51_org')}"
+            ),
+            "point --data-root at the folder holding the class folders",
+        )
     rows = []
     for label, name in enumerate(classes):
         for line in _lines(tree.read_text(join(splits, name + suffix))):
             parts = line.split()
             if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
-                raise UserError(f"{tree.uri(join(splits, name + suffix))}: line '{line}' is not '<video>.avi 0|1|2'", fix)
+                raise UserError(
+                    f"{tree.uri(join(splits, name + suffix))}: line '{line}' is not '<video>.avi 0|1|2'", fix
+                )
             if parts[1] != "0":
                 rows.append((f"{name}/{parts[0]}", label, "train" if parts[1] == "1" else "test"))
-    listing = Listing(classes, {"train": [], "test": []}, f"hmdb51: videos in {tree.uri(videos)}, split files in {tree.uri(splits)}")
+    listing = Listing(
+        classes, {"train": [], "test": []}, f"hmdb51: videos in {tree.uri(videos)}, split files in {tree.uri(splits)}"
+    )
     _entries(tree, videos, rows, f"{splits}/*{suffix}", listing)
     return listing
 
 
 def _diving48_classes(tree: Tree, annotations: str, labels: list[int]) -> list[str]:
-    vocab_file = first_match([join(annotations, "Diving48_vocab.json"), join(annotations, "Diving48_V2_vocab.json")], tree.is_file)
+    vocab_file = first_match(
+        [join(annotations, "Diving48_vocab.json"), join(annotations, "Diving48_V2_vocab.json")], tree.is_file
+    )
     if vocab_file is None:
         return [f"class_{i}" for i in range(max(labels) + 1)]
     vocab = json.loads(tree.read_text(vocab_file))
     names = [" ".join(map(str, v)) if isinstance(v, list) else str(v) for v in vocab]
     if max(labels) >= len(names):
-        raise UserError(f"Diving48 annotations use label {max(labels)} but {tree.uri(vocab_file)} has {len(names)} classes", "use annotations and vocabulary of the same release (V2)")
+        raise UserError(
+            f"Diving48 annotations use label {max(labels)} but {tree.uri(vocab_file)} has {len(names)} classes",
+            "use annotations and vocabulary of the same release (V2)",
+        )
     return names
 
 
@@ -136,27 +172,44 @@ def read_diving48(tree: Tree, split: int) -> Listing:
     _need_split("Diving48", split, (1,))
     annotations = first_match(["", "annotations"], lambda d: tree.is_file(join(d, "Diving48_V2_train.json")))
     if annotations is None:
-        raise UserError(f"no Diving48_V2_train.json in {tree.uri()} or {tree.uri('annotations')}", "download the V2 annotations into the dataset folder")
+        raise UserError(
+            f"no Diving48_V2_train.json in {tree.uri()} or {tree.uri('annotations')}",
+            "download the V2 annotations into the dataset folder",
+        )
     subsets = {}
     for subset in ("train", "test"):
         name = join(annotations, f"Diving48_V2_{subset}.json")
-        subsets[subset] = json.loads(_require(tree, name, f"Diving48 annotation file Diving48_V2_{subset}.json", "download the V2 annotations"))
+        subsets[subset] = json.loads(
+            _require(tree, name, f"Diving48 annotation file Diving48_V2_{subset}.json", "download the V2 annotations")
+        )
     videos = first_match(["rgb", "videos", ""], lambda d: bool(d) and tree.is_dir(d)) or ""
     labels = [int(item["label"]) for items in subsets.values() for item in items]
     if not labels:
-        raise UserError(f"the Diving48 annotations in {tree.uri(annotations)} list no videos", "download the V2 annotations")
-    listing = Listing(_diving48_classes(tree, annotations, labels), {"train": [], "test": []},
-                      f"diving48: videos in {tree.uri(videos)}, annotations in {tree.uri(annotations)}")
+        raise UserError(
+            f"the Diving48 annotations in {tree.uri(annotations)} list no videos", "download the V2 annotations"
+        )
+    listing = Listing(
+        _diving48_classes(tree, annotations, labels),
+        {"train": [], "test": []},
+        f"diving48: videos in {tree.uri(videos)}, annotations in {tree.uri(annotations)}",
+    )
     existing = {posixpath.splitext(posixpath.basename(f))[0]: f for f in tree.videos(videos)}
     for subset, items in subsets.items():
         for item in items:
             found = existing.get(item["vid_name"])
             if found is None:
-                listing.missing.append((tree.uri(join(videos, item["vid_name"] + ".mp4")), f"missing file (listed in Diving48_V2_{subset}.json)"))
+                listing.missing.append(
+                    (
+                        tree.uri(join(videos, item["vid_name"] + ".mp4")),
+                        f"missing file (listed in Diving48_V2_{subset}.json)",
+                    )
+                )
                 continue
             # end_frame is the last frame of the dive, inclusive; the manifest stores one past it.
             end = int(item["end_frame"]) + 1 if "end_frame" in item else -1
-            listing.subsets[subset].append(Entry(tree.uri(found), int(item["label"]), subset, int(item.get("start_frame", 0)), end))
+            listing.subsets[subset].append(
+                Entry(tree.uri(found), int(item["label"]), subset, int(item.get("start_frame", 0)), end)
+            )
     return listing
 
 
@@ -164,7 +217,10 @@ def _kinetics_rows(text: str, where: str) -> list[dict]:
     rows = list(csv.DictReader(io.StringIO(text)))
     needed = {"label", "youtube_id", "time_start", "time_end"}
     if not rows or not needed <= set(rows[0]):
-        raise UserError(f"{where} has no rows with columns label,youtube_id,time_start,time_end", "use the Kinetics-400 annotation CSVs")
+        raise UserError(
+            f"{where} has no rows with columns label,youtube_id,time_start,time_end",
+            "use the Kinetics-400 annotation CSVs",
+        )
     return rows
 
 
@@ -178,20 +234,34 @@ def read_kinetics400(tree: Tree, split: int) -> Listing:
     _need_split("Kinetics-400", split, (1,))
     annotations = first_match(["", "annotations"], lambda d: tree.is_file(join(d, "train.csv")))
     if annotations is None:
-        raise UserError(f"no train.csv in {tree.uri()} or {tree.uri('annotations')}", "put the Kinetics-400 annotation CSVs into the dataset folder")
+        raise UserError(
+            f"no train.csv in {tree.uri()} or {tree.uri('annotations')}",
+            "put the Kinetics-400 annotation CSVs into the dataset folder",
+        )
     test_csv = first_match([join(annotations, "validate.csv"), join(annotations, "val.csv")], tree.is_file)
     if test_csv is None:
-        raise UserError(f"missing Kinetics-400 validate.csv: expected {tree.uri(join(annotations, 'validate.csv'))}", "put the annotation CSVs into the dataset folder")
-    train_rows = _kinetics_rows(tree.read_text(join(annotations, "train.csv")), tree.uri(join(annotations, "train.csv")))
+        raise UserError(
+            f"missing Kinetics-400 validate.csv: expected {tree.uri(join(annotations, 'validate.csv'))}",
+            "put the annotation CSVs into the dataset folder",
+        )
+    train_rows = _kinetics_rows(
+        tree.read_text(join(annotations, "train.csv")), tree.uri(join(annotations, "train.csv"))
+    )
     test_rows = _kinetics_rows(tree.read_text(test_csv), tree.uri(test_csv))
     classes = sorted({r["label"] for r in train_rows})
     index = {name: i for i, name in enumerate(classes)}
     unknown = sorted({r["label"] for r in test_rows} - set(index))
     if unknown:
-        raise UserError(f"{tree.uri(test_csv)} has labels missing from train.csv: {', '.join(unknown[:3])}", "use CSVs of the same release")
+        raise UserError(
+            f"{tree.uri(test_csv)} has labels missing from train.csv: {', '.join(unknown[:3])}",
+            "use CSVs of the same release",
+        )
     listing = Listing(classes, {"train": [], "test": []}, "")
     found_dirs = {}
-    for subset, rows, candidates in (("train", train_rows, ["train"]), ("val", test_rows, ["val", "validate", "valid"])):
+    for subset, rows, candidates in (
+        ("train", train_rows, ["train"]),
+        ("val", test_rows, ["val", "validate", "valid"]),
+    ):
         videos = first_match(candidates, tree.is_dir)
         found_dirs[subset] = videos
         existing = {posixpath.splitext(posixpath.basename(f))[0]: f for f in (tree.videos(videos) if videos else [])}
@@ -199,10 +269,20 @@ def read_kinetics400(tree: Tree, split: int) -> Listing:
             stem = f"{row['youtube_id']}_{int(float(row['time_start'])):06d}_{int(float(row['time_end'])):06d}"
             path = existing.get(stem)
             if path is None:
-                listing.missing.append((tree.uri(join(videos or candidates[0], row["label"], stem + ".mp4")), f"missing file (listed in {subset} csv)"))
+                listing.missing.append(
+                    (
+                        tree.uri(join(videos or candidates[0], row["label"], stem + ".mp4")),
+                        f"missing file (listed in {subset} csv)",
+                    )
+                )
             else:
-                listing.subsets["train" if subset == "train" else "test"].append(Entry(tree.uri(path), index[row["label"]], subset))
-    listing.variant = f"kinetics400: clips in {tree.uri(found_dirs['train'] or 'train')} and {tree.uri(found_dirs['val'] or 'val')}, {_folder_style(listing)}"
+                listing.subsets["train" if subset == "train" else "test"].append(
+                    Entry(tree.uri(path), index[row["label"]], subset)
+                )
+    listing.variant = (
+        f"kinetics400: clips in {tree.uri(found_dirs['train'] or 'train')} and "
+        f"{tree.uri(found_dirs['val'] or 'val')}, {_folder_style(listing)}"
+    )
     return listing
 
 

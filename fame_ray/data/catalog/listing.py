@@ -91,7 +91,9 @@ class Tree:
         """Sorted names of the folders directly inside, hidden ones ('.fame-ray') left out."""
         selector = pafs.FileSelector(self._path(relative), allow_not_found=True)
         infos = self.fs.get_file_info(selector)
-        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory and not i.base_name.startswith("."))
+        return sorted(
+            i.base_name for i in infos if i.type == pafs.FileType.Directory and not i.base_name.startswith(".")
+        )
 
     def files(self, relative: str = "") -> list[str]:
         """Sorted paths (relative to the root) of every file below `relative`, listed once."""

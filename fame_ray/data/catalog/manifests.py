@@ -2,7 +2,7 @@
 
     from fame_ray.data import catalog
     catalog.prepare(cfg.data, cfg.data_location())                # what `fame-ray data prepare` runs
-    manifests = catalog.ensure(cfg.data, cfg.data_location())     # {'train': ..., 'test': ...}: prepared if absent or stale
+    manifests = catalog.ensure(cfg.data, cfg.data_location())     # {'train': ..., 'test': ...}, fresh
     manifests = catalog.locate(cfg.data, cfg.data_location())     # where they are; reads and writes nothing
 
 Preparing is a step a command asks for (`prepare`, or `ensure` before a run reads the manifests);
@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from fame_ray import config
+from fame_ray.data import manifest
 from fame_ray.data.catalog import fingerprint, generic, layouts, probe
 from fame_ray.data.catalog.datasets import NUM_CLASSES
-from fame_ray.data import manifest
 from fame_ray.data.catalog.listing import SUBSETS, Listing, Tree
 from fame_ray.errors import UserError
 from fame_ray.storage import Location
@@ -108,8 +108,13 @@ def scan(data: config.DataConfig, source: Location) -> tuple[Listing, dict]:
         tree = Tree(source)
         if not tree.is_dir():
             name = config.DATASET_DIRS.get(data.dataset, data.dataset)
-            raise UserError(f"data root {source} does not exist (dataset '{data.dataset}')",
-                            f"pass --data-root DIR holding the {name} layout (README 'Datasets'), or put it at {config.data_home()}/{name}")
+            raise UserError(
+                f"data root {source} does not exist (dataset '{data.dataset}')",
+                (
+                    f"pass --data-root DIR holding the {name} layout (README 'Datasets'), or put it at "
+                    f"{config.data_home()}/{name}"
+                ),
+            )
         listing, known = READERS[data.dataset](tree, data.split), tree.known
     _check_classes(data.dataset, listing)
     log.info("found %s", listing.variant)
@@ -124,7 +129,12 @@ def _check_classes(dataset: str, listing: Listing) -> None:
         raise UserError(f"{dataset}: labels outside 0..{len(listing.classes) - 1}", "check the split files")
     official = NUM_CLASSES.get(dataset)
     if official and len(listing.classes) != official:
-        log.info("%s lists %d classes (the official release has %d): a subset or synthetic copy", dataset, len(listing.classes), official)
+        log.info(
+            "%s lists %d classes (the official release has %d): a subset or synthetic copy",
+            dataset,
+            len(listing.classes),
+            official,
+        )
 
 
 def _tables(listing: Listing, source: Location) -> tuple[dict[str, pa.Table], list[tuple[str, str, str]]]:
@@ -139,8 +149,17 @@ def _tables(listing: Listing, source: Location) -> tuple[dict[str, pa.Table], li
             continue
         end = result["num_frames"] if entry.end_frame < 0 else min(entry.end_frame, result["num_frames"])
         start = min(max(entry.start_frame, 0), max(end - 1, 0))
-        rows[subset].append({"path": entry.path, "label": entry.label, "label_name": listing.classes[entry.label],
-                             "split": entry.split, **result, "start_frame": start, "end_frame": end})
+        rows[subset].append(
+            {
+                "path": entry.path,
+                "label": entry.label,
+                "label_name": listing.classes[entry.label],
+                "split": entry.split,
+                **result,
+                "start_frame": start,
+                "end_frame": end,
+            }
+        )
     tables = {subset: pa.Table.from_pylist(rows[subset], schema=manifest.SCHEMA) for subset in SUBSETS}
     return tables, skipped
 
@@ -163,18 +182,31 @@ def prepare(data: config.DataConfig, source: Location, out_dir: Location | None 
     return _build(data, source, out_dir or manifest_dir(data, source), listing, stamp, started)
 
 
-def _build(data: config.DataConfig, source: Location, folder: Location, listing: Listing, stamp: dict, started: float) -> PrepareResult:
+def _build(
+    data: config.DataConfig, source: Location, folder: Location, listing: Listing, stamp: dict, started: float
+) -> PrepareResult:
     """Probe the listed videos and write manifests (with the fingerprint), class names, report."""
     tables, skipped = _tables(listing, source)
     if tables["train"].num_rows == 0:
         reasons = sorted({reason for _, reason, _ in skipped})[:3]
-        raise UserError(f"no readable training videos in {source} ({len(skipped)} skipped: {'; '.join(reasons) or 'none listed'})",
-                        "check the data root and the video files")
+        raise UserError(
+            f"no readable training videos in {source} ({len(skipped)} skipped: {'; '.join(reasons) or 'none listed'})",
+            "check the data root and the video files",
+        )
     if tables["test"].num_rows == 0:
         log.warning("the test subset of %s split %d is empty", data.dataset, data.split)
     report, classes_file = _file(data, folder, "skipped.csv"), _file(data, folder, "classes.json")
-    result = PrepareResult(data.dataset, data.split, listing.variant, listing.classes, {}, {},
-                           [(p, r) for p, r, _ in skipped], report, classes_file)
+    result = PrepareResult(
+        data.dataset,
+        data.split,
+        listing.variant,
+        listing.classes,
+        {},
+        {},
+        [(p, r) for p, r, _ in skipped],
+        report,
+        classes_file,
+    )
     _write_report(report, skipped)
     classes_file.write_text(json.dumps(listing.classes, indent=1))
     for subset in SUBSETS:
@@ -185,8 +217,16 @@ def _build(data: config.DataConfig, source: Location, folder: Location, listing:
     if skipped:
         log.warning("skipped %d videos (listed in %s)", len(skipped), result.report)
     result.seconds = time.time() - started
-    log.info("%s split %d: %d train / %d test videos, %d classes, manifests in %s (%.1fs)", data.dataset, data.split,
-             result.counts["train"], result.counts["test"], result.num_classes, folder, result.seconds)
+    log.info(
+        "%s split %d: %d train / %d test videos, %d classes, manifests in %s (%.1fs)",
+        data.dataset,
+        data.split,
+        result.counts["train"],
+        result.counts["test"],
+        result.num_classes,
+        folder,
+        result.seconds,
+    )
     return result
 
 
@@ -208,10 +248,17 @@ def ensure(data: config.DataConfig, source: Location) -> dict[str, Location]:
     started = time.time()
     listing, stamp = scan(data, source)
     stored = [manifest.read_fingerprint(location) for location in locations.values()]
-    changes = sorted({change for fingerprint_now in stored for change in fingerprint.differences(fingerprint_now, stamp)})
+    changes = sorted(
+        {change for fingerprint_now in stored for change in fingerprint.differences(fingerprint_now, stamp)}
+    )
     if changes:
-        log.warning("%s split %d changed since its manifests in %s were built (%s): rebuilding them",
-                    data.dataset, data.split, manifest_dir(data, source), "; ".join(changes))
+        log.warning(
+            "%s split %d changed since its manifests in %s were built (%s): rebuilding them",
+            data.dataset,
+            data.split,
+            manifest_dir(data, source),
+            "; ".join(changes),
+        )
         _build(data, source, manifest_dir(data, source), listing, stamp, started)
     return locations
 
@@ -220,6 +267,8 @@ def class_names(data: config.DataConfig, source: Location) -> list[str]:
     """Class names (index = label) from the classes file that `prepare` wrote."""
     location = _file(data, manifest_dir(data, source), "classes.json")
     if not location.exists():
-        raise UserError(f"{data.dataset} split {data.split} has no manifests in {location.parent} yet",
-                        f"run `fame-ray data prepare --dataset {data.dataset}` (with its --data-root) first")
+        raise UserError(
+            f"{data.dataset} split {data.split} has no manifests in {location.parent} yet",
+            f"run `fame-ray data prepare --dataset {data.dataset}` (with its --data-root) first",
+        )
     return json.loads(location.read_text())

@@ -73,7 +73,13 @@ def _probe(source) -> dict | str:
     if num_frames < 1:
         return "no frames decode"
     if num_frames < reported:
-        log.warning("%s reports %d frames, %d decode: using %d", source if isinstance(source, str) else "video", reported, num_frames, num_frames)
+        log.warning(
+            "%s reports %d frames, %d decode: using %d",
+            source if isinstance(source, str) else "video",
+            reported,
+            num_frames,
+            num_frames,
+        )
     return {"num_frames": num_frames, "fps": fps if fps > 0 else 25.0, "height": height, "width": width}
 
 
@@ -93,7 +99,9 @@ def probe_video(video: Location, timeout_s: float = PROBE_TIMEOUT_S) -> dict | s
     except deadline.DecodeTimeout as error:
         return f"unreadable: {error}"
     except Exception as error:  # decord raises DECORDError, RuntimeError, AssertionError...
-        return f"unreadable: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}".rstrip(": ")
+        return f"unreadable: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}".rstrip(
+            ": "
+        )
     if isinstance(result, dict) and (result["height"] < 1 or result["width"] < 1):
         return "no frames"
     return result
@@ -117,14 +125,16 @@ def probe_all(videos: list[Location]) -> list[dict | str]:
     # At least two tasks per CPU when there are enough videos, at most CHUNK videos per task.
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     size = max(1, min(CHUNK, math.ceil(len(videos) / (2 * cpus))))
-    chunks = [videos[i:i + size] for i in range(0, len(videos), size)]
+    chunks = [videos[i : i + size] for i in range(0, len(videos), size)]
     refs = [remote.remote(chunk) for chunk in chunks]
     results: list[dict | str] = []
     for chunk, ref in zip(chunks, refs):
         try:
             results.extend(ray.get(ref))
         except ray.exceptions.RayError as error:
-            log.warning("probe task of %d videos failed (%s); probing them one by one", len(chunk), type(error).__name__)
+            log.warning(
+                "probe task of %d videos failed (%s); probing them one by one", len(chunk), type(error).__name__
+            )
             results.extend(_one_by_one(remote, chunk))
     return results
 

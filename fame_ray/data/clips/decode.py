@@ -36,7 +36,9 @@ def open_video(video: Location, num_threads: int = 1):
         source = io.BytesIO(video.read_bytes()) if video.is_s3 else video.uri
         return decord.VideoReader(source, num_threads=num_threads)
     except (decord.DECORDError, RuntimeError, OSError, ValueError) as error:
-        raise DecodeError(f"cannot open {video}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
+        raise DecodeError(
+            f"cannot open {video}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+        ) from error
 
 
 def decode_clips(video: Location, usable: range, offsets: list[int], data: DataConfig) -> list[np.ndarray]:
@@ -65,5 +67,7 @@ def _decode_clips(video: Location, usable: range, offsets: list[int], data: Data
     try:
         frames = reader.get_batch(unique.tolist()).asnumpy()
     except (decord.DECORDError, RuntimeError, ValueError) as error:
-        raise DecodeError(f"cannot decode {video}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
+        raise DecodeError(
+            f"cannot decode {video}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+        ) from error
     return [frames[part] for part in np.split(inverse, len(clips))]

@@ -119,7 +119,9 @@ def min_max(maps: torch.Tensor) -> torch.Tensor:
     return flat.view_as(maps)
 
 
-def select_top(scores: torch.Tensor, count: int, largest: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+def select_top(
+    scores: torch.Tensor, count: int, largest: bool = True, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """B x N bool: the `count` largest (or smallest) scores of each row; ties broken at random.
 
     O(N) selection instead of a full sort: the count-th key is found with numpy's
@@ -196,7 +198,9 @@ def histograms(bins: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
     return counts.scatter_add_(1, bins, seeds.to(torch.float32))
 
 
-def foreground_probability(motion: torch.Tensor, mean_frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def foreground_probability(
+    motion: torch.Tensor, mean_frames: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Motion B H W and mean frames B 3 H W -> soft foreground map p B H W (steps 2-7)."""
     batch, height, width = motion.shape
     size = kernel_size(height)
@@ -215,7 +219,9 @@ def foreground_probability(motion: torch.Tensor, mean_frames: torch.Tensor, gene
     return min_max(gaussian_blur(probability, size))
 
 
-def mask_from_statistics(motion: torch.Tensor, mean_frames: torch.Tensor, beta: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def mask_from_statistics(
+    motion: torch.Tensor, mean_frames: torch.Tensor, beta: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Motion B H W + mean frames B 3 H W -> B H W 0/1 mask of the int(beta*H*W) top pixels of p.
     Ties are broken at random by `generator` (seeded 0 when None)."""
     batch, height, width = motion.shape
@@ -278,7 +284,9 @@ def clip_mask(clip: torch.Tensor, beta: float, generator: torch.Generator | None
     return mask_from_statistics(motion, mean, beta, generator)[0].to(torch.uint8)
 
 
-def fame_uint8(clips: torch.Tensor, beta: float, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def fame_uint8(
+    clips: torch.Tensor, beta: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """FAME on a uint8 batch B C T H W: (fused uint8 B C T H W, mask B H W, permutation B).
 
     The permutation is random over the batch and may map a clip to itself, as in the

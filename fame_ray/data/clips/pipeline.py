@@ -37,8 +37,8 @@ import ray
 import torch
 
 from fame_ray.config import DataConfig
-from fame_ray.data.clips import decode, fame, sampling, transforms
 from fame_ray.data import manifest
+from fame_ray.data.clips import decode, fame, sampling, transforms
 from fame_ray.errors import UserError
 from fame_ray.storage import Location
 
@@ -113,7 +113,12 @@ def load_manifest(location: Location, data: DataConfig) -> pa.Table:
     known = sizes[sizes > 0]
     if known.size:
         row = int(np.argmin(np.where(sizes > 0, sizes, np.iinfo(np.int32).max)))
-        transforms.check_crop_fits(data.crop_size, int(table["height"][row].as_py()), int(table["width"][row].as_py()), table["path"][row].as_py())
+        transforms.check_crop_fits(
+            data.crop_size,
+            int(table["height"][row].as_py()),
+            int(table["width"][row].as_py()),
+            table["path"][row].as_py(),
+        )
     return table.append_column("video_index", pa.array(np.arange(table.num_rows), pa.int64()))
 
 
@@ -121,7 +126,10 @@ def load_manifest(location: Location, data: DataConfig) -> pa.Table:
 def videos_of(location: Location) -> dict:
     """The manifest as plain columns, read once per process (tasks of a run share it)."""
     table = manifest.read(location)
-    return {name: table[name].to_pylist() if name == "path" else table[name].to_numpy() for name in ("path", "label", "start_frame", "end_frame")}
+    return {
+        name: table[name].to_pylist() if name == "path" else table[name].to_numpy()
+        for name in ("path", "label", "start_frame", "end_frame")
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -165,15 +173,23 @@ def clip_pair(videos: dict, video: int, epoch: int, shard: PretrainShard) -> dic
     started = time.perf_counter()
     clips = decode.decode_clips(source, range(start, end), offsets, data)
     decoded = time.perf_counter()
-    query, key = (np.ascontiguousarray(transforms.random_resized_crop(clip, data.crop_size, data.crop_scale, rng).transpose(3, 0, 1, 2)) for clip in clips)
+    query, key = (
+        np.ascontiguousarray(
+            transforms.random_resized_crop(clip, data.crop_size, data.crop_scale, rng).transpose(3, 0, 1, 2)
+        )
+        for clip in clips
+    )
     cropped = time.perf_counter()
     row = {"view_q": query, "view_k": key, "label": np.int64(videos["label"][video]), "video_index": np.int64(video)}
     if shard.masks:
         ties = torch.Generator().manual_seed(int(rng.integers(2**62)))
         row["mask"] = fame.clip_mask(torch.from_numpy(query), shard.beta, ties).numpy()
     # Per clip: decoding and cropping produce two clips, the mask is of the query clip only.
-    row.update(decode_ms=np.float32(500 * (decoded - started)), crop_ms=np.float32(500 * (cropped - decoded)),
-               mask_ms=np.float32(1000 * (time.perf_counter() - cropped) if shard.masks else 0.0))
+    row.update(
+        decode_ms=np.float32(500 * (decoded - started)),
+        crop_ms=np.float32(500 * (cropped - decoded)),
+        mask_ms=np.float32(1000 * (time.perf_counter() - cropped) if shard.masks else 0.0),
+    )
     return row
 
 
@@ -186,14 +202,19 @@ def _pretrain_row(videos: dict, step: int, slot: int, shard: PretrainShard, coun
         except decode.DecodeError as error:
             _count_failure(counter, videos["path"][video], error)
             epoch, video = shard.sampler.replacement(step, slot, attempt)
-    raise decode.DecodeError(f"step {step}: {REPLACEMENTS + 1} videos in a row failed to decode; see `fame-ray runs show` and the data")
+    raise decode.DecodeError(
+        f"step {step}: {REPLACEMENTS + 1} videos in a row failed to decode; see `fame-ray runs show` and the data"
+    )
 
 
 def _pretrain_batch(batch: dict, shard: PretrainShard, first_step: int, counter) -> dict:
     """Rows numbered from `first_step`'s first clip -> stacked uint8 arrays, one row each."""
     videos = videos_of(shard.manifest)
     per_worker = shard.sampler.per_worker_batch
-    rows = [_pretrain_row(videos, first_step + int(row) // per_worker, int(row) % per_worker, shard, counter) for row in batch["id"]]
+    rows = [
+        _pretrain_row(videos, first_step + int(row) // per_worker, int(row) % per_worker, shard, counter)
+        for row in batch["id"]
+    ]
     return {name: np.stack([row[name] for row in rows]) for name in rows[0]}
 
 
@@ -246,12 +267,25 @@ def _supervised_rows(row: dict, data: DataConfig, train: bool, source: Location,
         return []
     rows = []
     for index, clip in enumerate(clips):
-        cropped = transforms.random_resized_crop(clip, data.crop_size, data.crop_scale, rng) if train else transforms.eval_crop(clip, data.crop_size, data.test_crop)
-        rows.append({"clip": np.ascontiguousarray(cropped.transpose(3, 0, 1, 2)), "label": np.int64(row["label"]), "video_index": np.int64(row["video_index"]), "clip_index": np.int64(index)})
+        cropped = (
+            transforms.random_resized_crop(clip, data.crop_size, data.crop_scale, rng)
+            if train
+            else transforms.eval_crop(clip, data.crop_size, data.test_crop)
+        )
+        rows.append(
+            {
+                "clip": np.ascontiguousarray(cropped.transpose(3, 0, 1, 2)),
+                "label": np.int64(row["label"]),
+                "video_index": np.int64(row["video_index"]),
+                "clip_index": np.int64(index),
+            }
+        )
     return rows
 
 
-def supervised_dataset(manifest_location: Location, data: DataConfig, train: bool, data_cpus: float, seed: int = 0) -> ray.data.Dataset:
+def supervised_dataset(
+    manifest_location: Location, data: DataConfig, train: bool, data_cpus: float, seed: int = 0
+) -> ray.data.Dataset:
     """Rows {"clip": uint8 C T H W, "label", "video_index", "clip_index"} (all int64 but clip).
 
     train=True: one random clip per video (random resized crop + flip), the videos in a new

@@ -28,19 +28,27 @@ def contact_sheet(original, mask, fused, titles: list[str], frames: int):
     columns = 2 * frames + 1
     sheet = Image.new("RGB", (columns * (width + GAP) + GAP, batch * (height + GAP + 14) + 20), "white")
     draw = ImageDraw.Draw(sheet)
-    for x, text in ((GAP, "original frames"), (GAP + frames * (width + GAP), "FAME mask"), (GAP + (frames + 1) * (width + GAP), "merged (foreground on another clip's background)")):
+    for x, text in (
+        (GAP, "original frames"),
+        (GAP + frames * (width + GAP), "FAME mask"),
+        (GAP + (frames + 1) * (width + GAP), "merged (foreground on another clip's background)"),
+    ):
         draw.text((x, 4), text, fill="black")
     for row in range(batch):
         top = 20 + row * (height + GAP + 14)
         draw.text((GAP, top), titles[row], fill="black")
-        tiles = [original[row, :, t] for t in shown] + [mask[row][None].repeat(3, 1, 1)] + [fused[row, :, t] for t in shown]
+        tiles = (
+            [original[row, :, t] for t in shown] + [mask[row][None].repeat(3, 1, 1)] + [fused[row, :, t] for t in shown]
+        )
         for column, tile in enumerate(tiles):
             image = Image.fromarray(tile.permute(1, 2, 0).numpy())
             sheet.paste(image, (GAP + column * (width + GAP), top + 12))
     return sheet
 
 
-def pick_clips(table: pa.Table, data: DataConfig, count: int, seed: int, source: Location) -> tuple[list[np.ndarray], list[str]]:
+def pick_clips(
+    table: pa.Table, data: DataConfig, count: int, seed: int, source: Location
+) -> tuple[list[np.ndarray], list[str]]:
     """Centre-cropped clips (uint8 T H W C) of `count` random decodable videos, and their titles."""
     chosen, titles = [], []
     for index in np.random.default_rng(seed).permutation(table.num_rows):
@@ -48,7 +56,9 @@ def pick_clips(table: pa.Table, data: DataConfig, count: int, seed: int, source:
         transforms.check_crop_fits(data.crop_size, row["height"], row["width"], row["path"])
         offset = sampling.uniform_offsets(row["end_frame"] - row["start_frame"], data.clip_span, 1)
         try:
-            (clip,) = decode.decode_clips(source.at(row["path"]), range(row["start_frame"], row["end_frame"]), offset, data)
+            (clip,) = decode.decode_clips(
+                source.at(row["path"]), range(row["start_frame"], row["end_frame"]), offset, data
+            )
         except decode.DecodeError as error:
             log.warning("skipped: %s", error)
             continue
@@ -61,7 +71,9 @@ def pick_clips(table: pa.Table, data: DataConfig, count: int, seed: int, source:
     return chosen, titles
 
 
-def render(cfg: PretrainConfig, subset_manifest: Location, clips: int, frames: int, seed: int) -> tuple[Image.Image, int]:
+def render(
+    cfg: PretrainConfig, subset_manifest: Location, clips: int, frames: int, seed: int
+) -> tuple[Image.Image, int]:
     """The contact sheet of `clips` clips of a manifest of the dataset in cfg, and how many it shows."""
     chosen, titles = pick_clips(manifest.read(subset_manifest), cfg.data, clips, seed, cfg.data_location())
     batch = torch.from_numpy(np.stack(chosen)).permute(0, 4, 1, 2, 3).contiguous()

@@ -37,7 +37,9 @@ def clip_rng(seed: int, epoch: int, video: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, video])
 
 
-def clip_indices(start_frame: int, end_frame: int, offset: int, frames_per_clip: int, temporal_stride: int) -> np.ndarray:
+def clip_indices(
+    start_frame: int, end_frame: int, offset: int, frames_per_clip: int, temporal_stride: int
+) -> np.ndarray:
     """Frame indices of one clip starting `offset` frames after start_frame (wrapping, see module doc)."""
     length = max(end_frame - start_frame, 1)
     steps = offset + np.arange(frames_per_clip) * temporal_stride
@@ -78,13 +80,15 @@ class EpochSampler:
 
     def __post_init__(self):
         if self.effective_batch * self.steps_per_epoch > self.num_videos:
-            raise ValueError(f"{self.steps_per_epoch} steps of {self.effective_batch} clips need more than {self.num_videos} videos per epoch")
+            raise ValueError(
+                f"{self.steps_per_epoch} steps of {self.effective_batch} clips need more than "
+                f"{self.num_videos} videos per epoch"
+            )
 
     def locate(self, step: int, slot: int) -> tuple[int, int]:
         """(epoch, position in that epoch's permutation) of this rank's `slot`-th clip at `step`."""
         epoch, within = divmod(step, self.steps_per_epoch)
         return epoch, within * self.effective_batch + self.rank * self.per_worker_batch + slot
-
 
     def video(self, step: int, slot: int) -> tuple[int, int]:
         """(epoch, video index) of this rank's `slot`-th clip at `step`."""

@@ -27,12 +27,21 @@ def check_crop_fits(crop_size: int, height: int, width: int, where: str = "") ->
     if crop_size > min(height, width):
         place = f" ({where})" if where else ""
         raise UserError(
-            f"data.crop_size {crop_size} is larger than the videos' short side {min(height, width)} ({width}x{height}){place}",
+            (
+                f"data.crop_size {crop_size} is larger than the videos' short side {min(height, width)} "
+                f"({width}x{height}){place}"
+            ),
             f"use --set data.crop_size={min(height, width)} or smaller",
         )
 
 
-def random_resized_crop_box(height: int, width: int, scale: tuple[float, float], rng: np.random.Generator, ratio: tuple[float, float] = ASPECT_RATIO) -> tuple[int, int, int, int]:
+def random_resized_crop_box(
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    rng: np.random.Generator,
+    ratio: tuple[float, float] = ASPECT_RATIO,
+) -> tuple[int, int, int, int]:
     """(top, left, crop height, crop width) as torchvision's RandomResizedCrop.get_params."""
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
@@ -72,7 +81,13 @@ def resize(clip: np.ndarray, height: int, width: int) -> np.ndarray:
     return resized.permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def random_resized_crop(clip: np.ndarray, crop_size: int, scale: tuple[float, float], rng: np.random.Generator, flip_probability: float = 0.5) -> np.ndarray:
+def random_resized_crop(
+    clip: np.ndarray,
+    crop_size: int,
+    scale: tuple[float, float],
+    rng: np.random.Generator,
+    flip_probability: float = 0.5,
+) -> np.ndarray:
     """uint8 T H W C -> T crop_size crop_size C: one random box and one flip decision for all frames."""
     top, left, crop_height, crop_width = random_resized_crop_box(clip.shape[1], clip.shape[2], scale, rng)
     region = clip[:, top : top + crop_height, left : left + crop_width]

@@ -76,7 +76,7 @@ def write_hmdb51(out: str, writer, videos_per_class: int) -> None:
             flags = np.ones(videos_per_class, int)
             n_test = _test_count(videos_per_class - unused, 0.3)
             flags[order[:n_test]] = 2
-            flags[order[n_test:n_test + unused]] = 0
+            flags[order[n_test : n_test + unused]] = 0
             # The original lines end with a space: "<name>.avi 1 ".
             lines = [f"{file} {flag} " for file, flag in zip(files, flags)]
             _write_lines(os.path.join(splits_dir, f"{name}_test_split{split}.txt"), lines)
@@ -100,7 +100,11 @@ def write_diving48(out: str, writer, videos_per_class: int) -> None:
             (test if index < n_test else train).append(entry)
     # The vocabulary lists [take-off, somersault, twist, flight] per class; ours: the motion.
     vocab = [[c.motion, f"x{c.speed}", "NoTwis", "FREE"] for c in writer.classes]
-    for name, value in (("Diving48_V2_train.json", train), ("Diving48_V2_test.json", test), ("Diving48_vocab.json", vocab)):
+    for name, value in (
+        ("Diving48_V2_train.json", train),
+        ("Diving48_V2_test.json", test),
+        ("Diving48_vocab.json", vocab),
+    ):
         with open(os.path.join(out, name), "w") as handle:
             json.dump(value, handle)
 

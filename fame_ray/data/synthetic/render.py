@@ -26,6 +26,7 @@ MOTIONS = ("horizontal", "vertical", "circle", "diagonal", "pulse", "zigzag", "f
 # frames of video) always sees at least one whole period.
 BASE_PERIOD = 24.0
 
+
 @dataclass(frozen=True)
 class MotionClass:
     """One class: a trajectory kind and a speed level (1 = base period, 2 = twice as fast...)."""
@@ -85,7 +86,10 @@ def _background(height: int, width: int, hue: float, angle: float, rng: np.rando
 
     pad_h, pad_w = height + 8, width + 8
     blobs = rng.uniform(0, 1, size=(6, 8, 3)).astype(np.float32)
-    blobs = np.asarray(Image.fromarray((blobs * 255).astype(np.uint8)).resize((pad_w, pad_h), Image.BILINEAR), np.float32) / 255
+    blobs = (
+        np.asarray(Image.fromarray((blobs * 255).astype(np.uint8)).resize((pad_w, pad_h), Image.BILINEAR), np.float32)
+        / 255
+    )
     yy, xx = np.mgrid[0:pad_h, 0:pad_w].astype(np.float32)
     period = rng.uniform(8, 16)
     stripes = 0.5 + 0.5 * np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period)
@@ -118,9 +122,17 @@ def family_background(family: int, families: int, rng: np.random.Generator) -> t
     return family / families + rng.uniform(-0.03, 0.03), np.pi * family / families + rng.uniform(-0.1, 0.1)
 
 
-def render_video(motion: MotionClass, frames: int, width: int, height: int, rng: np.random.Generator,
-                 hue: float | None = None, stripe_angle: float | None = None, object_colour: tuple | None = None,
-                 object_size: tuple[float, float] = (0.10, 0.13)) -> np.ndarray:
+def render_video(
+    motion: MotionClass,
+    frames: int,
+    width: int,
+    height: int,
+    rng: np.random.Generator,
+    hue: float | None = None,
+    stripe_angle: float | None = None,
+    object_colour: tuple | None = None,
+    object_size: tuple[float, float] = (0.10, 0.13),
+) -> np.ndarray:
     """One video as uint8 T x H x W x 3. `hue`/`stripe_angle` fix the background (scene bias);
     `object_colour` (RGB 0-255) fixes the object's colour, else it is the background's
     complement (a colour that always stands out, but one that follows the background);
@@ -137,7 +149,7 @@ def render_video(motion: MotionClass, frames: int, width: int, height: int, rng:
     obj_colour = np.asarray(object_colour).astype(np.int16)
     shifts = np.clip(np.round(4 + np.outer(np.arange(frames), drift)), 0, 8).astype(int)
     background = background.astype(np.int16)
-    video = np.stack([background[dy:dy + height, dx:dx + width] for dy, dx in shifts])
+    video = np.stack([background[dy : dy + height, dx : dx + width] for dy, dx in shifts])
     # Sensor noise, uniform in [-4, 4] (integers: a normal draw costs more than the rest).
     video += rng.integers(-4, 5, size=(frames, height, width, 1), dtype=np.int16)
     for t in range(frames):

@@ -29,8 +29,17 @@ LAYOUTS = ("ucf101", "hmdb51", "diving48", "kinetics400", "folder")
 # look alike and fill a good part of the frame, so that the motion is what tells videos apart
 # (the background-bias experiment's reasoning, fame_ray.experiments.scene_bias); 64x64 frames for
 # the demo's 48-pixel crops.
-DEFAULT = {"num_classes": 8, "videos_per_class": 80, "frames": 32, "width": 64, "height": 64, "fps": 25, "seed": 0,
-           "object_colour": (235, 235, 235), "object_size": (0.18, 0.23)}
+DEFAULT = {
+    "num_classes": 8,
+    "videos_per_class": 80,
+    "frames": 32,
+    "width": 64,
+    "height": 64,
+    "fps": 25,
+    "seed": 0,
+    "object_colour": (235, 235, 235),
+    "object_size": (0.18, 0.23),
+}
 MARKER = ".fame-ray-synthetic.json"
 # Caps that stop a typo from running for hours or filling memory or disk: the largest real
 # datasets have 400 classes (Kinetics-400) and clips of a few hundred frames.
@@ -46,8 +55,18 @@ MAX_VIDEO_BYTES = 4 << 30
 class VideoWriter:
     """Renders and encodes the videos of one dataset (shared by the layout writers)."""
 
-    def __init__(self, num_classes: int, frames: int, width: int, height: int, fps: int, scene_bias: bool, seed: int,
-                 object_colour: tuple | None = None, object_size: tuple[float, float] = (0.10, 0.13)):
+    def __init__(
+        self,
+        num_classes: int,
+        frames: int,
+        width: int,
+        height: int,
+        fps: int,
+        scene_bias: bool,
+        seed: int,
+        object_colour: tuple | None = None,
+        object_size: tuple[float, float] = (0.10, 0.13),
+    ):
         self.classes = motion_classes(num_classes)
         self.frames, self.width, self.height, self.fps = frames, width, height, fps
         self.scene_bias, self.seed = scene_bias, seed
@@ -60,17 +79,32 @@ class VideoWriter:
         if self.scene_bias:
             # The class decides the background's hue and stripe direction (small jitter).
             hue, angle = family_background(label, len(self.classes), rng)
-        return render_video(self.classes[label], self.frames, self.width, self.height, rng, hue, angle, self.object_colour, self.object_size)
+        return render_video(
+            self.classes[label],
+            self.frames,
+            self.width,
+            self.height,
+            rng,
+            hue,
+            angle,
+            self.object_colour,
+            self.object_size,
+        )
 
     def write(self, label: int, index: int, path: str) -> None:
         write_video(self.render(label, index), path, self.fps)
 
 
-def _validate(layout: str, num_classes: int, videos_per_class: int, frames: int, width: int, height: int, fps: int) -> None:
+def _validate(
+    layout: str, num_classes: int, videos_per_class: int, frames: int, width: int, height: int, fps: int
+) -> None:
     if layout not in LAYOUTS:
         raise UserError(f"unknown layout '{layout}': expected one of {', '.join(LAYOUTS)}", "e.g. --layout ucf101")
     if num_classes < 1 or videos_per_class < 2:
-        raise UserError("need at least 1 class and 2 videos per class (one for train, one for test)", "raise --classes / --videos-per-class")
+        raise UserError(
+            "need at least 1 class and 2 videos per class (one for train, one for test)",
+            "raise --classes / --videos-per-class",
+        )
     if frames < 2 or fps < 1:
         raise UserError(f"need at least 2 frames and fps >= 1, got frames={frames} fps={fps}", "raise --frames")
     if width < 32 or height < 32 or width % 2 or height % 2:
@@ -79,16 +113,25 @@ def _validate(layout: str, num_classes: int, videos_per_class: int, frames: int,
 
 
 def _check_caps(num_classes: int, videos_per_class: int, frames: int, width: int, height: int, fps: int) -> None:
-    for flag, value, cap in (("--classes", num_classes, MAX_CLASSES), ("--videos-per-class", videos_per_class, MAX_VIDEOS_PER_CLASS),
-                             ("--frames", frames, MAX_FRAMES), ("--fps", fps, MAX_FPS)):
+    for flag, value, cap in (
+        ("--classes", num_classes, MAX_CLASSES),
+        ("--videos-per-class", videos_per_class, MAX_VIDEOS_PER_CLASS),
+        ("--frames", frames, MAX_FRAMES),
+        ("--fps", fps, MAX_FPS),
+    ):
         if value > cap:
             raise UserError(f"{flag} {value} is more than the synthetic writer takes ({cap})", f"lower {flag}")
     if max(width, height) > MAX_SIDE:
         raise UserError(f"--size {width}x{height} is larger than {MAX_SIDE}x{MAX_SIDE}", "e.g. --size 320x240")
     needed = frames * width * height * 3 * 2
     if needed > MAX_VIDEO_BYTES:
-        raise UserError(f"one video of {frames} frames at {width}x{height} needs {needed / (1 << 30):.1f} GiB of memory to render (at most {MAX_VIDEO_BYTES >> 30} GiB)",
-                        "lower --frames or --size")
+        raise UserError(
+            (
+                f"one video of {frames} frames at {width}x{height} needs {needed / (1 << 30):.1f} GiB of memory to "
+                f"render (at most {MAX_VIDEO_BYTES >> 30} GiB)"
+            ),
+            "lower --frames or --size",
+        )
 
 
 def check_output_folder(out: str, force: bool = False) -> None:
@@ -96,18 +139,38 @@ def check_output_folder(out: str, force: bool = False) -> None:
     dataset already (its marker file); another folder only with `force`, since files of the
     same names would be overwritten."""
     if "://" in out:
-        raise UserError(f"synthetic datasets are written to a local folder, not to {out.split('://', 1)[0]}://", "write to a local --out, then upload the folder")
+        raise UserError(
+            f"synthetic datasets are written to a local folder, not to {out.split('://', 1)[0]}://",
+            "write to a local --out, then upload the folder",
+        )
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise UserError(f"--out {out} exists and is not a folder", "give a folder path for --out")
     if path.is_dir() and any(path.iterdir()) and not is_complete(out) and not force:
-        raise UserError(f"{out} holds other files and no synthetic dataset ({MARKER}); files of the same names would be overwritten",
-                        "pick a new or empty folder, or pass --force")
+        raise UserError(
+            (
+                f"{out} holds other files and no synthetic dataset ({MARKER}); files of the same names would be "
+                "overwritten"
+            ),
+            "pick a new or empty folder, or pass --force",
+        )
 
 
-def write_dataset(out: str, layout: str, num_classes: int = 6, videos_per_class: int = 8, frames: int = 48,
-                  width: int = 160, height: int = 120, fps: int = 25, scene_bias: bool = False, seed: int = 0,
-                  object_colour: tuple | None = None, object_size: tuple[float, float] = (0.10, 0.13), force: bool = False) -> str:
+def write_dataset(
+    out: str,
+    layout: str,
+    num_classes: int = 6,
+    videos_per_class: int = 8,
+    frames: int = 48,
+    width: int = 160,
+    height: int = 120,
+    fps: int = 25,
+    scene_bias: bool = False,
+    seed: int = 0,
+    object_colour: tuple | None = None,
+    object_size: tuple[float, float] = (0.10, 0.13),
+    force: bool = False,
+) -> str:
     """Write a synthetic dataset in `layout`'s official layout under `out`; returns `out`.
 
     Layouts (docs/datasets.md): ucf101, hmdb51, diving48, kinetics400, folder. The videos, split
@@ -119,12 +182,24 @@ def write_dataset(out: str, layout: str, num_classes: int = 6, videos_per_class:
     writer = VideoWriter(num_classes, frames, width, height, fps, scene_bias, seed, object_colour, object_size)
     os.makedirs(out, exist_ok=True)
     getattr(layouts, f"write_{layout}")(out, writer, videos_per_class)
-    settings = {"layout": layout, "num_classes": num_classes, "videos_per_class": videos_per_class, "frames": frames,
-                "width": width, "height": height, "fps": fps, "scene_bias": scene_bias, "seed": seed,
-                "object_colour": list(object_colour) if object_colour else None, "object_size": list(object_size)}
+    settings = {
+        "layout": layout,
+        "num_classes": num_classes,
+        "videos_per_class": videos_per_class,
+        "frames": frames,
+        "width": width,
+        "height": height,
+        "fps": fps,
+        "scene_bias": scene_bias,
+        "seed": seed,
+        "object_colour": list(object_colour) if object_colour else None,
+        "object_size": list(object_size),
+    }
     # Written last: its presence means the dataset is complete.
     Path(out, MARKER).write_text(json.dumps(settings, indent=1))
-    log.info("wrote %d synthetic %s videos (%d classes) to %s", num_classes * videos_per_class, layout, num_classes, out)
+    log.info(
+        "wrote %d synthetic %s videos (%d classes) to %s", num_classes * videos_per_class, layout, num_classes, out
+    )
     return out
 
 
@@ -150,13 +225,18 @@ def ensure_default(root: str) -> str:
     written into a temporary sibling folder and renamed into place in one step.
     """
     if "://" in root:
-        raise UserError(f"the synthetic dataset is written on a local disk, not at {root}",
-                        "write it with `fame-ray synth --out DIR`, upload it, and use --dataset ucf101 --data-root s3://...")
+        raise UserError(
+            f"the synthetic dataset is written on a local disk, not at {root}",
+            "write it with `fame-ray synth --out DIR`, upload it, and use --dataset ucf101 --data-root s3://...",
+        )
     target = Path(root).expanduser()
     if _is_current_default(target):
         return str(target)
     if target.exists() and not is_complete(str(target)) and any(p.name != ".fame-ray" for p in target.iterdir()):
-        raise UserError(f"{target} exists but holds no complete synthetic dataset (no {MARKER})", "remove it or pick another --data-root")
+        raise UserError(
+            f"{target} exists but holds no complete synthetic dataset (no {MARKER})",
+            "remove it or pick another --data-root",
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:

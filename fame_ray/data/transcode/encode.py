@@ -62,21 +62,33 @@ class EncodeSettings:
 
     def __post_init__(self):
         if not MIN_SHORT_SIDE <= self.short_side <= MAX_SHORT_SIDE or self.short_side % 2:
-            raise UserError(f"--short-side must be an even number from {MIN_SHORT_SIDE} to {MAX_SHORT_SIDE}, got {self.short_side}",
-                            "128 serves 112-pixel crops, 256 serves I3D's 224-pixel crops")
+            raise UserError(
+                f"--short-side must be an even number from {MIN_SHORT_SIDE} to {MAX_SHORT_SIDE}, got {self.short_side}",
+                "128 serves 112-pixel crops, 256 serves I3D's 224-pixel crops",
+            )
         if not 1 <= self.gop <= MAX_GOP:
-            raise UserError(f"--gop must be from 1 to {MAX_GOP} frames, got {self.gop}", "16 puts a keyframe in every 16-frame stretch")
+            raise UserError(
+                f"--gop must be from 1 to {MAX_GOP} frames, got {self.gop}",
+                "16 puts a keyframe in every 16-frame stretch",
+            )
         if not 0 <= self.crf <= 51:
-            raise UserError(f"--crf must be from 0 to 51, got {self.crf}", "23 is x264's default; lower is larger and sharper")
+            raise UserError(
+                f"--crf must be from 0 to 51, got {self.crf}", "23 is x264's default; lower is larger and sharper"
+            )
         if self.preset not in X264_PRESETS:
-            raise UserError(f"--preset must be one of {', '.join(X264_PRESETS)}, got '{self.preset}'", "veryfast encodes quickly at a small size cost")
+            raise UserError(
+                f"--preset must be one of {', '.join(X264_PRESETS)}, got '{self.preset}'",
+                "veryfast encodes quickly at a small size cost",
+            )
 
     def check_crop(self, crop_size: int) -> None:
         """Refuse a short side too small for the crops the copy is meant for."""
         needed = required_short_side(crop_size)
         if self.short_side < needed:
-            raise UserError(f"--short-side {self.short_side} is below the {needed} that {crop_size}-pixel crops need",
-                            f"use --short-side {needed}; 128 serves 112-pixel crops, 256 serves I3D's 224")
+            raise UserError(
+                f"--short-side {self.short_side} is below the {needed} that {crop_size}-pixel crops need",
+                f"use --short-side {needed}; 128 serves 112-pixel crops, 256 serves I3D's 224",
+            )
 
     def frame_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) of the copy: the short side scaled to `short_side`, the aspect kept,
@@ -95,7 +107,10 @@ class EncodeSettings:
         return {"preset": self.preset, "crf": str(self.crf), "threads": "1", "x264-params": params}
 
     def describe(self) -> str:
-        return f"H.264 short side {self.short_side}, a keyframe every {self.gop} frames, crf {self.crf}, preset {self.preset}"
+        return (
+            f"H.264 short side {self.short_side}, a keyframe every {self.gop} frames, crf {self.crf}, preset "
+            f"{self.preset}"
+        )
 
 
 def container_for(name: str) -> str:

@@ -32,8 +32,8 @@ import math
 import os
 import posixpath
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pyarrow.fs as pafs
 import ray
@@ -87,7 +87,9 @@ class Progress:
     def line(self) -> str:
         rate = self.rate()
         eta = str(datetime.timedelta(seconds=round((self.total - self.done) / rate))) if rate > 0 else "--"
-        return f"{self.done}/{self.total} videos ({self.missing + self.skipped} skipped), {rate:.2f} videos/s, ETA {eta}"
+        return (
+            f"{self.done}/{self.total} videos ({self.missing + self.skipped} skipped), {rate:.2f} videos/s, ETA {eta}"
+        )
 
 
 @dataclass
@@ -159,7 +161,11 @@ def file_sizes(root: Location) -> dict[str, int]:
     """Path (relative to `root`) -> size of every file below it; empty when it does not exist."""
     selector = pafs.FileSelector(root.path, recursive=True, allow_not_found=True)
     prefix = len(root.path.rstrip("/")) + 1
-    return {info.path[prefix:]: info.size for info in root.filesystem.get_file_info(selector) if info.type == pafs.FileType.File}
+    return {
+        info.path[prefix:]: info.size
+        for info in root.filesystem.get_file_info(selector)
+        if info.type == pafs.FileType.File
+    }
 
 
 def _hidden(relative: str, folders_only: bool = False) -> bool:
@@ -171,7 +177,9 @@ def _is_video(relative: str) -> bool:
     return relative.lower().endswith(VIDEO_EXTENSIONS) and not _hidden(relative)
 
 
-def select_videos(data: config.DataConfig, source: Location, split: int | None, sizes: dict[str, int]) -> tuple[list[str], list[tuple[str, str]]]:
+def select_videos(
+    data: config.DataConfig, source: Location, split: int | None, sizes: dict[str, int]
+) -> tuple[list[str], list[tuple[str, str]]]:
     """(relative paths of the videos to transcode, (path, reason) of those the split lists but
     the root lacks). The layout is read either way, so a wrong --dataset fails here, in one line."""
     listing = catalog.READERS[data.dataset](Tree(source), split or 1)
@@ -181,9 +189,11 @@ def select_videos(data: config.DataConfig, source: Location, split: int | None, 
     paths = [e.path for entries in listing.subsets.values() for e in entries]
     outside = [p for p in paths if not p.startswith(root)]
     if outside:
-        raise UserError(f"split {split} lists videos outside {source}, e.g. {outside[0]}", "transcode the folder that holds them")
-    missing = [(path[len(root):] if path.startswith(root) else path, reason) for path, reason in listing.missing]
-    return list(dict.fromkeys(p[len(root):] for p in paths)), missing
+        raise UserError(
+            f"split {split} lists videos outside {source}, e.g. {outside[0]}", "transcode the folder that holds them"
+        )
+    missing = [(path[len(root) :] if path.startswith(root) else path, reason) for path, reason in listing.missing]
+    return list(dict.fromkeys(p[len(root) :] for p in paths)), missing
 
 
 # ---------------------------------------------------------------------------------------
@@ -197,9 +207,14 @@ def _inside(inner: Location, outer: Location) -> bool:
 def check_locations(source: Location, out: Location) -> None:
     """The root must be a folder, the copy neither inside it nor around it."""
     if not source.is_dir():
-        raise UserError(f"data root {source} does not exist or is not a folder", "pass --data-root DIR holding the dataset's official layout")
+        raise UserError(
+            f"data root {source} does not exist or is not a folder",
+            "pass --data-root DIR holding the dataset's official layout",
+        )
     if _inside(out, source) or _inside(source, out):
-        raise UserError(f"--out {out} overlaps the data root {source}", "write the copy beside the dataset, e.g. --out <root>-128")
+        raise UserError(
+            f"--out {out} overlaps the data root {source}", "write the copy beside the dataset, e.g. --out <root>-128"
+        )
     out.check_writable_root()
 
 
@@ -210,9 +225,14 @@ def open_record(out: Location, settings: EncodeSettings, out_files: dict[str, in
         try:
             recorded = json.loads(record.read_text()).get("settings")
         except (ValueError, AttributeError):
-            raise UserError(f"{record} is damaged", "remove it (the videos stay resumable) or pick another --out") from None
+            raise UserError(
+                f"{record} is damaged", "remove it (the videos stay resumable) or pick another --out"
+            ) from None
         if recorded != dataclasses.asdict(settings):
-            raise UserError(f"--out {out} holds a copy made with {_described(recorded)}", "rerun with the same flags to resume it, or pick another --out")
+            raise UserError(
+                f"--out {out} holds a copy made with {_described(recorded)}",
+                "rerun with the same flags to resume it, or pick another --out",
+            )
     elif out_files:
         raise UserError(f"--out {out} holds files and no transcode record", "pick a new or empty folder for the copy")
     _write(record, json.dumps({**header, "complete": False}, indent=1).encode())
@@ -267,14 +287,18 @@ def _failure(error: Exception) -> str:
     return f"{type(cause).__name__}: {text}".rstrip(": ")
 
 
-def run_tasks(jobs: list[Job], settings: EncodeSettings, progress: Progress, on_progress: Callable[[Progress], None]) -> dict[str, dict | str]:
+def run_tasks(
+    jobs: list[Job], settings: EncodeSettings, progress: Progress, on_progress: Callable[[Progress], None]
+) -> dict[str, dict | str]:
     """Transcode `jobs` in parallel Ray tasks; relative path -> outcome. A task whose worker
     dies (a decoder crash on a broken file) is retried video by video, so one bad file costs
     only itself; a task that raises (a failed write) stops the job."""
     remote = ray.remote(num_cpus=TASK_CPUS, max_retries=0)(transcode_chunk)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     size = max(1, min(CHUNK, math.ceil(len(jobs) / (4 * cpus))))
-    pending = {remote.remote(chunk, settings): chunk for chunk in (jobs[i:i + size] for i in range(0, len(jobs), size))}
+    pending = {
+        remote.remote(chunk, settings): chunk for chunk in (jobs[i : i + size] for i in range(0, len(jobs), size))
+    }
     outcomes: dict[str, dict | str] = {}
     last = time.monotonic()
     while pending:
@@ -286,10 +310,15 @@ def run_tasks(jobs: list[Job], settings: EncodeSettings, progress: Progress, on_
             except ray.exceptions.RayTaskError as error:
                 for other in pending:
                     ray.cancel(other, force=True)
-                raise UserError(f"writing the copy failed: {_failure(error)}", "check the space and permissions at --out (a rerun resumes)") from None
+                raise UserError(
+                    f"writing the copy failed: {_failure(error)}",
+                    "check the space and permissions at --out (a rerun resumes)",
+                ) from None
             except ray.exceptions.RayError as error:
                 if len(chunk) > 1:
-                    log.warning("a task of %d videos failed (%s); transcoding them one by one", len(chunk), type(error).__name__)
+                    log.warning(
+                        "a task of %d videos failed (%s); transcoding them one by one", len(chunk), type(error).__name__
+                    )
                     pending.update({remote.remote([job], settings): [job] for job in chunk})
                     continue
                 results = [f"transcode crashed: {type(error).__name__}"]
@@ -303,8 +332,14 @@ def run_tasks(jobs: list[Job], settings: EncodeSettings, progress: Progress, on_
     return outcomes
 
 
-def run(data: config.DataConfig, source: Location, out: Location, settings: EncodeSettings, split: int | None = None,
-        on_progress: Callable[[Progress], None] = lambda p: log.info("%s", p.line())) -> TranscodeResult:
+def run(
+    data: config.DataConfig,
+    source: Location,
+    out: Location,
+    settings: EncodeSettings,
+    split: int | None = None,
+    on_progress: Callable[[Progress], None] = lambda p: log.info("%s", p.line()),
+) -> TranscodeResult:
     """Write the transcoded copy of the dataset at `source` to `out` (see the module docstring).
 
     Raises UserError for a missing root, a wrong layout, an `out` that holds something else or
@@ -312,12 +347,17 @@ def run(data: config.DataConfig, source: Location, out: Location, settings: Enco
     """
     started = time.time()
     if data.dataset == "csv":
-        raise UserError("a csv list has no layout to copy", "transcode the folder the list points into with --dataset folder")
+        raise UserError(
+            "a csv list has no layout to copy", "transcode the folder the list points into with --dataset folder"
+        )
     check_locations(source, out)
     sizes, out_files = file_sizes(source), file_sizes(out)
     videos, missing = select_videos(data, source, split, sizes)
     if not videos:
-        raise UserError(f"no videos to transcode in {source}" + (f" for split {split}" if split else ""), "check --data-root and --dataset")
+        raise UserError(
+            f"no videos to transcode in {source}" + (f" for split {split}" if split else ""),
+            "check --data-root and --dataset",
+        )
     header = {"settings": dataclasses.asdict(settings), "dataset": data.dataset, "source": source.uri, "split": split}
     record = open_record(out, settings, out_files, header)
     removed = remove_leftovers(out, out_files, videos)
@@ -333,23 +373,52 @@ def run(data: config.DataConfig, source: Location, out: Location, settings: Enco
         progress.started = time.monotonic()
         outcomes = run_tasks(todo, settings, progress, on_progress)
         on_progress(progress)
-    return _finish(out, record, header, settings, sizes, out_files, videos, missing, outcomes, copied, time.time() - started)
+    return _finish(
+        out, record, header, settings, sizes, out_files, videos, missing, outcomes, copied, time.time() - started
+    )
 
 
-def _finish(out, record, header, settings, sizes, out_files, videos, missing, outcomes, copied, seconds) -> TranscodeResult:
+def _finish(
+    out, record, header, settings, sizes, out_files, videos, missing, outcomes, copied, seconds
+) -> TranscodeResult:
     """Sum up sizes, write the skipped list and the summary; fail when no video made it."""
     skipped = list(missing) + [(v, outcomes[v]) for v in videos if isinstance(outcomes.get(v), str)]
-    written = {v: (outcomes[v]["bytes_out"] if v in outcomes else out_files[v]) for v in videos if isinstance(outcomes.get(v), dict) or v in out_files}
-    result = TranscodeResult(out, settings, len(videos) + len(missing), sum(isinstance(o, dict) for o in outcomes.values()),
-                             sum(v in out_files for v in videos), skipped, copied, sum(sizes[v] for v in written),
-                             sum(written.values()), seconds, record, out / SKIPPED)
+    written = {
+        v: (outcomes[v]["bytes_out"] if v in outcomes else out_files[v])
+        for v in videos
+        if isinstance(outcomes.get(v), dict) or v in out_files
+    }
+    result = TranscodeResult(
+        out,
+        settings,
+        len(videos) + len(missing),
+        sum(isinstance(o, dict) for o in outcomes.values()),
+        sum(v in out_files for v in videos),
+        skipped,
+        copied,
+        sum(sizes[v] for v in written),
+        sum(written.values()),
+        seconds,
+        record,
+        out / SKIPPED,
+    )
     _write_skipped(result.skipped_file, skipped)
-    summary = {"videos": result.videos, "transcoded": result.transcoded, "already_done": result.already_done,
-               "skipped": [{"path": p, "reason": r} for p, r in skipped], "copied_files": len(copied),
-               "bytes_before": result.bytes_before, "bytes_after": result.bytes_after, "ratio": round(result.ratio, 4),
-               "seconds": round(seconds, 1)}
+    summary = {
+        "videos": result.videos,
+        "transcoded": result.transcoded,
+        "already_done": result.already_done,
+        "skipped": [{"path": p, "reason": r} for p, r in skipped],
+        "copied_files": len(copied),
+        "bytes_before": result.bytes_before,
+        "bytes_after": result.bytes_after,
+        "ratio": round(result.ratio, 4),
+        "seconds": round(seconds, 1),
+    }
     _write(record, json.dumps({**header, "complete": not skipped, "summary": summary}, indent=1).encode())
     if not written:
         reasons = sorted({reason for _, reason in skipped})[:3]
-        raise UserError(f"none of the {result.videos} videos could be transcoded ({'; '.join(reasons)})", f"see {result.skipped_file}")
+        raise UserError(
+            f"none of the {result.videos} videos could be transcoded ({'; '.join(reasons)})",
+            f"see {result.skipped_file}",
+        )
     return result
