@@ -187,7 +187,7 @@ def list_checkpoints(run: Location) -> list[CheckpointInfo]:
     """All checkpoint directories of a run, oldest first; incomplete ones flagged."""
     try:
         entries = run.children()
-    except (OSError, FileNotFoundError):
+    except OSError:
         return []
     found = []
     for entry in entries:
@@ -290,7 +290,7 @@ def prune(run: Location, keep: int) -> list[str]:
             continue
         try:
             info.location.delete_dir()
-        except (OSError, FileNotFoundError) as error:
+        except OSError as error:
             logger.warning("could not delete old checkpoint %s (%s); it stays", info.location, error)
             continue
         deleted.append(info.name)
@@ -351,7 +351,7 @@ def run_names(root: Location) -> list[str]:
     """Names of the run directories directly under the storage root, sorted."""
     try:
         entries = root.children()
-    except (OSError, FileNotFoundError):
+    except OSError:
         return []
     names = []
     for entry in entries:
@@ -401,7 +401,7 @@ def data_stats(run: Location) -> list[str]:
     """Names of the Ray Data stats files a run kept, oldest first."""
     try:
         return sorted(entry.base_name for entry in (run / DATA_STATS_DIR).children())
-    except (OSError, FileNotFoundError):
+    except OSError:
         return []
 
 

@@ -172,6 +172,70 @@ def plan_resources(total_cpus: float, train: TrainConfig, data: DataConfig) -> R
     return ResourcePlan(cpus_per_worker=cpus_per_worker, data_cpus=data_cpus)
 
 
+@dataclass(frozen=True)
+class ChunkedTasks:
+    """How a list of items is shared out to Ray tasks (`map_chunks`)."""
+
+    task_cpus: float
+    """num_cpus of each task."""
+    max_chunk: int
+    """At most this many items per task."""
+    tasks_per_cpu: int
+    """At least this many tasks per CPU of the cluster when there are enough items."""
+    crashed: str
+    """What an item whose single-item task still dies is reported as ('probe crashed', ...)."""
+
+
+def map_chunks(
+    fn, items: list, how: ChunkedTasks, *extra, fatal=(), on_item=None, every_s: float = 5.0, on_progress=None
+):
+    """`fn(chunk, *extra)` -> one result per item, over Ray tasks; the results in the items' order.
+
+    A task whose worker dies (a decoder crash on a broken file) is retried item by item, so one
+    bad file costs only itself (an item whose own task dies gets `"<how.crashed>: <error type>"`).
+    A task that raises one of `fatal` cancels the others and raises that error (a failed write
+    stops a job); `on_item(item, result)` sees each result as it arrives, `on_progress()` is
+    called every `every_s` seconds while tasks are left.
+    """
+    if not items:
+        return []
+    remote = ray.remote(num_cpus=how.task_cpus, max_retries=0)(fn)
+    cpus = max(1, int(cluster_cpus()))
+    size = max(1, min(how.max_chunk, math.ceil(len(items) / (how.tasks_per_cpu * cpus))))
+    pending = {
+        remote.remote(items[i : i + size], *extra): list(range(i, min(i + size, len(items))))
+        for i in range(0, len(items), size)
+    }
+    results: list = [None] * len(items)
+    last = time.monotonic()
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=every_s)
+        for ref in ready:
+            positions = pending.pop(ref)
+            try:
+                found = ray.get(ref)
+            except fatal:
+                for other in pending:
+                    ray.cancel(other, force=True)
+                raise
+            except ray.exceptions.RayError as error:
+                if len(positions) > 1:
+                    logger.warning(
+                        "a task of %d items failed (%s); running them one by one", len(positions), type(error).__name__
+                    )
+                    pending.update({remote.remote([items[p]], *extra): [p] for p in positions})
+                    continue
+                found = [f"{how.crashed}: {type(error).__name__}"]
+            for position, result in zip(positions, found):
+                results[position] = result
+                if on_item is not None:
+                    on_item(items[position], result)
+        if on_progress is not None and pending and time.monotonic() - last >= every_s:
+            on_progress()
+            last = time.monotonic()
+    return results
+
+
 def drain_node(address: str, node_id: str, deadline_s: float, message: str) -> None:
     """Tell Ray's GCS that a node is being preempted and goes away in `deadline_s` seconds
     (what a cloud's spot reclaim does through the autoscaler, and `ray drain-node` by hand).

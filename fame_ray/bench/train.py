@@ -98,12 +98,18 @@ def step_flops_per_clip(cfg: PretrainConfig) -> float:
     return passes * counter.get_total_flops() / clips.shape[0]
 
 
-def utilisation(flops_per_clip: float, clips_per_s: float) -> dict:
-    """Achieved TFLOP/s, and MFU against the bf16 dense peak of the GPU in use (when known)."""
+def gpu_name() -> str | None:
+    """The name of the GPU the bench runs on (None on CPU)."""
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def utilisation(flops_per_clip: float, clips_per_s: float, gpu: str | None) -> dict:
+    """Achieved TFLOP/s, and MFU against the bf16 dense peak of `gpu` (when it is a known one;
+    no MFU on CPU, `gpu` None)."""
     achieved = flops_per_clip * clips_per_s / 1e12
     out = {"flops_per_clip": flops_per_clip, "achieved_tflops": achieved}
-    if torch.cuda.is_available():
-        name = torch.cuda.get_device_name(0)
+    if gpu is not None:
+        name = gpu
         peak = next(
             (value for key, value in PEAK_BF16_TFLOPS.items() if all(part in name for part in key.split())), None
         )
@@ -228,7 +234,7 @@ def run(overrides: list[str] = (), gpu: bool = False, steps: int = 30, warmup: i
         "plain": plain,
         "ray_train": through_ray,
         "ray_train_overhead": 1.0 - through_ray["clips_per_s"] / plain["clips_per_s"],
-        "utilisation": utilisation(step_flops_per_clip(cfg), plain["clips_per_s"]),
+        "utilisation": utilisation(step_flops_per_clip(cfg), plain["clips_per_s"], gpu_name()),
         "machine": machine(),
     }
     if pipeline:

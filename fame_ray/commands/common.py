@@ -49,6 +49,12 @@ def data_flags(dataset=None, data_root=None, split=None, csv=None) -> dict:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def storage_flags(storage=None, s3_endpoint=None, run_name=None, resume=None) -> dict:
+    """The `storage` section from the common storage flags (only those given)."""
+    values = {"path": storage, "s3_endpoint": s3_endpoint, "run_name": run_name, "resume": resume}
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def drop_none(values: dict) -> dict:
     """Nested dict without the None leaves (flags the user did not give)."""
     out = {}
@@ -73,7 +79,7 @@ def assemble(
 ):
     """The one way every command builds its config: the preset (`--preset`, else the demo for
     a bare synthetic run, else the official recipe), then the YAML file, then the flags the
-    user gave, then `--set` overrides; validated once."""
+    user gave, then `--set` overrides; the result validated as a whole."""
     file_values = load_yaml(config_file) if config_file else None
     chosen = presets.choose(preset, config_file, dataset)
     return build(cls, presets.get(table, chosen), file_values, drop_none(flags), overrides or [])

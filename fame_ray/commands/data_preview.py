@@ -62,7 +62,7 @@ def preview(
     flags = {
         "data": common.data_flags(dataset, data_root, split, csv),
         "fame": {"beta": beta},
-        "storage": {"s3_endpoint": s3_endpoint},
+        "storage": common.storage_flags(s3_endpoint=s3_endpoint),
     }
     cfg = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, "recipe", overrides)
     sheet, shown = render(cfg, ready.manifests(cfg.data, cfg.data_location())[subset], clips, frames, seed)

@@ -106,7 +106,7 @@ def transcode(
         )
     flags = {
         "data": {**common.data_flags(dataset, data_root, split), "crop_size": crop_size},
-        "storage": {"s3_endpoint": s3_endpoint},
+        "storage": common.storage_flags(s3_endpoint=s3_endpoint),
     }
     config = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, "recipe", None)
     settings.check_crop(config.data.crop_size)

@@ -152,7 +152,7 @@ def finetune(
         "data": common.data_flags(dataset, data_root, split),
         "model": {"arch": arch},
         "train": {"epochs": epochs, "num_workers": workers, "use_gpu": gpu},
-        "storage": {"path": storage, "s3_endpoint": s3_endpoint, "run_name": run_name},
+        "storage": common.storage_flags(storage, s3_endpoint, run_name),
         "pretrained": pretrained,
         "mode": mode,
         "samples": samples,

@@ -134,7 +134,7 @@ def pretrain(
             "max_steps": max_steps,
             **parse_workers(workers),
         },
-        "storage": {"path": storage, "s3_endpoint": s3_endpoint, "run_name": run_name, "resume": resume},
+        "storage": common.storage_flags(storage, s3_endpoint, run_name, resume),
     }
     config = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, preset, overrides)
     from fame_ray.pretrain.driver import run_pretrain  # torch and ray: loaded only to run

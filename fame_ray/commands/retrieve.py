@@ -52,7 +52,7 @@ def retrieve(
         "data": {**common.data_flags(dataset, data_root, split), "eval_clips": clips},
         "model": {"arch": arch},
         "train": {"num_workers": workers, "use_gpu": gpu},
-        "storage": {"path": storage, "s3_endpoint": s3_endpoint, "run_name": run_name},
+        "storage": common.storage_flags(storage, s3_endpoint, run_name),
         "pretrained": pretrained,
     }
     config, wanted_arch = downstream_config(flags, dataset, arch, config_file, preset, overrides)

@@ -194,7 +194,8 @@ def build(
     overrides: list[str] | None = None,
 ):
     """The one way a config is made: a preset (a config object or a dict), then the YAML file's
-    values, then the command's flags, then `key=value` overrides; validated once, at the end."""
+    values, then the command's flags, then `key=value` overrides, then validated as a whole (each
+    section validates itself when it is made, presets included)."""
     values = to_dict(preset) if dataclasses.is_dataclass(preset) else dict(preset or {})
     values = merge(values, file_values or {})
     values = merge(values, flag_values or {})

@@ -5,9 +5,10 @@
 
 `run_pretrain` checks every user input before any worker starts (one UserError each), connects
 to Ray (the cluster when RAY_ADDRESS is set or inside `ray job submit`, else a local instance),
-checks that a worker fits the nodes' memory (`plan.check_memory`), derives the run plan once, builds the Ray Data
-pipeline from the manifest and hands the worker
-loop (`fame_ray.pretrain.worker.train_loop`) to a TorchTrainer with {config, plan}.
+prepares the dataset (`data.ready`: its manifests, written if absent or stale), derives the run plan
+once, checks that a worker fits the nodes' memory (`plan.check_memory`) and hands the worker loop
+(`fame_ray.pretrain.worker.train_loop`) to a TorchTrainer with its loop config: the config, the
+plan, whether a premade dataset replaces the stream, the progress relay and the verbosity.
 
 Resume: the run directory is `<storage>/<run name>`. Every (re)start of the worker group
 resumes from the furthest of Ray Train's registered checkpoint and the latest *complete*

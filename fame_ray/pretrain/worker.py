@@ -1,6 +1,6 @@
 """The Ray Train worker loop of pretraining: one function per worker, plain PyTorch inside.
 
-Ray-specific lines are few and marked `# Ray:`. Each worker takes the config and the plan,
+The calls into Ray Train and Ray Data are few and each is marked `# Ray:`. Each worker takes the config and the plan,
 builds MoCo on its device (DDP across workers via prepare_model), restores the latest
 checkpoint, then streams its own rows of every step from Ray Data (`pipeline.pretrain_stream`:
 which videos a step sees is fixed by the seed, so a resumed run continues in the epoch and at
@@ -65,7 +65,7 @@ def _restore_source(plan: RunPlan, rank: int, world: int):
     if not source:
         return None, ""
     if source == "ray":
-        restored = ray.train.get_checkpoint()
+        restored = ray.train.get_checkpoint()  # Ray: the checkpoint Ray Train restored
         return ckpt.load_ray_checkpoint_state(restored), restored.path
     return ckpt.load_state(plan.run.at(source)), source
 
@@ -75,7 +75,7 @@ class Loop:
 
     def __init__(self, cfg: PretrainConfig, plan: RunPlan, relay=None):
         self.cfg, self.plan, self.relay = cfg, plan, relay
-        context = ray.train.get_context()
+        context = ray.train.get_context()  # Ray: this worker's rank and world size
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()  # Ray: the worker's device
         world_plan = plan.for_world(self.world)
@@ -136,16 +136,15 @@ class Loop:
         """This worker's batches from the current step to the end, epoch after epoch (or, for
         benchmarks and tests, passes over a premade dataset's shard, as many as needed)."""
         if premade:
+            shard = ray.train.get_dataset_shard("train")  # Ray: the premade dataset's shard
             while True:
-                yield from ray.train.get_dataset_shard("train").iter_torch_batches(
-                    batch_size=self.per_worker_batch, drop_last=True
-                )  # Ray
+                yield from shard.iter_torch_batches(batch_size=self.per_worker_batch, drop_last=True)
         shard = self.shard()
         tasks, task_cpus = self.plan.resources.per_rank(self.world)
         for steps in shard.segments():
             dataset = pipeline.pretrain_stream(shard, steps, tasks, task_cpus)  # Ray: this worker's Ray Data stream
             try:
-                yield from pipeline.step_batches(dataset, shard)
+                yield from pipeline.step_batches(dataset, shard)  # Ray: one batch per step
             finally:  # also when the loop stops at the last step
                 self._keep_data_stats(dataset, steps)
 
@@ -274,9 +273,8 @@ class Loop:
         and on preemption: the upload must be done before the workers go)."""
         name = ckpt.dir_name(self.step)
         if self.rank != 0:
-            ray.train.report(
-                self.last_metrics, checkpoint=None, checkpoint_dir_name=name
-            )  # Ray: same count on every rank
+            # Ray: every rank reports as often as rank 0 (no checkpoint from the others)
+            ray.train.report(self.last_metrics, checkpoint=None, checkpoint_dir_name=name)
             return
         self.writer.flush()
         state = {

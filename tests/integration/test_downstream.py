@@ -117,7 +117,7 @@ def test_finetune_sweep_linear_probe_retrieval_and_report(learnable_root, pretra
         )
     )
     assert linear["mode"] == "linear" and linear["trials"][0]["status"] == "completed"
-    assert linear["metrics"]["videos"] == 8 and linear["metrics"]["video_top1"] is not None
+    assert linear["metrics"]["videos"] == 8 and linear["metrics"]["video_top1"] > 25.0, linear["trials"]  # chance 25%
 
     retrieval = run_retrieval(_finetune_config(learnable_root, pretrained_run, runs, storage={"run_name": "ret"}))
     assert retrieval["metrics"]["queries"] == 8 and retrieval["metrics"]["gallery"] == 16

@@ -109,9 +109,11 @@ def test_flops_per_clip_are_counted_and_grow_with_the_clip():
     longer = build(PretrainConfig, cfg, {"data": {"frames_per_clip": 2 * cfg.data.frames_per_clip}})
     flops, double = bench_train.step_flops_per_clip(cfg), bench_train.step_flops_per_clip(longer)
     assert flops > 1e7 and 1.8 < double / flops < 2.2
-    figures = bench_train.utilisation(flops, 100.0)
-    assert abs(figures["achieved_tflops"] - flops * 100 / 1e12) < 1e-12
-    assert "mfu" not in figures or figures["mfu"] is None or torch.cuda.is_available()
+    on_cpu = bench_train.utilisation(flops, 100.0, None)
+    assert abs(on_cpu["achieved_tflops"] - flops * 100 / 1e12) < 1e-12 and "mfu" not in on_cpu
+    on_h200 = bench_train.utilisation(flops, 100.0, "NVIDIA H200")
+    assert on_h200["peak_bf16_tflops"] == 989.4 and on_h200["mfu"] == on_h200["achieved_tflops"] / 989.4
+    assert bench_train.utilisation(flops, 100.0, "Some Other GPU")["mfu"] is None
 
 
 def _accumulation_run(micro_batch: int, enqueue: str):

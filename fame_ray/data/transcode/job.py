@@ -28,7 +28,6 @@ import datetime
 import io
 import json
 import logging
-import math
 import os
 import posixpath
 import time
@@ -49,8 +48,9 @@ log = logging.getLogger(__name__)
 
 RECORD = ".fame-ray/transcode.json"
 SKIPPED = ".fame-ray/transcode_skipped.csv"
-CHUNK = 4  # videos per Ray task: a video takes seconds, so small chunks keep the progress line moving
-TASK_CPUS = 1.0  # one decoder and one single-threaded x264 per task
+# At most 4 videos per task (a video takes seconds: small chunks keep the progress line moving),
+# four tasks per CPU at least; one CPU each: one decoder and one single-threaded x264.
+TASKS = runtime.ChunkedTasks(task_cpus=1.0, max_chunk=4, tasks_per_cpu=4, crashed="transcode crashed")
 PROGRESS_EVERY_S = 5.0
 FILE_MODE = 0o644
 
@@ -293,43 +293,21 @@ def run_tasks(
     """Transcode `jobs` in parallel Ray tasks; relative path -> outcome. A task whose worker
     dies (a decoder crash on a broken file) is retried video by video, so one bad file costs
     only itself; a task that raises (a failed write) stops the job."""
-    remote = ray.remote(num_cpus=TASK_CPUS, max_retries=0)(transcode_chunk)
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    size = max(1, min(CHUNK, math.ceil(len(jobs) / (4 * cpus))))
-    pending = {
-        remote.remote(chunk, settings): chunk for chunk in (jobs[i : i + size] for i in range(0, len(jobs), size))
-    }
-    outcomes: dict[str, dict | str] = {}
-    last = time.monotonic()
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_EVERY_S)
-        for ref in ready:
-            chunk = pending.pop(ref)
-            try:
-                results = ray.get(ref)
-            except ray.exceptions.RayTaskError as error:
-                for other in pending:
-                    ray.cancel(other, force=True)
-                raise UserError(
-                    f"writing the copy failed: {_failure(error)}",
-                    "check the space and permissions at --out (a rerun resumes)",
-                ) from None
-            except ray.exceptions.RayError as error:
-                if len(chunk) > 1:
-                    log.warning(
-                        "a task of %d videos failed (%s); transcoding them one by one", len(chunk), type(error).__name__
-                    )
-                    pending.update({remote.remote([job], settings): [job] for job in chunk})
-                    continue
-                results = [f"transcode crashed: {type(error).__name__}"]
-            for job, result in zip(chunk, results):
-                outcomes[job.relative] = result
-                progress.transcoded += isinstance(result, dict)
-                progress.skipped += isinstance(result, str)
-        if time.monotonic() - last >= PROGRESS_EVERY_S and pending:
-            on_progress(progress)
-            last = time.monotonic()
-    return outcomes
+
+    def count(job: Job, result) -> None:
+        progress.transcoded += isinstance(result, dict)
+        progress.skipped += isinstance(result, str)
+
+    try:
+        results = runtime.map_chunks(
+            transcode_chunk, jobs, TASKS, settings, fatal=(ray.exceptions.RayTaskError,), on_item=count,
+            every_s=PROGRESS_EVERY_S, on_progress=lambda: on_progress(progress),
+        )  # fmt: skip
+    except ray.exceptions.RayTaskError as error:  # the write that failed, raised in its task
+        raise UserError(
+            f"writing the copy failed: {_failure(error)}", "check the space and permissions at --out (a rerun resumes)"
+        ) from None
+    return {job.relative: result for job, result in zip(jobs, results)}
 
 
 def run(
