@@ -182,9 +182,8 @@ def ray_train_run(
     cfg.train.max_steps = warmup + steps
     cfg.storage.path = tempfile.mkdtemp(prefix="fame-ray-bench-")
     cfg.storage.run_name = name
-    plan = make_plan(
-        cfg, manifest_location or Location.parse(cfg.storage.path), num_videos, resources, checkpoints.git_sha()
-    )
+    where = manifest_location or Location.parse(cfg.storage.path)  # a premade dataset reads no manifest
+    plan = make_plan(cfg, {"train": where, "test": where}, num_videos, resources, checkpoints.git_sha())
     fit(cfg, plan, premade)
     return _worker_figures(plan.run, warmup, cfg.train.global_batch)
 

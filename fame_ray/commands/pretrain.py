@@ -139,7 +139,11 @@ def pretrain(
     config = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, preset, overrides)
     from fame_ray.pretrain.driver import run_pretrain  # torch and ray: loaded only to run
 
-    result = run_pretrain(config, verbose)
+    try:
+        result = run_pretrain(config, verbose)
+    except KeyboardInterrupt:
+        stopped(config)
+        raise typer.Exit(130) from None  # as shells expect after Ctrl-C (128 + SIGINT)
     name = config.run_name()
     typer.echo(f"run {name}: checkpoints, metrics.jsonl and TensorBoard logs in {config.run_location()}")
     if result.metrics and "acc1_mean" in result.metrics:
@@ -160,4 +164,23 @@ def pretrain(
         )
     typer.echo(
         f"to resume or extend it, rerun with --run-name {name} (e.g. --max-steps N); see `fame-ray runs show {name}`"
+    )
+
+
+def stopped(config) -> None:
+    """After Ctrl-C: the step the run reached, the checkpoint it keeps, and the command that resumes."""
+    from fame_ray import checkpoints
+
+    name = config.run_name()
+    try:
+        summary = checkpoints.summarize(config.storage.root(), name)
+    except Exception:  # noqa: BLE001 - the user stopped the run; say what is known, never a traceback
+        summary = None
+    if summary is None or summary.latest is None:
+        typer.echo(f"stopped before the first checkpoint of run {name}: rerunning starts it again", err=True)
+        return
+    typer.echo(
+        f"stopped at step {summary.last_step} of run {name}; kept: {summary.latest.name} (step "
+        f"{summary.latest.step}); resume with the same command, or: fame-ray pretrain --resume {name}",
+        err=True,
     )

@@ -38,7 +38,13 @@ def demo_pretrain() -> PretrainConfig:
         moco=MoCoConfig(queue_size=128, momentum=0.99, enqueue="after_both"),
         optim=OptimConfig(lr=0.1, base_batch=32),
         train=PretrainTrainConfig(
-            epochs=14, global_batch=32, num_workers=2, checkpoint_every=100, log_every=10, readout=True
+            epochs=14,
+            global_batch=32,
+            num_workers=2,
+            checkpoint_every=100,
+            log_every=10,
+            readout=True,
+            readout_every=20,
         ),
     )
 

@@ -404,8 +404,12 @@ class PretrainTrainConfig(TrainConfig):
     readout: bool = False
     """After pretraining, read out what was learned: a linear probe of the frozen features of the
     dataset's train split, tested on its test split, next to a randomly initialised encoder."""
+    readout_every: int = 0
+    """Every N steps, rank 0 reads out the features while the run goes on: the accuracy of a 5-NN
+    vote on held-out videos (pretrain.readout; shown as `kNN` in the progress line); 0 = never."""
 
     def __post_init__(self):
+        _check(self.readout_every >= 0, "train.readout_every must be >= 0 (0 = never)")
         _check(0 <= self.min_workers <= self.num_workers, "train.min_workers must be between 0 and num_workers")
         super().__post_init__()
         _check(self.max_steps >= 0, "train.max_steps must be >= 0")

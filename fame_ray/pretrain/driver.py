@@ -74,15 +74,15 @@ def _run_config(cfg: PretrainConfig, plan: RunPlan) -> RunConfig:
     )
 
 
-def plan_run(cfg: PretrainConfig, train_manifest: Location, resources: ResourcePlan) -> RunPlan:
-    """The run plan over the training manifest."""
-    num_videos = manifest.read(train_manifest).num_rows
+def plan_run(cfg: PretrainConfig, manifests: dict[str, Location], resources: ResourcePlan) -> RunPlan:
+    """The run plan over the training manifest (`manifests`: 'train' and 'test')."""
+    num_videos = manifest.read(manifests["train"]).num_rows
     if num_videos < cfg.train.global_batch:
         raise UserError(
             f"the training split has {num_videos} videos, fewer than one global batch ({cfg.train.global_batch})",
             "lower --batch",
         )
-    return make_plan(cfg, train_manifest, num_videos, resources, checkpoints.git_sha())
+    return make_plan(cfg, manifests, num_videos, resources, checkpoints.git_sha())
 
 
 def log_start(cfg: PretrainConfig, plan: RunPlan, verbose: bool = False) -> None:
@@ -157,7 +157,7 @@ def run_pretrain(cfg: PretrainConfig, verbose: bool = False):
     )
     try:
         manifests = ready.manifests(cfg.data, cfg.data_location())  # the one step that prepares the dataset
-        plan = plan_run(cfg, manifests["train"], runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data))
+        plan = plan_run(cfg, manifests, runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data))
         check_memory(cfg, plan.worlds, runtime.node_memory(cfg.train.use_gpu))
         log_start(cfg, plan, verbose)
         result = fit(cfg, plan, verbose=verbose)

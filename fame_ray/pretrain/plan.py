@@ -53,6 +53,8 @@ class RunPlan:
     """The run directory `<storage>/<run name>`."""
     manifest: Location
     """The training manifest."""
+    test_manifest: Location
+    """The test manifest (the read-out's held-out videos)."""
     num_videos: int
     steps_per_epoch: int
     """Optimizer steps per pass over the training videos (at the configured global batch)."""
@@ -97,13 +99,14 @@ def world_plans(cfg: PretrainConfig) -> dict[int, WorldPlan]:
 
 
 def make_plan(
-    cfg: PretrainConfig, manifest: Location, num_videos: int, resources: ResourcePlan, git_sha: str
+    cfg: PretrainConfig, manifests: dict[str, Location], num_videos: int, resources: ResourcePlan, git_sha: str
 ) -> RunPlan:
-    """The plan of a run over `num_videos` training videos."""
+    """The plan of a run over `num_videos` training videos (`manifests`: 'train' and 'test')."""
     return RunPlan(
         run_name=cfg.run_name(),
         run=cfg.run_location(),
-        manifest=manifest,
+        manifest=manifests["train"],
+        test_manifest=manifests["test"],
         num_videos=num_videos,
         steps_per_epoch=steps_per_epoch(cfg, num_videos),
         total_steps=total_steps(cfg, num_videos),

@@ -31,6 +31,7 @@ from fame_ray.data.clips import pipeline
 from fame_ray.pretrain import progress
 from fame_ray.pretrain.metrics import MetricsWriter
 from fame_ray.pretrain.plan import RunPlan
+from fame_ray.pretrain.readout import KnnReadout
 from fame_ray.pretrain.step import build_training, step_generators, train_step, unwrap
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,8 @@ class Loop:
         self.pending: list[tuple[int, torch.Tensor, torch.Tensor, float, dict]] = []
         self.last_metrics: dict = {}
         self.saved_for_preemption = False
+        self.readout: KnnReadout | None = None  # rank 0, when train.readout_every asks for it
+        self.last_readout = self.step
 
     def _restore(self) -> int:
         """Model and optimizer state of the latest checkpoint (the model is on its device first,
@@ -163,6 +166,14 @@ class Loop:
         if self.step >= self.total:
             logger.info("rank %d: already at step %d of %d, nothing to do", self.rank, self.step, self.total)
             return
+        if self.rank == 0 and self.cfg.train.readout_every and not premade:
+            self.readout = KnnReadout(self.cfg, self.plan.manifest, self.plan.test_manifest, self.device)
+            start = self.readout(unwrap(self.moco).backbone)
+            self._say(
+                f"read-out at step {self.step}: kNN {start:.3f} (5-NN accuracy of held-out videos' features, chance "
+                f"{1 / max(int(self.readout.train_labels.max()) + 1, 1):.3f}); loss and acc@1 below are MoCo's own "
+                "instance task, which flattens once features group by class: kNN is the learning signal"
+            )
         self.timer.reset()
         for batch in self.batches(premade):
             self.timer.data_ready()
@@ -219,6 +230,22 @@ class Loop:
             )
         return True
 
+    def _say(self, line: str) -> None:
+        """A line for the user: through the driver's relay when there is one (rank 0 only)."""
+        if self.relay is not None:
+            self.relay.post.remote(line)  # Ray: to the driver, which prints it
+        else:
+            logger.info(line)
+
+    def _readout(self) -> dict:
+        """{'knn': accuracy} on rank 0 at the steps `train.readout_every` asks for (the log step at
+        or after each multiple of it), else {}."""
+        every = self.cfg.train.readout_every
+        if self.readout is None or self.step // every == self.last_readout // every and self.step != self.total:
+            return {}
+        self.last_readout = self.step
+        return {"knn": self.readout(unwrap(self.moco).backbone)}
+
     def _log(self, report: bool = True) -> None:
         """Per-step records for the interval, one progress line, and (unless a checkpoint
         report follows) one metrics report on every rank."""
@@ -227,6 +254,7 @@ class Loop:
             .cpu()
             .tolist()
         )
+        readout = self._readout()
         summary = self.timer.summary(self.total - self.step)
         self.timer.reset()
         done, self.pending = self.pending, []
@@ -240,6 +268,7 @@ class Loop:
                 "start_step": self.start_step,
                 **stages,
                 **summary,
+                **(readout if step == self.step else {}),
             }
             if self.writer:
                 self.writer.write(step, record)
@@ -261,10 +290,7 @@ class Loop:
                 self.epoch,
                 {**record, **stages, "loss": means["loss_mean"], "acc1": means["acc1_mean"]},
             )
-            if self.relay is not None:
-                self.relay.post.remote(line)  # Ray: to the driver, which prints it
-            else:
-                logger.info(line)
+            self._say(line)
         if report:
             ray.train.report(self.last_metrics)  # Ray: every rank, same steps
 

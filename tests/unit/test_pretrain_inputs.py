@@ -106,7 +106,8 @@ def test_the_plan_holds_every_derived_value(tmp_path):
         },
     )
     resources = ResourcePlan(0.5, 1.0)
-    plan = make_plan(config, Location.parse(str(tmp_path / "m.parquet")), 100, resources, "abc")
+    where = Location.parse(str(tmp_path / "m.parquet"))
+    plan = make_plan(config, {"train": where, "test": where}, 100, resources, "abc")
     assert plan.steps_per_epoch == 100 // 12 and plan.total_steps == config.train.epochs * plan.steps_per_epoch
     assert plan.run.uri == str(tmp_path / "pretrain-synthetic-tiny")
     assert sorted(plan.worlds) == [1, 2, 3]

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from fame_ray.config import DataConfig, PretrainConfig
 from fame_ray.data import manifest
-from fame_ray.data.clips import decode, fame, sampling, transforms
+from fame_ray.data.clips import decode, fame, transforms
 from fame_ray.errors import UserError
 from fame_ray.storage import Location
 
@@ -50,25 +50,11 @@ def pick_clips(
     table: pa.Table, data: DataConfig, count: int, seed: int, source: Location
 ) -> tuple[list[np.ndarray], list[str]]:
     """Centre-cropped clips (uint8 T H W C) of `count` random decodable videos, and their titles."""
-    chosen, titles = [], []
-    for index in np.random.default_rng(seed).permutation(table.num_rows):
-        row = {name: table[name][int(index)].as_py() for name in table.column_names}
-        transforms.check_crop_fits(data.crop_size, row["height"], row["width"], row["path"])
-        offset = sampling.uniform_offsets(row["end_frame"] - row["start_frame"], data.clip_span, 1)
-        try:
-            (clip,) = decode.decode_clips(
-                source.at(row["path"]), range(row["start_frame"], row["end_frame"]), offset, data
-            )
-        except decode.DecodeError as error:
-            log.warning("skipped: %s", error)
-            continue
-        chosen.append(transforms.resize_center_crop(clip, data.crop_size))
-        titles.append(f"{row['label_name']}: {row['path'].rsplit('/', 1)[-1]}")
-        if len(chosen) == count:
-            break
-    if len(chosen) < 2:
-        raise UserError(f"found only {len(chosen)} decodable videos", "FAME needs at least 2 clips; check the dataset")
-    return chosen, titles
+    picked = decode.centre_clips(table, np.random.default_rng(seed).permutation(table.num_rows), count, data, source)
+    if len(picked) < 2:
+        raise UserError(f"found only {len(picked)} decodable videos", "FAME needs at least 2 clips; check the dataset")
+    chosen = [transforms.resize_center_crop(clip, data.crop_size) for _, clip in picked]
+    return chosen, [f"{row['label_name']}: {row['path'].rsplit('/', 1)[-1]}" for row, _ in picked]
 
 
 def render(
