@@ -25,5 +25,6 @@ _BUILDERS["r2plus1d_10"] = r2plus1d_10
 def build_backbone(arch: str) -> nn.Module:
     """A freshly initialised backbone of `arch` (one of config.ARCHS, or r2plus1d_10)."""
     if arch not in _BUILDERS:
-        raise UserError(f"unknown arch '{arch}'", f"use one of {', '.join(ARCHS)} (or r2plus1d_10 for released DCLR weights)")
+        raise UserError(f"unknown arch '{arch}'",
+                        f"use one of {', '.join(ARCHS)} (or r2plus1d_10 for released DCLR weights)")
     return _BUILDERS[arch]()
