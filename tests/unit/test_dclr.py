@@ -18,10 +18,24 @@ from torch import nn
 
 from fame_ray.errors import ConfigError, UserError
 from fame_ray.models import build_backbone
-from fame_ray.models.dclr import (DCLR, DCLRConfig, DCLROutput, activation_map, dclr_for, dynamic_view,
-                                  multi_positive_nce, static_view, weighted_pool)
-from fame_ray.models.loading import (fame_ray_backbone_state, load_backbone_state, load_official_dclr_query_encoder,
-                                     load_pretrained_backbone, official_method)
+from fame_ray.models.dclr import (
+    DCLR,
+    DCLRConfig,
+    DCLROutput,
+    activation_map,
+    dclr_for,
+    dynamic_view,
+    multi_positive_nce,
+    static_view,
+    weighted_pool,
+)
+from fame_ray.models.loading import (
+    fame_ray_backbone_state,
+    load_backbone_state,
+    load_official_dclr_query_encoder,
+    load_pretrained_backbone,
+    official_method,
+)
 from fame_ray.storage import Location
 
 # The official names of the seven queues, in the order of DCLR.queues.
@@ -123,7 +137,7 @@ def ref_forward_once(model, queues, q, k, permutation, temperature, topk, moment
     official queue names to dim x K tensors (and "ptr" to an int), updated in place."""
     with torch.no_grad():
         qvc, qsc, qdc, qrsv, qrdv = ref_extract_feature(model.encoder_k, q, train=False)
-        kvc, ksc, kdc, krsv, krdv = ref_extract_feature(model.encoder_k, k, train=False)
+        _kvc, ksc, kdc, krsv, krdv = ref_extract_feature(model.encoder_k, k, train=False)  # kvc: unused, as official
     qvv, qvs, qvd, qsv, qdv = ref_extract_feature(model.encoder_q, q, qsc, qdc)
     with torch.no_grad():
         for param_q, param_k in zip(model.encoder_q.parameters(), model.encoder_k.parameters()):
@@ -516,7 +530,7 @@ def test_the_released_one_block_net_loads_as_r2plus1d_10_and_says_so_as_r2plus1d
     with pytest.raises(UserError, match="one block per stage") as error:
         load_official_dclr_query_encoder(saved, "r2plus1d_18")
     assert "r2plus1d_10" in error.value.hint
-    backbone, report = load_official_dclr_query_encoder(saved, "r2plus1d_10")
+    backbone, _ = load_official_dclr_query_encoder(saved, "r2plus1d_10")
     assert torch.equal(backbone.layer4[0].conv2[0][3].weight, expected.layer4[0].conv2[0][3].weight)
     # A FAME checkpoint is not taken for a DCLR one.
     with pytest.raises(UserError, match="not an official DCLR"):
