@@ -193,8 +193,9 @@ class DCLREncoder(nn.Module):
 @dataclass
 class DCLROutput:
     """One DCLR step: `loss` (scalar, with grad), `acc1` (share of RGB-RGB queries whose key
-    scores highest, no grad), `terms` (no grad): the five NCE terms vv, vs, vd, sv, dv and the
-    unweighted activation-map term "map"."""
+    scores highest, no grad), `terms` (no grad): the five NCE terms vv, vs, vd, sv, dv, the
+    unweighted activation-map term "map" and "contrastive", the sum of the five (what the
+    gradient comes from: at init the weighted map term is most of `loss`, docs/dclr.md)."""
 
     loss: torch.Tensor
     acc1: torch.Tensor
@@ -354,7 +355,8 @@ class DCLR(nn.Module):
         terms = dict(zip(PAIRS, nce))
         terms["map"] = keys.map_error.mean()
         # The official sum: (vs + sv) + (vd + dv) + vv + 0.1 * map.
-        loss = (terms["vs"] + terms["sv"]) + (terms["vd"] + terms["dv"]) + terms["vv"] + self.map_weight * terms["map"]
+        terms["contrastive"] = (terms["vs"] + terms["sv"]) + (terms["vd"] + terms["dv"]) + terms["vv"]
+        loss = terms["contrastive"] + self.map_weight * terms["map"]
         acc1 = (logits[:, 0].detach().argmax(dim=1) == 0).float().mean()
         return DCLROutput(loss, acc1, {name: value.detach() for name, value in terms.items()})
 

@@ -271,7 +271,7 @@ def test_a_step_matches_the_official_computation():
     """Loss, every term, acc@1, the gradients, all seven queues, the momentum update and the
     BatchNorm buffers after one step (tiny backbone, with BatchNorm), on fixed inputs."""
     model, reference, queues, out, (loss, acc1, terms, _), _ = _parity_step()
-    assert set(out.terms) == set(terms)
+    assert set(out.terms) == set(terms) | {"contrastive"}
     for name in terms:
         torch.testing.assert_close(out.terms[name], terms[name].detach(), rtol=1e-6, atol=1e-6, msg=name)
     torch.testing.assert_close(out.loss, loss, rtol=1e-6, atol=1e-6)
@@ -369,7 +369,7 @@ def test_gradients_reach_every_query_parameter_and_no_key_parameter():
     assert all(p.grad is None and not p.requires_grad for p in model.encoder_k.parameters())
     assert not out.acc1.requires_grad and 0.0 <= float(out.acc1) <= 1.0
     assert all(not t.requires_grad for t in out.terms.values())
-    assert set(out.terms) == {"vv", "vs", "vd", "sv", "dv", "map"}
+    assert set(out.terms) == {"vv", "vs", "vd", "sv", "dv", "map", "contrastive"}
 
 
 def test_the_map_term_is_logged_but_carries_no_gradient():
@@ -383,6 +383,7 @@ def test_the_map_term_is_logged_but_carries_no_gradient():
         out.loss.backward()
         grads.append([p.grad.clone() for p in model.encoder_q.parameters()])
         nce = sum(out.terms[name] for name in ("vv", "vs", "vd", "sv", "dv"))
+        torch.testing.assert_close(out.terms["contrastive"], nce, rtol=1e-6, atol=1e-6)
         torch.testing.assert_close(out.loss.detach(), nce + weight * out.terms["map"], rtol=1e-6, atol=1e-5)
     assert float(out.terms["map"]) > 0
     assert all(torch.equal(a, b) for a, b in zip(*grads))
