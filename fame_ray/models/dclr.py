@@ -244,6 +244,7 @@ class DCLR(nn.Module):
                  warmup_steps: int = 256, shuffle_bn: bool = True, dynamic_wrap: bool = True,
                  generator: torch.Generator | None = None):
         super().__init__()
+        # The same checks as the config (ConfigError on a bad value).
         DCLRConfig(queue_size, momentum, temperature, topk, mlp, map_weight, warmup_steps, shuffle_bn, dynamic_wrap)
         self.queue_size, self.momentum, self.temperature, self.topk = queue_size, momentum, temperature, topk
         self.map_weight, self.shuffle_bn, self.dynamic_wrap = map_weight, shuffle_bn, dynamic_wrap
