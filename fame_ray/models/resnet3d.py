@@ -16,7 +16,8 @@ The official repository has no R3D-18 constructor (its file lists 'r3d_18' but o
 `r2plus1d_18`); R3D-18 here uses the same classes with a plain 3x3x3 conv and the
 conv-BN-ReLU stem, i.e. torchvision's `r3d_18` names.
 
-Input B,C,T,H,W float (normalised); output B,512 (global average pool over T,H,W).
+Input B,C,T,H,W float (normalised); output B,512 (global average pool over T,H,W);
+`feature_map` gives layer4's output B,512,T',H',W' before the pool.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def _stem_3d() -> nn.Sequential:
 
 
 class VideoResNet(nn.Module):
-    """ResNet-18 layout (2,2,2,2 basic blocks, widths 64..512) over video, no classifier."""
+    """ResNet-18 layout (2,2,2,2 basic blocks by default, widths 64..512) over video, no classifier."""
 
     feature_dim = 512
 
@@ -105,11 +106,14 @@ class VideoResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool3d(1)
         _init_weights(self)
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """B,3,T,H,W -> B,512,T',H',W' (layer4's output; T' = T/8, H' = H/16 rounded up)."""
+        x = self.stem(x)
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """B,3,T,H,W -> B,512."""
-        x = self.stem(x)
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.avgpool(x).flatten(1)
+        return self.avgpool(self.feature_map(x)).flatten(1)
 
 
 def _init_weights(model: nn.Module) -> None:
@@ -130,6 +134,13 @@ def _init_weights(model: nn.Module) -> None:
 def r2plus1d_18() -> VideoResNet:
     """R(2+1)D-18 as in the official FAME code (`backbone/r2plus1d.py`, `r2plus1d_18`)."""
     return VideoResNet(_stem_2plus1d(), _conv_2plus1d)
+
+
+def r2plus1d_10() -> VideoResNet:
+    """R(2+1)D with one basic block per stage: the net the released DCLR code builds under the
+    name `r2plus1d_18` (its `view_resnet.py` passes layers [1, 1, 1, 1]). Same parameter names as
+    r2plus1d_18 minus every `layerL.1.*`; here only to load checkpoints of that code (docs/dclr.md)."""
+    return VideoResNet(_stem_2plus1d(), _conv_2plus1d, layers=(1, 1, 1, 1))
 
 
 def r3d_18() -> VideoResNet:
