@@ -153,6 +153,13 @@ def pretrain(
             f"(chance {1 / (config.moco.queue_size + 1):.4f}: the positive among {config.moco.queue_size} "
             "queued negatives)"
         )
+    if result.metrics and "readout" in result.metrics:
+        typer.echo(
+            f"read-out: a linear probe on the frozen features tells held-out videos' classes apart "
+            f"{100 * result.metrics['readout']:.1f}% of the time at step {result.metrics.get('step')}, "
+            f"{100 * result.metrics['readout_start']:.1f}% when this session started "
+            f"(chance {100 / len(catalog_classes(config)):.1f}%)"
+        )
     if config.train.readout:
         from fame_ray.downstream.features import probe_readout
 
@@ -184,3 +191,10 @@ def stopped(config) -> None:
         f"{summary.latest.step}); resume with the same command, or: fame-ray pretrain --resume {name}",
         err=True,
     )
+
+
+def catalog_classes(config) -> list[str]:
+    """The class names of the run's dataset (its manifests exist once the run has started)."""
+    from fame_ray.data import catalog
+
+    return catalog.class_names(config.data, config.data_location())

@@ -405,8 +405,9 @@ class PretrainTrainConfig(TrainConfig):
     """After pretraining, read out what was learned: a linear probe of the frozen features of the
     dataset's train split, tested on its test split, next to a randomly initialised encoder."""
     readout_every: int = 0
-    """Every N steps, rank 0 reads out the features while the run goes on: the accuracy of a 5-NN
-    vote on held-out videos (pretrain.readout; shown as `kNN` in the progress line); 0 = never."""
+    """Every N steps (and at the first and last), rank 0 reads out the features while the run goes
+    on: a linear probe's accuracy on held-out videos (pretrain.readout; `read-out` in the progress
+    line); 0 = never."""
 
     def __post_init__(self):
         _check(self.readout_every >= 0, "train.readout_every must be >= 0 (0 = never)")

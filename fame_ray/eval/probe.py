@@ -58,21 +58,3 @@ def linear_probe(
     weight, bias = fit_linear(train_x, train_labels_t, classes)
     predictions = (test_x @ weight + bias).argmax(dim=1)
     return float((predictions == test_labels_t).double().mean())
-
-
-def knn_accuracy(
-    train_features: torch.Tensor,
-    train_labels: torch.Tensor,
-    test_features: torch.Tensor,
-    test_labels: torch.Tensor,
-    k: int = 5,
-) -> float:
-    """Test accuracy in [0, 1] of a k-nearest-neighbour vote (cosine similarity, ties to the lower
-    label) over `N D` features: no fitting, so it is cheap enough to run during training."""
-    if len(test_labels) == 0 or len(train_labels) == 0:
-        return float("nan")
-    similarity = F.normalize(test_features.double(), dim=1) @ F.normalize(train_features.double(), dim=1).T
-    nearest = similarity.topk(min(k, len(train_labels)), dim=1).indices
-    classes = int(max(train_labels.max(), test_labels.max())) + 1
-    votes = F.one_hot(train_labels[nearest].long(), classes).sum(dim=1)
-    return float((votes.argmax(dim=1) == test_labels).double().mean())

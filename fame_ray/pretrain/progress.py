@@ -3,10 +3,11 @@
     step 40/120 (33%) | epoch 2 | loss 5.912 | acc@1 0.219 | 41.3 clips/s | data-wait 12% | eta 1m56s
         | ms/clip decode 7.7 crop 1.4 fame 3.0          (all on one line)
 
-Loss and acc@1 are the means over the steps since the last line (MoCo's instance task); kNN,
-where the run reads its features out (`train.readout_every`), is the 5-NN accuracy of held-out
-videos' features (pretrain.readout): what the encoder has learned about the classes; clips/s, data-wait (the share
-of wall time spent waiting for the next batch) and the eta are measured over the same steps.
+Loss and acc@1 are the means over the steps since the last line (MoCo's instance task); the
+read-out, where the run reads its features out (`train.readout_every`), is a linear probe's
+accuracy on held-out videos' features (pretrain.readout): what the encoder knows of the classes.
+Clips/s, data-wait (the share of wall time spent waiting for the next batch) and the eta are
+measured over the same steps as the loss.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def format_line(step: int, total: int, epoch: int, metrics: dict) -> str:
     return (
         f"step {step}/{total} ({share:.0f}%) | epoch {epoch} | loss {metrics['loss']:.3f} | acc@1 {metrics['acc1']:.3f}"
         f" | {metrics['clips_per_s']:.1f} clips/s | data-wait {100 * metrics['data_wait']:.0f}% | eta "
-        f"{format_duration(metrics['eta_s'])}" + (f" | kNN {metrics['knn']:.3f}" if "knn" in metrics else "")
+        f"{format_duration(metrics['eta_s'])}"
+        + (f" | read-out {metrics['readout']:.3f}" if "readout" in metrics else "")
     ) + stage_text(metrics)
 
 

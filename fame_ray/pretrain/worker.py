@@ -31,7 +31,7 @@ from fame_ray.data.clips import pipeline
 from fame_ray.pretrain import progress
 from fame_ray.pretrain.metrics import MetricsWriter
 from fame_ray.pretrain.plan import RunPlan
-from fame_ray.pretrain.readout import KnnReadout
+from fame_ray.pretrain.readout import FeatureReadout
 from fame_ray.pretrain.step import build_training, step_generators, train_step, unwrap
 
 logger = logging.getLogger(__name__)
@@ -103,8 +103,9 @@ class Loop:
         self.pending: list[tuple[int, torch.Tensor, torch.Tensor, float, dict]] = []
         self.last_metrics: dict = {}
         self.saved_for_preemption = False
-        self.readout: KnnReadout | None = None  # rank 0, when train.readout_every asks for it
+        self.readout: FeatureReadout | None = None  # rank 0, when train.readout_every asks for it
         self.last_readout = self.step
+        self.readout_start = float("nan")  # the read-out when this session started
 
     def _restore(self) -> int:
         """Model and optimizer state of the latest checkpoint (the model is on its device first,
@@ -167,12 +168,12 @@ class Loop:
             logger.info("rank %d: already at step %d of %d, nothing to do", self.rank, self.step, self.total)
             return
         if self.rank == 0 and self.cfg.train.readout_every and not premade:
-            self.readout = KnnReadout(self.cfg, self.plan.manifest, self.plan.test_manifest, self.device)
-            start = self.readout(unwrap(self.moco).backbone)
+            self.readout = FeatureReadout(self.cfg, self.plan.manifest, self.plan.test_manifest, self.device)
+            start = self.readout_start = self.readout(unwrap(self.moco).backbone)
             self._say(
-                f"read-out at step {self.step}: kNN {start:.3f} (5-NN accuracy of held-out videos' features, chance "
+                f"read-out at step {self.step}: {start:.3f} (a linear probe of held-out videos' features; chance "
                 f"{1 / max(int(self.readout.train_labels.max()) + 1, 1):.3f}); loss and acc@1 below are MoCo's own "
-                "instance task, which flattens once features group by class: kNN is the learning signal"
+                "instance task, which flattens once features group by class: the read-out is the learning signal"
             )
         self.timer.reset()
         for batch in self.batches(premade):
@@ -238,13 +239,13 @@ class Loop:
             logger.info(line)
 
     def _readout(self) -> dict:
-        """{'knn': accuracy} on rank 0 at the steps `train.readout_every` asks for (the log step at
+        """{'readout': accuracy} on rank 0 at the steps `train.readout_every` asks for (the log step at
         or after each multiple of it), else {}."""
         every = self.cfg.train.readout_every
         if self.readout is None or self.step // every == self.last_readout // every and self.step != self.total:
             return {}
         self.last_readout = self.step
-        return {"knn": self.readout(unwrap(self.moco).backbone)}
+        return {"readout": self.readout(unwrap(self.moco).backbone), "readout_start": self.readout_start}
 
     def _log(self, report: bool = True) -> None:
         """Per-step records for the interval, one progress line, and (unless a checkpoint
