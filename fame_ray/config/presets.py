@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fame_ray.config.tree import (
     DataConfig,
+    DCLRConfig,
     FinetuneConfig,
     MoCoConfig,
     ModelConfig,
@@ -38,6 +39,9 @@ def demo_pretrain() -> PretrainConfig:
         ),
         model=ModelConfig(arch="tiny", mlp_head=True),
         moco=MoCoConfig(queue_size=128, momentum=0.99, enqueue="after_both"),
+        # With --method dclr: the same short-run queue and momentum; the warm-up fills its 128 keys
+        # (4 steps of 32) instead of the official 256 iterations (a run of 196 steps).
+        dclr=DCLRConfig(queue_size=128, momentum=0.99, warmup_steps=4),
         optim=OptimConfig(lr=0.1, base_batch=32),
         train=PretrainTrainConfig(
             epochs=14,

@@ -57,7 +57,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from fame_ray.errors import ConfigError
+from fame_ray.config import DCLRConfig
 from fame_ray.models.backbones import build_backbone
 from fame_ray.models.moco import concat_all_gather, momentum_update, projection_head, ring_write, shuffled_forward
 
@@ -68,43 +68,6 @@ QUEUES = ("vv", "vs", "vd", "sv", "dv", "rs", "rd")
 PAIRS = ("vv", "vs", "vd", "sv", "dv")
 KEY_OF = (0, 3, 4, 1, 2)
 POSITIVES_OF = (0, 1, 2, 1, 2)
-
-
-@dataclass
-class DCLRConfig:
-    """DCLR's own settings, defaults as the official main_view.py / start_view.sh run them."""
-
-    queue_size: int = 2048
-    """Queue length K (official: 2048 on UCF101, 16384 on Kinetics-400, set by --dataset)."""
-    momentum: float = 0.999
-    """Key encoder momentum m."""
-    temperature: float = 0.07
-    """Softmax temperature T of the five contrasts."""
-    topk: int = 5
-    """Queue entries counted as extra positives per contrast (multi-positive NCE)."""
-    mlp: bool = True
-    """MLP heads (Linear, ReLU, Linear); False: one Linear (the official code ignores its flag)."""
-    map_weight: float = 0.1
-    """Weight of the activation-map term in the logged loss (it carries no gradient)."""
-    warmup_steps: int = 256
-    """Initial steps that fill the queues without an optimizer step (official: 256 of epoch 0)."""
-    shuffle_bn: bool = True
-    """Shuffle the key batch across workers before the key encoder (shuffle-BN)."""
-    dynamic_wrap: bool = True
-    """Frame 0 of the dynamic view is frame 0 minus the last frame (official roll); False: zero."""
-
-    def __post_init__(self):
-        checks = [
-            (self.queue_size > 0, "dclr.queue_size must be positive"),
-            (0 <= self.momentum < 1, "dclr.momentum must be in [0, 1)"),
-            (self.temperature > 0, "dclr.temperature must be positive"),
-            (1 <= self.topk <= self.queue_size, "dclr.topk must be in [1, dclr.queue_size]"),
-            (self.map_weight >= 0, "dclr.map_weight must be >= 0"),
-            (self.warmup_steps >= 0, "dclr.warmup_steps must be >= 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message, "see docs/dclr.md for the official values")
 
 
 def dynamic_view(clips: torch.Tensor, wrap: bool = True) -> torch.Tensor:

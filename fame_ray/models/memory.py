@@ -100,6 +100,9 @@ class Workload:
     embed_dim: int = 128
     queue_size: int = 65536
     mlp_head: bool = True
+    query_views: int = 2
+    """Clips the query encoder runs per training clip before the backward (pretraining): two for
+    MoCo's symmetric loss, three for DCLR (RGB, static and dynamic views)."""
 
     @property
     def name(self) -> str:
@@ -126,7 +129,7 @@ def worker_memory(workload: Workload, batch: int, micro_batch: int = 0) -> Estim
         encoder = cost.parameters + head
         # query encoder: weights, gradients, momentum; key encoder: weights; queue and two copies
         state = FLOAT_BYTES * (4 * encoder + 3 * embed_dim * workload.queue_size)
-        activations = 2 * at_once * voxels * cost.train_bytes_per_voxel
+        activations = workload.query_views * at_once * voxels * cost.train_bytes_per_voxel
         inputs = batch * voxels * INPUT_BYTES_PER_VOXEL["pretrain"]
     else:
         classifier = (cost.feature_dim + 1) * workload.classes

@@ -126,13 +126,16 @@ def check_memory(cfg: PretrainConfig, worlds: dict[int, WorldPlan], node_memory:
         return
     nodes = max(len(node_memory), 1)
     placements = [memory.Placement(world.per_worker_batch, math.ceil(size / nodes)) for size, world in worlds.items()]
+    dclr = cfg.method == "dclr"
     workload = memory.Workload(
         "pretrain",
         cfg.model.arch,
         cfg.data.frames_per_clip,
         cfg.data.crop_size,
         embed_dim=cfg.model.embed_dim,
-        queue_size=cfg.moco.queue_size,
+        # DCLR keeps seven queues and runs three views per clip through the query encoder.
+        queue_size=7 * cfg.dclr.queue_size if dclr else cfg.moco.queue_size,
         mlp_head=cfg.model.use_mlp_head,
+        query_views=3 if dclr else 2,
     )
     memory.check_fits(workload, placements, cfg.train.micro_batch, node_memory)

@@ -32,7 +32,7 @@ from fame_ray.pretrain import progress
 from fame_ray.pretrain.metrics import MetricsWriter
 from fame_ray.pretrain.plan import RunPlan
 from fame_ray.pretrain.readout import FeatureReadout
-from fame_ray.pretrain.step import build_training, step_generators, train_step, unwrap
+from fame_ray.pretrain.step import build_training, step_generators, train_step, unwrap, warmup_steps
 
 logger = logging.getLogger(__name__)
 # Per-clip timings the data tasks attach to every row, averaged into the metrics.
@@ -90,12 +90,15 @@ class Loop:
             )
         self.total, self.steps_per_epoch = plan.total_steps, plan.steps_per_epoch
         torch.manual_seed(cfg.train.seed)  # the same initial weights and queue on every rank
-        self.moco, self.optimizer = build_training(cfg, self.device)
+        # The method's model (MoCo, or DCLR) before DDP wraps it; `self.model` is the wrapped one.
+        self.net, self.optimizer = build_training(cfg, self.device)
+
+        self.warmup = warmup_steps(cfg)
         self.step = self._restore()
         self.start_step = self.step
         # Ray: DDP when world > 1; the queue is identical on every rank, no need to re-send buffers.
         self.model = ray.train.torch.prepare_model(
-            self.moco, move_to_device=False, parallel_strategy_kwargs={"broadcast_buffers": False}
+            self.net, move_to_device=False, parallel_strategy_kwargs={"broadcast_buffers": False}
         )
         self.lrs = plan.lr_schedule(cfg, self.world)
         self.writer = MetricsWriter(plan.run, self.step) if self.rank == 0 else None
@@ -113,7 +116,7 @@ class Loop:
         state, source = _restore_source(self.plan, self.rank, self.world)
         if state is None:
             return 0
-        self.moco.load_state_dict(state["model"])
+        self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.rank == 0:
             logger.info("resumed from %s at step %d (epoch %d)", source, state["step"], state["epoch"])
@@ -169,7 +172,7 @@ class Loop:
             return
         if self.rank == 0 and self.cfg.train.readout_every and not premade:
             self.readout = FeatureReadout(self.cfg, self.plan.manifest, self.plan.test_manifest, self.device)
-            start = self.readout_start = self.readout(unwrap(self.moco).backbone)
+            start = self.readout_start = self.readout(unwrap(self.net).backbone)
             self._say(
                 f"read-out at step {self.step}: {start:.3f} (a linear probe of held-out videos' features; chance "
                 f"{1 / max(int(self.readout.train_labels.max()) + 1, 1):.3f}); loss and acc@1 below are MoCo's own "
@@ -180,7 +183,8 @@ class Loop:
             self.timer.data_ready()
             lr = schedule.lr_at(self.lrs, self.step)
             generators = step_generators(self.cfg.train.seed, self.step, self.rank, self.device)
-            loss, acc1 = train_step(self.model, self.optimizer, batch, lr, generators, self.cfg, self.device)
+            learn = self.step >= self.warmup  # DCLR's first steps fill its queues (step.warmup_steps)
+            loss, acc1 = train_step(self.model, self.optimizer, batch, lr, generators, self.cfg, self.device, learn)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)  # the step's time ends when the GPU is done
             self.step += 1
@@ -245,7 +249,7 @@ class Loop:
         if self.readout is None or self.step // every == self.last_readout // every and self.step != self.total:
             return {}
         self.last_readout = self.step
-        return {"readout": self.readout(unwrap(self.moco).backbone), "readout_start": self.readout_start}
+        return {"readout": self.readout(unwrap(self.net).backbone), "readout_start": self.readout_start}
 
     def _log(self, report: bool = True) -> None:
         """Per-step records for the interval, one progress line, and (unless a checkpoint
@@ -305,7 +309,7 @@ class Loop:
             return
         self.writer.flush()
         state = {
-            "model": unwrap(self.moco).state_dict(),
+            "model": unwrap(self.net).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             "epoch": self.epoch,

@@ -168,3 +168,39 @@ def test_micro_batches_give_the_full_batch_step(enqueue):
             )
     torch.testing.assert_close(micro_loss, full_loss)
     torch.testing.assert_close(micro_acc, full_acc)
+
+
+def test_dclr_steps_warm_its_queues_up_first_then_learn():
+    """DCLR through the pretraining step: four inputs (two clips, their static frames repeated over
+    time), a warm-up step that moves the queues and not the weights, then a step that learns."""
+    config = build(
+        PretrainConfig,
+        presets.demo_pretrain(),
+        {
+            "method": "dclr",
+            "data": {"frames_per_clip": 4, "crop_size": 32},
+            "dclr": {"queue_size": 24, "topk": 2},
+            "train": {"global_batch": 6, "num_workers": 1},
+        },
+    )
+    generator = torch.Generator().manual_seed(0)
+    batch = {
+        "view_q": torch.randint(0, 256, (6, 3, 4, 32, 32), generator=generator, dtype=torch.uint8),
+        "view_k": torch.randint(0, 256, (6, 3, 4, 32, 32), generator=generator, dtype=torch.uint8),
+        "static_q": torch.randint(0, 256, (6, 3, 32, 32), generator=generator, dtype=torch.uint8),
+        "static_k": torch.randint(0, 256, (6, 3, 32, 32), generator=generator, dtype=torch.uint8),
+    }
+    cpu = torch.device("cpu")
+    inputs = step.views(batch, config, step.step_generators(0, 0, 0, cpu), cpu)
+    assert len(inputs) == 4 and all(view.shape == (6, 3, 4, 32, 32) for view in inputs)
+    assert torch.allclose(inputs[2][:, :, 0], inputs[2][:, :, 3]), "a static view is one frame over time"
+    model, optimizer = step.build_training(config, cpu)
+    assert step.warmup_steps(config) == config.dclr.warmup_steps
+    weights = [p.detach().clone() for p in model.encoder_q.parameters()]
+    queues, pointer = model.queues.clone(), int(model.queue_ptr)
+    step.train_step(model, optimizer, batch, 0.1, step.step_generators(0, 0, 0, cpu), config, cpu, learn=False)
+    assert all(torch.equal(before, after) for before, after in zip(weights, model.encoder_q.parameters()))
+    assert int(model.queue_ptr) == pointer + 6 and not torch.equal(queues, model.queues)
+    loss, acc1 = step.train_step(model, optimizer, batch, 0.1, step.step_generators(0, 1, 0, cpu), config, cpu)
+    assert torch.isfinite(loss) and 0 <= float(acc1) <= 1 and float(loss) < 1e3  # the map term is not in it
+    assert any(not torch.equal(before, after) for before, after in zip(weights, model.encoder_q.parameters()))
