@@ -151,6 +151,10 @@ def bench_train(
         f"{1000 * extra['compute']:.0f} + data wait {1000 * extra['data_wait']:.0f} + bookkeeping "
         f"{1000 * extra['bookkeeping']:.0f} ms"
     )
+    for method, cost in result["methods"].items():
+        typer.echo(
+            f"{method}: {cost['clips_per_s']:.1f} clips/s, {cost['flops_per_clip'] / 1e9:.2f} GFLOP per clip and step"
+        )
     if "pipeline" in result:
         typer.echo(
             f"fed by the Ray Data pipeline: {result['pipeline']['clips_per_s']:.1f} clips/s, data wait "
