@@ -20,6 +20,9 @@ Beta = Annotated[
 Frames = Annotated[int, typer.Option("--frames", min=1, max=8, help="Frames shown per clip.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for picking the videos.")]
 SubsetOption = Annotated[str, typer.Option("--subset", help="Manifest subset: train or test.")]
+Method = Annotated[
+    str, typer.Option("--method", help="What to show: fame (mask and merge) or dclr (static and dynamic views).")
+]
 
 
 def preview(
@@ -33,11 +36,15 @@ def preview(
     frames: Frames = 4,
     subset: SubsetOption = "train",
     seed: Seed = 0,
+    method: Method = "fame",
     config_file: common.ConfigFile = None,
     overrides: common.Overrides = None,
     s3_endpoint: common.S3Endpoint = None,
 ) -> None:
     """Write a picture of FAME on a few clips: original frames, the foreground mask, the merged clip.
+
+    With --method dclr the picture shows DCLR's views instead: the clip, its static view (one
+    frame) and its dynamic view (frame differences).
 
     Clips are centre crops (data.crop_size) from different videos of the manifest; each
     row gets the background of the next row (pretraining draws a random permutation
@@ -54,6 +61,8 @@ def preview(
     """
     common.start_logging()
     common.check_output_file(out)
+    if method not in ("fame", "dclr"):
+        raise UserError(f"--method must be fame or dclr, got {method[:40]!r}", "e.g. --method dclr")
     if subset not in ("train", "test"):
         raise UserError(f"--subset must be train or test, got {subset[:40]!r}", "e.g. --subset test")
     from fame_ray.data import ready  # torch, ray and decord: loaded only to run
@@ -61,11 +70,13 @@ def preview(
 
     flags = {
         "data": common.data_flags(dataset, data_root, split, csv),
+        "method": method,
         "fame": {"beta": beta},
         "storage": common.storage_flags(s3_endpoint=s3_endpoint),
     }
-    cfg = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, "recipe", overrides)
+    cfg = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, None, overrides)
     sheet, shown = render(cfg, ready.manifests(cfg.data, cfg.data_location())[subset], clips, frames, seed)
 
     sheet.save(out)
-    typer.echo(f"wrote {out}: {shown} clips of {cfg.data.dataset}, beta {cfg.fame.beta}")
+    shown_what = "DCLR views" if method == "dclr" else f"FAME, beta {cfg.fame.beta}"
+    typer.echo(f"wrote {out}: {shown} clips of {cfg.data.dataset}, {shown_what}")
