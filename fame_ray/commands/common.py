@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from fame_ray import logs
-from fame_ray.config import DATASETS, build, load_yaml, presets
+from fame_ray.config import DATASETS, apply_overrides, build, load_yaml, presets
 from fame_ray.errors import UserError
 
 Dataset = Annotated[str | None, typer.Option("--dataset", "-d", help=f"Dataset: {', '.join(DATASETS)}.")]
@@ -71,11 +71,13 @@ def assemble(
     preset: str | None,
     overrides: list[str] | None,
 ):
-    """The one way every command builds its config: the preset (`--preset`, else the demo for
-    a bare synthetic run, else the official recipe), then the YAML file, then the flags the
-    user gave, then `--set` overrides; validated once."""
+    """The one way every command builds its config: the preset (`--preset`, else
+    `presets.choose`: the demo for a bare synthetic run, the official linear probe for
+    `--mode linear`, else the official recipe), then the YAML file, then the flags the user
+    gave, then `--set` overrides; validated once."""
     file_values = load_yaml(config_file) if config_file else None
-    chosen = presets.choose(preset, config_file, dataset)
+    mode = flags.get("mode") or apply_overrides({}, overrides or []).get("mode")
+    chosen = presets.choose(preset, config_file, dataset, mode)
     return build(cls, presets.get(table, chosen), file_values, drop_none(flags), overrides or [])
 
 
