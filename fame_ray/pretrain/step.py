@@ -2,12 +2,18 @@
 
 Plain PyTorch; no Ray here (the worker loop in fame_ray.pretrain.worker calls it). The batch
 holds one per-worker batch of uint8 B,C,T,H,W clips from the Ray Data pipeline: "view_q",
-"view_k" and, for FAME, the query clips' masks "mask" (B,H,W). On the device:
+"view_k", for FAME the query clips' masks "mask" (B,H,W), and for Background Erasing "view_n"
+(pipeline.clip_pair says what each view is). On the device:
 - the method's query view: FAME merges each query clip's foreground with the background of
-  another clip of this full batch (a random permutation); Background Erasing mixes a static
-  frame of the clip into every frame; plain MoCo leaves it; the key view is never touched;
-- augmentation per clip (fame_ray.components.augment) of both views, then normalisation;
+  another clip of this full batch (a random permutation); 'moco_be_mix' mixes a static frame of
+  the clip into every frame (BE's augmentation); plain MoCo leaves it; the key view is never
+  touched;
+- augmentation per clip (fame_ray.components.augment) of the views, then normalisation;
 - bf16 autocast and channels-last 3D on GPU, the symmetric MoCo loss, one SGD step;
+- Background Erasing as released ('be', fame_ray.models.background_erasing): the anchor (view_q)
+  gets the static-frame mixing after its colour augmentation (BE mixes its augmented,
+  normalised clips; the mix commutes with the normalisation), view_k is the positive, view_n the
+  intra-video negative through the query encoder, BE's one-way loss;
 - with `train.micro_batch`, gradient accumulation: the key encoder's momentum update, the keys
   and the enqueue happen once for the full batch (`MoCo.prepare_keys`), the query side runs a
   micro batch at a time and its gradients add up (`fame_ray.components.accumulation`). Shuffle-BN
@@ -26,6 +32,7 @@ from fame_ray.components import augment
 from fame_ray.components.accumulation import micro_steps
 from fame_ray.config import PretrainConfig
 from fame_ray.data.clips import fame
+from fame_ray.models.background_erasing import background_erasing_for
 from fame_ray.models.moco import MoCo, moco_for
 
 
@@ -43,7 +50,8 @@ def step_generators(seed: int, step: int, rank: int, device: torch.device) -> di
 
 def build_training(cfg: PretrainConfig, device: torch.device) -> tuple[MoCo, torch.optim.Optimizer]:
     """MoCo on `device` (channels-last 3D and torch.compile where configured) and its SGD."""
-    moco = moco_for(cfg.model, cfg.moco, augment.make_generator([cfg.train.seed, 4])).to(device)
+    build = background_erasing_for if cfg.method == "be" else moco_for
+    moco = build(cfg.model, cfg.moco, augment.make_generator([cfg.train.seed, 4])).to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed clip shapes: pick the fastest 3D conv kernels once
     if device.type == "cuda" and cfg.train.channels_last:
@@ -71,27 +79,44 @@ def query_clips(batch: dict, cfg: PretrainConfig, generator: torch.Generator, de
         permutation = torch.randperm(clips.shape[0], generator=generator, device=generator.device).to(device)
         clips = fame.merge(clips, batch["mask"].to(device, non_blocking=True), permutation)
     clips = augment.to_float(clips)
-    if cfg.method == "be":
+    if cfg.method == "moco_be_mix":
         clips = augment.background_erasing(clips, cfg.be.alpha, generator)
     return clips
 
 
-def views(
-    batch: dict, cfg: PretrainConfig, generators: dict, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(query, key): augmented, normalised float B,C,T,H,W on the device."""
-    with torch.autocast(device_type=device.type, enabled=False):
-        raw = (
-            query_clips(batch, cfg, generators["query"], device),
-            augment.to_float(batch["view_k"].to(device, non_blocking=True)),
+def _background_erasing_views(batch: dict, cfg: PretrainConfig, generators: dict, device: torch.device) -> list:
+    """BE's anchor, positive and negative, augmented; the anchor mixed with a static frame."""
+    coloured = [
+        augment.colour(
+            augment.to_float(batch[name].to(device, non_blocking=True)),
+            generators["augment"],
+            augment.PRETRAIN,
+            generators["order"],
         )
-        out = [
-            augment.normalize(augment.colour(clips, generators["augment"], augment.PRETRAIN, generators["order"]))
-            for clips in raw
-        ]
+        for name in ("view_q", "view_k", "view_n")
+    ]
+    coloured[0] = augment.background_erasing(coloured[0], cfg.be.alpha, generators["query"])
+    return [augment.normalize(clips) for clips in coloured]
+
+
+def views(batch: dict, cfg: PretrainConfig, generators: dict, device: torch.device) -> list[torch.Tensor]:
+    """[query, key] (and for Background Erasing the intra-video negative): augmented, normalised
+    float B,C,T,H,W on the device."""
+    with torch.autocast(device_type=device.type, enabled=False):
+        if cfg.method == "be":
+            out = _background_erasing_views(batch, cfg, generators, device)
+        else:
+            raw = (
+                query_clips(batch, cfg, generators["query"], device),
+                augment.to_float(batch["view_k"].to(device, non_blocking=True)),
+            )
+            out = [
+                augment.normalize(augment.colour(clips, generators["augment"], augment.PRETRAIN, generators["order"]))
+                for clips in raw
+            ]
     if device.type == "cuda" and cfg.train.channels_last:
         out = [clips.contiguous(memory_format=torch.channels_last_3d) for clips in out]
-    return out[0], out[1]
+    return out
 
 
 def accumulate(
@@ -101,17 +126,20 @@ def accumulate(
     shuffle_generator: torch.Generator,
     micro_batch: int,
     use_bf16: bool = False,
+    negative: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients of the symmetric MoCo loss of the whole batch (B,C,T,H,W views), `micro_batch`
-    clips at a time (0 = all at once), added to the parameters' .grad; returns (loss, acc@1) of
-    the batch as 0-dim tensors. Keys, momentum update and enqueue happen once, for all clips."""
+    """Gradients of the model's loss of the whole batch (B,C,T,H,W views; the symmetric MoCo loss,
+    or BE's with its intra-video `negative`), `micro_batch` clips at a time (0 = all at once),
+    added to the parameters' .grad; returns (loss, acc@1) of the batch as 0-dim tensors. Keys,
+    momentum update and enqueue happen once, for all clips."""
     device_type = view_q.device.type
     with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_bf16):
         keys = unwrap(model).prepare_keys(view_q, view_k, shuffle_generator, micro_batch)
     loss = acc1 = torch.zeros((), device=view_q.device)
     for rows, share in micro_steps(model, view_q.shape[0], micro_batch):
+        extra = {} if negative is None else {"negative": negative[rows]}
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_bf16):
-            output = model(view_q[rows], view_k[rows], keys=keys.rows(rows))
+            output = model(view_q[rows], view_k[rows], keys=keys.rows(rows), **extra)
         (output.loss * share).backward()
         loss = loss + output.loss.detach() * share
         acc1 = acc1 + output.acc1.detach() * share
@@ -127,13 +155,18 @@ def train_step(
     cfg: PretrainConfig,
     device: torch.device,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One SGD step on one per-worker batch (in micro batches of `train.micro_batch` clips);
+    """One SGD step on one per-worker batch (in micro batches of `train.micro_batch` clips, a
+    number: the run plan resolves 'auto', `RunPlan.worker_config`);
     returns (loss, acc1) as 0-dim tensors on the device (no sync)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    view_q, view_k = views(batch, cfg, generators, device)
+    if cfg.train.micro_batch == "auto":
+        raise ValueError("train.micro_batch 'auto' reaches the step unresolved: run the config the plan resolves")
+    view_q, view_k, *negative = views(batch, cfg, generators, device)
     use_bf16 = device.type == "cuda" and cfg.train.amp
     optimizer.zero_grad(set_to_none=True)
-    loss, acc1 = accumulate(model, view_q, view_k, generators["shuffle"], cfg.train.micro_batch, use_bf16)
+    loss, acc1 = accumulate(
+        model, view_q, view_k, generators["shuffle"], cfg.train.micro_batch, use_bf16, negative[0] if negative else None
+    )
     optimizer.step()
     return loss, acc1
