@@ -38,6 +38,17 @@ S3Endpoint = Annotated[
     str | None,
     typer.Option("--s3-endpoint", help="S3-compatible endpoint URL (default: $AWS_ENDPOINT_URL).", envvar=None),
 ]
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help=(
+            "Print the resolved config, the protocol (docs/recipe.md's settings with this run's values) and the plan "
+            "(workers, CPUs, batch and micro batch, length, memory estimate), check the inputs, and exit without "
+            "training."
+        ),
+    ),
+]
 RunName = Annotated[
     str | None, typer.Option("--run-name", help="Run name; running again with the same name resumes it.")
 ]

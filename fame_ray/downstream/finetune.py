@@ -133,15 +133,17 @@ def trial_driver(
     trainer.fit()
 
 
-def sweep_plan(cfg: FinetuneConfig, space: dict) -> dict:
+def sweep_plan(cfg: FinetuneConfig, space: dict, cpus: float | None = None, gpus: float | None = None) -> dict:
     """How many trials run at once, and each trial's CPUs: its workers AND its Ray Data CPUs.
 
     A trial needs at least num_workers x (cpus_per_worker or 1) + (data_cpus or 1) CPUs;
     as many trials as fit run at once, and each splits its share of the cluster with
     `runtime.plan_resources`, so Ray Data always keeps CPUs (no deadlock on 2 CPUs).
+    `cpus`, `gpus`: the cluster's (default: what Ray reports; a dry run passes the machine's).
     """
-    total = ray.cluster_resources()
-    cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
+    if cpus is None or gpus is None:
+        total = ray.cluster_resources()
+        cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
     smallest_trial = cfg.train.num_workers * (cfg.train.cpus_per_worker or 1.0) + (cfg.data.data_cpus or 1.0)
     trial_gpus = cfg.train.num_workers if cfg.train.use_gpu else 0
     trials = cfg.samples * grid_size(space)
@@ -301,14 +303,22 @@ def _metrics_of(metrics: dict, prefix: str) -> dict:
     return results.percent({k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix)})
 
 
-def _split_trial_metrics(trials: list[dict]) -> None:
-    """Each trial's last report as three sets: validation ('metrics', what chooses), its latest
-    test ('test') and its best test epoch ('test_best')."""
+def _split_trial_metrics(trials: list[dict]) -> list[dict]:
+    """The trials with their last report as three sets: validation ('metrics', what chooses), the
+    latest test ('test') and the best test epoch ('test_best')."""
+    out = []
     for trial in trials:
         reported = trial["metrics"]
-        trial["test"] = _metrics_of({k: v for k, v in reported.items() if not k.startswith("test_best_")}, "test_")
-        trial["test_best"] = _metrics_of(reported, "test_best_")
-        trial["metrics"] = _metrics_of(reported, "val_")
+        latest = {k: v for k, v in reported.items() if not k.startswith("test_best_")}
+        out.append(
+            {
+                **trial,
+                "metrics": _metrics_of(reported, "val_"),
+                "test": _metrics_of(latest, "test_"),
+                "test_best": _metrics_of(reported, "test_best_"),
+            }
+        )
+    return out
 
 
 def _numbers(cfg: FinetuneConfig, best: dict | None, validation: dict) -> dict:
@@ -360,7 +370,7 @@ def _protocol(cfg: FinetuneConfig, info: dict, space: dict, plan: dict) -> dict:
 
 
 def _record(cfg: FinetuneConfig, info: dict, space: dict, plan: dict, trials: list[dict], wall_s: float) -> dict:
-    _split_trial_metrics(trials)
+    trials = _split_trial_metrics(trials)
     finished = [t for t in trials if t["status"] != "failed" and t["metrics"].get("video_top1") is not None]
     # The choice reads the validation accuracy only (the test split when val_fraction is 0).
     best = max(finished, key=lambda t: (t["metrics"]["video_top1"], t["epochs_run"]), default=None)

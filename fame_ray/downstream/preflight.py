@@ -160,14 +160,22 @@ def micro_batch_for(cfg: FinetuneConfig, num_classes: int, node_memory: list[flo
         )
         micro = 0 if requested == "auto" else requested
     else:
-        batch, _ = cfg.train.split_batch(cfg.train.num_workers)
-        sharing = math.ceil(cfg.train.num_workers / max(len(node_memory), 1))
-        task = "finetune" if cfg.mode == "finetune" else "linear"
-        workload = memory.Workload(
-            task, cfg.model.arch, cfg.data.frames_per_clip, cfg.data.crop_size, classes=num_classes
+        micro = memory.choose_micro_batch(
+            workload(cfg, num_classes), [placement(cfg, node_memory)], requested, node_memory
         )
-        micro = memory.choose_micro_batch(workload, [memory.Placement(batch, sharing)], requested, node_memory)
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, micro_batch=micro))
+
+
+def workload(cfg: FinetuneConfig, num_classes: int) -> memory.Workload:
+    """What one worker of a trial runs, for the memory estimate."""
+    task = "finetune" if cfg.mode == "finetune" else "linear"
+    return memory.Workload(task, cfg.model.arch, cfg.data.frames_per_clip, cfg.data.crop_size, classes=num_classes)
+
+
+def placement(cfg: FinetuneConfig, node_memory: list[float]) -> memory.Placement:
+    """A trial's per-worker batch, and how many of its workers share a node (spread over all)."""
+    batch, _ = cfg.train.split_batch(cfg.train.num_workers)
+    return memory.Placement(batch, math.ceil(cfg.train.num_workers / max(len(node_memory), 1)))
 
 
 def prepare(cfg: FinetuneConfig, explicit_arch: str | None = None):

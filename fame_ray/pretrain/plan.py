@@ -146,9 +146,12 @@ def micro_batch_for(cfg: PretrainConfig, worlds: dict[int, WorldPlan], node_memo
             "; train.micro_batch auto: the whole per-worker batch at once" if requested == "auto" else "",
         )
         return 0 if requested == "auto" else requested
-    nodes = max(len(node_memory), 1)
-    placements = [memory.Placement(world.per_worker_batch, math.ceil(size / nodes)) for size, world in worlds.items()]
-    workload = memory.Workload(
+    return memory.choose_micro_batch(workload(cfg), placements(worlds, node_memory), requested, node_memory)
+
+
+def workload(cfg: PretrainConfig) -> memory.Workload:
+    """What one pretraining worker runs, for the memory estimate."""
+    return memory.Workload(
         "pretrain",
         cfg.model.arch,
         cfg.data.frames_per_clip,
@@ -158,4 +161,9 @@ def micro_batch_for(cfg: PretrainConfig, worlds: dict[int, WorldPlan], node_memo
         mlp_head=cfg.model.use_mlp_head,
         views=3 if cfg.method == "be" else 2,
     )
-    return memory.choose_micro_batch(workload, placements, requested, node_memory)
+
+
+def placements(worlds: dict[int, WorldPlan], node_memory: list[float]) -> list[memory.Placement]:
+    """Every layout the run may have: each worker count's per-worker batch, its workers spread over the nodes."""
+    nodes = max(len(node_memory), 1)
+    return [memory.Placement(world.per_worker_batch, math.ceil(size / nodes)) for size, world in worlds.items()]
