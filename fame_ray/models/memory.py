@@ -167,8 +167,8 @@ def choose_micro_batch(
     workload: Workload, placements: list[Placement], micro_batch: int | str, node_memory: list[float]
 ) -> int:
     """The micro batch a run takes: a number as given (after `check_fits`), or for 'auto' the
-    largest that divides every per-worker batch and fits the largest node by the estimate, logged
-    in one line with the estimate. 'auto' with no node memory known yet (a cold autoscaling
+    whole batch (0) when it fits the largest node by the estimate, else the largest micro batch
+    that divides every per-worker batch and fits, logged in one line with the estimate. 'auto' with no node memory known yet (a cold autoscaling
     cluster) takes the whole batch at once (0). Raises UserError when even one clip at a time
     does not fit."""
     if micro_batch != "auto":
@@ -184,6 +184,19 @@ def choose_micro_batch(
     def per_node(micro: int) -> float:
         return max(workload.need(p.batch, micro) * p.workers_per_node for p in placements)
 
+    worst_whole = max(placements, key=lambda placement: workload.need(placement.batch) * placement.workers_per_node)
+    if per_node(0) <= largest:
+        log.info(
+            "%s: train.micro_batch auto: the whole batch at once (per-worker batch %d), ~%.1f GB per worker (%s); "
+            "nodes have up to %.1f GB",
+            workload.name,
+            worst_whole.batch,
+            workload.need(worst_whole.batch) / GB,
+            workload.setting,
+            largest / GB,
+        )
+        return 0
+    # Smaller: a micro batch that divides every per-worker batch the run may have (elastic runs).
     divisible = math.gcd(*(placement.batch for placement in placements))
     fitting = largest_fitting_micro_batch(per_node, divisible, largest)
     if fitting is None:
@@ -193,17 +206,17 @@ def choose_micro_batch(
             f"one clip at a time, but nodes have {largest / GB:.1f} GB: {ONE_CLIP_HINT}"
         )
     worst = max(placements, key=lambda placement: workload.need(placement.batch, fitting))
-    whole = all(fitting >= placement.batch for placement in placements)
     log.info(
-        "%s: train.micro_batch auto: %s (per-worker batch %d), ~%.1f GB per worker (%s); nodes have up to %.1f GB",
+        "%s: train.micro_batch auto: %d clips at a time (per-worker batch %d), ~%.1f GB per worker (%s); nodes have "
+        "up to %.1f GB",
         workload.name,
-        "the whole batch at once" if whole else f"{fitting} clips at a time",
+        fitting,
         worst.batch,
         workload.need(worst.batch, fitting) / GB,
         workload.setting,
         largest / GB,
     )
-    return 0 if whole else fitting
+    return fitting
 
 
 def check_fits(workload: Workload, placements: list[Placement], micro_batch: int, node_memory: list[float]) -> None:
