@@ -90,3 +90,7 @@ def test_a_class_of_one_video_keeps_it_for_training_and_a_class_never_gives_all(
     table = _table(["/d/a/x.avi", "/d/b/y.avi", "/d/b/z.avi"], [0, 1, 1], ["a", "b", "b"], "train")
     held = holdout.validation_rows(table, 0.9, seed=0)
     assert held.tolist()[0] is False and held[1:].sum() == 1
+    # A class whose groups are all too large for its share gives single videos, not half the class.
+    tiny = [f"/d/C/v_C_g{g:02d}_c{c:02d}.avi" for g in (1, 2) for c in (1, 2)]
+    held = holdout.validation_rows(_table(tiny, [0] * 4, ["C"] * 4, "train"), 0.1, seed=0)
+    assert held.sum() == 1

@@ -15,7 +15,8 @@ UCF101 names its videos v_<class>_g<group>_c<clip>: the clips of one group come 
 video (the same actor and scene), and the official splits keep groups whole. The validation split
 does too, where every video of a class carries a group: otherwise a validation clip's near-copy
 sits in the training videos and the validation accuracy rewards remembering scenes, the bias FAME
-removes.
+removes. Whole groups are taken while each brings the count closer to the class's share; a class
+whose groups are all too large for its share (a tiny dataset) gives single videos instead.
 """
 
 from __future__ import annotations
@@ -56,9 +57,12 @@ def _class_holdout(names: list[str], fraction: float, seed: int, class_name: str
     rng = np.random.default_rng([seed, zlib.crc32(class_name.encode("utf-8"))])
     held: list[str] = []
     for index in rng.permutation(len(keys)):
-        if len(held) >= target or len(held) + len(members[keys[index]]) >= len(names):
-            break
-        held += members[keys[index]]
+        more = len(held) + len(members[keys[index]])
+        # Whole groups, as long as each brings the count closer to the class's share.
+        if abs(more - target) < abs(len(held) - target) and more < len(names):
+            held += members[keys[index]]
+    if not held:  # every group is larger than the class's share: hold out single videos instead
+        held = [sorted(names)[index] for index in rng.permutation(len(names))[:target]]
     return set(held)
 
 
