@@ -168,9 +168,9 @@ def choose_micro_batch(
 ) -> int:
     """The micro batch a run takes: a number as given (after `check_fits`), or for 'auto' the
     whole batch (0) when it fits the largest node by the estimate, else the largest micro batch
-    that divides every per-worker batch and fits, logged in one line with the estimate. 'auto' with no node memory known yet (a cold autoscaling
-    cluster) takes the whole batch at once (0). Raises UserError when even one clip at a time
-    does not fit."""
+    that divides every per-worker batch and fits, logged in one line with the estimate. 'auto'
+    with no node memory known yet (a cold autoscaling cluster) takes the whole batch at once (0).
+    Raises UserError when even one clip at a time does not fit."""
     if micro_batch != "auto":
         check_fits(workload, placements, micro_batch, node_memory)
         return micro_batch
