@@ -328,7 +328,7 @@ def _numbers(cfg: FinetuneConfig, best: dict | None, validation: dict) -> dict:
     chooser = "the validation split" if validation.get("split") == "validation" else "the test split"
     return {
         "held_out": {
-            "label": f"test, trial chosen on {chooser}, its last epoch",
+            "label": f"test, trial chosen on {chooser}, its last test (epoch {best['test'].get('epoch')})",
             "metrics": best["test"],
         },
         "official": {

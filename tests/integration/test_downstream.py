@@ -119,7 +119,8 @@ def test_finetune_sweep_linear_probe_retrieval_and_report(learnable_root, pretra
     assert official["video_top1"] >= metrics["video_top1"] and official["epoch"] in (0, 5)
     assert record["numbers"]["held_out"]["metrics"]["epoch"] == 5  # the last epoch, always tested
     markdown = Path(os.path.join(runs, "ft", "results.md")).read_text()
-    assert "| test, trial chosen on the validation split, its last epoch | ucf101 | 1 | finetune | tiny |" in markdown
+    assert "| test, trial chosen on the validation split, its last test (epoch " in markdown
+    assert ") | ucf101 | 1 | finetune | tiny |" in markdown
     assert "| test, official protocol (eval.py): best of the test epochs" in markdown
     held = Location.parse(os.path.join(runs, "ft", "holdout", "val.parquet"))
     val_paths = set(manifest.read(held).to_pydict()["path"])

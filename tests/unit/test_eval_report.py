@@ -172,7 +172,10 @@ def test_results_md_shows_the_held_out_and_the_official_number():
     text = results.render_markdown(record)
     rows = [line for line in text.splitlines() if line.startswith("| test, ")]
     assert len(rows) == 2
-    assert rows[0].startswith("| test, trial chosen on the validation split, its last epoch |") and "| 60 |" in rows[0]
+    assert (
+        rows[0].startswith("| test, trial chosen on the validation split, its last test (epoch 29) |")
+        and "| 60 |" in rows[0]
+    )
     assert "official protocol (eval.py): best of the test epochs" in rows[1] and "epoch 10" in rows[1]
     assert "| 65 |" in rows[1]
     assert "unbiased result: the trial was chosen on the validation split" in text
