@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from fame_ray import logs
-from fame_ray.config import DATASETS, build, load_yaml, presets
+from fame_ray.config import DATASETS, apply_overrides, build, load_yaml, presets
 from fame_ray.errors import UserError
 
 Dataset = Annotated[str | None, typer.Option("--dataset", "-d", help=f"Dataset: {', '.join(DATASETS)}.")]
@@ -37,6 +37,17 @@ Storage = Annotated[
 S3Endpoint = Annotated[
     str | None,
     typer.Option("--s3-endpoint", help="S3-compatible endpoint URL (default: $AWS_ENDPOINT_URL).", envvar=None),
+]
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help=(
+            "Print the resolved config, the protocol (docs/recipe.md's settings with this run's values) and the plan "
+            "(workers, CPUs, batch and micro batch, length, memory estimate), check the inputs, and exit without "
+            "training."
+        ),
+    ),
 ]
 RunName = Annotated[
     str | None, typer.Option("--run-name", help="Run name; running again with the same name resumes it.")
@@ -77,11 +88,13 @@ def assemble(
     preset: str | None,
     overrides: list[str] | None,
 ):
-    """The one way every command builds its config: the preset (`--preset`, else the demo for
-    a bare synthetic run, else the official recipe), then the YAML file, then the flags the
-    user gave, then `--set` overrides; the result validated as a whole."""
+    """The one way every command builds its config: the preset (`--preset`, else
+    `presets.choose`: the demo for a bare synthetic run, the official linear probe for
+    `--mode linear`, else the official recipe), then the YAML file, then the flags the user
+    gave, then `--set` overrides; the result validated as a whole."""
     file_values = load_yaml(config_file) if config_file else None
-    chosen = presets.choose(preset, config_file, dataset)
+    mode = flags.get("mode") or apply_overrides({}, overrides or []).get("mode")
+    chosen = presets.choose(preset, config_file, dataset, mode)
     return build(cls, presets.get(table, chosen), file_values, drop_none(flags), overrides or [])
 
 

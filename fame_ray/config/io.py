@@ -107,17 +107,29 @@ def _coerce(cls, key: str, value: Any, where: str):
         args = typing.get_args(hint)
         if value is None and type(None) in args:
             return None
-        hint = next(a for a in args if a is not type(None))
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
+        choices = [a for a in args if a is not type(None)]
+        # `int | str` (e.g. train.micro_batch: a number or 'auto'): the first type that takes it.
+        for choice in choices[:-1]:
+            try:
+                return _coerce_leaf(choice, value)
+            except (TypeError, ValueError):
+                continue
+        hint = choices[-1]
     try:
-        if origin is tuple:
-            return _to_tuple(value, args[0] if args else str)
-        converter = _CONVERTERS.get(origin or hint)
-        return converter(value) if converter else value
+        return _coerce_leaf(hint, value)
     except (TypeError, ValueError):
         raise ConfigError(
             f"config key '{where}{key}' has a bad value {value!r} (expected {getattr(hint, '__name__', hint)})"
         ) from None
+
+
+def _coerce_leaf(hint, value: Any):
+    """`value` as the (non-union) annotation `hint` says; TypeError or ValueError if it cannot be."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:
+        return _to_tuple(value, args[0] if args else str)
+    converter = _CONVERTERS.get(origin or hint)
+    return converter(value) if converter else value
 
 
 def apply_overrides(values: dict, overrides: list[str]) -> dict:

@@ -103,15 +103,41 @@ def _title(metric: str) -> str:
     return METRIC_TITLES.get(metric, metric)
 
 
+# The numbers of a finetune record, in the order results.md lists them (downstream.finetune).
+NUMBERS = ("held_out", "official", "validation")
+
+
+def _headline(record: dict) -> list[str]:
+    """The table of the run's numbers: one row, or for a sweep one row per labelled number (the
+    chosen trial's test accuracy, the official protocol's best test epoch, the validation)."""
+    setting = [record.get(k) for k in ("dataset", "split", "mode", "backbone", "pretrained")]
+    numbers = [record["numbers"][name] for name in NUMBERS if name in (record.get("numbers") or {})]
+    if not numbers:
+        columns = metric_columns([record.get("metrics", {})])
+        header = ["dataset", "split", "mode", "backbone", "pretrained"] + [f"{_title(c)} (%)" for c in columns]
+        return [markdown_table(header, [setting + [record["metrics"].get(c) for c in columns]]), ""]
+    columns = metric_columns([number["metrics"] for number in numbers])
+    header = ["number", "dataset", "split", "mode", "backbone", "pretrained"] + [f"{_title(c)} (%)" for c in columns]
+    rows = [[number["label"], *setting, *[number["metrics"].get(c) for c in columns]] for number in numbers]
+    held_out = (record.get("validation") or {}).get("split") == "validation"
+    first = (
+        "The first row is the number to report as an unbiased result: the trial was chosen on the validation "
+        "split, without the test split."
+        if held_out
+        else "No validation split (val_fraction 0): the trial was chosen on the test split, so neither test "
+        "number is unbiased."
+    )
+    second = (
+        " The second is the number the paper's protocol reports (the best test epoch, as the official eval.py), "
+        "to compare with the paper."
+    )
+    return [markdown_table(header, rows), "", first + second, ""]
+
+
 def render_markdown(record: dict) -> str:
     """results.md of one run."""
     parts = [f"# {record['run']}", ""]
-    columns = metric_columns([record.get("metrics", {})])
-    header = ["dataset", "split", "mode", "backbone", "pretrained"] + [f"{_title(c)} (%)" for c in columns]
-    row = [record.get(k) for k in ("dataset", "split", "mode", "backbone", "pretrained")] + [
-        record["metrics"].get(c) for c in columns
-    ]
-    parts += [markdown_table(header, [row]), ""]
+    parts += _headline(record)
     if record.get("protocol"):
         parts += [
             "## Protocol",

@@ -94,6 +94,18 @@ def test_copy_applies_size_and_gop_skips_a_corrupt_video_and_prepare_reads_it(ra
     assert [path for path, _ in prepared.skipped] == [os.path.join(out, corrupt)]
 
 
+def test_the_default_copy_keeps_the_frame_size_and_moves_only_the_keyframes(ray_local, original, tmp_path):
+    """The official geometry: 320x240 frames stay 320x240; a keyframe every gop frames."""
+    root = _copy(original, tmp_path)
+    out = str(tmp_path / "UCF101-gop8")
+    data = DataConfig(dataset="ucf101", data_root=root, split=1)
+    result = transcode.run(data, data.location(), Location.parse(out), EncodeSettings(gop=8), split=1)
+    assert result.transcoded > 0 and not result.skipped
+    for video in [v for v in _videos(root) if Path(out, v).exists()]:
+        size, keyframes, frames, _ = _stream_facts(os.path.join(out, video))
+        assert size == (320, 240) and frames == FRAMES and keyframes == list(range(0, FRAMES, 8))
+
+
 def test_an_interrupted_copy_resumes_and_a_split_limits_the_videos(ray_local, original, tmp_path):
     root = _copy(original, tmp_path)
     videos = _videos(root)
@@ -217,9 +229,12 @@ def _fame_ray(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     "flags, expected",
     [
-        (["--short-side", "0"], "--short-side must be an even number from 112"),
+        (["--short-side", "100"], "--short-side must be 0 (keep the frame size) or an even number from 112"),
         (["--short-side", "128", "--crop-size", "224"], "--short-side 128 is below the 256 that 224-pixel crops need"),
-        (["--config", str(REPO / "jobs" / "pretrain-k400-i3d.yaml")], "--short-side 128 is below the 256"),
+        (
+            ["--config", str(REPO / "jobs" / "pretrain-k400-i3d.yaml"), "--short-side", "128"],
+            "--short-side 128 is below the 256",
+        ),
         (["--gop", "0"], "--gop must be from 1"),
         (["--data-root", "{tmp}/missing"], "data root {tmp}/missing does not exist"),
         (["--out", "{tmp}/UCF101/copy"], "overlaps the data root"),
