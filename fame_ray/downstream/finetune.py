@@ -43,6 +43,7 @@ from fame_ray.downstream.classify import train_loop_per_worker
 from fame_ray.downstream.search_space import Hyperparameters, describe_space, grid_size, max_value, normalise_space
 from fame_ray.errors import UserError
 from fame_ray.eval import report as results
+from fame_ray.storage import parse_json
 
 log = logging.getLogger(__name__)
 SWEEP_FILE = "sweep.json"
@@ -252,8 +253,8 @@ def _saved_signature(saved) -> dict:
     """The settings a sweep started with; {} (nothing to compare) when sweep.json is missing or
     damaged, e.g. a sweep started by an older fame-ray."""
     try:
-        found = json.loads(saved.read_text()) if saved.exists() else None
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        found = parse_json(saved.read_bytes()) if saved.exists() else None
+    except ValueError:  # not JSON, not UTF-8, or nested too deep
         found = None
     if not isinstance(found, dict):
         log.warning("%s is missing or unreadable: resuming without checking the sweep's settings", saved)
