@@ -5,9 +5,9 @@
 
 `run_pretrain` checks every user input before any worker starts (one UserError each), connects
 to Ray (the cluster when RAY_ADDRESS is set or inside `ray job submit`, else a local instance),
-prepares the dataset (`data.ready`: its manifests, written if absent or stale), derives the run plan
-once (with the micro batch that fits the nodes' memory, `plan.micro_batch_for`) and hands the
-worker loop (`fame_ray.pretrain.worker.train_loop`) to a TorchTrainer with its loop config: the
+checks that the batch fits the nodes' memory (`plan.micro_batch_for`: the micro batch), prepares the
+dataset (`data.ready`: its manifests, written if absent or stale), derives the run plan once
+and hands the worker loop (`fame_ray.pretrain.worker.train_loop`) to a TorchTrainer with its loop config: the
 config the workers run (`plan.worker_config(cfg)`, the user's with the resolved micro batch), the
 plan, whether a premade dataset replaces the stream, the progress relay and the verbosity.
 
@@ -75,18 +75,15 @@ def _run_config(cfg: PretrainConfig, plan: RunPlan) -> RunConfig:
     )
 
 
-def plan_run(
-    cfg: PretrainConfig, manifests: dict[str, Location], resources: ResourcePlan, node_memory: list[float]
-) -> RunPlan:
+def plan_run(cfg: PretrainConfig, manifests: dict[str, Location], resources: ResourcePlan, micro_batch: int) -> RunPlan:
     """The run plan over the training manifest (`manifests`: 'train' and 'test'), with the micro
-    batch that fits `node_memory`."""
+    batch `micro_batch_for` chose for the nodes' memory."""
     num_videos = manifest.read(manifests["train"]).num_rows
     if num_videos < cfg.train.global_batch:
         raise UserError(
             f"the training split has {num_videos} videos, fewer than one global batch ({cfg.train.global_batch})",
             "lower --batch",
         )
-    micro_batch = micro_batch_for(cfg, world_plans(cfg), node_memory)
     return make_plan(cfg, manifests, num_videos, resources, checkpoints.git_sha(), micro_batch)
 
 
@@ -161,9 +158,11 @@ def run_pretrain(cfg: PretrainConfig, verbose: bool = False):
         runtime.job_minimum(cfg.train, cfg.data),
     )
     try:
+        # The memory check needs no data: a batch that cannot fit is refused before a dataset is prepared.
+        micro_batch = micro_batch_for(cfg, world_plans(cfg), runtime.node_memory(cfg.train.use_gpu))
         manifests = ready.manifests(cfg.data, cfg.data_location())  # the one step that prepares the dataset
         resources = runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data)
-        plan = plan_run(cfg, manifests, resources, runtime.node_memory(cfg.train.use_gpu))
+        plan = plan_run(cfg, manifests, resources, micro_batch)
         cfg = plan.worker_config(cfg)  # the resolved micro batch, as the workers run it and the run records it
         log_start(cfg, plan, verbose)
         result = fit(cfg, plan, verbose=verbose)
