@@ -58,6 +58,10 @@ def test_pretrain_then_resume_with_the_same_name(synth_root, tmp_path, ray_local
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
     assert {r["start_step"] for r in records if r["step"] > 3} == {3}
     assert all(0 <= r["data_wait"] <= 1 and r["world_size"] == 2 for r in records)
+    # The in-run read-out (train.readout_every, 40 in the demo preset): at the last step of each
+    # session, beside the read-out of the encoder this session started from.
+    readouts = {r["step"]: (r["readout"], r["readout_start"]) for r in records if "readout" in r}
+    assert sorted(readouts) == [3, 5] and all(0 <= v <= 1 for pair in readouts.values() for v in pair), readouts
     kept = [info for info in ckpt.list_checkpoints(run_uri) if info.complete]
     assert [info.step for info in kept] == [4, 5]  # keep_checkpoints=2
 
