@@ -136,6 +136,8 @@ def test_pretrain_and_finetune_on_a_cold_cluster_bring_their_nodes_and_plan_on_t
         "train.global_batch=4",
         "--set",
         "train.readout=false",
+        "--set",
+        "train.readout_every=0",
     ]
     pretrain = _fame_ray(["pretrain", *common, *pretrain_args, *tiny], client, 330)
     assert pretrain.returncode == 0, pretrain.stderr[-4000:] + cold_head.log_tail()

@@ -97,6 +97,7 @@ def test_submitted_pretrain_job_succeeds_and_checkpoints(head, tmp_path):
         "fame-ray", "pretrain", "--config", "jobs/pretrain-demo.yaml",
         "--data-root", str(data), "--storage", str(runs), "--run-name", "cluster-job",
         "--max-steps", "3", "--set", "train.checkpoint_every=2", "--set", "train.log_every=1",
+        "--set", "train.readout_every=0",  # the in-run read-out is tested in test_pretrain.py
     ]  # fmt: skip
     # The head's job agent can come up after the job API answers (Ray says "No available agent
     # to submit job, please try again later"): try again, as it asks, for up to a minute.
