@@ -199,3 +199,33 @@ def test_transcode_writes_the_frames_an_edit_list_shows(stamped_matrix, tmp_path
     for offset in (0, 60, 90, 100, 129):
         (clip,) = decode.decode_clips(Location.parse(copy), range(0, 144), [offset], _data(), DECORD)
         assert _stamps(clip) == [sample.shown[i] for i in range(offset, offset + SPAN, STRIDE)]
+
+
+@pytest.mark.parametrize("name", ["avi_mpeg4_bframes", "mp4_h264_high_bframes"])
+def test_transcode_copies_under_an_avi_name_are_read_by_decord_frame_exactly(name, stamped_matrix, tmp_path):
+    """`data transcode` keeps a UCF101 .avi name and writes Matroska under it (a keyframe every
+    16 frames): the probe keeps the copy on decord, whose clips are exact at every offset, one
+    call per offset and all in one, one thread and two. The same stream written into AVI would
+    be seeked wrong by decord (frames shown one tick after they are decoded): the probe sends
+    that one to PyAV, and decord alone gets it wrong."""
+    from fame_ray.data import transcode
+
+    sample = stamped_matrix[name]
+    copy, frames = _transcoded(sample.path, tmp_path / "v_copy.avi", transcode.container_for("v_copy.avi"))
+    structure, found = probe.stream_structure(copy), probe.probe_video(Location.parse(copy))
+    assert structure.in_container(("matroska",)) and structure.keyframes >= 6 and frames == 90
+    assert found["num_frames"] == 90 and found["decoder"] == DECORD
+    offsets = list(range(0, 90 - SPAN + 1, 5))
+    for threads in (1, 2):
+        video = Location.parse(copy)
+        clips = decode.decode_clips(video, range(0, 90), offsets, _data(threads), DECORD)
+        clips += [decode.decode_clips(video, range(0, 90), [offset], _data(threads), DECORD)[0] for offset in offsets]
+        for offset, clip in zip(offsets + offsets, clips):
+            assert _stamps(clip) == list(range(offset, offset + SPAN, STRIDE)), f"offset {offset}, {threads} threads"
+
+    import decord
+
+    in_avi, _ = _transcoded(sample.path, tmp_path / "v_in_avi.avi", "avi")
+    assert probe.probe_video(Location.parse(in_avi))["decoder"] == PYAV
+    by_decord = [decord.VideoReader(in_avi).get_batch(list(range(o, o + SPAN, STRIDE))).asnumpy() for o in offsets]
+    assert any(_stamps(clip) != list(range(o, o + SPAN, STRIDE)) for o, clip in zip(offsets, by_decord))
