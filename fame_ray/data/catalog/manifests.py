@@ -216,6 +216,13 @@ def _build(
         manifest.write(tables[subset], location, stamp)
     if skipped:
         log.warning("skipped %d videos (listed in %s)", len(skipped), result.report)
+    slow = sum(table["decoder"].to_pylist().count(manifest.PYAV) for table in tables.values())
+    if slow:
+        log.info(
+            "%d videos are AVI or MPEG-TS files decord seeks wrong: their clips are decoded with PyAV (slower); "
+            "a `fame-ray data transcode` copy is decoded by decord",
+            slow,
+        )
     result.seconds = time.time() - started
     log.info(
         "%s split %d: %d train / %d test videos, %d classes, manifests in %s (%.1fs)",
