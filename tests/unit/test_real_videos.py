@@ -14,7 +14,7 @@ import real_videos
 
 from fame_ray.config import DataConfig
 from fame_ray.data import catalog
-from fame_ray.data.catalog import listing, probe
+from fame_ray.data.catalog import probe
 from fame_ray.data.clips import decode, sampling
 from fame_ray.data.manifest import DECORD
 from fame_ray.storage import Location
@@ -90,12 +90,13 @@ def test_every_frame_of_random_clips_is_the_one_pyav_shows(label, mode, referenc
 
 
 def test_the_real_videos_laid_out_as_a_folder_dataset(real_videos_root):
-    assert sorted(os.listdir(real_videos_root)) == sorted(real_videos.VIDEOS)
-    for label in real_videos.VIDEOS:
-        names = sorted(os.listdir(os.path.join(real_videos_root, label)))
-        assert len(names) >= 4 and all(name.startswith(label + "_") and name.endswith(".mp4") for name in names)
-        assert {listing.hash_split(f"{label}/{name}") for name in names} == {"train", "test"}
+    for subset, copies in (("train", 3), ("test", 1)):
+        assert sorted(os.listdir(os.path.join(real_videos_root, subset))) == sorted(real_videos.VIDEOS)
+        for label in real_videos.VIDEOS:
+            names = sorted(os.listdir(os.path.join(real_videos_root, subset, label)))
+            assert names == [f"{label}_{k}.mp4" for k in range(copies)]
     data = DataConfig(dataset="folder", data_root=real_videos_root)
     found, _ = catalog.scan(data, data.location())
-    assert found.classes == sorted(real_videos.VIDEOS)
+    assert found.classes == sorted(real_videos.VIDEOS) and "split given by train/ and test/ folders" in found.variant
+    assert [len(found.subsets[subset]) for subset in ("train", "test")] == [9, 3]
     assert {e.label for e in found.subsets["train"]} == {e.label for e in found.subsets["test"]} == {0, 1, 2}

@@ -2,7 +2,7 @@
 (`sampling`), the frames.
 
 Clips are cut from the usable range of a manifest row (`range(start_frame, end_frame)`), clamped
-to the frames decord finds; which frames a clip at an offset takes, looping in videos shorter
+to the frames the decoder finds; which frames a clip at an offset takes, looping in videos shorter
 than a clip, is `sampling.clip_indices`.
 
 Videos are `Location`s: local files, or s3:// objects read through fame_ray.storage and
