@@ -7,10 +7,11 @@ from black to white. `read_stamp` recovers the index from a decoded RGB frame, o
 cell is neither black nor white or the check bits disagree (a frame the decoder made up from
 a cut packet, a blend of two frames).
 
-`write_matrix(folder)` writes the formats of `SPECS` and the three files made by remuxing or
-cutting (`EDIT_LIST`, `NO_KEYFRAME_START`, `TRUNCATED`), with PyAV only, and returns a `Sample`
-per file: its path and `shown`, the stamps a player shows, in order (frame i of the video is
-the frame that carries stamp shown[i]; for the truncated file, the frames that are whole).
+`write_matrix(folder)` writes the formats of `SPECS` and the four files made by remuxing,
+cutting or joining (`EDIT_LIST`, `NO_KEYFRAME_START`, `TRUNCATED`, `CONCATENATED`), with PyAV
+only, and returns a `Sample` per file: its path and `shown`, the stamps a player shows, in
+order (frame i of the video is the frame that carries stamp shown[i]; for the truncated file,
+the frames that are whole).
 
     samples = write_matrix(tmp_path)
     assert stamps_by_pyav(samples["mp4_edit_list"].path) == samples["mp4_edit_list"].shown
@@ -182,6 +183,7 @@ SPECS = {
 EDIT_LIST = "mp4_edit_list"  # a stream copy cut after a keyframe: its edit list hides 6 frames
 NO_KEYFRAME_START = "mp4_no_keyframe_start"  # a stream copy cut after a keyframe, without an edit list
 TRUNCATED = "avi_truncated"  # an AVI cut inside its 161st packet; its header promises 200 frames
+CONCATENATED = "ts_concatenated"  # two MPEG-TS files joined end to end: decoding times go backwards
 
 
 def encoder_missing(spec: Spec) -> bool:
@@ -290,6 +292,22 @@ def write_truncated_avi(path: str, seed: int = 0) -> list[int]:
     return list(range(160))
 
 
+def write_concatenated(path: str, seed: int = 0) -> list[int]:
+    """Two H.264 MPEG-TS files joined end to end (`cat a.ts b.ts`, a common way recordings are
+    put together): 60 frames whose times start at frame 100, then 60 whose times start at 0.
+    Players show them in file order; returns the stamps they show (0 .. 59 twice)."""
+    parts = []
+    for part, first in enumerate((100, 0)):
+        spec = Spec("libx264", "mpegts", ".ts", frames=60, options=_x264("keyint=24:bframes=0"), first_pts=first)
+        write(spec, f"{path}.{part}.ts", seed + part)
+        with open(f"{path}.{part}.ts", "rb") as handle:
+            parts.append(handle.read())
+        os.remove(f"{path}.{part}.ts")
+    with open(path, "wb") as handle:
+        handle.write(b"".join(parts))
+    return list(range(60)) * 2
+
+
 def write_matrix(folder: str, seed: int = 0) -> dict[str, Sample]:
     """Every format of SPECS whose encoder this PyAV has, and the remuxed and cut files."""
     os.makedirs(folder, exist_ok=True)
@@ -303,6 +321,7 @@ def write_matrix(folder: str, seed: int = 0) -> dict[str, Sample]:
         (EDIT_LIST, ".mp4", write_edit_list),
         (NO_KEYFRAME_START, ".mp4", write_no_keyframe_start),
         (TRUNCATED, ".avi", write_truncated_avi),
+        (CONCATENATED, ".ts", write_concatenated),
     ):
         path = os.path.join(folder, name + suffix)
         samples[name] = Sample(name, path, writer(path, seed))

@@ -176,6 +176,9 @@ def test_probing_counts_only_the_frames_that_decode(tmp_path):
         pytest.fail("no cut left a half-written last frame")
     found = probe.probe_video(Location.parse(str(cut)))
     assert 0 < found["num_frames"] < reported
+    assert found["incomplete"].startswith(  # the index at the front still lists all 40
+        f"kept with its {found['num_frames']} whole frames of 40 (its header promises 40 frames where {reported}"
+    )
     (clip,) = decode.decode_clips(
         Location.parse(str(cut)),
         range(0, found["num_frames"]),

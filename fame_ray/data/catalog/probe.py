@@ -14,8 +14,8 @@ every frame carries its index, tests/stamped.py, and docs/decoding.md):
 - PyAV for an AVI or MPEG-TS file whose frames are shown after they are decoded (B-frames, or
   the one-frame delay FFmpeg gives H.264 in AVI) and that has more than one keyframe: these
   two demuxers seek by decoding time, decord by presentation time, so its seeks land on other
-  frames, without an error (66 of 75 clips of an H.264 AVI with a keyframe every 16 frames
-  came back wrong). With one keyframe decord never seeks and reads such an AVI file right (the
+  frames, without an error (20 of 26 clips of a stamped H.264 AVI with a keyframe every 24
+  frames came back wrong). With one keyframe decord never seeks and reads such an AVI file right (the
   built-in synthetic videos are written so).
 
 Structures neither reads right are refused with a reason that names the fix, `fame-ray data
@@ -24,6 +24,9 @@ transcode` (`refusal`):
 - an edit list that hides frames (an MP4 cut with `ffmpeg -ss ... -c copy`): decord counts and
   seeks by every packet of the stream while the decoder drops the hidden ones, so a clip
   reached by a seek comes back early by the number hidden, one read from the start does not;
+- decoding times that go backwards (MPEG-TS files joined end to end, a reset clock): players
+  show the packets in file order, decord and the PyAV path order frames by presentation time,
+  which puts the later part's frames among or before the earlier part's;
 - open GOPs (a keyframe shown after frames decoded after it: x264's open-gop, x265's default)
   outside AVI and MPEG-TS: decord takes a keyframe's place in the file for its place on screen;
 - frames shown after they are decoded in a container other than those measured
@@ -35,14 +38,19 @@ transcode` (`refusal`):
   count other than decord's: frame positions cannot be trusted.
 
 A file cut short (a partial download) ends in a packet the demuxer flags corrupt; the decoder
-fills its frame in from the one before, without an error. The frame count stops before the
-first such frame.
+fills its frame in from the one before (MPEG-4 Part 2), without an error, or refuses the
+packet (H.264). The frame count stops before the first such frame, and the result says why
+the video holds fewer frames than it claims (`shortfall`): prepare lists such videos in its
+report, beside the refused ones. PyAV decodes such a file: decord's demuxer runs ahead of its
+decoder thread, so it sends the cut packet while a clip near the end is still being decoded,
+and that clip fails or not with the timing (clips ending 4 frames before the cut of an H.264
+file failed 1 time in 40 on a loaded 2-core machine); PyAV sends no packet after the last
+frame a clip needs.
 """
 
 from __future__ import annotations
 
 import io
-import logging
 import os
 from dataclasses import dataclass
 
@@ -50,8 +58,6 @@ from fame_ray import runtime
 from fame_ray.data import deadline
 from fame_ray.data.manifest import DECORD, PYAV
 from fame_ray.storage import Location
-
-log = logging.getLogger(__name__)
 
 # At most 16 videos per task (enough to hide task overhead), two tasks per CPU at least; half a
 # CPU each: probing waits on I/O and demuxing more than it computes.
@@ -67,6 +73,10 @@ SEEK_BY_DECODING_TIME = ("avi", "mpegts")
 # Containers where decord seeks right with frames shown after they are decoded (measured).
 REORDER_SAFE_CONTAINERS = ("mov", "mp4", "matroska", "webm", "flv")
 FIX = "re-encode it with `fame-ray data transcode` (H.264, closed GOPs, no B-frames) and prepare the copy"
+SHORT_FIX = (
+    "fetch the whole file again for the rest, or write a copy whose header says what it holds with "
+    "`fame-ray data transcode` and prepare the copy"
+)
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,10 @@ class StreamStructure:
     """The most places a packet is decoded after its place on screen."""
     timestamps_distinct: bool
     """Every packet has a presentation time, and no two share one."""
+    promised: int = 0
+    """Frames the container's header promises (AVI's frame count, MP4's sample count); 0 when it says none."""
+    backwards: int = 0
+    """Packets whose decoding time is earlier than the one before theirs (a concatenation, a reset clock)."""
 
     def in_container(self, names: tuple[str, ...]) -> bool:
         """Whether the container is one of `names` (any of its aliases)."""
@@ -121,14 +135,15 @@ def stream_structure(source) -> StreamStructure | None:
             for packet in container.demux(stream)
             if packet.size
         ]
-        container_name, codec = container.format.name, stream.codec.canonical_name
+        container_name, codec, promised = container.format.name, stream.codec.canonical_name, stream.frames
     if not isinstance(source, str):
         source.seek(0)
-    return _structure(container_name, codec, rows)
+    return _structure(container_name, codec, rows, max(promised, 0))
 
 
-def _structure(container: str, codec: str, rows: list[tuple]) -> StreamStructure:
-    """StreamStructure from the packets' (pts, dts, keyframe, discard, corrupt) in file order."""
+def _structure(container: str, codec: str, rows: list[tuple], promised: int = 0) -> StreamStructure:
+    """StreamStructure from the packets' (pts, dts, keyframe, discard, corrupt) in file order and
+    the frame count the header promises (0: none)."""
     stamps = [pts for pts, _, _, _, _ in rows]
     distinct = None not in stamps and len(set(stamps)) == len(stamps)
     order = sorted(range(len(rows)), key=lambda i: (stamps[i] is not None, stamps[i] or 0, i))
@@ -136,6 +151,7 @@ def _structure(container: str, codec: str, rows: list[tuple]) -> StreamStructure
     for shown, decoded in enumerate(order):
         place[decoded] = shown
     corrupt = next((i for i, row in enumerate(rows) if row[4]), None)
+    decoding = [dts for _, dts, _, _, _ in rows if dts is not None]
     return StreamStructure(
         container=container,
         codec=codec,
@@ -148,15 +164,21 @@ def _structure(container: str, codec: str, rows: list[tuple]) -> StreamStructure
         delayed=any(pts is not None and dts is not None and pts != dts for pts, dts, _, _, _ in rows),
         reorder_depth=max((i - place[i] for i in range(len(rows))), default=0),
         timestamps_distinct=distinct,
+        promised=promised,
+        backwards=sum(after < before for before, after in zip(decoding, decoding[1:])),
     )
 
 
 def decoder_for(structure: StreamStructure) -> str:
     """The decoder whose clips of this video are frame-exact: PYAV for an AVI or MPEG-TS file
     with frames shown after they are decoded (or open GOPs) and more than one keyframe (decord's
-    seeks land on other frames there), DECORD for everything else (see the module docstring)."""
+    seeks land on other frames there) and for a file cut inside a packet (decord's reading ahead
+    reaches the cut packet and fails clips near the end, or not, depending on thread timing),
+    DECORD for everything else (see the module docstring)."""
     late = structure.delayed or structure.open_gops > 0
     if late and structure.in_container(SEEK_BY_DECODING_TIME) and structure.keyframes > 1:
+        return PYAV
+    if structure.intact < structure.packets:
         return PYAV
     return DECORD
 
@@ -170,6 +192,11 @@ def refusal(structure: StreamStructure, frames: int | None = None) -> str | None
         return (
             f"an edit list hides {structure.hidden} of its {structure.packets} frames, which decord counts and "
             f"seeks by (clips would come back up to {structure.hidden} frames early): {FIX}"
+        )
+    if structure.backwards:
+        return (
+            f"its decoding times go backwards at {structure.backwards} packets (files joined end to end, or a reset "
+            f"clock: frames would be ordered by times other than the order a player shows them in): {FIX}"
         )
     if not structure.first_is_key:
         return f"its first frame is not a keyframe (decord counts frames the decoder drops): {FIX}"
@@ -193,6 +220,22 @@ def refusal(structure: StreamStructure, frames: int | None = None) -> str | None
     if frames is not None and frames != structure.packets:
         return f"decord counts {frames} frames where the stream holds {structure.packets}: {FIX}"
     return None
+
+
+def shortfall(structure: StreamStructure, reported: int, kept: int) -> str | None:
+    """Why a video is kept with `kept` frames, fewer than it claims (its header's promise, or
+    `reported`: decord's count), with the fix; None when it holds every frame it claims."""
+    claimed = max(structure.promised, reported)
+    if kept >= claimed:
+        return None
+    causes = []
+    if structure.promised > structure.packets:
+        causes.append(f"its header promises {structure.promised} frames where {structure.packets} packets are left")
+    if structure.intact < structure.packets:
+        causes.append(f"frame {structure.intact} comes from a cut packet (the decoder makes it up from the one before)")
+    elif kept < structure.intact:
+        causes.append(f"the frames from {kept} on do not decode")
+    return f"kept with its {kept} whole frames of {claimed} ({'; '.join(causes) or 'a short file'}): {SHORT_FIX}"
 
 
 def decodable_frames(open_reader, count: int) -> int:
@@ -221,6 +264,26 @@ def _decodes(open_reader, index: int) -> bool:
         return False
 
 
+def _pyav_decodable(source, count: int) -> int:
+    """How many frames, at most `count`, PyAV decodes from the file's start before it fails (at a
+    cut packet: H.264's decoder refuses it, MPEG-4 Part 2's makes a frame up, which `count`, the
+    frames shown before the cut, leaves out). Decodes the whole stream: only cut files come here."""
+    import av
+
+    if not isinstance(source, str):
+        source.seek(0)
+    decoded = 0
+    with av.open(source, metadata_errors="ignore") as container:
+        try:
+            for _ in container.decode(container.streams.best("video")):
+                decoded += 1
+                if decoded == count:
+                    break
+        except av.error.FFmpegError:
+            pass  # the frames before the error are the ones that decode
+    return decoded
+
+
 def _probe(source) -> dict | str:
     import decord
 
@@ -245,33 +308,27 @@ def _probe(source) -> dict | str:
     height, width = reader[0].shape[:2]
     fps = float(reader.get_avg_fps())
     del reader
-    name = source if isinstance(source, str) else "video"
-    if structure.intact < reported:
-        log.warning(
-            "%s: frame %d comes from a cut or corrupt packet (the decoder makes it up): using %d of %d frames",
-            name,
-            structure.intact,
-            structure.intact,
-            reported,
-        )
-    num_frames = decodable_frames(open_reader, structure.intact) if structure.intact > 0 else 0
+    if structure.intact < structure.packets:  # cut: count what PyAV decodes, the decoder that reads it
+        num_frames = _pyav_decodable(source, structure.intact)
+    else:
+        num_frames = decodable_frames(open_reader, structure.intact)
     if num_frames < 1:
         return "no frames decode"
-    if num_frames < structure.intact:
-        log.warning("%s reports %d frames, %d decode: using %d", name, reported, num_frames, num_frames)
     return {
         "num_frames": num_frames,
         "fps": fps if fps > 0 else 25.0,
         "height": height,
         "width": width,
         "decoder": decoder_for(structure),
+        "incomplete": shortfall(structure, reported, num_frames),
     }
 
 
 def probe_video(video: Location, timeout_s: float = PROBE_TIMEOUT_S) -> dict | str:
     """{'num_frames' (checked: its last frame decodes, none comes from a cut packet), 'fps',
-    'height', 'width', 'decoder' (manifest.DECORD or PYAV)} of one video, or the reason it cannot
-    be read or decoded frame-exactly."""
+    'height', 'width', 'decoder' (manifest.DECORD or PYAV), 'incomplete' (why it holds fewer frames
+    than it claims, with the fix, or None: `shortfall`)} of one video, or the reason it cannot be
+    read or decoded frame-exactly."""
     try:
         if video.is_s3:
             source = io.BytesIO(video.read_bytes())
