@@ -15,10 +15,17 @@ done
 "$python" - "$reports" <<'PY'
 import sys, glob, xml.etree.ElementTree as ET
 totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-for path in glob.glob(f"{sys.argv[1]}/*.xml"):
+seconds = {}
+for path in sorted(glob.glob(f"{sys.argv[1]}/*.xml")):
     for suite in ET.parse(path).getroot().iter("testsuite"):
         for key in totals:
             totals[key] += int(suite.get(key, 0))
+        name = path.rsplit("/", 1)[-1][: -len(".xml")]
+        seconds[name] = seconds.get(name, 0.0) + float(suite.get("time", 0.0))
+# Where the suite's time goes (it must stay under 30 minutes on a 2-core machine).
+for name, spent in sorted(seconds.items(), key=lambda item: -item[1]):
+    print(f"{spent:8.1f} s  {name}")
+print(f"{sum(seconds.values()):8.1f} s  in all")
 failed = totals["failures"] + totals["errors"]
 passed = totals["tests"] - failed - totals["skipped"]
 print(f"suite: {passed} passed, {failed} failed, {totals['skipped']} skipped")

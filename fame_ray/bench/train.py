@@ -149,7 +149,7 @@ def bench_config(gpu: bool, overrides: list[str]) -> PretrainConfig:
     """CPU: the demo's tiny model, one worker. GPU: R(2+1)D-18 at 16x112x112, bf16, one GPU."""
     cfg = presets.demo_pretrain()
     train = dataclasses.replace(
-        cfg.train, num_workers=1, epochs=1000, log_every=5, checkpoint_every=10_000, max_failures=0
+        cfg.train, num_workers=1, epochs=1000, log_every=5, checkpoint_every=10_000, max_failures=0, micro_batch=0
     )
     updates = {}
     if gpu:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import os
 from typing import Annotated
 
 import typer
 
 from fame_ray.commands import common
 from fame_ray.config import PretrainConfig, presets
-from fame_ray.errors import UserError
+from fame_ray.errors import UserError, printable
 
-Out = Annotated[str, typer.Option("--out", "-o", help="PNG file to write.")]
+Out = Annotated[
+    str,
+    typer.Option("--out", "-o", help="Picture to write (.png, or another format Pillow writes; --force overwrites)."),
+]
 Clips = Annotated[
     int, typer.Option("--clips", min=2, max=16, help="Clips (rows) to show; FAME swaps backgrounds among them.")
 ]
@@ -40,6 +45,7 @@ def preview(
     config_file: common.ConfigFile = None,
     overrides: common.Overrides = None,
     s3_endpoint: common.S3Endpoint = None,
+    force: common.Force = False,
 ) -> None:
     """Write a picture of FAME on a few clips: original frames, the foreground mask, the merged clip.
 
@@ -60,7 +66,8 @@ def preview(
       fame-ray data preview --set data.crop_size=96 --set data.frames_per_clip=8
     """
     common.start_logging()
-    common.check_output_file(out)
+    image_format = _image_format(out)
+    common.check_output_file(out, force=force)
     if method not in ("fame", "dclr"):
         raise UserError(f"--method must be fame or dclr, got {method[:40]!r}", "e.g. --method dclr")
     if subset not in ("train", "test"):
@@ -77,6 +84,25 @@ def preview(
     cfg = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, None, overrides)
     sheet, shown = render(cfg, ready.manifests(cfg.data, cfg.data_location())[subset], clips, frames, seed)
 
-    sheet.save(out)
+    picture = io.BytesIO()
+    sheet.save(picture, format=image_format)
+    common.write_output_file(out, picture.getvalue())
     shown_what = "DCLR views" if method == "dclr" else f"FAME, beta {cfg.fame.beta}"
     typer.echo(f"wrote {out}: {shown} clips of {cfg.data.dataset}, {shown_what}")
+
+
+def _image_format(out: str) -> str:
+    """The Pillow format --out's extension names, checked before anything is decoded."""
+    from PIL import Image
+
+    Image.init()
+    extension = os.path.splitext(out)[1].lower()
+    image_format = Image.registered_extensions().get(extension)
+    if image_format is None or image_format not in Image.SAVE:
+        raise UserError(
+            f"--out {printable(out)}: Pillow writes no '{printable(extension)}' pictures"
+            if extension
+            else f"--out {printable(out)} has no extension to tell the picture's format",
+            "give a file name ending in .png",
+        )
+    return image_format

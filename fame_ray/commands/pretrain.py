@@ -26,8 +26,8 @@ Batch = Annotated[
         "--batch",
         "-b",
         help=(
-            "Global batch (clips per step over all workers); kept when the worker count changes. --set "
-            "train.micro_batch=N takes it N clips at a time per worker."
+            "Global batch (clips per step over all workers); kept when the worker count changes. Each worker takes "
+            "its share as many clips at a time as memory fits (train.micro_batch: auto; --set train.micro_batch=N)."
         ),
     ),
 ]
@@ -43,8 +43,8 @@ Method = Annotated[
     typer.Option(
         "--method",
         help=(
-            f"What happens to the query view: {', '.join(METHODS)} (fame: the paper; moco: the plain baseline; be: "
-            "Background Erasing)."
+            f"The method: {', '.join(METHODS)} (fame: the paper; moco: the plain baseline; be: Background Erasing as "
+            "released; moco_be_mix: BE's frame mixing in FAME's recipe, an ablation)."
         ),
     ),
 ]
@@ -94,6 +94,7 @@ def pretrain(
     preset: common.Preset = None,
     overrides: common.Overrides = None,
     verbose: Verbose = False,
+    dry_run: common.DryRun = False,
 ) -> None:
     """Pretrain a video encoder with MoCo + FAME on Ray Train.
 
@@ -119,8 +120,10 @@ def pretrain(
 
       fame-ray pretrain --dataset ucf101 --arch r2plus1d_18 --set train.micro_batch=8    (8 clips at a time)
 
-    A run whose workers cannot fit the nodes' memory is refused before it starts, naming the train.micro_batch that
-    fits (README "Configuration").
+      fame-ray pretrain --config jobs/pretrain-ucf101-r21d.yaml --dry-run    (config, protocol and plan; no training)
+
+    train.micro_batch is 'auto' by default: each worker takes its batch as many clips at a time as the node's memory
+    fits by the estimate (one log line says how many); only a run that cannot fit one clip at a time is refused.
     """
     common.start_logging()
     flags = {
@@ -137,6 +140,11 @@ def pretrain(
         "storage": common.storage_flags(storage, s3_endpoint, run_name, resume),
     }
     config = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, preset, overrides)
+    if dry_run:
+        from fame_ray.commands import dry_run as plan  # torch and ray: loaded only to plan
+
+        typer.echo(plan.pretrain(config))
+        return
     from fame_ray.pretrain.driver import run_pretrain  # torch and ray: loaded only to run
 
     try:

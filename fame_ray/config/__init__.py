@@ -1,7 +1,7 @@
 """The typed config (`tree`), its plain-data form and the one assembly path (`io`), and the named
 presets (`presets`). The tree's names are re-exported here: `from fame_ray.config import PretrainConfig`."""
 
-from fame_ray.config.io import apply_overrides, build, from_dict, load_yaml, merge, to_dict
+from fame_ray.config.io import apply_overrides, build, from_dict, load_yaml, merge, parse_yaml, to_dict
 from fame_ray.config.tree import (
     ARCHS,
     DATASET_DIRS,
@@ -45,5 +45,6 @@ __all__ = [
     "from_dict",
     "load_yaml",
     "merge",
+    "parse_yaml",
     "to_dict",
 ]

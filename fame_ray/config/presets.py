@@ -1,7 +1,8 @@
 """Named presets: typed functions that return a complete config.
 
 `choose` picks the preset a command starts from: the demo for a bare run on the built-in
-synthetic dataset, otherwise the official recipe (the dataclass defaults).
+synthetic dataset, the official linear probe for `--mode linear`, otherwise the official recipe
+(the dataclass defaults).
 """
 
 from __future__ import annotations
@@ -98,13 +99,47 @@ def recipe_finetune() -> FinetuneConfig:
     return FinetuneConfig(preset="recipe")
 
 
+def probe_optim(milestones: tuple[int, ...] = (60, 80)) -> OptimConfig:
+    """The official linear probe's SGD, the defaults of eval.py run with --freeze (eval.py:62-76):
+    lr 30 at any batch, momentum 0.9, weight decay 0, lr / 10 at each milestone (60 and 80)."""
+    return OptimConfig(lr=30.0, base_batch=0, momentum=0.9, weight_decay=0.0, schedule="step", milestones=milestones)
+
+
+def linear_probe() -> FinetuneConfig:
+    """The official linear probe: the finetuning recipe's data and testing, with a frozen
+    backbone and eval.py's --freeze optimizer and length (100 epochs at batch 256, eval.py:45,49)."""
+    return FinetuneConfig(
+        preset="linear", mode="linear", train=TrainConfig(epochs=100, global_batch=256), optim=probe_optim()
+    )
+
+
+def demo_linear_probe() -> FinetuneConfig:
+    """The demo's linear probe: the demo's data, model and length, with the official probe's
+    optimizer (lr 30, weight decay 0), its lr / 10 moved to the last of the 3 epochs."""
+    demo = demo_finetune()
+    return FinetuneConfig(
+        preset="demo-linear",
+        mode="linear",
+        data=demo.data,
+        model=demo.model,
+        train=demo.train,
+        optim=probe_optim(milestones=(2,)),
+        dropout=demo.dropout,
+    )
+
+
 PRETRAIN = {
     "demo": demo_pretrain,
     "ucf101-r21d": ucf101_r21d_pretrain,
     "k400-i3d": k400_i3d_pretrain,
     "recipe": recipe_pretrain,
 }
-FINETUNE = {"demo": demo_finetune, "recipe": recipe_finetune}
+FINETUNE = {
+    "demo": demo_finetune,
+    "recipe": recipe_finetune,
+    "linear": linear_probe,
+    "demo-linear": demo_linear_probe,
+}
 
 
 def get(table: dict, name: str):
@@ -114,8 +149,18 @@ def get(table: dict, name: str):
     return table[name]()
 
 
-def choose(preset: str | None, config_file: str | None, dataset: str | None) -> str:
-    """The demo preset for a bare run (no --config, synthetic or no dataset); else the recipe."""
+def choose(preset: str | None, config_file: str | None, dataset: str | None, mode: str | None = None) -> str:
+    """The preset a command starts from when --preset does not name one.
+
+    With a --config file: the recipe (the file's values win over it). Without one: for
+    `mode: linear` the official linear probe ('linear'), or the demo's probe ('demo-linear')
+    when the dataset named is the built-in synthetic one; otherwise the demo for a bare run
+    (synthetic or no dataset) and the recipe for a named dataset. Explicit values (flags, --set)
+    always win over the preset's."""
     if preset:
         return preset
-    return "demo" if not config_file and dataset in (None, "synthetic") else "recipe"
+    if config_file:
+        return "recipe"
+    if mode == "linear":
+        return "demo-linear" if dataset == "synthetic" else "linear"
+    return "demo" if dataset in (None, "synthetic") else "recipe"

@@ -5,9 +5,10 @@
 
 `run_pretrain` checks every user input before any worker starts (one UserError each), connects
 to Ray (the cluster when RAY_ADDRESS is set or inside `ray job submit`, else a local instance),
-prepares the dataset (`data.ready`: its manifests, written if absent or stale), derives the run plan
-once, checks that a worker fits the nodes' memory (`plan.check_memory`) and hands the worker loop
-(`fame_ray.pretrain.worker.train_loop`) to a TorchTrainer with its loop config: the config, the
+checks that the batch fits the nodes' memory (`plan.micro_batch_for`: the micro batch), prepares the
+dataset (`data.ready`: its manifests, written if absent or stale), derives the run plan once
+and hands the worker loop (`fame_ray.pretrain.worker.train_loop`) to a TorchTrainer with its loop config: the
+config the workers run (`plan.worker_config(cfg)`, the user's with the resolved micro batch), the
 plan, whether a premade dataset replaces the stream, the progress relay and the verbosity.
 
 Resume: the run directory is `<storage>/<run name>`. Every (re)start of the worker group
@@ -28,7 +29,7 @@ from fame_ray import checkpoints, runtime
 from fame_ray.config import PretrainConfig, to_dict
 from fame_ray.data import manifest, ready
 from fame_ray.errors import UserError
-from fame_ray.pretrain.plan import RunPlan, check_memory, make_plan
+from fame_ray.pretrain.plan import RunPlan, make_plan, micro_batch_for, world_plans
 from fame_ray.pretrain.worker import train_loop
 from fame_ray.runtime import ResourcePlan
 from fame_ray.storage import Location
@@ -74,15 +75,16 @@ def _run_config(cfg: PretrainConfig, plan: RunPlan) -> RunConfig:
     )
 
 
-def plan_run(cfg: PretrainConfig, manifests: dict[str, Location], resources: ResourcePlan) -> RunPlan:
-    """The run plan over the training manifest (`manifests`: 'train' and 'test')."""
+def plan_run(cfg: PretrainConfig, manifests: dict[str, Location], resources: ResourcePlan, micro_batch: int) -> RunPlan:
+    """The run plan over the training manifest (`manifests`: 'train' and 'test'), with the micro
+    batch `micro_batch_for` chose for the nodes' memory."""
     num_videos = manifest.read(manifests["train"]).num_rows
     if num_videos < cfg.train.global_batch:
         raise UserError(
             f"the training split has {num_videos} videos, fewer than one global batch ({cfg.train.global_batch})",
             "lower --batch",
         )
-    return make_plan(cfg, manifests, num_videos, resources, checkpoints.git_sha())
+    return make_plan(cfg, manifests, num_videos, resources, checkpoints.git_sha(), micro_batch)
 
 
 def log_start(cfg: PretrainConfig, plan: RunPlan, verbose: bool = False) -> None:
@@ -109,7 +111,7 @@ def log_start(cfg: PretrainConfig, plan: RunPlan, verbose: bool = False) -> None
         plan.num_videos,
         plan.total_steps,
         cfg.train.global_batch,
-        f" (micro batches of {cfg.train.micro_batch})" if cfg.train.micro_batch else "",
+        f" (micro batches of {plan.micro_batch})" if plan.micro_batch else "",
         "-".join(map(str, sorted({min(plan.worlds), max(plan.worlds)}))),
         plan.resources.cpus_per_worker,
         plan.resources.data_cpus,
@@ -127,7 +129,7 @@ def fit(cfg: PretrainConfig, plan: RunPlan, premade=None, verbose: bool = False)
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={
-            "config": cfg,
+            "config": plan.worker_config(cfg),
             "plan": plan,
             "premade": premade is not None,
             "relay": relay,
@@ -156,9 +158,12 @@ def run_pretrain(cfg: PretrainConfig, verbose: bool = False):
         runtime.job_minimum(cfg.train, cfg.data),
     )
     try:
+        # The memory check needs no data: a batch that cannot fit is refused before a dataset is prepared.
+        micro_batch = micro_batch_for(cfg, world_plans(cfg), runtime.node_memory(cfg.train.use_gpu))
         manifests = ready.manifests(cfg.data, cfg.data_location())  # the one step that prepares the dataset
-        plan = plan_run(cfg, manifests, runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data))
-        check_memory(cfg, plan.worlds, runtime.node_memory(cfg.train.use_gpu))
+        resources = runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data)
+        plan = plan_run(cfg, manifests, resources, micro_batch)
+        cfg = plan.worker_config(cfg)  # the resolved micro batch, as the workers run it and the run records it
         log_start(cfg, plan, verbose)
         result = fit(cfg, plan, verbose=verbose)
     finally:

@@ -12,6 +12,7 @@ measured over the same steps as the loss.
 
 from __future__ import annotations
 
+import math
 import time
 
 
@@ -97,15 +98,28 @@ class StepTimer:
         }
 
 
+def _finite(value) -> float | None:
+    """A metrics record's number as a float; None for anything else (text, a bool, inf, nan, or
+    an integer too large for a float: metrics.jsonl is a file anyone can edit)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def stage_report(records: list[dict], last: int = 50) -> str:
     """Where a run's time goes, over its last `last` step records: data wait against compute,
     and what a clip costs on the data side (decode, crop, FAME mask); '' without records."""
-    recent = [record for record in records[-last:] if isinstance(record.get("data_wait"), (int, float))]
+    recent = [record for record in records[-last:] if _finite(record.get("data_wait")) is not None]
     if not recent:
         return ""
 
     def mean(key: str) -> float | None:
-        values = [record[key] for record in recent if isinstance(record.get(key), (int, float))]
+        values = [_finite(record.get(key)) for record in recent]
+        values = [value for value in values if value is not None]
         return sum(values) / len(values) if values else None
 
     wait, step = mean("data_wait"), mean("step_time_s")

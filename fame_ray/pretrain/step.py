@@ -2,12 +2,18 @@
 
 Plain PyTorch; no Ray here (the worker loop in fame_ray.pretrain.worker calls it). The batch
 holds one per-worker batch of uint8 B,C,T,H,W clips from the Ray Data pipeline: "view_q",
-"view_k" and, for FAME, the query clips' masks "mask" (B,H,W). On the device:
+"view_k", for FAME the query clips' masks "mask" (B,H,W), and for Background Erasing "view_n"
+(pipeline.clip_pair says what each view is). On the device:
 - the method's query view: FAME merges each query clip's foreground with the background of
-  another clip of this full batch (a random permutation); Background Erasing mixes a static
-  frame of the clip into every frame; plain MoCo leaves it; the key view is never touched;
-- augmentation per clip (fame_ray.components.augment) of both views, then normalisation;
+  another clip of this full batch (a random permutation); 'moco_be_mix' mixes a static frame of
+  the clip into every frame (BE's augmentation); plain MoCo leaves it; the key view is never
+  touched;
+- augmentation per clip (fame_ray.components.augment) of the views, then normalisation;
 - bf16 autocast and channels-last 3D on GPU, the symmetric MoCo loss, one SGD step;
+- Background Erasing as released ('be', fame_ray.models.background_erasing): the anchor (view_q)
+  gets the static-frame mixing after its colour augmentation (BE mixes its augmented,
+  normalised clips; the mix commutes with the normalisation), view_k is the positive, view_n the
+  intra-video negative through the query encoder, BE's one-way loss;
 - with `train.micro_batch`, gradient accumulation: the key encoder's momentum update, the keys
   and the enqueue happen once for the full batch (`MoCo.prepare_keys`), the query side runs a
   micro batch at a time and its gradients add up (`fame_ray.components.accumulation`). Shuffle-BN
@@ -28,6 +34,7 @@ from fame_ray.components import augment
 from fame_ray.components.accumulation import micro_steps
 from fame_ray.config import PretrainConfig
 from fame_ray.data.clips import fame
+from fame_ray.models.background_erasing import background_erasing_for
 from fame_ray.models.dclr import dclr_for
 from fame_ray.models.moco import moco_for
 
@@ -45,10 +52,13 @@ def step_generators(seed: int, step: int, rank: int, device: torch.device) -> di
 
 
 def build_model(cfg: PretrainConfig) -> nn.Module:
-    """The method's model: MoCo (fame, moco, be) or DCLR, around a fresh backbone."""
+    """The method's model around a fresh backbone: MoCo (fame, moco, moco_be_mix), Background
+    Erasing's MoCo (be) or DCLR."""
     generator = augment.make_generator([cfg.train.seed, 4])
     if cfg.method == "dclr":
         return dclr_for(cfg.model.arch, cfg.model.embed_dim, **dataclasses.asdict(cfg.dclr), generator=generator)
+    if cfg.method == "be":
+        return background_erasing_for(cfg.model, cfg.moco, generator)
     return moco_for(cfg.model, cfg.moco, generator)
 
 
@@ -87,9 +97,24 @@ def query_clips(batch: dict, cfg: PretrainConfig, generator: torch.Generator, de
         permutation = torch.randperm(clips.shape[0], generator=generator, device=generator.device).to(device)
         clips = fame.merge(clips, batch["mask"].to(device, non_blocking=True), permutation)
     clips = augment.to_float(clips)
-    if cfg.method == "be":
+    if cfg.method == "moco_be_mix":
         clips = augment.background_erasing(clips, cfg.be.alpha, generator)
     return clips
+
+
+def _background_erasing_views(batch: dict, cfg: PretrainConfig, generators: dict, device: torch.device) -> list:
+    """BE's anchor, positive and negative, augmented; the anchor mixed with a static frame."""
+    coloured = [
+        augment.colour(
+            augment.to_float(batch[name].to(device, non_blocking=True)),
+            generators["augment"],
+            augment.PRETRAIN,
+            generators["order"],
+        )
+        for name in ("view_q", "view_k", "view_n")
+    ]
+    coloured[0] = augment.background_erasing(coloured[0], cfg.be.alpha, generators["query"])
+    return [augment.normalize(clips) for clips in coloured]
 
 
 def _augmented(clips: torch.Tensor, generators: dict, mean, std) -> torch.Tensor:
@@ -101,11 +126,15 @@ def _augmented(clips: torch.Tensor, generators: dict, mean, std) -> torch.Tensor
 
 def views(batch: dict, cfg: PretrainConfig, generators: dict, device: torch.device) -> tuple[torch.Tensor, ...]:
     """The model's inputs, augmented and normalised float B,C,T,H,W on the device: (query, key)
-    for MoCo; for DCLR (rgb_q, rgb_k, static_q, static_k), each augmented on its own with the
-    ImageNet statistics of the official DCLR code, the static frames repeated over time."""
+    for MoCo; (anchor, positive, intra-video negative) for Background Erasing; for DCLR (rgb_q,
+    rgb_k, static_q, static_k), each augmented on its own with the ImageNet statistics of the
+    official DCLR code, the static frames repeated over time."""
     with torch.autocast(device_type=device.type, enabled=False):
         key = augment.to_float(batch["view_k"].to(device, non_blocking=True))
-        if cfg.method == "dclr":
+        raw = []
+        if cfg.method == "be":
+            out = _background_erasing_views(batch, cfg, generators, device)
+        elif cfg.method == "dclr":
             frames = key.shape[2]
             statics = [augment.to_float(batch[name].to(device, non_blocking=True)) for name in ("static_q", "static_k")]
             raw = [augment.to_float(batch["view_q"].to(device, non_blocking=True)), key]
@@ -117,7 +146,8 @@ def views(batch: dict, cfg: PretrainConfig, generators: dict, device: torch.devi
                 augment.KINETICS_MEAN,
                 augment.KINETICS_STD,
             )
-        out = [_augmented(clips, generators, mean, std) for clips in raw]
+        if raw:
+            out = [_augmented(clips, generators, mean, std) for clips in raw]
     if device.type == "cuda" and cfg.train.channels_last:
         out = [clips.contiguous(memory_format=torch.channels_last_3d) for clips in out]
     return tuple(out)
@@ -167,11 +197,14 @@ def train_step(
     device: torch.device,
     learn: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One SGD step on one per-worker batch (in micro batches of `train.micro_batch` clips);
-    returns (loss, acc1) as 0-dim tensors on the device (no sync). `learn` off: a warm-up step
-    (keys and queues only, no optimizer step)."""
+    """One SGD step on one per-worker batch (in micro batches of `train.micro_batch` clips, a
+    number: the run plan resolves 'auto', `RunPlan.worker_config`); returns (loss, acc1) as 0-dim
+    tensors on the device (no sync). `learn` off: a warm-up step (keys and queues only, no
+    optimizer step)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
+    if cfg.train.micro_batch == "auto":
+        raise ValueError("train.micro_batch 'auto' reaches the step unresolved: run the config the plan resolves")
     inputs = views(batch, cfg, generators, device)
     use_bf16 = device.type == "cuda" and cfg.train.amp
     optimizer.zero_grad(set_to_none=True)

@@ -137,6 +137,7 @@ class Loop:
             self.total,
             self.cfg.method == "fame",
             self.cfg.fame.beta,
+            segment_positive=self.cfg.method == "be",
         )
 
     def batches(self, premade: bool = False):

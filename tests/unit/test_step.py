@@ -11,8 +11,11 @@ from fame_ray.pretrain import step
 
 
 def _config(method: str) -> PretrainConfig:
+    """The demo at 4x16x16, the whole batch at once (the micro batch a run plan resolves)."""
     return build(
-        PretrainConfig, presets.demo_pretrain(), {"method": method, "data": {"frames_per_clip": 4, "crop_size": 16}}
+        PretrainConfig,
+        presets.demo_pretrain(),
+        {"method": method, "data": {"frames_per_clip": 4, "crop_size": 16}, "train": {"micro_batch": 0}},
     )
 
 
@@ -51,7 +54,7 @@ def test_the_key_view_is_never_touched_and_moco_leaves_the_query():
     generators = step.step_generators(0, 5, 0, torch.device("cpu"))
     plain = step.query_clips(batch, _config("moco"), generators["query"], torch.device("cpu"))
     torch.testing.assert_close(plain, batch["view_q"].float() / 255)
-    for method in ("fame", "moco", "be"):
+    for method in ("fame", "moco", "moco_be_mix"):
         _, key = step.views(
             batch, _config(method), step.step_generators(0, 5, 0, torch.device("cpu")), torch.device("cpu")
         )
@@ -61,10 +64,52 @@ def test_the_key_view_is_never_touched_and_moco_leaves_the_query():
         torch.testing.assert_close(key, key_plain)
 
 
-def test_background_erasing_changes_the_query_only():
+def test_the_frame_mixing_ablation_changes_the_query_only():
     batch = _batch()
-    erased = step.query_clips(batch, _config("be"), torch.Generator().manual_seed(1), torch.device("cpu"))
+    erased = step.query_clips(batch, _config("moco_be_mix"), torch.Generator().manual_seed(1), torch.device("cpu"))
     assert not torch.allclose(erased, batch["view_q"].float() / 255)
+
+
+def _be_batch(size=6) -> dict:
+    batch = _batch(size)
+    batch["view_n"] = torch.randint(0, 256, batch["view_q"].shape, generator=torch.Generator().manual_seed(9)).to(
+        torch.uint8
+    )
+    return batch
+
+
+def test_background_erasing_mixes_the_anchor_only_and_keeps_positive_and_negative():
+    """BE as released: the anchor (view_q) gets the static-frame mixing after its colour
+    augmentation; the positive (view_k) and the intra-video negative (view_n) are only augmented."""
+    batch = _be_batch()
+    cpu = torch.device("cpu")
+    be = step.views(batch, _config("be"), step.step_generators(0, 5, 0, cpu), cpu)
+    assert len(be) == 3
+    # With a mixing weight of 0 (be.alpha=0), the anchor is the augmented clip itself.
+    unmixed = build(PretrainConfig, _config("be"), {"be": {"alpha": 0.0}})
+    plain = step.views(batch, unmixed, step.step_generators(0, 5, 0, cpu), cpu)
+    torch.testing.assert_close(be[1], plain[1])
+    torch.testing.assert_close(be[2], plain[2])
+    assert not torch.allclose(be[0], plain[0])
+
+
+def test_background_erasing_steps_with_one_pass_and_enqueues_one_batch_of_keys():
+    config = _config("be")
+    torch.manual_seed(0)
+    model, optimizer = step.build_training(config, torch.device("cpu"))
+    before = {name: p.detach().clone() for name, p in model.encoder_q.named_parameters()}
+    loss, acc1 = step.train_step(
+        model,
+        optimizer,
+        _be_batch(8),
+        0.05,
+        step.step_generators(0, 0, 0, torch.device("cpu")),
+        config,
+        torch.device("cpu"),
+    )
+    assert torch.isfinite(loss) and 0 <= float(acc1) <= 1
+    assert int(model.queue_ptr) == 8  # one pass: the positives' keys only
+    assert any(not torch.equal(before[n], p) for n, p in model.encoder_q.named_parameters())
 
 
 def test_a_step_draws_the_same_numbers_for_the_same_seed_step_and_rank():
@@ -180,7 +225,7 @@ def test_dclr_steps_warm_its_queues_up_first_then_learn():
             "method": "dclr",
             "data": {"frames_per_clip": 4, "crop_size": 32},
             "dclr": {"queue_size": 24, "topk": 2},
-            "train": {"global_batch": 6, "num_workers": 1},
+            "train": {"global_batch": 6, "num_workers": 1, "micro_batch": 0},
         },
     )
     generator = torch.Generator().manual_seed(0)
