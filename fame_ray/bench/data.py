@@ -150,7 +150,7 @@ def _clip_source(rows: list[dict], data: DataConfig, seed: int):
         row = rows[int(rng.integers(len(rows)))]
         start, end = int(row["start_frame"]), int(row["end_frame"])
         offsets = sampling.random_offsets(end - start, data.clip_span, 1, rng)
-        decode.decode_clips(Location.parse(row["path"]), range(start, end), offsets, bare)
+        decode.decode_clips(Location.parse(row["path"]), range(start, end), offsets, bare, row["decoder"])
         return 1
 
     return one

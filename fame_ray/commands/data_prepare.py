@@ -30,8 +30,10 @@ def prepare(
     Reads the official layout (UCF101, HMDB51, Diving48 V2, Kinetics-400) or a folder of
     class folders or a `path,label` CSV, from a local folder or an s3:// prefix; probes
     frame count, fps and size of every video in parallel on Ray (a local instance unless
-    RAY_ADDRESS is set); skips unreadable or missing videos and lists them in a report
-    beside the manifests.
+    RAY_ADDRESS is set); skips unreadable or missing videos and the ones no decoder reads
+    frame-exactly (an edit list that hides frames, ...), keeps the ones cut short with the
+    frames that are whole, and lists both, with the reason and the fix, in reports beside the
+    manifests (docs/decoding.md).
 
     Examples:
 
@@ -65,4 +67,21 @@ def prepare(
     for subset, uri in result.manifests.items():
         typer.echo(f"  {subset:5} {result.counts[subset]:7d} videos -> {uri}")
     typer.echo(f"  skipped {len(result.skipped)} videos" + (f" (listed in {result.report})" if result.skipped else ""))
+    _list(result.skipped)
+    if result.incomplete:
+        typer.echo(
+            f"  kept {len(result.incomplete)} videos with fewer frames than they claim "
+            f"(listed in {result.incomplete_report})"
+        )
+        _list(result.incomplete)
     typer.echo(f"  class names -> {result.classes_file}  ({result.seconds:.1f}s)")
+
+
+LISTED = 10  # videos named in the output per report (the reports list every one)
+
+
+def _list(videos: list[tuple[str, str]]) -> None:
+    for path, reason in videos[:LISTED]:
+        typer.echo(f"    {path}: {reason}")
+    if len(videos) > LISTED:
+        typer.echo(f"    ... {len(videos) - LISTED} more")

@@ -3,6 +3,10 @@
 Every dataset layout (catalog.py) ends here, and every pipeline starts here. The schema's
 metadata holds the fingerprint of the dataset the manifest was built from (fingerprint.py),
 read back without reading the rows.
+
+The `decoder` column says which decoder reads a video's clips frame-exactly, decided once when
+the video is probed (catalog.probe.decoder_for): "decord" (the fast path, nearly every file) or
+"pyav" (the AVI and MPEG-TS files decord seeks wrong; clips.decode).
 """
 
 from __future__ import annotations
@@ -12,7 +16,12 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fame_ray.errors import UserError
 from fame_ray.storage import Location
+
+DECORD = "decord"
+PYAV = "pyav"
+DECODERS = (DECORD, PYAV)
 
 SCHEMA = pa.schema(
     [
@@ -26,6 +35,7 @@ SCHEMA = pa.schema(
         ("width", pa.int32()),
         ("start_frame", pa.int32()),  # first usable frame (Diving48 annotations), else 0
         ("end_frame", pa.int32()),  # one past the last usable frame, else num_frames
+        ("decoder", pa.string()),  # DECORD or PYAV: the decoder that reads this video's frames exactly
     ]
 )
 
@@ -54,4 +64,12 @@ def read_fingerprint(location: Location) -> dict | None:
 
 
 def read(location: Location) -> pa.Table:
-    return pq.read_table(location.path, filesystem=location.filesystem, schema=SCHEMA)
+    """The manifest's rows; a manifest written before the `decoder` column existed is refused
+    (`catalog.ensure` rebuilds such manifests before a run: their fingerprint is of an older version)."""
+    table = pq.read_table(location.path, filesystem=location.filesystem, schema=SCHEMA)
+    if table["decoder"].null_count:
+        raise UserError(
+            f"manifest {location} names no decoder for its videos (built by an older fame-ray)",
+            "run `fame-ray data prepare` on the dataset again",
+        )
+    return table

@@ -9,11 +9,15 @@ import shutil
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from fame_ray import storage
+from fame_ray.cli import app
 from fame_ray.config import DataConfig
 from fame_ray.data import catalog, manifest, ready, synthetic
+from fame_ray.data.clips import decode, pipeline, sampling
 from fame_ray.errors import UserError
+from fame_ray.storage import Location
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("s3_credentials")]
 
@@ -31,11 +35,14 @@ def test_prepare_probes_and_reports_a_corrupt_video(ray_local, synth_root, tmp_p
     with open(result.report.uri) as handle:
         rows = list(csv.DictReader(handle))
     assert rows[0]["path"] == corrupt and rows[0]["subset"] == "train"
+    assert result.incomplete == []  # the synthetic videos hold every frame their headers promise
     table = manifest.read(result.manifests["train"]).to_pylist()
     assert {row["num_frames"] for row in table} == {40} and {(row["height"], row["width"]) for row in table} == {
         (120, 160)
     }
     assert all(row["fps"] == 25 and row["end_frame"] == 40 and os.path.isfile(row["path"]) for row in table)
+    # The synthetic videos (H.264 in AVI, one keyframe each) are read right by decord: its fast path.
+    assert {row["decoder"] for row in table} == {manifest.DECORD}
     assert {row["label_name"] for row in table} == set(json.loads(Path(result.classes_file.uri).read_text()))
     assert result.manifests["train"].parent.uri == os.path.join(root, ".fame-ray")
 
@@ -108,3 +115,65 @@ def test_manifests_of_a_changed_dataset_are_rebuilt_and_current_ones_are_kept(ra
     assert manifest.read_fingerprint(rebuilt) is None
     catalog.ensure(data, source)
     assert manifest.read_fingerprint(rebuilt)["videos"] == 23
+
+
+def test_prepare_lists_the_files_that_lie_and_every_index_of_the_manifests_names_its_frame(ray_local, tmp_path):
+    """A folder dataset holding the two files that lie about their frames (tests/stamped.py):
+    the edit-list MP4 (150 frames in the file, 144 shown) is in the report with the reason and
+    the fix; the AVI cut inside its 161st packet (its header says 200) is kept with the 160
+    frames that are whole (decoded with PyAV), and listed with the reason and the fix too. Beside
+    them an H.264 AVI with a keyframe every 24 frames (what older `data transcode` copies of
+    UCF101 hold: decoded with PyAV), MPEG-4 Part 2 AVI, H.264 High with B-frames in MP4 and VP9
+    WebM (decord). Through the command a user runs; every frame of clips of every manifest row,
+    decoded by the decoder the row names, carries its index."""
+    import stamped
+
+    root = tmp_path / "lying"
+    writers = {
+        "train/walk/cut.mp4": stamped.write_edit_list,
+        "train/walk/partial.avi": stamped.write_truncated_avi,
+        "train/run/whole.avi": lambda path: stamped.write(stamped.SPECS["avi_mpeg4"], path),
+        "train/run/gop24.avi": lambda path: stamped.write(stamped.SPECS["avi_h264"], path),
+        "test/walk/whole.mp4": lambda path: stamped.write(stamped.SPECS["mp4_h264_high_bframes"], path),
+        "test/run/whole.webm": lambda path: stamped.write(stamped.SPECS["webm_vp9"], path),
+    }
+    shown = {}
+    for name, writer in writers.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shown[str(path)] = writer(str(path))
+    printed = CliRunner().invoke(app, ["data", "prepare", "--dataset", "folder", "--data-root", str(root)])
+    assert printed.exit_code == 0, printed.output
+    cut, partial = str(root / "train" / "walk" / "cut.mp4"), str(root / "train" / "walk" / "partial.avi")
+    assert "skipped 1 videos" in printed.output and "kept 1 videos with fewer frames than they claim" in printed.output
+    assert f"    {cut}: an edit list hides 6 of its 150 frames" in printed.output
+    assert f"    {partial}: kept with its 160 whole frames of 200 (its header promises 200" in printed.output
+    data = DataConfig(dataset="folder", data_root=str(root), frames_per_clip=16, temporal_stride=2)
+    manifests = catalog.locate(data, data.location())
+    for report, path, subset, reason in (
+        ("skipped", cut, "train", "an edit list hides 6 of its 150 frames"),
+        ("incomplete", partial, "train", "kept with its 160 whole frames of 200 (its header promises 200 frames"),
+    ):
+        with open(manifests["train"].parent.uri + f"/folder_split1_{report}.csv") as handle:
+            (row,) = list(csv.DictReader(handle))
+        assert (row["path"], row["subset"]) == (path, subset) and row["reason"].startswith(reason), row
+        assert "`fame-ray data transcode`" in row["reason"]
+    tables = {subset: manifest.read(manifests[subset]).to_pylist() for subset in ("train", "test")}
+    assert {subset: len(table) for subset, table in tables.items()} == {"train": 3, "test": 2}
+    rows = {row["path"]: row for table in tables.values() for row in table}
+    assert (rows[partial]["num_frames"], rows[partial]["end_frame"]) == (160, 160)
+    assert {path for path, row in rows.items() if row["decoder"] == manifest.PYAV} == {
+        str(root / "train" / "run" / "gop24.avi"),
+        partial,
+    }
+    assert pipeline.videos_of(manifests["train"])["decoder"] == [row["decoder"] for row in tables["train"]]
+    for path, row in rows.items():
+        assert row["num_frames"] == len(shown[path])
+        usable = range(row["start_frame"], row["end_frame"])
+        offsets = sampling.uniform_offsets(len(usable), data.clip_span, 5)
+        clips = decode.decode_clips(Location.parse(path), usable, offsets, data, row["decoder"])
+        for offset, clip in zip(offsets, clips):
+            indices = sampling.clip_indices(usable.start, usable.stop, offset, 16, 2)
+            assert [stamped.read_stamp(frame) for frame in clip] == [shown[path][i] for i in indices], (
+                f"{path} {offset}"
+            )

@@ -149,7 +149,8 @@ def test_an_interrupted_copy_resumes_and_a_split_limits_the_videos(ray_local, or
     assert _stream_facts(str(out / lost))[2] == FRAMES and (out / "UCF-101" / left_out).exists()
     assert json.loads((out / ".fame-ray" / "transcode.json").read_text())["complete"] is True
 
-    with pytest.raises(UserError, match="holds a copy made with H.264 short side 128, a keyframe every 16"):
+    made = r"holds a copy made with H.264, frame size kept \(the official geometry\), a keyframe every 16"
+    with pytest.raises(UserError, match=made):
         transcode.run(data, data.location(), Location.parse(str(out)), EncodeSettings(gop=8))
     foreign = tmp_path / "foreign"
     foreign.mkdir()

@@ -1,4 +1,4 @@
-"""Clip sampling rules and decord decoding (local files, s3:// through a loopback S3 server)."""
+"""Clip sampling rules and decoding with decord and PyAV (local files, s3:// through a loopback S3 server)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from fame_ray.config import DataConfig
 from fame_ray.data.clips import decode, sampling
+from fame_ray.data.manifest import DECODERS, DECORD
 from fame_ray.storage import Location
 
 FRAMES = 30
@@ -29,6 +30,12 @@ def write_video(path, frames=FRAMES, width=64, height=48):
         container.mux(packet)
     container.close()
     return str(path)
+
+
+@pytest.fixture(params=DECODERS)
+def decoder(request) -> str:
+    """Each decoder a manifest row can name: both read a plain MP4 alike."""
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -73,40 +80,46 @@ def test_uniform_offsets_span_first_to_last_position():
     assert sampling.uniform_offsets(10, 31, 3) == [0, 0, 0]
 
 
-def test_decode_two_clips_in_one_call(video):
-    first, second = decode.decode_clips(Location.parse(video), range(0, FRAMES), [0, 3], _data(8, 2, 1, 0.0))
+def test_decode_two_clips_in_one_call(video, decoder):
+    first, second = decode.decode_clips(Location.parse(video), range(0, FRAMES), [0, 3], _data(8, 2, 1, 0.0), decoder)
     assert first.shape == second.shape == (8, 48, 64, 3) and first.dtype == np.uint8
     assert frame_numbers(first) == list(range(0, 16, 2))
     assert frame_numbers(second) == list(range(3, 19, 2))
 
 
-def test_decode_respects_start_frame_and_wraps_short_ranges(video):
-    (clip,) = decode.decode_clips(Location.parse(video), range(20, 24), [1], _data(6, 1, 1, 0.0))
+def test_decode_respects_start_frame_and_wraps_short_ranges(video, decoder):
+    (clip,) = decode.decode_clips(Location.parse(video), range(20, 24), [1], _data(6, 1, 1, 0.0), decoder)
     assert frame_numbers(clip) == [21, 22, 23, 20, 21, 22]
 
 
-def test_manifest_frame_count_larger_than_video_is_clamped(video):
-    (clip,) = decode.decode_clips(Location.parse(video), range(0, FRAMES + 50), [FRAMES - 4], _data(4, 2, 1, 0.0))
+def test_manifest_frame_count_larger_than_video_is_clamped(video, decoder):
+    (clip,) = decode.decode_clips(
+        Location.parse(video), range(0, FRAMES + 50), [FRAMES - 4], _data(4, 2, 1, 0.0), decoder
+    )
     assert frame_numbers(clip) == [26, 28, 0, 2]
 
 
-def test_corrupt_and_missing_videos_raise_decode_error(tmp_path):
+def test_corrupt_and_missing_videos_raise_decode_error(tmp_path, decoder):
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(b"not a video" * 100)
     for path in (corrupt, tmp_path / "missing.mp4"):
         with pytest.raises(decode.DecodeError):
-            decode.decode_clips(Location.parse(str(path)), range(0, 10), [0], _data(4, 1, 1, 0.0))
+            decode.decode_clips(Location.parse(str(path)), range(0, 10), [0], _data(4, 1, 1, 0.0), decoder)
 
 
-def test_decode_from_s3_reads_bytes_through_storage(video, bucket, s3_server):
+def test_decode_from_s3_reads_bytes_through_storage(video, bucket, s3_server, decoder):
     uri = f"{bucket}/videos/grey.mp4"
     Location.parse(uri, s3_server).write_bytes(Path(video).read_bytes())
-    (remote,) = decode.decode_clips(Location.parse(uri, s3_server), range(0, FRAMES), [2], _data(8, 3, 1, 0.0))
-    (local,) = decode.decode_clips(Location.parse(video), range(0, FRAMES), [2], _data(8, 3, 1, 0.0))
+    (remote,) = decode.decode_clips(Location.parse(uri, s3_server), range(0, FRAMES), [2], _data(8, 3, 1, 0.0), decoder)
+    (local,) = decode.decode_clips(Location.parse(video), range(0, FRAMES), [2], _data(8, 3, 1, 0.0), decoder)
     assert np.array_equal(remote, local)
     with pytest.raises(decode.DecodeError):
         decode.decode_clips(
-            Location.parse(f"{bucket}/videos/absent.mp4", s3_server), range(0, FRAMES), [0], _data(4, 1, 1, 0.0)
+            Location.parse(f"{bucket}/videos/absent.mp4", s3_server),
+            range(0, FRAMES),
+            [0],
+            _data(4, 1, 1, 0.0),
+            decoder,
         )
 
 
@@ -121,10 +134,10 @@ def test_a_decode_that_hangs_is_cut_off_and_the_next_one_works(video, tmp_path):
     os.mkfifo(fifo)
     started = time.time()
     with pytest.raises(decode.DecodeTimeout, match="longer than 1s"):
-        decode.decode_clips(Location.parse(str(fifo)), range(0, 40), [0], _data(4, 1, 1, 1.0))
+        decode.decode_clips(Location.parse(str(fifo)), range(0, 40), [0], _data(4, 1, 1, 1.0), DECORD)
     assert time.time() - started < 5
     assert decode.abandoned_decodes() >= 1
-    (clip,) = decode.decode_clips(Location.parse(video), range(0, FRAMES), [0], _data(4, 2, 1, 10.0))
+    (clip,) = decode.decode_clips(Location.parse(video), range(0, FRAMES), [0], _data(4, 2, 1, 10.0), DECORD)
     assert frame_numbers(clip) == [0, 2, 4, 6]
     # Release the abandoned thread: a writer that closes at once gives the reader EOF.
     threading.Thread(target=lambda: open(fifo, "wb").close(), daemon=True).start()
@@ -163,7 +176,14 @@ def test_probing_counts_only_the_frames_that_decode(tmp_path):
         pytest.fail("no cut left a half-written last frame")
     found = probe.probe_video(Location.parse(str(cut)))
     assert 0 < found["num_frames"] < reported
+    assert found["incomplete"].startswith(  # the index at the front still lists all 40
+        f"kept with its {found['num_frames']} whole frames of 40 (its header promises 40 frames where {reported}"
+    )
     (clip,) = decode.decode_clips(
-        Location.parse(str(cut)), range(0, found["num_frames"]), [found["num_frames"] - 4], _data(4, 1, 1, 0.0)
+        Location.parse(str(cut)),
+        range(0, found["num_frames"]),
+        [found["num_frames"] - 4],
+        _data(4, 1, 1, 0.0),
+        found["decoder"],
     )
     assert clip.shape == (4, 120, 160, 3)

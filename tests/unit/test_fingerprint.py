@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from fame_ray import storage
@@ -19,6 +20,7 @@ from fame_ray.config import DataConfig
 from fame_ray.data import catalog, manifest
 from fame_ray.data.catalog import fingerprint
 from fame_ray.data.synthetic import write_dataset
+from fame_ray.errors import UserError
 from fame_ray.storage import Location
 
 TINY = {"num_classes": 2, "videos_per_class": 3, "frames": 4, "width": 32, "height": 32}
@@ -141,3 +143,18 @@ def test_the_fingerprint_travels_in_the_manifest_schema(tmp_path):
     assert fingerprint.differences(None, stamp) == [
         "the manifest holds no dataset fingerprint (built by an older fame-ray)"
     ]
+
+
+def test_a_manifest_from_before_the_decoder_column_is_stale_and_refused(tmp_path):
+    """Manifests written before the `decoder` column: their fingerprint is of version 1, so
+    `catalog.ensure` rebuilds them; read directly, they are refused with the fix."""
+    old = manifest.SCHEMA.remove(manifest.SCHEMA.get_field_index("decoder"))
+    row = {"path": "/v.avi", "label": 0, "label_name": "a", "split": "train", "num_frames": 9, "fps": 25.0}
+    row |= {"height": 8, "width": 8, "start_frame": 0, "end_frame": 9}
+    location = Location.parse(str(tmp_path / "old.parquet"))
+    pq.write_table(pa.Table.from_pylist([row], schema=old), location.path)
+    stored = {"version": 1, "videos": 1, "absent": 0, "bytes": 5, "newest_mtime_ns": 7, "listing_sha256": "ab"}
+    assert fingerprint.differences(stored, {**stored, "version": fingerprint.VERSION}) == ["fingerprint format 1 -> 2"]
+    with pytest.raises(UserError, match="names no decoder") as raised:
+        manifest.read(location)
+    assert "fame-ray data prepare" in raised.value.hint

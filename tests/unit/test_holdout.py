@@ -26,6 +26,7 @@ def _table(paths: list[str], labels: list[int], names: list[str], split: str) ->
             "width": 320,
             "start_frame": 0,
             "end_frame": 100,
+            "decoder": manifest.DECORD,
         }
         for path, label, name in zip(paths, labels, names)
     ]

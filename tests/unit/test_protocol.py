@@ -14,6 +14,7 @@ import torch
 from fame_ray.commands import common
 from fame_ray.config import FinetuneConfig, PretrainConfig, build, presets, protocol
 from fame_ray.data.clips import pipeline, sampling
+from fame_ray.data.manifest import DECORD
 from fame_ray.data.transcode import EncodeSettings
 from fame_ray.errors import UserError
 from fame_ray.models.backbones import build_backbone
@@ -123,7 +124,13 @@ def test_background_erasing_views_are_two_crops_of_one_segment_and_the_other_cli
     the negative from another segment of the same video."""
     cfg = build(PretrainConfig, presets.demo_pretrain(), {"method": "be", "data": {"frames_per_clip": 4}})
     video = _write_video(tmp_path / "v.mp4")
-    videos = {"path": [video], "label": np.array([0]), "start_frame": np.array([0]), "end_frame": np.array([60])}
+    videos = {
+        "path": [video],
+        "label": np.array([0]),
+        "start_frame": np.array([0]),
+        "end_frame": np.array([60]),
+        "decoder": [DECORD],
+    }
     sampler = sampling.EpochSampler(1, 1, 1, 1, 0, 0)
     shard = pipeline.PretrainShard(
         Location.parse(str(tmp_path / "m.parquet")), cfg.data, sampler, 0, 1, False, 0.5, True

@@ -30,8 +30,9 @@ import pyarrow.fs as pafs
 from fame_ray.data.catalog.listing import Listing
 from fame_ray.storage import S3_SCHEME, Location
 
-VERSION = 1
-"""Bump when the fingerprint's meaning changes: every stored one then reads as stale."""
+VERSION = 2
+"""Bump when the fingerprint's meaning changes, or the manifest's columns: every stored one then
+reads as stale and `catalog.ensure` rebuilds its manifests (2: the `decoder` column)."""
 
 
 def listing_hash(listing: Listing) -> str:

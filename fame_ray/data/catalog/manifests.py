@@ -9,13 +9,15 @@ Preparing is a step a command asks for (`prepare`, or `ensure` before a run read
 asking where the manifests are (`locate`, `class_names`) never prepares anything.
 
 `prepare` reads the layout (layouts.py, generic.py; the variant found is logged), probes every
-video in parallel on Ray (probe.py), skips unreadable or missing videos and lists them in a
-report beside the manifests, and writes, into `DataConfig.manifest_dir` or
-`<root>/.fame-ray/`:
+video in parallel on Ray (probe.py), skips unreadable or missing videos and the ones no decoder
+reads frame-exactly, keeps the ones cut short with the frames that are whole, lists both in
+reports beside the manifests, each with its reason and fix, and writes, into
+`DataConfig.manifest_dir` or `<root>/.fame-ray/`:
 
     <key>_split<N>_train.parquet, <key>_split<N>_test.parquet   (manifest.SCHEMA)
     <key>_split<N>_classes.json                                  (class names, index = label)
     <key>_split<N>_skipped.csv                                   (path, reason, subset)
+    <key>_split<N>_incomplete.csv                                (path, reason, subset: kept, fewer frames)
 
 where <key> is the dataset name ('csv_<list file stem>' for a csv list). For Kinetics-400
 the 'test' manifest holds the validation set (split column 'val').
@@ -73,6 +75,10 @@ class PrepareResult:
     """(path, reason) of every video left out."""
     report: Location | None = None
     """The skipped-videos report."""
+    incomplete: list[tuple[str, str]] = field(default_factory=list)
+    """(path, reason) of every video kept with fewer frames than it claims (cut short)."""
+    incomplete_report: Location | None = None
+    """The report of the videos kept with fewer frames than they claim."""
     classes_file: Location | None = None
     seconds: float = 0.0
 
@@ -137,16 +143,25 @@ def _check_classes(dataset: str, listing: Listing) -> None:
         )
 
 
-def _tables(listing: Listing, source: Location) -> tuple[dict[str, pa.Table], list[tuple[str, str, str]]]:
-    """Probe every listed video; manifest tables per subset and (path, reason, subset) skipped."""
+Reported = list[tuple[str, str, str]]  # (path, reason, subset) of the videos a report lists
+
+
+def _tables(listing: Listing, source: Location) -> tuple[dict[str, pa.Table], Reported, Reported]:
+    """Probe every listed video; manifest tables per subset, the videos skipped and the ones
+    kept with fewer frames than they claim."""
     entries = [(subset, e) for subset in SUBSETS for e in listing.subsets[subset]]
     results = probe.probe_all([source.at(e.path) for _, e in entries])
     rows = {subset: [] for subset in SUBSETS}
     skipped = [(path, reason, "") for path, reason in listing.missing]
+    incomplete = []
     for (subset, entry), result in zip(entries, results):
         if isinstance(result, str):
             skipped.append((entry.path, result, subset))
             continue
+        result = dict(result)
+        shortfall = result.pop("incomplete")
+        if shortfall:
+            incomplete.append((entry.path, shortfall, subset))
         end = result["num_frames"] if entry.end_frame < 0 else min(entry.end_frame, result["num_frames"])
         start = min(max(entry.start_frame, 0), max(end - 1, 0))
         rows[subset].append(
@@ -161,14 +176,14 @@ def _tables(listing: Listing, source: Location) -> tuple[dict[str, pa.Table], li
             }
         )
     tables = {subset: pa.Table.from_pylist(rows[subset], schema=manifest.SCHEMA) for subset in SUBSETS}
-    return tables, skipped
+    return tables, skipped, incomplete
 
 
-def _write_report(location: Location, skipped: list[tuple[str, str, str]]) -> None:
+def _write_report(location: Location, videos: Reported) -> None:
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(["path", "reason", "subset"])
-    writer.writerows(skipped)
+    writer.writerows(videos)
     location.write_text(text.getvalue())
 
 
@@ -186,7 +201,7 @@ def _build(
     data: config.DataConfig, source: Location, folder: Location, listing: Listing, stamp: dict, started: float
 ) -> PrepareResult:
     """Probe the listed videos and write manifests (with the fingerprint), class names, report."""
-    tables, skipped = _tables(listing, source)
+    tables, skipped, incomplete = _tables(listing, source)
     if tables["train"].num_rows == 0:
         reasons = sorted({reason for _, reason, _ in skipped})[:3]
         raise UserError(
@@ -201,33 +216,54 @@ def _build(
         data.split,
         listing.variant,
         listing.classes,
-        {},
-        {},
-        [(p, r) for p, r, _ in skipped],
-        report,
-        classes_file,
+        manifests={},
+        counts={},
+        skipped=[(p, r) for p, r, _ in skipped],
+        report=report,
+        incomplete=[(p, r) for p, r, _ in incomplete],
+        incomplete_report=_file(data, folder, "incomplete.csv"),
+        classes_file=classes_file,
     )
     _write_report(report, skipped)
+    _write_report(result.incomplete_report, incomplete)
     classes_file.write_text(json.dumps(listing.classes, indent=1))
     for subset in SUBSETS:
         location = _file(data, folder, f"{subset}.parquet")
         result.manifests[subset] = location
         result.counts[subset] = tables[subset].num_rows
         manifest.write(tables[subset], location, stamp)
-    if skipped:
-        log.warning("skipped %d videos (listed in %s)", len(skipped), result.report)
     result.seconds = time.time() - started
+    _log_outcome(result, tables, folder)
+    return result
+
+
+def _log_outcome(result: PrepareResult, tables: dict[str, pa.Table], folder: Location) -> None:
+    """Warn of the videos left out or kept short, note the ones PyAV decodes, sum up."""
+    if result.skipped:
+        log.warning("skipped %d videos (listed in %s)", len(result.skipped), result.report)
+    if result.incomplete:
+        log.warning(
+            "kept %d videos with fewer frames than they claim (listed in %s)",
+            len(result.incomplete),
+            result.incomplete_report,
+        )
+    slow = sum(table["decoder"].to_pylist().count(manifest.PYAV) for table in tables.values())
+    if slow:
+        log.info(
+            "%d videos are AVI or MPEG-TS files decord seeks wrong: their clips are decoded with PyAV (slower); "
+            "a `fame-ray data transcode` copy is decoded by decord",
+            slow,
+        )
     log.info(
         "%s split %d: %d train / %d test videos, %d classes, manifests in %s (%.1fs)",
-        data.dataset,
-        data.split,
+        result.dataset,
+        result.split,
         result.counts["train"],
         result.counts["test"],
         result.num_classes,
         folder,
         result.seconds,
     )
-    return result
 
 
 def locate(data: config.DataConfig, source: Location) -> dict[str, Location]:

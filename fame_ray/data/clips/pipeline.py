@@ -129,8 +129,8 @@ def videos_of(location: Location) -> dict:
     """The manifest as plain columns, read once per process (tasks of a run share it)."""
     table = manifest.read(location)
     return {
-        name: table[name].to_pylist() if name == "path" else table[name].to_numpy()
-        for name in ("path", "label", "start_frame", "end_frame")
+        name: table[name].to_pylist() if name in ("path", "decoder") else table[name].to_numpy()
+        for name in ("path", "label", "start_frame", "end_frame", "decoder")
     }
 
 
@@ -177,7 +177,7 @@ def clip_pair(videos: dict, video: int, epoch: int, shard: PretrainShard) -> dic
     offsets = sampling.distinct_offsets(end - start, data.clip_span, 2, rng)
     source = shard.manifest.at(videos["path"][video])
     started = time.perf_counter()
-    clips = decode.decode_clips(source, range(start, end), offsets, data)
+    clips = decode.decode_clips(source, range(start, end), offsets, data, videos["decoder"][video])
     decoded = time.perf_counter()
     # Background Erasing crops the first clip twice (anchor and positive) and the second once.
     sources = (clips[0], clips[0], clips[1]) if shard.segment_positive else clips
@@ -273,7 +273,7 @@ def _supervised_rows(row: dict, data: DataConfig, train: bool, source: Location,
     else:
         offsets = sampling.uniform_offsets(end - start, data.clip_span, data.eval_clips)
     try:
-        clips = decode.decode_clips(source.at(str(row["path"])), range(start, end), offsets, data)
+        clips = decode.decode_clips(source.at(str(row["path"])), range(start, end), offsets, data, str(row["decoder"]))
     except decode.DecodeError as error:
         _count_failure(counter, str(row["path"]), error)
         return []

@@ -17,8 +17,14 @@ and what the recipe sees stays the official. `short_side` > 0 scales frames down
 then costs less, in proportion to the pixels): a deviation from the official geometry, since a
 112 centre crop covers ~16% of a 320x240 frame and ~58% of a 171x128 one. It is for datasets
 whose frames are much larger than the recipe's crops (Kinetics-400 uploads up to 1080p).
-No B-frames, no scene-cut keyframes: every gop starts at a multiple of `gop` and the AVI
-container (UCF101, HMDB51) keeps exact frame counts.
+No B-frames, no scene-cut keyframes: every gop starts at a multiple of `gop`.
+
+The container follows the file name (`container_for`), except that an `.avi` name (UCF101,
+HMDB51: the name stays, since split files list it) gets a Matroska file: FFmpeg gives H.264 in
+AVI a one-frame delay (each frame shown one tick after it is decoded), and the AVI demuxer seeks
+by decoding time, so with a keyframe every `gop` frames decord's seeks land on other frames
+(tests/unit/test_frame_exact.py). decord seeks Matroska right, and FFmpeg, decord and PyAV read
+a file by its content, not its name; the copy stays on decord's fast path (catalog.probe).
 """
 
 from __future__ import annotations
@@ -39,9 +45,11 @@ MIN_SHORT_SIDE = 112  # the smallest crop any recipe of fame-ray trains on (R(2+
 MAX_SHORT_SIDE = 2160
 MAX_GOP = 300
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
-# libx264 writes into every container fame-ray reads, except WebM (VP8/VP9/AV1 only): a .webm
-# name gets a Matroska file (WebM's parent format); decoders read it by content, not by name.
-CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".avi": "avi", ".mkv": "matroska", ".webm": "matroska"}
+# The container written under each file name (decoders read a file by its content, not its name):
+# a .webm name gets a Matroska file (WebM's parent format; libx264 does not write into WebM, which
+# holds VP8/VP9/AV1 only), and so does an .avi name: decord seeks H.264 in AVI wrong with more than
+# one keyframe, Matroska right (the module docstring).
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".avi": "matroska", ".mkv": "matroska", ".webm": "matroska"}
 FALLBACK_FPS = 25  # when a file states no frame rate (UCF101's and HMDB51's rate)
 
 
