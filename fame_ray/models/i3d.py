@@ -114,12 +114,15 @@ class I3D(nn.Module):
             setattr(self, name, Mixed(in_channels, widths))
         self.avgpool = nn.AdaptiveAvgPool3d(1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """B,3,T,H,W -> B,1024."""
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """B,3,T,H,W -> B,1024,T',H',W' (mixed_5c's output; T' = T/8, H' = H/32 rounded up)."""
         x = self.maxPool3d_2a_3x3(self.conv3d_1a_7x7(x))
         x = self.maxPool3d_3a_3x3(self.conv3d_2c_3x3(self.conv3d_2b_1x1(x)))
         x = self.maxPool3d_4a_3x3(self.mixed_3c(self.mixed_3b(x)))
         for name in ("mixed_4b", "mixed_4c", "mixed_4d", "mixed_4e", "mixed_4f"):
             x = getattr(self, name)(x)
-        x = self.mixed_5c(self.mixed_5b(self.maxPool3d_5a_2x2(x)))
-        return self.avgpool(x).flatten(1)
+        return self.mixed_5c(self.mixed_5b(self.maxPool3d_5a_2x2(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """B,3,T,H,W -> B,1024."""
+        return self.avgpool(self.feature_map(x)).flatten(1)

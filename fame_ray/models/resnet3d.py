@@ -16,7 +16,8 @@ The official repository has no R3D-18 constructor (its file lists 'r3d_18' but o
 `r2plus1d_18`); R3D-18 here uses the same classes with a plain 3x3x3 conv and the
 conv-BN-ReLU stem, i.e. torchvision's `r3d_18` names.
 
-Input B,C,T,H,W float (normalised); output B,512 (global average pool over T,H,W).
+Input B,C,T,H,W float (normalised); output B,512 (global average pool over T,H,W);
+`feature_map` gives layer4's output B,512,T',H',W' before the pool.
 """
 
 from __future__ import annotations
@@ -105,11 +106,14 @@ class VideoResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool3d(1)
         _init_weights(self)
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """B,3,T,H,W -> B,512,T',H',W' (layer4's output; T' = T/8, H' = H/16 rounded up)."""
+        x = self.stem(x)
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """B,3,T,H,W -> B,512."""
-        x = self.stem(x)
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.avgpool(x).flatten(1)
+        return self.avgpool(self.feature_map(x)).flatten(1)
 
 
 def _init_weights(model: nn.Module) -> None:

@@ -35,7 +35,10 @@ class TinyVideoNet(nn.Module):
             if isinstance(module, nn.Conv3d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """B,3,T,H,W -> B,128,T',H',W' (the last stage, after its ReLU; T' = T/4, H' = H/16)."""
+        return self.layer3(self.layer2(self.layer1(self.stem(x))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """B,3,T,H,W -> B,128."""
-        x = self.layer3(self.layer2(self.layer1(self.stem(x))))
-        return self.avgpool(x).flatten(1)
+        return self.avgpool(self.feature_map(x)).flatten(1)
