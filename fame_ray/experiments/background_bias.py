@@ -253,7 +253,7 @@ def run(out: str, plan: Plan, verbose: bool = False) -> dict:
             "grid": [[key, list(values)] for key, values in plan.grid],
             "criterion": (
                 "linear probe (class) fitted on the biased training set's features, accuracy on its held-out "
-                "validation split (biased/test); seed 0; best point per method"
+                "validation split (biased/test); seed 0; best point per method (a tie goes to the earlier grid point)"
             ),
             **search,
         },
