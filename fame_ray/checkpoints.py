@@ -39,8 +39,9 @@ import pyarrow.fs as pafs
 import ray.train
 import yaml
 
+from fame_ray.config import parse_yaml
 from fame_ray.errors import UserError
-from fame_ray.storage import Location, write_file_atomically
+from fame_ray.storage import Location, parse_json, write_file_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def is_complete(location: Location) -> bool:
 
 
 def _read_json(location: Location) -> dict:
-    return json.loads(location.read_bytes().decode())
+    return parse_json(location.read_bytes())
 
 
 def _is_step(value) -> bool:
@@ -187,7 +188,7 @@ def list_checkpoints(run: Location) -> list[CheckpointInfo]:
     """All checkpoint directories of a run, oldest first; incomplete ones flagged."""
     try:
         entries = run.children()
-    except (OSError, FileNotFoundError):
+    except OSError:
         return []
     found = []
     for entry in entries:
@@ -247,7 +248,7 @@ def ray_checkpoint_step(checkpoint: ray.train.Checkpoint) -> int | None:
     meta.json is damaged (the caller then resumes from what storage holds)."""
     try:
         with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{META_FILE}") as stream:
-            meta = json.loads(stream.read().decode())
+            meta = parse_json(stream.read())
     except (OSError, ValueError) as error:  # FileNotFoundError is an OSError
         logger.warning(
             "checkpoint %s that Ray restored cannot be read (%s): resuming from storage",
@@ -290,7 +291,7 @@ def prune(run: Location, keep: int) -> list[str]:
             continue
         try:
             info.location.delete_dir()
-        except (OSError, FileNotFoundError) as error:
+        except OSError as error:
             logger.warning("could not delete old checkpoint %s (%s); it stays", info.location, error)
             continue
         deleted.append(info.name)
@@ -311,8 +312,8 @@ def read_config(checkpoint: Location) -> dict:
     mapping whose sections are mappings: every reader looks keys up in them)."""
     where = checkpoint / CONFIG_FILE
     try:
-        values = yaml.safe_load(where.read_bytes().decode("utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError):
+        values = parse_yaml(where.read_bytes().decode("utf-8")) or {}
+    except ValueError:  # UnicodeDecodeError too
         values = None
     sections_ok = isinstance(values, dict) and all(isinstance(values.get(name) or {}, dict) for name in CONFIG_SECTIONS)
     if not sections_ok:
@@ -348,16 +349,21 @@ class RunSummary:
 
 
 def run_names(root: Location) -> list[str]:
-    """Names of the run directories directly under the storage root, sorted."""
+    """Names of the run directories directly under the storage root, sorted (a folder that
+    cannot be listed is left out, with a warning naming it)."""
     try:
         entries = root.children()
-    except (OSError, FileNotFoundError):
+    except OSError:
         return []
     names = []
     for entry in entries:
         if entry.type != pafs.FileType.Directory:
             continue
-        children = (root / entry.base_name).children()
+        try:
+            children = (root / entry.base_name).children()
+        except OSError as error:
+            logger.warning("%s is left out: it cannot be listed (%s)", root / entry.base_name, type(error).__name__)
+            continue
         if any(child.base_name in RUN_MARKERS or child.base_name.startswith("checkpoint_") for child in children):
             names.append(entry.base_name)
     return sorted(names)
@@ -375,7 +381,7 @@ def read_records(run: Location) -> list[dict]:
     records = []
     for line in location.read_bytes().decode("utf-8", "replace").splitlines():
         try:
-            record = json.loads(line)
+            record = parse_json(line)
         except ValueError:
             continue
         if isinstance(record, dict):
@@ -401,9 +407,17 @@ def data_stats(run: Location) -> list[str]:
     """Names of the Ray Data stats files a run kept, oldest first."""
     try:
         return sorted(entry.base_name for entry in (run / DATA_STATS_DIR).children())
-    except (OSError, FileNotFoundError):
+    except OSError:
         return []
 
 
-def summarize_all(root: Location) -> list[RunSummary]:
-    return [summarize(root, name) for name in run_names(root)]
+def summarize_all(root: Location) -> tuple[list[RunSummary], list[tuple[str, str]]]:
+    """The summary of every run, and (name, reason) of the runs whose files cannot be read: one
+    damaged run never hides the others."""
+    summaries, skipped = [], []
+    for name in run_names(root):
+        try:
+            summaries.append(summarize(root, name))
+        except (OSError, ValueError, UserError) as error:
+            skipped.append((name, f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"))
+    return summaries, skipped

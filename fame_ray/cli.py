@@ -31,7 +31,7 @@ from fame_ray.commands import (
     runs,
     synth,
 )
-from fame_ray.errors import UserError
+from fame_ray.errors import UserError, printable
 
 app = typer.Typer(
     name="fame-ray",
@@ -95,14 +95,20 @@ def _unwrap_help(typer_app: typer.Typer) -> None:
 _unwrap_help(app)
 
 
+def debugging() -> bool:
+    """FAME_RAY_DEBUG=1 (or true, yes, on) asks for tracebacks; 0, false, no, off or empty do not."""
+    return os.environ.get("FAME_RAY_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def main() -> None:
     """Entry point: user mistakes print one line and exit 2 (traceback with FAME_RAY_DEBUG=1)."""
     try:
         app()
     except UserError as error:
-        if os.environ.get("FAME_RAY_DEBUG"):
+        if debugging():
             raise
-        print(f"error: {error.one_line()}", file=sys.stderr)
+        # The message may quote the user's text: escaped, and cut so that it stays one line.
+        print(f"error: {printable(error.one_line(), limit=2000)}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -1,4 +1,4 @@
-"""Logging: one rank-zero switch decides who logs; every module uses `logging`."""
+"""Logging: every module uses `logging`; in Ray Train workers rank 0 alone logs progress (pretrain.worker)."""
 
 import logging
 import os
@@ -16,15 +16,3 @@ def setup(level: str = "") -> None:
     logging.basicConfig(level=level.upper(), format=_FORMAT, datefmt="%H:%M:%S")
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def is_rank_zero(rank: int | None = None) -> bool:
-    """True on the process that logs and writes checkpoints (rank 0, or no Ray Train)."""
-    if rank is not None:
-        return rank == 0
-    try:
-        import ray.train
-
-        return ray.train.get_context().get_world_rank() == 0
-    except Exception:  # outside a Ray Train worker: a single process is rank zero
-        return True

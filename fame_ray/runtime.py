@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ import ray
 from ray.data import DataContext
 
 from fame_ray.config import DataConfig, TrainConfig
-from fame_ray.errors import ConfigError
+from fame_ray.errors import ConfigError, printable
 
 logger = logging.getLogger(__name__)
 
@@ -172,23 +174,169 @@ def plan_resources(total_cpus: float, train: TrainConfig, data: DataConfig) -> R
     return ResourcePlan(cpus_per_worker=cpus_per_worker, data_cpus=data_cpus)
 
 
-def drain_node(address: str, node_id: str, deadline_s: float, message: str) -> None:
+@dataclass(frozen=True)
+class ChunkedTasks:
+    """How a list of items is shared out to Ray tasks (`map_chunks`)."""
+
+    task_cpus: float
+    """num_cpus of each task."""
+    max_chunk: int
+    """At most this many items per task."""
+    tasks_per_cpu: int
+    """At least this many tasks per CPU of the cluster when there are enough items."""
+    crashed: str
+    """What an item whose single-item task still dies is reported as ('probe crashed', ...)."""
+
+
+def map_chunks(
+    fn, items: list, how: ChunkedTasks, *extra, fatal=(), on_item=None, every_s: float = 5.0, on_progress=None
+):
+    """`fn(chunk, *extra)` -> one result per item, over Ray tasks; the results in the items' order.
+
+    A task whose worker dies (a decoder crash on a broken file) is retried item by item, so one
+    bad file costs only itself (an item whose own task dies gets `"<how.crashed>: <error type>"`).
+    A task that raises one of `fatal` cancels the others and raises that error (a failed write
+    stops a job); `on_item(item, result)` sees each result as it arrives, `on_progress()` is
+    called every `every_s` seconds while tasks are left.
+    """
+    if not items:
+        return []
+    remote = ray.remote(num_cpus=how.task_cpus, max_retries=0)(fn)
+    cpus = max(1, int(cluster_cpus()))
+    size = max(1, min(how.max_chunk, math.ceil(len(items) / (how.tasks_per_cpu * cpus))))
+    pending = {
+        remote.remote(items[i : i + size], *extra): list(range(i, min(i + size, len(items))))
+        for i in range(0, len(items), size)
+    }
+    results: list = [None] * len(items)
+    last = time.monotonic()
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=every_s)
+        for ref in ready:
+            positions = pending.pop(ref)
+            try:
+                found = ray.get(ref)
+            except fatal:
+                for other in pending:
+                    ray.cancel(other, force=True)
+                raise
+            except ray.exceptions.RayError as error:
+                if len(positions) > 1:
+                    logger.warning(
+                        "a task of %d items failed (%s); running them one by one", len(positions), type(error).__name__
+                    )
+                    pending.update({remote.remote([items[p]], *extra): [p] for p in positions})
+                    continue
+                found = [f"{how.crashed}: {type(error).__name__}"]
+            for position, result in zip(positions, found):
+                results[position] = result
+                if on_item is not None:
+                    on_item(items[position], result)
+        if on_progress is not None and pending and time.monotonic() - last >= every_s:
+            on_progress()
+            last = time.monotonic()
+    return results
+
+
+# Every request the node guard makes to the GCS is bounded: at SIGTERM the node has seconds left.
+GCS_TIMEOUT_S = 10.0
+NODE_ID = re.compile(r"[0-9a-f]{56}")  # a Ray NodeID: 28 bytes, in hex
+
+
+def gcs_address(address: str, timeout_s: float = GCS_TIMEOUT_S) -> str:
+    """The GCS host:port of `address` ('auto': the cluster `ray start` ran on this machine),
+    checked with a bounded TCP connect: an address nothing answers at fails in seconds, not
+    after Ray's own retries (tens of seconds, many log lines)."""
+    from ray._private import services
+
+    try:
+        resolved = services.canonicalize_bootstrap_address_or_die(address)
+        host, _, port = resolved.rpartition(":")
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except (ConnectionError, OSError, ValueError) as error:
+        raise ConfigError(
+            f"no Ray cluster answers at {address} ({type(error).__name__})",
+            "start Ray first (`ray start`), or fix --address / RAY_ADDRESS (host:port of the GCS)",
+        ) from None
+    return resolved
+
+
+def _gcs_call(what: str, call):
+    try:
+        return call()
+    except (ray.exceptions.RayError, ConnectionError, TimeoutError, OSError, RuntimeError) as error:
+        first = (str(error).splitlines() or [""])[0][:200]
+        raise ConfigError(
+            f"{what} failed: {type(error).__name__}: {first}".rstrip(": "), "check `ray status`"
+        ) from None
+
+
+def check_node_id(node_id: str) -> None:
+    """A Ray node id is 56 hex digits (the GCS answers a malformed one as if it were a node)."""
+    if not NODE_ID.fullmatch(node_id or ""):
+        raise ConfigError(
+            f"--node-id {printable(node_id, 80)} is not a Ray node id (56 hex digits)", "see `ray list nodes`"
+        )
+
+
+def check_node(address: str, node_id: str, timeout_s: float = GCS_TIMEOUT_S):
+    """A GCS client of the cluster at `address` on which `node_id` is a live node, or a
+    ConfigError that says which of these is not so (the GCS accepts a drain of any id, even one
+    it has never seen)."""
+    from ray.core.generated import gcs_pb2
+
+    check_node_id(node_id)
+    gcs = _gcs_call(f"reaching the GCS at {address}", lambda: ray._raylet.GcsClient(address=address))
+    nodes = _gcs_call(f"listing the nodes at {address}", lambda: gcs.get_all_node_info(timeout=timeout_s))
+    info = {key.hex(): value for key, value in nodes.items()}.get(node_id)
+    if info is None:
+        raise ConfigError(
+            f"node {node_id} is not in the cluster at {address}", "check the node id with `ray list nodes`"
+        )
+    if info.state != gcs_pb2.GcsNodeInfo.ALIVE:
+        raise ConfigError(f"node {node_id} is not alive", "check the node id with `ray list nodes`")
+    return gcs
+
+
+def _draining(gcs, node_id: str, timeout_s: float) -> bool:
+    """Whether the GCS reports the node as draining (as preempted)."""
+    from ray.core.generated import common_pb2
+
+    if node_id in _gcs_call("reading the draining nodes", lambda: gcs.get_draining_nodes(timeout=timeout_s)):
+        return True
+    nodes = _gcs_call("reading the node", lambda: gcs.get_all_node_info(timeout=timeout_s))
+    info = {key.hex(): value for key, value in nodes.items()}.get(node_id)
+    preempted = common_pb2.NodeDeathInfo.AUTOSCALER_DRAIN_PREEMPTED
+    return info is not None and info.HasField("death_info") and info.death_info.reason == preempted
+
+
+def drain_node(address: str, node_id: str, deadline_s: float, message: str, timeout_s: float = GCS_TIMEOUT_S) -> None:
     """Tell Ray's GCS that a node is being preempted and goes away in `deadline_s` seconds
     (what a cloud's spot reclaim does through the autoscaler, and `ray drain-node` by hand).
 
     Ray Train sees it (`ray.train.get_preemption_info`), the pretraining workers write a
     checkpoint at the step they are at, and the run restarts on other nodes from there. Ray
-    schedules nothing new on a draining node. Raises ConfigError when the GCS refuses.
+    schedules nothing new on a draining node. Raises ConfigError when the node is not a live
+    node of the cluster, the GCS cannot be reached or refuses, or does not then report the node
+    as draining: a drain that did not happen is never reported as done.
     """
     from ray.core.generated import autoscaler_pb2
 
-    gcs = ray._raylet.GcsClient(address=address)
+    if not (math.isfinite(deadline_s) and deadline_s > 0):
+        raise ConfigError(f"the drain deadline must be a positive number of seconds, got {deadline_s}")
+    gcs = check_node(gcs_address(address, timeout_s), node_id, timeout_s)
     deadline_ms = time.time_ns() // 1_000_000 + int(deadline_s * 1000)
-    accepted, why = gcs.drain_node(
-        node_id, autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION"), message, deadline_ms
+    reason = autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION")
+    accepted, why = _gcs_call(
+        f"draining node {node_id}", lambda: gcs.drain_node(node_id, reason, message, deadline_ms, timeout=timeout_s)
     )
     if not accepted:
         raise ConfigError(f"Ray refused to drain node {node_id}: {why}", "check the node id with `ray list nodes`")
+    confirm_until = time.monotonic() + timeout_s
+    while not _draining(gcs, node_id, timeout_s):
+        if time.monotonic() > confirm_until:
+            raise ConfigError(f"Ray accepted the drain of node {node_id} but does not report it draining")
+        time.sleep(0.2)
 
 
 def job_bundles(train: TrainConfig, data: DataConfig, copies: int = 1) -> list[dict]:

@@ -15,6 +15,7 @@ Local writes are atomic (a temporary name, then a rename): a reader never sees h
 from __future__ import annotations
 
 import functools
+import json
 import os
 import posixpath
 import tempfile
@@ -31,6 +32,10 @@ from fame_ray.errors import UserError
 # would otherwise become a local folder named after the scheme.
 S3_SCHEME = "s3://"
 _ENDPOINT_SCHEMES = ("http", "https")
+# Every JSON file fame-ray reads back (meta.json, metrics.jsonl, results.json, transcode.json) is
+# a few levels deep; a file nested deeper was not written by fame-ray, and nesting near Python's
+# recursion limit would crash the parser or whatever prints the value.
+JSON_MAX_DEPTH = 32
 
 
 def endpoint_url(endpoint: str = "") -> str:
@@ -85,6 +90,34 @@ def check_uri(uri: str) -> str:
                 "drop user:password@; use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
             )
     return uri
+
+
+def check_nesting(value, max_depth: int = JSON_MAX_DEPTH, max_items: int = 1_000_000) -> None:
+    """ValueError when the lists and dicts of a parsed JSON or YAML value nest deeper than
+    `max_depth` or hold more than `max_items` values in all (a YAML alias repeated inside itself
+    expands exponentially). Walked without recursion, and never past `max_items`."""
+    pending, seen = [(value, 1)], 0
+    while pending:
+        item, level = pending.pop()
+        seen += 1
+        if seen > max_items:
+            raise ValueError(f"more than {max_items} values")
+        if isinstance(item, (list, dict)):
+            if level > max_depth:
+                raise ValueError(f"nested deeper than {max_depth} levels")
+            children = list(item.keys()) + list(item.values()) if isinstance(item, dict) else item
+            pending.extend((child, level + 1) for child in children)
+
+
+def parse_json(data: bytes | str, max_depth: int = JSON_MAX_DEPTH):
+    """json.loads for files read back from storage: ValueError (never RecursionError) for text
+    that is not JSON, not UTF-8, or nested deeper than `max_depth` levels."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to parse") from None
+    check_nesting(value, max_depth)
+    return value
 
 
 def write_file_atomically(path: str, write: Callable[[BinaryIO], object]) -> None:

@@ -39,9 +39,8 @@ def s3_credentials():
             os.environ[key] = value
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """A local Ray instance for one test module, stopped afterwards."""
+def _local_ray():
+    """A private local Ray instance (2 CPUs) whose processes descend from this one, then stopped."""
     import ray
 
     if ray.is_initialized():
@@ -50,6 +49,18 @@ def ray_local():
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray instance for one test module."""
+    yield from _local_ray()
+
+
+@pytest.fixture
+def ray_fresh():
+    """A local Ray instance for one test (a test that kills Ray's processes, or must not share one)."""
+    yield from _local_ray()
 
 
 def _free_port() -> int:

@@ -26,10 +26,9 @@ import torch
 from fame_ray import checkpoints, runtime
 from fame_ray.config import PretrainConfig, build, presets
 from fame_ray.data import manifest, ready
-from fame_ray.models.moco import moco_for
 from fame_ray.pretrain.driver import fit
 from fame_ray.pretrain.plan import make_plan
-from fame_ray.pretrain.step import build_training, step_generators, train_step
+from fame_ray.pretrain.step import accumulate, build_model, build_training, step_generators, train_step, views
 from fame_ray.runtime import ResourcePlan
 from fame_ray.storage import Location
 
@@ -38,16 +37,21 @@ logger = logging.getLogger(__name__)
 
 def random_clips(cfg: PretrainConfig, count: int, seed: int = 0) -> dict[str, np.ndarray]:
     """uint8 clips shaped like the pipeline's rows: view_q, view_k (N,C,T,H,W), mask (N,H,W, half
-    ones), label (N,)."""
+    ones), label (N,), and for DCLR static_q, static_k (N,C,H,W)."""
     rng = np.random.default_rng(seed)
-    shape = (count, 3, cfg.data.frames_per_clip, cfg.data.crop_size, cfg.data.crop_size)
-    mask = (rng.random((count, cfg.data.crop_size, cfg.data.crop_size)) < 0.5).astype(np.uint8)
-    return {
+    crop = cfg.data.crop_size
+    shape = (count, 3, cfg.data.frames_per_clip, crop, crop)
+    rows = {
         "view_q": rng.integers(0, 256, shape, dtype=np.uint8),
         "view_k": rng.integers(0, 256, shape, dtype=np.uint8),
-        "mask": mask,
+        "mask": (rng.random((count, crop, crop)) < 0.5).astype(np.uint8),
         "label": np.arange(count) % 4,
     }
+    if cfg.method == "dclr":
+        rows.update(
+            {name: rng.integers(0, 256, (count, 3, crop, crop), dtype=np.uint8) for name in ("static_q", "static_k")}
+        )
+    return rows
 
 
 def random_clip_dataset(cfg: PretrainConfig, count: int, seed: int = 0):
@@ -84,26 +88,38 @@ PEAK_BF16_TFLOPS = {"H100 SXM": 989.4, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H
 
 def step_flops_per_clip(cfg: PretrainConfig) -> float:
     """Model FLOPs of one training step per clip, counted by torch's FlopCounterMode on a real
-    forward and backward (not guessed): per pass, the query encoder's forward and backward and
-    the key encoder's forward; the symmetric step takes two passes."""
+    step of the configured method (not guessed): the key side (momentum encoder passes) and the
+    query side's forwards and backward, over two clips' augmented inputs; the augmentation
+    itself is not counted. MoCo's symmetric step takes two passes, DCLR three views per clip."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    moco = moco_for(cfg.model, dataclasses.replace(cfg.moco, queue_size=16))
-    clips = torch.randn(2, 3, cfg.data.frames_per_clip, cfg.data.crop_size, cfg.data.crop_size)
+    small = dataclasses.replace(
+        cfg,
+        train=dataclasses.replace(cfg.train, global_batch=2, num_workers=1, min_workers=0),
+        moco=dataclasses.replace(cfg.moco, queue_size=16),
+        dclr=dataclasses.replace(cfg.dclr, queue_size=16, topk=min(cfg.dclr.topk, 16)),
+    )
+    cpu = torch.device("cpu")
+    model = build_model(small)
+    batch = {key: torch.from_numpy(value) for key, value in random_clips(small, 2).items()}
+    inputs = views(batch, small, step_generators(0, 0, 0, cpu), cpu)
     with FlopCounterMode(display=False) as counter:
-        moco.encoder_q(clips).sum().backward()
-        with torch.no_grad():
-            moco.encoder_k(clips)
-    passes = 2 if cfg.moco.symmetric else 1
-    return passes * counter.get_total_flops() / clips.shape[0]
+        accumulate(model, inputs, torch.Generator().manual_seed(0), 0)
+    return counter.get_total_flops() / 2
 
 
-def utilisation(flops_per_clip: float, clips_per_s: float) -> dict:
-    """Achieved TFLOP/s, and MFU against the bf16 dense peak of the GPU in use (when known)."""
+def gpu_name() -> str | None:
+    """The name of the GPU the bench runs on (None on CPU)."""
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def utilisation(flops_per_clip: float, clips_per_s: float, gpu: str | None) -> dict:
+    """Achieved TFLOP/s, and MFU against the bf16 dense peak of `gpu` (when it is a known one;
+    no MFU on CPU, `gpu` None)."""
     achieved = flops_per_clip * clips_per_s / 1e12
     out = {"flops_per_clip": flops_per_clip, "achieved_tflops": achieved}
-    if torch.cuda.is_available():
-        name = torch.cuda.get_device_name(0)
+    if gpu is not None:
+        name = gpu
         peak = next(
             (value for key, value in PEAK_BF16_TFLOPS.items() if all(part in name for part in key.split())), None
         )
@@ -133,7 +149,7 @@ def bench_config(gpu: bool, overrides: list[str]) -> PretrainConfig:
     """CPU: the demo's tiny model, one worker. GPU: R(2+1)D-18 at 16x112x112, bf16, one GPU."""
     cfg = presets.demo_pretrain()
     train = dataclasses.replace(
-        cfg.train, num_workers=1, epochs=1000, log_every=5, checkpoint_every=10_000, max_failures=0
+        cfg.train, num_workers=1, epochs=1000, log_every=5, checkpoint_every=10_000, max_failures=0, micro_batch=0
     )
     updates = {}
     if gpu:
@@ -176,11 +192,27 @@ def ray_train_run(
     cfg.train.max_steps = warmup + steps
     cfg.storage.path = tempfile.mkdtemp(prefix="fame-ray-bench-")
     cfg.storage.run_name = name
-    plan = make_plan(
-        cfg, manifest_location or Location.parse(cfg.storage.path), num_videos, resources, checkpoints.git_sha()
-    )
+    where = manifest_location or Location.parse(cfg.storage.path)  # a premade dataset reads no manifest
+    plan = make_plan(cfg, {"train": where, "test": where}, num_videos, resources, checkpoints.git_sha())
     fit(cfg, plan, premade)
     return _worker_figures(plan.run, warmup, cfg.train.global_batch)
+
+
+# The motion-aware methods whose step costs the bench puts side by side.
+COMPARED_METHODS = ("fame", "dclr")
+
+
+def method_costs(cfg: PretrainConfig, steps: int, warmup: int) -> dict:
+    """Per method of COMPARED_METHODS, on the bench's backbone and clips: counted model FLOPs per
+    clip and step, and the plain loop's clips/s (the same steps, one after the other)."""
+    out = {}
+    for method in COMPARED_METHODS:
+        variant = dataclasses.replace(cfg, method=method)
+        if method == "dclr":  # a queue of the bench's size and no warm-up: every step learns
+            variant.dclr = dataclasses.replace(cfg.dclr, queue_size=cfg.moco.queue_size, warmup_steps=0)
+        clips = random_clips(variant, cfg.train.global_batch * 4)
+        out[method] = {"flops_per_clip": step_flops_per_clip(variant), **plain_loop(variant, clips, steps, warmup)}
+    return out
 
 
 def run(overrides: list[str] = (), gpu: bool = False, steps: int = 30, warmup: int = 5, pipeline: bool = True) -> dict:
@@ -228,9 +260,10 @@ def run(overrides: list[str] = (), gpu: bool = False, steps: int = 30, warmup: i
         "plain": plain,
         "ray_train": through_ray,
         "ray_train_overhead": 1.0 - through_ray["clips_per_s"] / plain["clips_per_s"],
-        "utilisation": utilisation(step_flops_per_clip(cfg), plain["clips_per_s"]),
+        "utilisation": utilisation(step_flops_per_clip(cfg), plain["clips_per_s"], gpu_name()),
         "machine": machine(),
     }
+    result["methods"] = method_costs(cfg, steps, warmup)
     if pipeline:
         result["pipeline"] = pipeline_run(cfg, steps, warmup)
     logger.info(

@@ -9,7 +9,7 @@ import typer
 from fame_ray.commands import common
 from fame_ray.errors import UserError
 
-Out = Annotated[str, typer.Option("--out", "-o", help="JSON file to write.")]
+Out = Annotated[str, typer.Option("--out", "-o", help="JSON file to write (an existing one needs --force).")]
 
 
 # ---------------------------------------------------------------------------------------
@@ -45,6 +45,7 @@ def bench_data(
     seconds: Seconds = 30.0,
     set_name: Sets = None,
     pretrain_steps: PretrainSteps = 40,
+    force: common.Force = False,
 ) -> None:
     """Measure the data plane at steady state on videos of the real datasets' length and size,
     original and transcoded: bare decode per core, the Ray Data pipeline's clips/s per CPU
@@ -61,7 +62,8 @@ def bench_data(
       fame-ray bench data --set-name ucf101 --seconds 5 --pretrain-steps 0 --out quick.json
     """
     common.start_logging()
-    common.check_output_file(out)
+    common.check_output_file(out, force=force)
+    root = common.local_path(root, "--root")
     import json
 
     from fame_ray.bench import data as bench  # torch, decord and ray: loaded only to run
@@ -70,8 +72,7 @@ def bench_data(
     if unknown:
         raise UserError(f"unknown --set-name {', '.join(unknown)}", f"choose from {', '.join(bench.SETS)}")
     result = bench.run(root, videos, seconds, set_name, pretrain_steps)
-    with open(out, "w") as handle:
-        json.dump(result, handle, indent=2)
+    common.write_output_file(out, json.dumps(result, indent=2).encode())
     for name in set_name or bench.SETS:
         figures = result[name]
         decode, ray_data = figures["decode"], figures["ray_data"]
@@ -114,6 +115,7 @@ def bench_train(
     steps: Steps = 30,
     no_pipeline: NoPipeline = False,
     overrides: common.Overrides = None,
+    force: common.Force = False,
 ) -> None:
     """Measure the pretraining step: plain PyTorch vs Ray Train on the same batches (overhead %,
     target under 10%), and the data-wait share when the real pipeline feeds it.
@@ -125,14 +127,13 @@ def bench_train(
       fame-ray bench train --gpu --steps 50 --out bench-train-gpu.json
     """
     common.start_logging()
-    common.check_output_file(out)
+    common.check_output_file(out, force=force)
     import json
 
     from fame_ray.bench import train as bench  # torch and ray: loaded only to run
 
     result = bench.run(overrides=overrides or [], gpu=gpu, steps=steps, pipeline=not no_pipeline)
-    with open(out, "w") as handle:
-        json.dump(result, handle, indent=2)
+    common.write_output_file(out, json.dumps(result, indent=2).encode())
     typer.echo(
         f"plain PyTorch {result['plain']['clips_per_s']:.1f} clips/s, Ray Train "
         f"{result['ray_train']['clips_per_s']:.1f} clips/s (overhead {result['ray_train_overhead']:.1%})"
@@ -151,6 +152,10 @@ def bench_train(
         f"{1000 * extra['compute']:.0f} + data wait {1000 * extra['data_wait']:.0f} + bookkeeping "
         f"{1000 * extra['bookkeeping']:.0f} ms"
     )
+    for method, cost in result["methods"].items():
+        typer.echo(
+            f"{method}: {cost['clips_per_s']:.1f} clips/s, {cost['flops_per_clip'] / 1e9:.2f} GFLOP per clip and step"
+        )
     if "pipeline" in result:
         typer.echo(
             f"fed by the Ray Data pipeline: {result['pipeline']['clips_per_s']:.1f} clips/s, data wait "

@@ -3,14 +3,16 @@ preset, then YAML file, then the command's flags, then `--set key=value` overrid
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from fame_ray import logs
-from fame_ray.config import DATASETS, build, load_yaml, presets
-from fame_ray.errors import UserError
+from fame_ray.config import DATASETS, apply_overrides, build, load_yaml, presets
+from fame_ray.errors import UserError, printable
+from fame_ray.storage import S3_SCHEME, check_uri, write_file_atomically
 
 Dataset = Annotated[str | None, typer.Option("--dataset", "-d", help=f"Dataset: {', '.join(DATASETS)}.")]
 DataRoot = Annotated[
@@ -38,6 +40,20 @@ S3Endpoint = Annotated[
     str | None,
     typer.Option("--s3-endpoint", help="S3-compatible endpoint URL (default: $AWS_ENDPOINT_URL).", envvar=None),
 ]
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help=(
+            "Print the resolved config, the protocol (docs/recipe.md's settings with this run's values) and the plan "
+            "(workers, CPUs, batch and micro batch, length, memory estimate), check the inputs, and exit without "
+            "training."
+        ),
+    ),
+]
+Force = Annotated[
+    bool, typer.Option("--force", help="Overwrite the --out file when it already exists (it is kept otherwise).")
+]
 RunName = Annotated[
     str | None, typer.Option("--run-name", help="Run name; running again with the same name resumes it.")
 ]
@@ -46,6 +62,12 @@ RunName = Annotated[
 def data_flags(dataset=None, data_root=None, split=None, csv=None) -> dict:
     """The `data` section from the common data flags (only those given)."""
     values = {"dataset": dataset, "data_root": data_root, "split": split, "csv_path": csv}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def storage_flags(storage=None, s3_endpoint=None, run_name=None, resume=None) -> dict:
+    """The `storage` section from the common storage flags (only those given)."""
+    values = {"path": storage, "s3_endpoint": s3_endpoint, "run_name": run_name, "resume": resume}
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -71,26 +93,67 @@ def assemble(
     preset: str | None,
     overrides: list[str] | None,
 ):
-    """The one way every command builds its config: the preset (`--preset`, else the demo for
-    a bare synthetic run, else the official recipe), then the YAML file, then the flags the
-    user gave, then `--set` overrides; validated once."""
+    """The one way every command builds its config: the preset (`--preset`, else
+    `presets.choose`: the demo for a bare synthetic run, the official linear probe for
+    `--mode linear`, else the official recipe), then the YAML file, then the flags the user
+    gave, then `--set` overrides; the result validated as a whole."""
     file_values = load_yaml(config_file) if config_file else None
-    chosen = presets.choose(preset, config_file, dataset)
+    mode = flags.get("mode") or apply_overrides({}, overrides or []).get("mode")
+    chosen = presets.choose(preset, config_file, dataset, mode)
     return build(cls, presets.get(table, chosen), file_values, drop_none(flags), overrides or [])
 
 
-def check_output_file(path: str, flag: str = "--out") -> None:
+def local_path(path: str, flag: str) -> str:
+    """A flag that takes a local path: through the same check as every location
+    (storage.check_uri: no other scheme, no credentials in it), then s3:// refused; the path
+    with `~` expanded."""
+    try:
+        check_uri(path)
+    except UserError as error:
+        raise UserError(f"{flag}: {error.message}", error.hint) from None
+    if path.startswith(S3_SCHEME):
+        raise UserError(f"{flag} takes a local folder or file, not an s3:// location", f"give a local path for {flag}")
+    return os.path.expanduser(path)
+
+
+def check_output_file(path: str, flag: str = "--out", force: bool = False) -> None:
     """Fail before any work when `path` cannot be written: it must be a local file in a folder
-    that exists (a benchmark or a sweep should not run to the end and then lose its output)."""
-    if "://" in path:
-        raise UserError(f"{flag} writes a local file", f"give a local path for {flag}")
-    target = Path(path).expanduser()
+    that exists and is writable (a benchmark or a sweep should not run to the end and then lose
+    its output), and a file already there is overwritten only with --force."""
+    target = Path(local_path(path, flag))
     if target.is_dir():
-        raise UserError(f"{flag} {path} is a folder", f"give a file name for {flag}")
+        raise UserError(f"{flag} {printable(path)} is a folder", f"give a file name for {flag}")
     if not target.parent.is_dir():
         raise UserError(
-            f"{flag} {path}: the folder {target.parent} does not exist", f"create it first or pick another {flag}"
+            f"{flag} {printable(path)}: the folder {printable(target.parent)} does not exist",
+            f"create it first or pick another {flag}",
         )
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {printable(path)}: the folder is not writable", f"pick another {flag}")
+    if (target.exists() or target.is_symlink()) and not force:
+        raise UserError(
+            f"{flag} {printable(path)} already exists", f"pass --force to overwrite it, or pick another {flag}"
+        )
+
+
+def check_folder_target(path: str, flag: str) -> None:
+    """A local folder that a command creates or writes into: not a file, no file on the way to
+    it, and the nearest folder that exists is writable."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise UserError(f"{flag} {printable(path)} is a file, not a folder", f"give a folder for {flag}")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(parent):
+        if os.path.lexists(parent):
+            raise UserError(f"{flag} {printable(path)}: {printable(parent)} is a file", f"give a folder for {flag}")
+        parent = os.path.dirname(parent)
+    if not os.access(path if os.path.isdir(path) else parent, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {printable(path)} is not writable", f"pick another {flag}")
+
+
+def write_output_file(path: str, data: bytes) -> None:
+    """Write a command's output file whole (a temporary name, then a rename; a link at the path
+    is replaced, never followed)."""
+    write_file_atomically(os.path.expanduser(path), lambda stream: stream.write(data))
 
 
 def start_logging() -> None:

@@ -50,7 +50,7 @@ def prepare(
 
     flags = {
         "data": {**common.data_flags(dataset, data_root, split, csv), "manifest_dir": out},
-        "storage": {"s3_endpoint": s3_endpoint},
+        "storage": common.storage_flags(s3_endpoint=s3_endpoint),
     }
     config = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, "recipe", overrides)
     source = config.data_location()

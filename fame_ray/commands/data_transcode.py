@@ -1,5 +1,5 @@
-"""`fame-ray data transcode`: a training-friendly copy of a dataset (H.264, small frames, frequent
-keyframes), written by Ray tasks, same layout, resumable."""
+"""`fame-ray data transcode`: a training-friendly copy of a dataset (H.264, frequent keyframes,
+the frame size kept unless asked), written by Ray tasks, same layout, resumable."""
 
 from __future__ import annotations
 
@@ -28,8 +28,10 @@ ShortSide = Annotated[
     typer.Option(
         "--short-side",
         help=(
-            "Short side of the copy in pixels (aspect kept, even sizes, never upscaled; 112 at least). 128 serves "
-            "112-pixel crops (R(2+1)D, R3D), 256 serves I3D's 224-pixel crops."
+            "0 (default): keep every frame's size, the official geometry (the recipe crops the full frame). N: "
+            "scale the short side to N pixels (aspect kept, even sizes, never upscaled; 112 at least), faster to "
+            "decode but a deviation from the official geometry (docs/recipe.md), for frames much larger than the "
+            "crop (Kinetics-400: 256 for I3D's 224-pixel crops)."
         ),
     ),
 ]
@@ -44,8 +46,8 @@ CropSize = Annotated[
     typer.Option(
         "--crop-size",
         help=(
-            "The training crop the copy is for (default: data.crop_size of --config, else 112); --short-side must "
-            "be at least 8/7 of it."
+            "The training crop the copy is for (default: data.crop_size of --config, else 112); a resized copy's "
+            "--short-side must be at least 8/7 of it."
         ),
     ),
 ]
@@ -61,7 +63,7 @@ def transcode(
     dataset: common.Dataset = None,
     data_root: common.DataRoot = None,
     out: Out = None,
-    short_side: ShortSide = 128,
+    short_side: ShortSide = 0,
     gop: Gop = 16,
     split: OnlySplit = None,
     crop_size: CropSize = None,
@@ -70,11 +72,13 @@ def transcode(
     s3_endpoint: common.S3Endpoint = None,
     config_file: common.ConfigFile = None,
 ) -> None:
-    """Write a copy of a dataset that trains faster: H.264 with the short side scaled to
-    --short-side and a keyframe every --gop frames, frame rate and frame count kept, audio
-    dropped. Videos keep their relative paths and file names (a UCF101 .avi holds H.264), the
-    split and annotation files are copied unchanged: `fame-ray data prepare` and every other
-    command take the copy's folder as --data-root, as they take the original.
+    """Write a copy of a dataset that trains faster: H.264 with a keyframe every --gop frames,
+    frame size, frame rate and frame count kept, audio dropped. --short-side N also scales the
+    frames down (faster still, but the recipe then crops other pixels than the official code,
+    which reads UCF101 and HMDB51 at 320x240: a deviation, docs/recipe.md). Videos keep their
+    relative paths and file names (a UCF101 .avi holds H.264), the split and annotation files are
+    copied unchanged: `fame-ray data prepare` and every other command take the copy's folder as
+    --data-root, as they take the original.
 
     Runs as Ray tasks over chunks of videos (a local instance unless RAY_ADDRESS is set); reads
     and writes local folders or s3:// prefixes. A rerun skips the videos already written (each
@@ -84,7 +88,7 @@ def transcode(
 
     Examples:
 
-      fame-ray data transcode --dataset ucf101 --data-root ~/fame-ray-data/UCF101 --out ~/fame-ray-data/UCF101-128
+      fame-ray data transcode --dataset ucf101 --data-root ~/fame-ray-data/UCF101 --out ~/fame-ray-data/UCF101-gop16
 
       fame-ray data transcode --config jobs/pretrain-k400-i3d.yaml --short-side 256 --out s3://bucket/k400-256
 
@@ -96,7 +100,7 @@ def transcode(
     settings = transcode.EncodeSettings(short_side=short_side, gop=gop, crf=crf, preset=preset)
     if not out:
         raise UserError(
-            "--out is required", "give a new folder or s3:// prefix for the copy, e.g. --out <data root>-128"
+            "--out is required", "give a new folder or s3:// prefix for the copy, e.g. --out <data root>-gop16"
         )
     if not dataset and not config_file:
         raise UserError("--dataset is required", "e.g. --dataset ucf101, or --config jobs/<recipe>.yaml")
@@ -106,7 +110,7 @@ def transcode(
         )
     flags = {
         "data": {**common.data_flags(dataset, data_root, split), "crop_size": crop_size},
-        "storage": {"s3_endpoint": s3_endpoint},
+        "storage": common.storage_flags(s3_endpoint=s3_endpoint),
     }
     config = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, "recipe", None)
     settings.check_crop(config.data.crop_size)

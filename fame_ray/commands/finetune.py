@@ -19,7 +19,11 @@ Pretrained = Annotated[
     ),
 ]
 Mode = Annotated[
-    str | None, typer.Option("--mode", help="finetune (all layers) or linear (frozen backbone, linear classifier).")
+    str | None,
+    typer.Option(
+        "--mode",
+        help="finetune (all layers) or linear (frozen backbone, linear classifier: the official probe's recipe).",
+    ),
 ]
 Arch = Annotated[str | None, typer.Option("--arch", help=f"Backbone: {', '.join(ARCHS)} (default: the checkpoint's).")]
 Samples = Annotated[
@@ -40,7 +44,10 @@ SearchFile = Annotated[
     str | None,
     typer.Option("--search-file", help="YAML file mapping hyperparameters to specs (same syntax as --search)."),
 ]
-Epochs = Annotated[int | None, typer.Option("--epochs", help="Epochs per trial (official: 150), unless searched.")]
+Epochs = Annotated[
+    int | None,
+    typer.Option("--epochs", help="Epochs per trial (official: 150; the linear probe 100), unless searched."),
+]
 Workers = Annotated[int | None, typer.Option("--workers", "-w", help="Ray Train workers per trial (DDP).")]
 Gpu = Annotated[bool | None, typer.Option("--gpu/--cpu", help="One GPU per worker.")]
 MaxConcurrent = Annotated[
@@ -109,18 +116,22 @@ def finetune(
     config_file: common.ConfigFile = None,
     preset: common.Preset = None,
     overrides: common.Overrides = None,
+    dry_run: common.DryRun = False,
 ) -> None:
     """Finetune (or linear-probe) a pretrained encoder: a Ray Tune sweep of Ray Train runs.
 
-    Each trial is a Ray Train run (DDP over --workers) launched from a Tune trial; ASHA stops weak trials early on
-    val_video_top1; as many trials run at once as the cluster fits (workers and their Ray Data CPUs); a failed trial
-    is retried once, then listed as failed.
+    Each trial is a Ray Train run (DDP over --workers) launched from a Tune trial; it trains on the training split
+    minus a validation split (val_fraction, 10% of each class, seeded); ASHA stops weak trials early on the
+    validation accuracy and the best trial is chosen on it; as many trials run at once as the cluster fits (workers
+    and their Ray Data CPUs); a failed trial is retried once, then listed as failed.
 
-    Testing follows the official protocol: data.eval_clips clips per video (default 10), centre crop, softmax
-    averaged per video; clip and video top-1/top-5 on the test split after every epoch.
+    Testing follows the official protocol: data.eval_clips clips per video (default 10), centre crop of the frame
+    as stored, the mean of the raw outputs per video; the test split is tested at epoch 0, every 10 epochs and at
+    the last, and never read by the choice.
 
     The run directory gets results.md and results.json: dataset, split, mode, backbone, checkpoint, the pretraining
-    recipe, the best trial's hyperparameters, metrics, and every trial with its status.
+    recipe, the chosen trial's test accuracy (the unbiased number) beside its best test epoch (the official
+    protocol's number, to compare with the paper), its hyperparameters, and every trial with its status.
 
     The same command again (same --run-name and --storage) resumes a sweep whose driver died: finished and failed
     trials are kept, unfinished ones continue from their last epoch. The same run name with other settings is
@@ -128,7 +139,10 @@ def finetune(
 
     Without --data-root the dataset is read from $FAME_RAY_DATA/<Dataset> (default ~/fame-ray-data). The demo preset
     (tiny model, a few epochs) is used for the synthetic dataset or when no dataset is given; otherwise the official
-    recipe (SGD lr 0.025, wd 1e-4, 150 epochs, lr/10 at 60 and 120, dropout 0.7).
+    finetune recipe (SGD lr 0.025, wd 1e-4, 150 epochs, lr/10 at 60 and 120, dropout 0.7). --mode linear without
+    --preset or --config starts from the official linear probe (eval.py --freeze: lr 30, wd 0, 100 epochs, lr/10 at
+    60 and 80, batch 256, frozen backbone in eval mode, unnormalised training clips); on the synthetic dataset from
+    the demo's probe. Flags and --set win over the preset.
 
     Examples:
 
@@ -142,17 +156,19 @@ def finetune(
 
       fame-ray finetune --dataset ucf101 --pretrained RUN --mode linear --search-file space.yaml
 
+      fame-ray finetune --dataset ucf101 --pretrained RUN --mode linear --dry-run    (the plan, nothing trains)
+
       fame-ray finetune --dataset ucf101 --pretrained RUN --set train.micro_batch=16    (16 clips at a time)
 
-    A trial whose workers cannot fit the nodes' memory is refused before the sweep starts, naming the
-    train.micro_batch that fits (README "Configuration").
+    train.micro_batch is 'auto' by default: each worker takes its batch as many clips at a time as the node's memory
+    fits by the estimate (one log line says how many); only a trial that cannot fit one clip at a time is refused.
     """
     common.start_logging()
     flags = {
         "data": common.data_flags(dataset, data_root, split),
         "model": {"arch": arch},
         "train": {"epochs": epochs, "num_workers": workers, "use_gpu": gpu},
-        "storage": {"path": storage, "s3_endpoint": s3_endpoint, "run_name": run_name},
+        "storage": common.storage_flags(storage, s3_endpoint, run_name),
         "pretrained": pretrained,
         "mode": mode,
         "samples": samples,
@@ -160,6 +176,11 @@ def finetune(
         "search_space": search_space(search, search_file),
     }
     config, wanted_arch = downstream_config(flags, dataset, arch, config_file, preset, overrides)
+    if dry_run:
+        from fame_ray.commands import dry_run as plan  # torch and ray: loaded only to plan
+
+        typer.echo(plan.finetune(config, wanted_arch))
+        return
     from fame_ray.downstream.finetune import run_finetune  # torch and ray: loaded only to run
     from fame_ray.eval.report import render_markdown
 

@@ -5,6 +5,7 @@ last periodic checkpoint."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import threading
@@ -14,9 +15,12 @@ from typing import Annotated
 import typer
 
 from fame_ray.commands import common
-from fame_ray.errors import UserError
+from fame_ray.errors import UserError, printable
 
 log = logging.getLogger("fame_ray.node")
+# Ray's drain deadline is a timestamp in milliseconds; no preemption notice is longer than a day.
+MAX_GRACE_S = 86400.0
+DRAIN_FAILED = 1  # the exit code of a guard whose drain failed at the signal (bad input at start: 2)
 
 
 def guard(
@@ -48,31 +52,65 @@ def guard(
 
     On Kubernetes (KubeRay), the pod's preStop hook runs `fame-ray node guard --now --grace 60`
     before the container gets its SIGTERM (see cluster/kuberay/raycluster.yaml).
+
+    It checks at start that the cluster answers and the node is one of its live nodes (else one
+    line, exit 2), and is ready for SIGTERM from its first instant: one that comes while it is
+    still starting drains the node as soon as the node is known. A drain that fails or that Ray
+    does not confirm is said in one line, exit 1.
     """
-    common.start_logging()
-    if grace <= 0:
-        raise UserError(
-            f"--grace {grace} must be positive", "give the seconds a preempted node has left, e.g. --grace 90"
-        )
-    import ray
-
-    from fame_ray import runtime
-
-    address = address or os.environ.get("RAY_ADDRESS") or "auto"
-    if node_id and address != "auto":
-        target, gcs_address = node_id, address
-    else:  # find this node (and the GCS) by joining the cluster for a moment
-        ray.init(address=address, configure_logging=False, log_to_driver=False)
-        target = node_id or ray.get_runtime_context().get_node_id()
-        gcs_address = ray.get_runtime_context().gcs_address
-        ray.shutdown()  # nothing of this process stays on the cluster while it waits
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    if not now:
+    _on_signals(stop)  # first of all: from here on, a SIGTERM drains the node
+    common.start_logging()
+    if not (math.isfinite(grace) and 0 < grace <= MAX_GRACE_S):
+        raise UserError(
+            f"--grace {grace} must be a number of seconds above 0 and at most {MAX_GRACE_S:.0f}",
+            "give the seconds a preempted node has left, e.g. --grace 90",
+        )
+    from fame_ray import runtime  # ray: loaded only to run
+
+    if node_id:
+        runtime.check_node_id(node_id)
+    gcs_address = runtime.gcs_address(address or os.environ.get("RAY_ADDRESS") or "auto")
+    target = node_id or _this_node(gcs_address, stop)
+    runtime.check_node(gcs_address, target)
+    if stop.is_set():
+        log.warning("a signal came while the guard was starting: draining node %s now", target)
+    elif not now:
         log.info("guarding node %s: a SIGTERM drains it with %.0f s to go", target, grace)
         while not stop.wait(3600):
             pass
-    runtime.drain_node(gcs_address, target, grace, f"SIGTERM to fame-ray node guard (pid {os.getpid()})")
+    try:
+        runtime.drain_node(gcs_address, target, grace, f"SIGTERM to fame-ray node guard (pid {os.getpid()})")
+    except UserError as error:
+        typer.echo(f"error: could not drain node {target}: {printable(error.one_line(), 1000)}", err=True)
+        raise typer.Exit(DRAIN_FAILED) from None
     log.warning("node %s drained as preempted: %.0f s until it goes", target, grace)
     time.sleep(grace)
+
+
+def _on_signals(stop: threading.Event) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+
+def _this_node(gcs_address: str, stop: threading.Event) -> str:
+    """The id of the Ray node on this machine, found by joining the cluster for a moment.
+    ray.init replaces the SIGTERM handler with one that exits: the signals are held back
+    meanwhile (a SIGTERM that comes then is delivered, to this guard's handler, right after)."""
+    import ray
+
+    held = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        ray.init(address=gcs_address, configure_logging=False, log_to_driver=False)
+        target = ray.get_runtime_context().get_node_id()
+        ray.shutdown()  # nothing of this process stays on the cluster while it waits
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as error:
+        raise UserError(
+            f"cannot join the Ray cluster at {gcs_address} ({type(error).__name__})",
+            "pass --node-id of the node to guard, or check `ray status`",
+        ) from None
+    finally:
+        _on_signals(stop)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+    return target

@@ -26,8 +26,8 @@ Batch = Annotated[
         "--batch",
         "-b",
         help=(
-            "Global batch (clips per step over all workers); kept when the worker count changes. --set "
-            "train.micro_batch=N takes it N clips at a time per worker."
+            "Global batch (clips per step over all workers); kept when the worker count changes. Each worker takes "
+            "its share as many clips at a time as memory fits (train.micro_batch: auto; --set train.micro_batch=N)."
         ),
     ),
 ]
@@ -43,8 +43,8 @@ Method = Annotated[
     typer.Option(
         "--method",
         help=(
-            f"What happens to the query view: {', '.join(METHODS)} (fame: the paper; moco: the plain baseline; be: "
-            "Background Erasing)."
+            f"The method: {', '.join(METHODS)} (fame: the paper; moco: the plain baseline; be: Background Erasing as "
+            "released; moco_be_mix: BE's frame mixing in FAME's recipe, an ablation)."
         ),
     ),
 ]
@@ -94,6 +94,7 @@ def pretrain(
     preset: common.Preset = None,
     overrides: common.Overrides = None,
     verbose: Verbose = False,
+    dry_run: common.DryRun = False,
 ) -> None:
     """Pretrain a video encoder with MoCo + FAME on Ray Train.
 
@@ -119,8 +120,10 @@ def pretrain(
 
       fame-ray pretrain --dataset ucf101 --arch r2plus1d_18 --set train.micro_batch=8    (8 clips at a time)
 
-    A run whose workers cannot fit the nodes' memory is refused before it starts, naming the train.micro_batch that
-    fits (README "Configuration").
+      fame-ray pretrain --config jobs/pretrain-ucf101-r21d.yaml --dry-run    (config, protocol and plan; no training)
+
+    train.micro_batch is 'auto' by default: each worker takes its batch as many clips at a time as the node's memory
+    fits by the estimate (one log line says how many); only a run that cannot fit one clip at a time is refused.
     """
     common.start_logging()
     flags = {
@@ -134,12 +137,21 @@ def pretrain(
             "max_steps": max_steps,
             **parse_workers(workers),
         },
-        "storage": {"path": storage, "s3_endpoint": s3_endpoint, "run_name": run_name, "resume": resume},
+        "storage": common.storage_flags(storage, s3_endpoint, run_name, resume),
     }
     config = common.assemble(PretrainConfig, presets.PRETRAIN, flags, dataset, config_file, preset, overrides)
+    if dry_run:
+        from fame_ray.commands import dry_run as plan  # torch and ray: loaded only to plan
+
+        typer.echo(plan.pretrain(config))
+        return
     from fame_ray.pretrain.driver import run_pretrain  # torch and ray: loaded only to run
 
-    result = run_pretrain(config, verbose)
+    try:
+        result = run_pretrain(config, verbose)
+    except KeyboardInterrupt:
+        stopped(config)
+        raise typer.Exit(130) from None  # as shells expect after Ctrl-C (128 + SIGINT)
     name = config.run_name()
     typer.echo(f"run {name}: checkpoints, metrics.jsonl and TensorBoard logs in {config.run_location()}")
     if result.metrics and "acc1_mean" in result.metrics:
@@ -148,6 +160,13 @@ def pretrain(
             f"to step {result.metrics.get('step')} "
             f"(chance {1 / (config.moco.queue_size + 1):.4f}: the positive among {config.moco.queue_size} "
             "queued negatives)"
+        )
+    if result.metrics and "readout" in result.metrics:
+        typer.echo(
+            f"read-out: a linear probe on the frozen features tells held-out videos' classes apart "
+            f"{100 * result.metrics['readout']:.1f}% of the time at step {result.metrics.get('step')}, "
+            f"{100 * result.metrics['readout_start']:.1f}% when this session started "
+            f"(chance {100 / len(catalog_classes(config)):.1f}%)"
         )
     if config.train.readout:
         from fame_ray.downstream.features import probe_readout
@@ -161,3 +180,29 @@ def pretrain(
     typer.echo(
         f"to resume or extend it, rerun with --run-name {name} (e.g. --max-steps N); see `fame-ray runs show {name}`"
     )
+
+
+def stopped(config) -> None:
+    """After Ctrl-C: the step the run reached, the checkpoint it keeps, and the command that resumes."""
+    from fame_ray import checkpoints
+
+    name = config.run_name()
+    try:
+        summary = checkpoints.summarize(config.storage.root(), name)
+    except Exception:  # noqa: BLE001 - the user stopped the run; say what is known, never a traceback
+        summary = None
+    if summary is None or summary.latest is None:
+        typer.echo(f"stopped before the first checkpoint of run {name}: rerunning starts it again", err=True)
+        return
+    typer.echo(
+        f"stopped at step {summary.last_step} of run {name}; kept: {summary.latest.name} (step "
+        f"{summary.latest.step}); resume with the same command, or: fame-ray pretrain --resume {name}",
+        err=True,
+    )
+
+
+def catalog_classes(config) -> list[str]:
+    """The class names of the run's dataset (its manifests exist once the run has started)."""
+    from fame_ray.data import catalog
+
+    return catalog.class_names(config.data, config.data_location())

@@ -29,12 +29,14 @@ def retrieve(
     config_file: common.ConfigFile = None,
     preset: common.Preset = None,
     overrides: common.Overrides = None,
+    dry_run: common.DryRun = False,
 ) -> None:
     """Nearest-neighbour video retrieval: test videos query the training videos.
 
-    Protocol (docs/recipe.md): the features of --clips uniformly spaced clips per video (centre crop) are averaged,
-    centred on the training features' mean and L2-normalised; a query is a hit at k when any of its k nearest
-    training videos shares its class. R@1, 5, 10, 20, 50.
+    Protocol (official main_retrieve.py, docs/recipe.md): the features of --clips uniformly spaced clips per video
+    (centre crop of the frame as stored) are L2-normalised and averaged; queries (test videos) and gallery (training
+    videos) are each centred on their own mean and L2-normalised; a query is a hit at k when any of its k nearest
+    training videos shares its class. R@1, 5, 10, 20, 50. --dry-run prints the config, protocol and plan, and exits.
 
     Features are extracted with Ray Data: a pool of --workers backbone actors, on CPU or GPU. Writes results.md and
     results.json into the run directory.
@@ -52,10 +54,15 @@ def retrieve(
         "data": {**common.data_flags(dataset, data_root, split), "eval_clips": clips},
         "model": {"arch": arch},
         "train": {"num_workers": workers, "use_gpu": gpu},
-        "storage": {"path": storage, "s3_endpoint": s3_endpoint, "run_name": run_name},
+        "storage": common.storage_flags(storage, s3_endpoint, run_name),
         "pretrained": pretrained,
     }
     config, wanted_arch = downstream_config(flags, dataset, arch, config_file, preset, overrides)
+    if dry_run:
+        from fame_ray.commands import dry_run as plan  # torch and ray: loaded only to plan
+
+        typer.echo(plan.retrieve(config, wanted_arch))
+        return
     from fame_ray.downstream.features import run_retrieval  # torch and ray: loaded only to run
     from fame_ray.eval.report import render_markdown
 

@@ -78,6 +78,7 @@ def synth(
 
     from fame_ray.data.synthetic import write_dataset
 
+    out = common.local_path(out, "--out")
     width, height = _size(size)
     started = time.time()
     root = write_dataset(

@@ -1,5 +1,5 @@
-"""On-device augmentation of uint8 clip batches, drawn per clip, the same on every frame, and the
-query-view transforms of the pretraining methods (FAME's merge, Background Erasing).
+"""On-device augmentation of uint8 clip batches, drawn per clip, the same on every frame, and
+Background Erasing's frame mixing (FAME's merge is in fame_ray.data.clips.fame).
 
 The official FAME code (`moco/loader.py`, `Augment_GPU_pre`) runs kornia's VideoSequential with
 `same_on_frame=True`: RandomGrayscale(p=0.2), ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8),
@@ -13,7 +13,7 @@ RandomGaussianBlur(kernel, sigma, p=0.5), Normalize(Kinetics mean/std); finetuni
   saturation (clamped to [0, 1]), hue shifts the HSV hue by h turns; factors uniform in
   [1-0.4, 1+0.4] and hue in [-0.1, 0.1] per clip; ONE random order of the four operations per
   batch; input and output clamped to [0, 1]. Measured faster than kornia's own module on the
-  same batches (README, "Colour jitter").
+  same batches (`benchmarks/colour_jitter.py`).
 - Gaussian blur: odd kernel k = int(0.1 * S) // 2 * 2 + 1 for crop side S (official), sigma
   uniform in [0.1, 2.0] drawn PER CLIP. The official code draws sigma once per run
   (`random.uniform(0.1, 2)` when the augmentation is built), so every blurred clip of a run
@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from fame_ray.data.clips.fame import kernel_size
 
 # Kinetics-400 statistics: the input normalisation of the official pretraining and finetuning.
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
@@ -182,11 +184,6 @@ def _jitter(
     return _apply(clips, chosen, lambda subset, index: jitter(subset, factors[index], order))
 
 
-def blur_kernel_size(crop_size: int) -> int:
-    """Official kernel side: about 10% of the crop, odd."""
-    return int(0.1 * crop_size) // 2 * 2 + 1
-
-
 def gaussian_blur(clips: torch.Tensor, sigma: torch.Tensor, kernel: int) -> torch.Tensor:
     """Separable Gaussian blur of each clip B,C,T,H,W with its own sigma (B,), reflect padding."""
     batch, channels, frames, height, width = clips.shape
@@ -209,7 +206,8 @@ def _blur(clips: torch.Tensor, params: AugmentParams, generator: torch.Generator
     batch = clips.shape[0]
     chosen = torch.rand(batch, generator=generator, device=generator.device) < params.blur_p
     sigma = _uniform(generator, batch, *params.blur_sigma).to(clips.device)
-    kernel = params.blur_kernel or blur_kernel_size(min(clips.shape[-2:]))
+    # The official augmentation blurs with the kernel side of FAME's mask: about 10% of the crop, odd.
+    kernel = params.blur_kernel or kernel_size(min(clips.shape[-2:]))
     return _apply(clips, chosen, lambda subset, index: gaussian_blur(subset, sigma[index], kernel))
 
 
@@ -306,7 +304,6 @@ __all__ = [
     "to_float",
     "to_input",
     "gaussian_blur",
-    "blur_kernel_size",
     "background_erasing",
     "make_generator",
 ]

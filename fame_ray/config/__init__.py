@@ -1,7 +1,7 @@
 """The typed config (`tree`), its plain-data form and the one assembly path (`io`), and the named
 presets (`presets`). The tree's names are re-exported here: `from fame_ray.config import PretrainConfig`."""
 
-from fame_ray.config.io import apply_overrides, build, from_dict, load_yaml, merge, to_dict
+from fame_ray.config.io import apply_overrides, build, from_dict, load_yaml, merge, parse_yaml, to_dict
 from fame_ray.config.tree import (
     ARCHS,
     DATASET_DIRS,
@@ -9,6 +9,7 @@ from fame_ray.config.tree import (
     METHODS,
     BackgroundErasingConfig,
     DataConfig,
+    DCLRConfig,
     FameConfig,
     FinetuneConfig,
     MoCoConfig,
@@ -27,6 +28,7 @@ __all__ = [
     "DATASET_DIRS",
     "METHODS",
     "BackgroundErasingConfig",
+    "DCLRConfig",
     "DataConfig",
     "FameConfig",
     "FinetuneConfig",
@@ -43,5 +45,6 @@ __all__ = [
     "from_dict",
     "load_yaml",
     "merge",
+    "parse_yaml",
     "to_dict",
 ]

@@ -15,9 +15,28 @@ from typing import Any
 
 import yaml
 
-from fame_ray.errors import ConfigError
+from fame_ray.errors import ConfigError, printable
+from fame_ray.storage import check_nesting
 
 CONFIG_FILE_HINT = "give the path of a YAML file, e.g. jobs/pretrain-ucf101-r21d.yaml"
+SHOWN_CHARACTERS = 80  # a key or value the user typed is echoed this far, escaped, then cut
+
+
+def parse_yaml(text: str) -> Any:
+    """yaml.safe_load that fails only with ValueError (its first line says why), whatever is
+    wrong with the text: a syntax error, a tagged or implicit value its constructor refuses
+    (`!!int abc`, a date such as 2001-13-45), nesting deep enough to exhaust the parser's
+    recursion, or aliases that expand past any config's size."""
+    try:
+        value = yaml.safe_load(text)
+        check_nesting(value)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as error:
+        raise ValueError((str(error).splitlines() or [type(error).__name__])[0][:200]) from None
+    return value
+
+
+def _shown(text: Any) -> str:
+    return printable(text, limit=SHOWN_CHARACTERS)
 
 
 def to_dict(config: Any) -> dict:
@@ -49,9 +68,9 @@ def from_dict(cls, values: dict | None, where: str = ""):
     for key, value in values.items():
         if key not in known:
             key = str(key)  # a YAML key may be a number
-            close = difflib.get_close_matches(key, known, n=1)
+            close = difflib.get_close_matches(key[:200], known, n=1)
             hint = f"; did you mean '{where}{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
-            raise ConfigError(f"unknown config key '{where}{key}'{hint}")
+            raise ConfigError(f"unknown config key '{_shown(where + key)}'{hint}")
         nested = _nested_type(cls, key)
         if nested is not None:
             if not isinstance(value, dict):
@@ -61,7 +80,7 @@ def from_dict(cls, values: dict | None, where: str = ""):
             kwargs[key] = _coerce(cls, key, value, where)
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as error:  # a value __post_init__ could not take apart
+    except (TypeError, ValueError, OverflowError) as error:  # a value __post_init__ could not take apart
         first = (str(error).splitlines() or [type(error).__name__])[0]
         raise ConfigError(f"bad config for '{where or cls.__name__}': {first}") from None
 
@@ -91,7 +110,7 @@ def _to_tuple(value: Any, item: type) -> tuple:
 
 def _to_dict(value: Any) -> dict:
     if isinstance(value, str):
-        value = yaml.safe_load(value)
+        value = parse_yaml(value)
     if not isinstance(value, dict):
         raise ValueError(value)
     return value
@@ -107,17 +126,30 @@ def _coerce(cls, key: str, value: Any, where: str):
         args = typing.get_args(hint)
         if value is None and type(None) in args:
             return None
-        hint = next(a for a in args if a is not type(None))
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
+        choices = [a for a in args if a is not type(None)]
+        # `int | str` (e.g. train.micro_batch: a number or 'auto'): the first type that takes it.
+        for choice in choices[:-1]:
+            try:
+                return _coerce_leaf(choice, value)
+            except (TypeError, ValueError, OverflowError):
+                continue
+        hint = choices[-1]
     try:
-        if origin is tuple:
-            return _to_tuple(value, args[0] if args else str)
-        converter = _CONVERTERS.get(origin or hint)
-        return converter(value) if converter else value
-    except (TypeError, ValueError):
+        return _coerce_leaf(hint, value)
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(
-            f"config key '{where}{key}' has a bad value {value!r} (expected {getattr(hint, '__name__', hint)})"
+            f"config key '{where}{key}' has a bad value {_shown(repr(value))} "
+            f"(expected {getattr(hint, '__name__', hint)})"
         ) from None
+
+
+def _coerce_leaf(hint, value: Any):
+    """`value` as the (non-union) annotation `hint` says; TypeError or ValueError if it cannot be."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:
+        return _to_tuple(value, args[0] if args else str)
+    converter = _CONVERTERS.get(origin or hint)
+    return converter(value) if converter else value
 
 
 def apply_overrides(values: dict, overrides: list[str]) -> dict:
@@ -125,13 +157,13 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
     values = dict(values)
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override '{item}' is not of the form key=value (e.g. train.epochs=5)")
+            raise ConfigError(f"override '{_shown(item)}' is not of the form key=value (e.g. train.epochs=5)")
         dotted, raw = item.split("=", 1)
         try:
-            parsed = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
+            parsed = parse_yaml(raw) if raw else ""
+        except ValueError as error:
             raise ConfigError(
-                f"override '{dotted}': the value is not valid YAML",
+                f"override '{_shown(dotted)}': the value is not valid YAML ({error})",
                 "quote the whole --set, e.g. --set 'data.crop_scale=[0.2, 1.0]'",
             ) from None
         node = values
@@ -174,9 +206,9 @@ def load_yaml(path: str | Path) -> dict:
     """Read a YAML config file into a dict (an error names the file if it is missing or bad)."""
     path = Path(path)
     try:
-        values = yaml.safe_load(_read_config_text(path))
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        values = parse_yaml(_read_config_text(path))
+    except ValueError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
     if values is None:
         raise ConfigError(f"config file {path} is empty", CONFIG_FILE_HINT)
     if not isinstance(values, dict):
@@ -194,7 +226,8 @@ def build(
     overrides: list[str] | None = None,
 ):
     """The one way a config is made: a preset (a config object or a dict), then the YAML file's
-    values, then the command's flags, then `key=value` overrides; validated once, at the end."""
+    values, then the command's flags, then `key=value` overrides, then validated as a whole (each
+    section validates itself when it is made, presets included)."""
     values = to_dict(preset) if dataclasses.is_dataclass(preset) else dict(preset or {})
     values = merge(values, file_values or {})
     values = merge(values, flag_values or {})

@@ -1,13 +1,15 @@
 """Named presets: typed functions that return a complete config.
 
 `choose` picks the preset a command starts from: the demo for a bare run on the built-in
-synthetic dataset, otherwise the official recipe (the dataclass defaults).
+synthetic dataset, the official linear probe for `--mode linear`, otherwise the official recipe
+(the dataclass defaults).
 """
 
 from __future__ import annotations
 
 from fame_ray.config.tree import (
     DataConfig,
+    DCLRConfig,
     FinetuneConfig,
     MoCoConfig,
     ModelConfig,
@@ -21,7 +23,9 @@ from fame_ray.errors import ConfigError
 
 def demo_pretrain() -> PretrainConfig:
     """A few minutes on 2 CPUs: MoCo + FAME with the tiny backbone on the built-in synthetic
-    dataset, then a read-out of what it learned. Short-run settings, not the paper's: 8 frames
+    dataset, read out every 40 steps (a linear probe of held-out videos' features, from the
+    randomly initialised encoder at step 0 to the end: the learning signal). Short-run settings, not the paper's: 8
+    frames
     of 48 pixels; crops of 60-100% of the frame (smaller ones often cut the mover out of a
     64-pixel video); a key encoder that follows faster (m = 0.99: over a few hundred steps the
     official 0.999 leaves the keys near their random start), a queue of 128 keys, well under the
@@ -36,9 +40,17 @@ def demo_pretrain() -> PretrainConfig:
         ),
         model=ModelConfig(arch="tiny", mlp_head=True),
         moco=MoCoConfig(queue_size=128, momentum=0.99, enqueue="after_both"),
+        # With --method dclr: the same short-run queue and momentum; the warm-up fills its 128 keys
+        # (4 steps of 32) instead of the official 256 iterations (a run of 196 steps).
+        dclr=DCLRConfig(queue_size=128, momentum=0.99, warmup_steps=4),
         optim=OptimConfig(lr=0.1, base_batch=32),
         train=PretrainTrainConfig(
-            epochs=14, global_batch=32, num_workers=2, checkpoint_every=100, log_every=10, readout=True
+            epochs=14,
+            global_batch=32,
+            num_workers=2,
+            checkpoint_every=100,
+            log_every=10,
+            readout_every=40,
         ),
     )
 
@@ -87,13 +99,47 @@ def recipe_finetune() -> FinetuneConfig:
     return FinetuneConfig(preset="recipe")
 
 
+def probe_optim(milestones: tuple[int, ...] = (60, 80)) -> OptimConfig:
+    """The official linear probe's SGD, the defaults of eval.py run with --freeze (eval.py:62-76):
+    lr 30 at any batch, momentum 0.9, weight decay 0, lr / 10 at each milestone (60 and 80)."""
+    return OptimConfig(lr=30.0, base_batch=0, momentum=0.9, weight_decay=0.0, schedule="step", milestones=milestones)
+
+
+def linear_probe() -> FinetuneConfig:
+    """The official linear probe: the finetuning recipe's data and testing, with a frozen
+    backbone and eval.py's --freeze optimizer and length (100 epochs at batch 256, eval.py:45,49)."""
+    return FinetuneConfig(
+        preset="linear", mode="linear", train=TrainConfig(epochs=100, global_batch=256), optim=probe_optim()
+    )
+
+
+def demo_linear_probe() -> FinetuneConfig:
+    """The demo's linear probe: the demo's data, model and length, with the official probe's
+    optimizer (lr 30, weight decay 0), its lr / 10 moved to the last of the 3 epochs."""
+    demo = demo_finetune()
+    return FinetuneConfig(
+        preset="demo-linear",
+        mode="linear",
+        data=demo.data,
+        model=demo.model,
+        train=demo.train,
+        optim=probe_optim(milestones=(2,)),
+        dropout=demo.dropout,
+    )
+
+
 PRETRAIN = {
     "demo": demo_pretrain,
     "ucf101-r21d": ucf101_r21d_pretrain,
     "k400-i3d": k400_i3d_pretrain,
     "recipe": recipe_pretrain,
 }
-FINETUNE = {"demo": demo_finetune, "recipe": recipe_finetune}
+FINETUNE = {
+    "demo": demo_finetune,
+    "recipe": recipe_finetune,
+    "linear": linear_probe,
+    "demo-linear": demo_linear_probe,
+}
 
 
 def get(table: dict, name: str):
@@ -103,8 +149,18 @@ def get(table: dict, name: str):
     return table[name]()
 
 
-def choose(preset: str | None, config_file: str | None, dataset: str | None) -> str:
-    """The demo preset for a bare run (no --config, synthetic or no dataset); else the recipe."""
+def choose(preset: str | None, config_file: str | None, dataset: str | None, mode: str | None = None) -> str:
+    """The preset a command starts from when --preset does not name one.
+
+    With a --config file: the recipe (the file's values win over it). Without one: for
+    `mode: linear` the official linear probe ('linear'), or the demo's probe ('demo-linear')
+    when the dataset named is the built-in synthetic one; otherwise the demo for a bare run
+    (synthetic or no dataset) and the recipe for a named dataset. Explicit values (flags, --set)
+    always win over the preset's."""
     if preset:
         return preset
-    return "demo" if not config_file and dataset in (None, "synthetic") else "recipe"
+    if config_file:
+        return "recipe"
+    if mode == "linear":
+        return "demo-linear" if dataset == "synthetic" else "linear"
+    return "demo" if dataset in (None, "synthetic") else "recipe"

@@ -33,11 +33,6 @@ SCHEMA = pa.schema(
 FINGERPRINT_KEY = b"fame_ray.dataset_fingerprint"
 
 
-def manifest_name(dataset: str, split: int, subset: str) -> str:
-    """File name of one manifest: e.g. 'ucf101_split1_train.parquet'."""
-    return f"{dataset}_split{split}_{subset}.parquet"
-
-
 def write(table: pa.Table, location: Location, fingerprint: dict | None = None) -> None:
     """Write a manifest (atomically for local files: the bytes are built first, then stored),
     with the dataset's fingerprint in the schema metadata."""

@@ -1,12 +1,18 @@
 """The Ray Train worker of a downstream run: finetune or linear-probe a pretrained encoder,
 validating with multi-clip testing after every epoch. Plain PyTorch inside; Ray lines marked.
 
-Official protocol (docs/recipe.md, "Finetuning"): SGD with momentum and weight decay, lr / 10 at
-each milestone epoch, dropout before the classifier; training clips get the official on-device
-finetuning augmentation (grayscale p=0.2, colour jitter (0.4, 0.4, 0.4, 0.1) p=0.8, then the
-Kinetics normalisation); the linear probe trains on plain normalised clips with the backbone
-frozen and in eval mode, as the official eval.py does. Every epoch tests the whole test split:
-data.eval_clips clips per video, the video score as `video_score` says (eval.metrics).
+Official protocol (docs/recipe.md, "Finetuning and linear probing"): SGD with momentum and weight
+decay, lr / 10 at each milestone epoch, dropout before the classifier; finetuning clips get the
+official on-device augmentation (grayscale p=0.2, colour jitter (0.4, 0.4, 0.4, 0.1) p=0.8, then
+the Kinetics normalisation); the linear probe trains on plain clips with the backbone frozen and
+in eval mode, unnormalised as the official eval.py feeds them (`probe_inputs`).
+
+Every epoch tests the validation split ('val': held out of the training split, what ASHA and the
+choice of the best trial read); the test split ('test') is tested at epoch 0, every
+`test_every` epochs and at the last epoch, as the official eval.py, and the best of those tests
+is carried along (the paper's number). Multi-clip testing: data.eval_clips clips per video, the
+video score as `video_score` says (eval.metrics). Without a validation split (val_fraction 0)
+'val' is the test split itself, as in the paper's protocol.
 With `train.micro_batch` each per-worker batch is taken that many clips at a time, gradients
 accumulated over them, one optimizer step per batch (fame_ray.components.accumulation).
 """
@@ -82,9 +88,13 @@ def _saved_state() -> dict | None:
 def training_inputs(
     clips: torch.Tensor, cfg: FinetuneConfig, device: torch.device, generator: torch.Generator, order: torch.Generator
 ) -> torch.Tensor:
-    """uint8 clips -> what the model trains on: augmented (finetune) or plain (linear probe)."""
+    """uint8 clips -> what the model trains on: augmented and normalised (finetune), or plain
+    (linear probe): unnormalised in [0, 1] as the official eval.py trains its probe
+    (`probe_inputs: official`), or normalised as at test time (`normalised`)."""
     if cfg.mode == "finetune":
         clips = augment.augment(clips.to(device, non_blocking=True), generator, augment.FINETUNE, order_generator=order)
+    elif cfg.probe_inputs == "official":
+        clips = augment.to_float(clips.to(device, non_blocking=True))
     else:
         clips = augment.to_input(clips, device)
     return (
@@ -165,32 +175,75 @@ def gather(parts: tuple) -> tuple:
     return tuple(np.concatenate([p[i] for p in everyone]) for i in range(3))
 
 
-def validate(model, batches, cfg: FinetuneConfig, device) -> dict:
-    """Multi-clip testing over the whole test split (all workers' shards together)."""
+def validate(model, batches, cfg: FinetuneConfig, device, prefix: str = "val") -> dict:
+    """Multi-clip testing over a whole split (all workers' shards together), metrics named
+    `<prefix>_<metric>`."""
     logits, labels, videos = gather(predict(model, batches, cfg, device))
     if not len(labels):
         logits = np.zeros((0, 1))
     metrics = multi_clip_metrics(logits, labels, videos, rule=cfg.video_score, arch=cfg.model.arch)
-    return {f"val_{k}": v for k, v in metrics.items()}
+    return {f"{prefix}_{k}": v for k, v in metrics.items()}
+
+
+def is_test_epoch(epoch: int, epochs: int, every: int) -> bool:
+    """Whether the test split is tested after `epoch` (0-based) of `epochs`: the official
+    eval.py tests when epoch % 10 == 0 and at the last epoch."""
+    return epoch % every == 0 or epoch == epochs - 1
+
+
+def track_test(tests: dict, epoch: int, metrics: dict) -> dict:
+    """The test record carried through a trial, updated with one test (`metrics`: test_*):
+    the latest test ("latest", its epoch) and the best by video top-1 ("best", its epoch), as
+    the official eval.py keeps `best_acc1` (a later epoch wins only when strictly better)."""
+    # Plain numbers: the record is saved in the epoch's checkpoint (torch.load weights_only).
+    metrics = {k: v if isinstance(v, int) else float(v) for k, v in metrics.items()}
+    out = {"latest": {**metrics, "test_epoch": epoch}, "best": tests.get("best")}
+    best = out["best"]
+    if best is None or metrics["test_video_top1"] > best["test_video_top1"]:
+        out["best"] = {**metrics, "test_epoch": epoch}
+    return out
+
+
+def test_metrics(tests: dict) -> dict:
+    """What every epoch reports of the test record: test_* of the latest test and test_best_*
+    of the best one (empty before the first test)."""
+    if not tests.get("latest"):
+        return {}
+    best = {f"test_best_{k.removeprefix('test_')}": v for k, v in tests["best"].items()}
+    return {**tests["latest"], **best}
 
 
 def build_model(cfg: FinetuneConfig, num_classes: int, dropout: float) -> nn.Module:
-    """The pretrained query encoder + a new classifier (frozen backbone for the linear probe)."""
+    """The pretrained query encoder + a new classifier (frozen backbone for the linear probe),
+    initialised as the official code does for the backbone (models.heads)."""
     backbone, _ = preflight.load_backbone(cfg.pretrained_location(), cfg.model.arch)
-    return build_classifier(backbone, num_classes, cfg.mode, dropout)
+    return build_classifier(backbone, num_classes, cfg.mode, dropout, cfg.model.arch)
 
 
-def _report(metrics: dict, model, optimizer, epoch: int, rank: int) -> None:
-    """Every worker reports each epoch; rank 0 attaches the checkpoint."""
+def _report(metrics: dict, model, optimizer, epoch: int, rank: int, tests: dict) -> None:
+    """Every worker reports each epoch; rank 0 attaches the checkpoint (with the test record)."""
     with tempfile.TemporaryDirectory() as directory:
         checkpoint = None
         if rank == 0:
             torch.save(
-                {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch},
+                {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "tests": tests},
                 os.path.join(directory, STATE_FILE),
             )
             checkpoint = ray.train.Checkpoint.from_directory(directory)
         ray.train.report(metrics, checkpoint=checkpoint)  # Ray: to Tune via TuneReportCallback
+
+
+def _evaluate(plain, shards: dict, cfg: FinetuneConfig, device, epoch: int, epochs: int, tests: dict, batch: int):
+    """The epoch's validation metrics, and the test record after this epoch's test (if any).
+    Without a test shard (no validation split: 'val' is the test split) the test is the validation."""
+    metrics = validate(plain, shards["val"].iter_torch_batches(batch_size=batch), cfg, device)
+    if is_test_epoch(epoch, epochs, cfg.test_every):
+        if shards.get("test") is not None:
+            tested = validate(plain, shards["test"].iter_torch_batches(batch_size=batch), cfg, device, "test")
+        else:
+            tested = {f"test_{k.removeprefix('val_')}": v for k, v in metrics.items()}
+        tests = track_test(tests, epoch, tested)
+    return metrics, tests
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
@@ -202,23 +255,26 @@ def train_loop_per_worker(loop_config: dict) -> None:
     context = ray.train.get_context()
     model = on_device(build_model(cfg, loop_config["num_classes"], trial.dropout), cfg, device)
     optimizer = build_optimizer(model, trial.lr, trial.weight_decay, cfg.optim.momentum)
-    start = restore(model, optimizer, _saved_state())
+    state = _saved_state()
+    start = restore(model, optimizer, state)
+    tests = (state or {}).get("tests") or {}
     model = ray.train.torch.prepare_model(model, move_to_device=False)  # Ray: DDP across the trial's workers
     plain = model.module if hasattr(model, "module") else model
     batch, effective_batch = cfg.train.split_batch(context.get_world_size())
     lrs = epoch_lrs(cfg, trial, effective_batch)
-    train_shard, val_shard = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
+    shards = {name: ray.train.get_dataset_shard(name) for name in ("train", "val")}  # Ray
+    shards["test"] = ray.train.get_dataset_shard("test") if loop_config.get("held_out") else None  # Ray
+    # Testing takes micro batches too: its batch size changes nothing but memory.
+    eval_batch = cfg.train.micro_batch or batch
     for epoch in range(start, trial.epochs):
         lr = float(lrs[epoch])
         for group in optimizer.param_groups:
             group["lr"] = lr
         seed = [cfg.train.seed, epoch, context.get_world_rank()]
         metrics = train_epoch(
-            model, optimizer, train_shard.iter_torch_batches(batch_size=batch, drop_last=False), cfg, device, seed
+            model, optimizer, shards["train"].iter_torch_batches(batch_size=batch, drop_last=False), cfg, device, seed
         )
-        # Testing takes micro batches too: its batch size changes nothing but memory.
-        metrics.update(
-            validate(plain, val_shard.iter_torch_batches(batch_size=cfg.train.micro_batch or batch), cfg, device)
-        )
+        validation, tests = _evaluate(plain, shards, cfg, device, epoch, trial.epochs, tests, eval_batch)
+        metrics.update({**validation, **test_metrics(tests)})
         metrics.update({"epoch": epoch, "lr": lr, "world_size": context.get_world_size()})
-        _report(metrics, plain, optimizer, epoch, context.get_world_rank())
+        _report(metrics, plain, optimizer, epoch, context.get_world_rank(), tests)

@@ -1,15 +1,16 @@
 """Clip features through Ray Data, and the retrieval run built on them.
 
 Batch inference the Ray Data way: the test-time clip pipeline (N uniformly spaced clips
-per video, centre crop; `pipeline.supervised_dataset(train=False)`) streams into a pool
-of `ClipEncoder` actors that each load the backbone once and map batches of uint8 clips
-to features on their CPU or GPU. The driver only sums features per video as they stream
+per video, centre crop; `pipeline.supervised_dataset(train=False)`) streams into encoding
+tasks whose worker processes each load the backbone once and map batches of uint8 clips to
+features on their CPU or GPU. The driver only sums features per video as they stream
 back, so memory holds one vector per video, not per clip.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -68,49 +69,41 @@ class Encoder:
         return preflight.load_backbone(self.weights, self.arch)[0]
 
 
-class ClipEncoder:
-    """Ray Data actor: backbone loaded once; batch {'clip' uint8 B C T H W, ...} -> features `B D`."""
-
-    def __init__(self, encoder: Encoder):
-        self.encoder = encoder
-        self.device = torch.device("cuda" if encoder.use_gpu and torch.cuda.is_available() else "cpu")
-        self.backbone = encoder.build().to(self.device).eval()
-
-    def __call__(self, batch: dict) -> dict:
-        use_bf16 = self.device.type == "cuda" and self.encoder.amp
-        with torch.no_grad(), torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            clips = to_input(
-                torch.as_tensor(np.asarray(batch["clip"])), self.device, self.encoder.mean, self.encoder.std
-            )
-            features = self.backbone(clips).float()
-        if self.encoder.normalise_clips:
-            features = F.normalize(features, dim=1)
-        return {
-            "feature": features.cpu().numpy(),
-            "label": np.asarray(batch["label"]),
-            "video_index": np.asarray(batch["video_index"]),
-        }
+@functools.lru_cache(maxsize=2)
+def _backbone(encoder: Encoder) -> tuple[nn.Module, torch.device]:
+    """The encoder's backbone on its device, built once per Ray worker process."""
+    device = torch.device("cuda" if encoder.use_gpu and torch.cuda.is_available() else "cpu")
+    return encoder.build().to(device).eval(), device
 
 
-def _bound(encoder: Encoder) -> type:
-    """A ClipEncoder class with `encoder` built in: the actors then take no constructor
-    arguments (which Ray would keep in the object store and warn about on every restart)."""
+def encode_batch(batch: dict, encoder: Encoder) -> dict:
+    """Ray Data task: {'clip' uint8 B C T H W, 'label', 'video_index'} -> {'feature' B D, ...}."""
+    backbone, device = _backbone(encoder)
+    use_bf16 = device.type == "cuda" and encoder.amp
+    with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        clips = to_input(torch.as_tensor(np.asarray(batch["clip"])), device, encoder.mean, encoder.std)
+        features = backbone(clips).float()
+    if encoder.normalise_clips:
+        features = F.normalize(features, dim=1)
+    return {
+        "feature": features.cpu().numpy(),
+        "label": np.asarray(batch["label"]),
+        "video_index": np.asarray(batch["video_index"]),
+    }
 
-    class BoundClipEncoder(ClipEncoder):
-        def __init__(self):
-            super().__init__(encoder)
 
-    return BoundClipEncoder
-
-
-def encode_dataset(dataset, encoder: Encoder, batch_size: int, actors: int, actor_cpus: float = 1.0):
-    """Ray Data: map the clip dataset through a pool of `actors` ClipEncoders."""
+def encode_dataset(dataset, encoder: Encoder, batch_size: int, workers: int, worker_cpus: float = 1.0):
+    """Ray Data: map the clip dataset through `workers` encoding tasks at once. Tasks, not an
+    actor pool: each worker process keeps the backbone it built (`_backbone`), and Ray Data's
+    actor pools hand their actors an object reference, which Ray's core reports as an error line
+    on every pool (ray-project/ray#57733)."""
     return dataset.map_batches(
-        _bound(encoder),
+        encode_batch,
+        fn_kwargs={"encoder": encoder},
         batch_size=batch_size,
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=actors),
-        num_cpus=actor_cpus,
+        compute=ray.data.TaskPoolStrategy(size=workers),
+        num_cpus=worker_cpus,
         num_gpus=1 if encoder.use_gpu else 0,
     )
 
@@ -140,7 +133,7 @@ def encode_videos(
     batch_size: int,
 ):
     """(video_ids, features `V D`, labels) of every video of a manifest: data.eval_clips clips
-    per video with the test crop, encoded by `actors` ClipEncoders, averaged per video."""
+    per video with the test crop, encoded by `actors` tasks at once, averaged per video."""
     clips = supervised_dataset(manifest_location, data, train=False, data_cpus=resources.data_cpus)
     dataset = encode_dataset(clips, encoder, batch_size, actors, resources.cpus_per_worker)
     return video_features(dataset.iter_batches(batch_size=256, batch_format="numpy"))

@@ -3,7 +3,8 @@
 Every bad input ends here as one `UserError` (the CLI prints one line, exits 2): a dataset
 that is not where it should be (with where to get it), a pretrained checkpoint that does
 not exist or holds another architecture, labels that do not match the class list, a batch
-whose workers cannot fit the nodes' memory (`check_memory`, once Ray is up).
+whose workers cannot fit the nodes' memory (`micro_batch_for`, once Ray is up, which also
+resolves `train.micro_batch: auto`).
 Also reads the pretraining recipe from the checkpoint's config.yaml, for the results table.
 """
 
@@ -145,19 +146,36 @@ def check_labels(num_classes: int, tables: dict) -> None:
             )
 
 
-def check_memory(cfg: FinetuneConfig, num_classes: int, node_memory: list[float]) -> None:
-    """Refuse a trial whose workers cannot fit a node (estimate: fame_ray.models.memory), with
-    the train.micro_batch that would fit. `node_memory`: bytes of each node that can host a
-    worker (runtime.node_memory). GPU runs keep their activations in GPU memory, which Ray does
-    not report: skipped."""
+def micro_batch_for(cfg: FinetuneConfig, num_classes: int, node_memory: list[float]) -> FinetuneConfig:
+    """`cfg` with the micro batch its trials take: `train.micro_batch: auto` resolved to the largest
+    that fits a node by the estimate (fame_ray.models.memory, one log line), a number kept after
+    checking that it fits (refused with the one that would). `node_memory`: bytes of each node
+    that can host a worker (runtime.node_memory). GPU runs keep their activations in GPU memory,
+    which Ray does not report: no check, and 'auto' takes the whole batch at once."""
+    requested = cfg.train.micro_batch
     if cfg.train.use_gpu:
-        log.info("finetune on GPUs: activations live in GPU memory, which Ray does not report: memory check skipped")
-        return
-    batch, _ = cfg.train.split_batch(cfg.train.num_workers)
-    sharing = math.ceil(cfg.train.num_workers / max(len(node_memory), 1))
+        log.info(
+            "finetune on GPUs: activations live in GPU memory, which Ray does not report: memory check skipped%s",
+            "; train.micro_batch auto: the whole per-worker batch at once" if requested == "auto" else "",
+        )
+        micro = 0 if requested == "auto" else requested
+    else:
+        micro = memory.choose_micro_batch(
+            workload(cfg, num_classes), [placement(cfg, node_memory)], requested, node_memory
+        )
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, micro_batch=micro))
+
+
+def workload(cfg: FinetuneConfig, num_classes: int) -> memory.Workload:
+    """What one worker of a trial runs, for the memory estimate."""
     task = "finetune" if cfg.mode == "finetune" else "linear"
-    workload = memory.Workload(task, cfg.model.arch, cfg.data.frames_per_clip, cfg.data.crop_size, classes=num_classes)
-    memory.check_fits(workload, [memory.Placement(batch, sharing)], cfg.train.micro_batch, node_memory)
+    return memory.Workload(task, cfg.model.arch, cfg.data.frames_per_clip, cfg.data.crop_size, classes=num_classes)
+
+
+def placement(cfg: FinetuneConfig, node_memory: list[float]) -> memory.Placement:
+    """A trial's per-worker batch, and how many of its workers share a node (spread over all)."""
+    batch, _ = cfg.train.split_batch(cfg.train.num_workers)
+    return memory.Placement(batch, math.ceil(cfg.train.num_workers / max(len(node_memory), 1)))
 
 
 def prepare(cfg: FinetuneConfig, explicit_arch: str | None = None):

@@ -14,14 +14,17 @@ import math
 import re
 from dataclasses import dataclass
 
-import yaml
-
-from fame_ray.config import load_yaml
-from fame_ray.errors import ConfigError
+from fame_ray.config import load_yaml, parse_yaml
+from fame_ray.errors import ConfigError, printable
 
 SEARCHABLE = {"lr": float, "weight_decay": float, "dropout": float, "epochs": int}
 KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "value")
 _CALL = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$")
+
+
+def _quoted(value) -> str:
+    """A value the user wrote, for a one-line message: its repr, escaped and cut."""
+    return printable(repr(value), 80)
 
 
 def _number(key: str, raw, kind: str):
@@ -32,10 +35,12 @@ def _number(key: str, raw, kind: str):
         except ValueError:
             value = None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"search space '{key}': {raw!r} is not a number", "e.g. --search 'lr=loguniform(1e-3,1e-1)'")
+        raise ConfigError(
+            f"search space '{key}': {_quoted(raw)} is not a number", "e.g. --search 'lr=loguniform(1e-3,1e-1)'"
+        )
     if SEARCHABLE[key] is int:
         if float(value) != int(value):
-            raise ConfigError(f"search space '{key}': {raw!r} is not a whole number")
+            raise ConfigError(f"search space '{key}': {_quoted(raw)} is not a whole number")
         return int(value)
     return float(value)
 
@@ -65,12 +70,12 @@ def _value_ok(key: str, value) -> bool:
     return value > 0
 
 
-def _check_key(key: str) -> str:
-    key = key.strip()
+def _check_key(key) -> str:
+    key = str(key).strip()  # a YAML key may be a number
     if key not in SEARCHABLE:
-        close = difflib.get_close_matches(key, SEARCHABLE, n=1)
+        close = difflib.get_close_matches(key[:200], SEARCHABLE, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"searchable: {', '.join(SEARCHABLE)}"
-        raise ConfigError(f"search space: unknown hyperparameter '{key}'", hint)
+        raise ConfigError(f"search space: unknown hyperparameter '{printable(key, limit=80)}'", hint)
     return key
 
 
@@ -95,11 +100,13 @@ def parse_spec(key: str, spec) -> dict:
             )
     elif isinstance(spec, str) and spec.strip().startswith("["):
         try:
-            raw_values = yaml.safe_load(spec)
-        except yaml.YAMLError:
-            raise ConfigError(f"search space '{key}': cannot parse {spec!r}", "a grid is written [a, b, c]") from None
+            raw_values = parse_yaml(spec)
+        except ValueError:
+            raise ConfigError(
+                f"search space '{key}': cannot parse {_quoted(spec)}", "a grid is written [a, b, c]"
+            ) from None
         if not isinstance(raw_values, list):
-            raise ConfigError(f"search space '{key}': cannot parse {spec!r}", "a grid is written [a, b, c]")
+            raise ConfigError(f"search space '{key}': cannot parse {_quoted(spec)}", "a grid is written [a, b, c]")
         kind = "grid"
     else:
         kind, raw_values = "value", [spec]
@@ -114,7 +121,7 @@ def _parse_mapping(key: str, spec: dict) -> dict:
     elif len(spec) == 1:
         kind, raw_values = next(iter(spec.items()))
     else:
-        raise ConfigError(f"search space '{key}': cannot parse {spec!r}", "e.g. {loguniform: [1e-3, 1e-1]}")
+        raise ConfigError(f"search space '{key}': cannot parse {_quoted(spec)}", "e.g. {loguniform: [1e-3, 1e-1]}")
     if kind not in KINDS:
         raise ConfigError(f"search space '{key}': unknown distribution '{kind}'", f"one of {', '.join(KINDS)}")
     raw_values = raw_values if isinstance(raw_values, (list, tuple)) else [raw_values]
@@ -147,7 +154,7 @@ def load_search_file(path: str) -> dict:
 
 def normalise_space(space: dict) -> dict:
     """Any accepted form (strings, lists, mappings) -> the parsed form; validates it."""
-    return {key.strip(): parse_spec(key, spec) for key, spec in (space or {}).items()}
+    return {_check_key(key): parse_spec(key, spec) for key, spec in (space or {}).items()}
 
 
 def max_value(space: dict, key: str, default):

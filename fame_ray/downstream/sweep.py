@@ -175,7 +175,7 @@ def run_sweep(
 
 def trial_records(result_grid, planned_epochs_key: str = "epochs", metric: str = "val_video_top1") -> list[dict]:
     """One record per trial: id, status, hyperparameters, epochs run, workers (the Train run's
-    world size at its last epoch), last metrics, error.
+    world size at its last epoch), last metrics (val_*, test_* and test_best_*), error.
 
     Status: 'completed', 'stopped early (ASHA)' when it ran fewer epochs than planned, or
     'failed' with the error's last line.
@@ -203,7 +203,9 @@ def trial_records(result_grid, planned_epochs_key: str = "epochs", metric: str =
                 "hyperparameters": {k: config.get(k) for k in SEARCHABLE},
                 "epochs_run": epochs_run,
                 "workers": metrics.get("world_size"),
-                "metrics": {k: v for k, v in metrics.items() if k.startswith("val_") or k in ("train_loss",)},
+                "metrics": {
+                    k: v for k, v in metrics.items() if k.startswith(("val_", "test_")) or k in ("train_loss",)
+                },
                 "error": error,
                 "path": result.path,
             }

@@ -24,9 +24,14 @@ def grouped_bars(
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     left, right, top, bottom = 60, width - 170, 40, height - 50
+
+    def y_of(value: float) -> float:
+        """The pixel row of a value in [0, 1] (clamped)."""
+        return bottom - (bottom - top) * max(0.0, min(value, 1.0))
+
     draw.text((left, 12), title, fill="black")
     for tick in range(0, 11, 2):
-        y = bottom - (bottom - top) * tick / 10
+        y = y_of(tick / 10)
         draw.line([(left - 4, y), (right, y)], fill="#DDDDDD")
         draw.text((left - 34, y - 6), f"{tick / 10:.1f}", fill="black")
     series = list(dict.fromkeys(name for bars in groups.values() for name in bars))
@@ -39,23 +44,18 @@ def grouped_bars(
                 continue
             mean, std = bars[name]
             x = x0 + position * bar
-            y = bottom - (bottom - top) * max(0.0, min(mean, 1.0))
+            y = y_of(mean)
             draw.rectangle([x, y, x + bar * 0.9, bottom], fill=PALETTE[position % len(PALETTE)])
             for edge in (mean - std, mean + std):
-                whisker = bottom - (bottom - top) * max(0.0, min(edge, 1.0))
+                whisker = y_of(edge)
                 draw.line([(x + bar * 0.2, whisker), (x + bar * 0.7, whisker)], fill="black")
-            draw.line(
-                [
-                    (x + bar * 0.45, bottom - (bottom - top) * max(0.0, min(mean - std, 1.0))),
-                    (x + bar * 0.45, bottom - (bottom - top) * max(0.0, min(mean + std, 1.0))),
-                ],
-                fill="black",
-            )
+            draw.line([(x + bar * 0.45, y_of(mean - std)), (x + bar * 0.45, y_of(mean + std))], fill="black")
         draw.text((x0, bottom + 8), group, fill="black")
     for offset, (label, value) in enumerate((references or {}).items()):
-        y = bottom - (bottom - top) * value
+        y = y_of(value)
         draw.line([(left, y), (right, y)], fill="#555555", width=1)
-        draw.text((right + 6, y - 6 + 12 * offset * 0), f"{label} {value:.2f}", fill="#555555")
+        # Labels of nearby lines are staggered so that they do not overprint each other.
+        draw.text((right + 6, y - 6 + 12 * offset), f"{label} {value:.2f}", fill="#555555")
     for position, name in enumerate(series):
         y = top + 20 * position
         draw.rectangle([right + 10, y, right + 24, y + 12], fill=PALETTE[position % len(PALETTE)])

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import math
 
-from fame_ray.errors import UserError
-from fame_ray.storage import Location
+from fame_ray.errors import UserError, printable
+from fame_ray.storage import Location, parse_json
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -77,8 +77,9 @@ def fmt(value) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(fmt(v) for v in value)
     if isinstance(value, dict):
-        return "; ".join(f"{k}: {fmt(v)}" for k, v in value.items())
-    return str(value).replace("|", "\\|").replace("\n", " ")
+        return "; ".join(f"{fmt(k)}: {fmt(v)}" for k, v in value.items())
+    # Text from a results file reaches the terminal: control characters (escape sequences) escaped.
+    return printable(value, limit=500).replace("|", "\\|")
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:
@@ -103,15 +104,41 @@ def _title(metric: str) -> str:
     return METRIC_TITLES.get(metric, metric)
 
 
+# The numbers of a finetune record, in the order results.md lists them (downstream.finetune).
+NUMBERS = ("held_out", "official", "validation")
+
+
+def _headline(record: dict) -> list[str]:
+    """The table of the run's numbers: one row, or for a sweep one row per labelled number (the
+    chosen trial's test accuracy, the official protocol's best test epoch, the validation)."""
+    setting = [record.get(k) for k in ("dataset", "split", "mode", "backbone", "pretrained")]
+    numbers = [record["numbers"][name] for name in NUMBERS if name in (record.get("numbers") or {})]
+    if not numbers:
+        columns = metric_columns([record.get("metrics", {})])
+        header = ["dataset", "split", "mode", "backbone", "pretrained"] + [f"{_title(c)} (%)" for c in columns]
+        return [markdown_table(header, [setting + [record["metrics"].get(c) for c in columns]]), ""]
+    columns = metric_columns([number["metrics"] for number in numbers])
+    header = ["number", "dataset", "split", "mode", "backbone", "pretrained"] + [f"{_title(c)} (%)" for c in columns]
+    rows = [[number["label"], *setting, *[number["metrics"].get(c) for c in columns]] for number in numbers]
+    held_out = (record.get("validation") or {}).get("split") == "validation"
+    first = (
+        "The first row is the number to report as an unbiased result: the trial was chosen on the validation "
+        "split, without the test split."
+        if held_out
+        else "No validation split (val_fraction 0): the trial was chosen on the test split, so neither test "
+        "number is unbiased."
+    )
+    second = (
+        " The second is the number the paper's protocol reports (the best test epoch, as the official eval.py), "
+        "to compare with the paper."
+    )
+    return [markdown_table(header, rows), "", first + second, ""]
+
+
 def render_markdown(record: dict) -> str:
     """results.md of one run."""
     parts = [f"# {record['run']}", ""]
-    columns = metric_columns([record.get("metrics", {})])
-    header = ["dataset", "split", "mode", "backbone", "pretrained"] + [f"{_title(c)} (%)" for c in columns]
-    row = [record.get(k) for k in ("dataset", "split", "mode", "backbone", "pretrained")] + [
-        record["metrics"].get(c) for c in columns
-    ]
-    parts += [markdown_table(header, [row]), ""]
+    parts += _headline(record)
     if record.get("protocol"):
         parts += [
             "## Protocol",
@@ -170,12 +197,12 @@ def write(record: dict, run_dir: Location) -> tuple[Location, Location]:
     return json_file, md_file
 
 
-def _results_record(location: Location) -> dict:
+def read_record(location: Location) -> dict:
     """The record in a results.json; a UserError when the file is not one (a table built from
     another JSON file would print as if the run had no results)."""
     try:
-        record = json.loads(location.read_bytes().decode("utf-8"))
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        record = parse_json(location.read_bytes())
+    except ValueError:  # not JSON, not UTF-8, or nested deeper than any results file
         record = None
     fields_ok = (
         isinstance(record, dict)
@@ -191,19 +218,29 @@ def _results_record(location: Location) -> dict:
     return record
 
 
-def read(run: str, storage_root: Location) -> dict:
-    """A results record from a run directory, a results.json file, or a run name under `storage_root`."""
-    given = storage_root.at(run) if run.startswith("s3://") else Location.parse(run, storage_root.endpoint)
+def find(run: str, storage_root: Location) -> Location:
+    """The results.json of a run directory, a results.json file, or a run name under
+    `storage_root`; the location goes through the same check as every other (no other scheme,
+    no credentials in an s3:// URI, which is never echoed)."""
+    try:
+        given = Location.parse(run, storage_root.endpoint)
+    except UserError as error:
+        raise UserError(f"RUN argument: {error.message}", error.hint) from None
     candidates = [given] if run.endswith(".json") else [given / RESULTS_JSON]
     if "/" not in run.rstrip("/"):
         candidates.append(storage_root / run / RESULTS_JSON)
     for location in candidates:
         if location.exists():
-            return _results_record(location)
+            return location
     raise UserError(
         f"no results found for run '{run}' (looked for {', '.join(map(str, candidates))})",
         "give a run directory written by `fame-ray finetune` or `fame-ray retrieve`, or its name with --storage",
     )
+
+
+def read(run: str, storage_root: Location) -> dict:
+    """A results record from a run directory, a results.json file, or a run name under `storage_root`."""
+    return read_record(find(run, storage_root))
 
 
 def side_by_side(records: list[dict]) -> str:

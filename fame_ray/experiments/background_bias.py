@@ -38,30 +38,12 @@ from fame_ray import checkpoints, runtime
 from fame_ray.config import DataConfig, to_dict
 from fame_ray.downstream.explain import figure
 from fame_ray.downstream.features import Encoder
-from fame_ray.errors import UserError
 from fame_ray.experiments import bias_plan, bias_readout, bias_report, scene_bias
 from fame_ray.experiments.bias_plan import Plan
 from fame_ray.pretrain.driver import run_pretrain
 from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
-MARKER = ".fame-ray-experiment.json"
-
-
-def check_out(out: str) -> Location:
-    """Where the experiment may write: a local folder that is new, empty, or an earlier run of it
-    (its marker file). Checked before anything runs."""
-    if "://" in out:
-        raise UserError("the experiment writes to a local folder", "pass --out DIR on this machine")
-    path = os.path.abspath(os.path.expanduser(out))
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise UserError(f"--out {out} exists and is not a folder", "give a folder path for --out")
-    if os.path.isdir(path) and os.listdir(path) and not os.path.isfile(os.path.join(path, MARKER)):
-        raise UserError(
-            f"--out {out} holds other files and no background-bias experiment ({MARKER})",
-            "pick a new or empty folder, or the --out of an earlier run to resume it",
-        )
-    return Location.parse(path)
 
 
 @dataclass
@@ -237,9 +219,8 @@ def run(out: str, plan: Plan, verbose: bool = False) -> dict:
     """Write the sets, search, pretrain and read out every method on every variant, write results.*."""
     started = time.time()
     bias_plan.check(plan)
-    target = check_out(out)
+    target = Location.parse(os.path.abspath(out))  # checked and marked by the command (claim_folder)
     target.make_dirs()
-    (target / MARKER).write_text(json.dumps({"experiment": "background-bias"}))
     runtime.connect_ray(dashboard=True, verbose=verbose)
     experiment = Experiment(plan, target, verbose)
     search: dict = {}
@@ -257,6 +238,7 @@ def run(out: str, plan: Plan, verbose: bool = False) -> dict:
             ),
             **search,
         },
+        "left_out": {method: reason for method, reason in bias_plan.LEFT_OUT.items() if method not in plan.methods},
         "chance": {
             **{name: 1 / plan.spec.classes for name in ("motion", "biased_to_decorrelated")},
             "scene": 1 / plan.spec.families,

@@ -23,7 +23,8 @@ from fame_ray.storage import Location
 LABELS = {
     "fame": "MoCo + FAME",
     "moco": "MoCo",
-    "be": "MoCo + BE",
+    "be": "Background Erasing (as released)",
+    "moco_be_mix": "MoCo + BE frame mix",
     "dclr": "DCLR",
     "random_init": "random init (no pretraining)",
 }
@@ -181,6 +182,8 @@ def markdown(record: dict) -> str:
         "",
         *_search_table(record["search"], record["search"]["grid"]),
     ]
+    for method, reason in (record.get("left_out") or {}).items():
+        lines += [f"Not run: {label(method)} ({method}): {reason}.", ""]
     for name, found in record["variants"].items():
         lines += _variant_table(name, found, record["chance"])
     rows = comparisons(record)

@@ -1,4 +1,4 @@
-"""Load a pretrained backbone: from the official FAME code's checkpoints or from fame-ray's.
+"""Load a pretrained backbone: from the official FAME or DCLR code's checkpoints or from fame-ray's.
 
 Official FAME checkpoints (`train.py::save_checkpoint`, `checkpoint_<epoch>.pth.tar`) are a dict
 {"epoch", "arch", "state_dict", "optimizer"}; "state_dict" is the DDP-wrapped MoCo:
@@ -10,10 +10,19 @@ We strip `module.encoder_q.` (or `encoder_q.` when saved without DDP), drop the 
 and load the rest into our backbone with strict key and shape matching. A finetuned
 official checkpoint (keys `module.<backbone names>` and `module.fc.*`) loads the same way.
 
+Official DCLR checkpoints (github.com/Mark12Ding/DCLR, `main_view.py`, same wrapper dict) hold
+`MoCo_View`: module.encoder_q.<backbone names>, its five heads module.encoder_q.{fvv,fvs,fvd,
+fsv,fdv}.{0,2}.*, module.encoder_k.*, seven module.queue_* and module.queue_ptr. They load the
+same way with the five heads dropped (`load_official_dclr_query_encoder`; detected by its heads).
+The released code builds its `r2plus1d_18` with one block per stage: such a checkpoint loads
+as arch r2plus1d_10, and naming it r2plus1d_18 fails with that hint (docs/dclr.md).
+
 fame-ray checkpoints (fame_ray.checkpoints):
     <storage>/<run>/checkpoint_<step:08d>/state.pt     torch.save dict; "model" = the MoCo
         state_dict (fame_ray.models.moco): encoder_q.backbone.<backbone names>,
-        encoder_q.head.*, encoder_k.*, queue, queue_ptr (a leading `module.` is tolerated)
+        encoder_q.head.*, encoder_k.*, queue, queue_ptr (a leading `module.` is tolerated);
+        or the DCLR one (fame_ray.models.dclr): encoder_q.backbone.*, encoder_q.{fvv,...}.*,
+        encoder_k.*, queues, queue_ptr; only encoder_q.backbone.* is read from either
     <storage>/<run>/checkpoint_<step:08d>/config.yaml  the resolved PretrainConfig
         (model.arch is checked against the requested arch before loading)
     <storage>/<run>/checkpoint_<step:08d>/meta.json    written last; without it (or without
@@ -39,8 +48,10 @@ from fame_ray.storage import Location
 
 logger = logging.getLogger(__name__)
 
-# Projection heads of the official encoders (R(2+1)D: fc; I3D: id_head); never backbone weights.
-HEAD_PREFIXES = ("fc.", "id_head.")
+# Projection heads of the official encoders (FAME R(2+1)D: fc; FAME I3D: id_head; DCLR: its
+# five heads); never backbone weights.
+DCLR_HEAD_PREFIXES = ("fvv.", "fvs.", "fvd.", "fsv.", "fdv.")
+HEAD_PREFIXES = ("fc.", "id_head.") + DCLR_HEAD_PREFIXES
 _OFFICIAL_PREFIXES = ("module.encoder_q.", "encoder_q.")
 
 
@@ -62,7 +73,7 @@ def _unwrap(checkpoint) -> dict:
 
 
 def official_backbone_state(state_dict: dict) -> tuple[dict, list[str]]:
-    """(backbone state dict, dropped keys) from an official FAME state dict."""
+    """(backbone state dict, dropped keys) from an official FAME or DCLR state dict."""
     state_dict = _unwrap(state_dict)
     prefix = next((p for p in _OFFICIAL_PREFIXES if any(k.startswith(p) for k in state_dict)), None)
     if prefix is None:
@@ -121,12 +132,21 @@ def load_backbone_state(backbone: nn.Module, state: dict, arch: str, source: str
     return {"arch": arch, "tensors": len(state), "filled_num_batches_tracked": len(expected) - len(state)}
 
 
+def official_method(state_dict: dict) -> str:
+    """'dclr' when an official state dict's query encoder carries DCLR's heads, else 'fame'."""
+    state_dict = _unwrap(state_dict)
+    heads = tuple(f"{prefix}{head}" for prefix in (*_OFFICIAL_PREFIXES, "module.", "") for head in DCLR_HEAD_PREFIXES)
+    return "dclr" if any(key.startswith(heads) for key in state_dict) else "fame"
+
+
 def load_official_query_encoder(state_dict: dict, arch: str) -> tuple[nn.Module, dict]:
-    """(backbone, report) from a state dict in the official layout (`module.encoder_q.*`)."""
+    """(backbone, report) from a state dict in the official FAME or DCLR layout (`module.encoder_q.*`)."""
+    if official_method(state_dict) == "dclr":
+        return load_official_dclr_query_encoder(state_dict, arch)
     backbone = build_backbone(arch)
     state, dropped = official_backbone_state(state_dict)
     report = load_backbone_state(backbone, state, arch, "the official checkpoint")
-    report.update(format="official", dropped=len(dropped), dropped_sample=sorted(dropped)[:5])
+    report.update(format="official", method="fame", dropped=len(dropped), dropped_sample=sorted(dropped)[:5])
     logger.info(
         "loaded %d tensors of an official FAME %s query encoder (%d head/key-encoder keys dropped)",
         len(state),
@@ -136,8 +156,36 @@ def load_official_query_encoder(state_dict: dict, arch: str) -> tuple[nn.Module,
     return backbone, report
 
 
+def load_official_dclr_query_encoder(state_dict: dict, arch: str) -> tuple[nn.Module, dict]:
+    """(backbone, report) from an official DCLR state dict: the query encoder's backbone,
+    strictly; its heads (fvv, fvs, fvd, fsv, fdv), the key encoder and the queues dropped."""
+    if official_method(state_dict) != "dclr":
+        raise UserError(
+            "the checkpoint is not an official DCLR one (no encoder_q.fvv/fvs/fvd/fsv/fdv heads)",
+            "pass a checkpoint saved by the official DCLR main_view.py",
+        )
+    state, dropped = official_backbone_state(state_dict)
+    one_block = "layer1.0.conv1.0.0.weight" in state and not any(k.startswith("layer1.1.") for k in state)
+    if arch == "r2plus1d_18" and one_block:
+        raise UserError(
+            "the official DCLR checkpoint has one block per stage (the released code builds its "
+            "'r2plus1d_18' with layers [1, 1, 1, 1]), not R(2+1)D-18's two",
+            "pass --arch r2plus1d_10",
+        )
+    backbone = build_backbone(arch)
+    report = load_backbone_state(backbone, state, arch, "the official DCLR checkpoint")
+    report.update(format="official", method="dclr", dropped=len(dropped), dropped_sample=sorted(dropped)[:5])
+    logger.info(
+        "loaded %d tensors of an official DCLR %s query encoder (%d head/key-encoder keys dropped)",
+        len(state),
+        arch,
+        len(dropped),
+    )
+    return backbone, report
+
+
 def fame_ray_backbone_state(model_state: dict) -> dict:
-    """The query-encoder backbone of a fame-ray MoCo state dict (`encoder_q.backbone.*`)."""
+    """The query-encoder backbone of a fame-ray MoCo or DCLR state dict (`encoder_q.backbone.*`)."""
     _require_state_dict(model_state)
     prefixes = ("module.encoder_q.backbone.", "encoder_q.backbone.")
     prefix = next((p for p in prefixes if any(k.startswith(p) for k in model_state)), None)
@@ -194,7 +242,8 @@ def _checkpoint_arch(checkpoint: Location) -> str:
 
 
 def load_pretrained_backbone(weights: Location, arch: str) -> tuple[nn.Module, dict]:
-    """(backbone, report) from a fame-ray checkpoint/run dir or an official FAME .pth (local or s3://).
+    """(backbone, report) from a fame-ray checkpoint/run dir (MoCo or DCLR) or an official FAME or
+    DCLR .pth (local or s3://).
 
     `arch` must be the checkpoint's; an empty `arch` takes it from a fame-ray checkpoint's
     config. A mismatch is a UserError that names the two architectures (or the keys).
@@ -204,7 +253,8 @@ def load_pretrained_backbone(weights: Location, arch: str) -> tuple[nn.Module, d
     if kind == "file":
         if not arch:
             raise UserError(
-                "an official FAME checkpoint does not say its architecture", "pass --arch (i3d or r2plus1d_18)"
+                "an official FAME or DCLR checkpoint does not say its architecture",
+                "pass --arch (i3d or r2plus1d_18; r2plus1d_10 for the released DCLR code's net)",
             )
         checkpoint = checkpoints.torch_load(where.read_bytes(), uri)
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):

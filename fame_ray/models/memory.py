@@ -13,6 +13,7 @@ cannot fit is refused in a second instead of being killed an hour in:
   batch (uint8 clips, float views, the colour augmentation's temporaries, a prefetched batch).
 - activations: what a forward keeps for the backward, grown with the clips in the model at
   once: the micro batch (`train.micro_batch`), or the whole per-worker batch without one.
+  `choose_micro_batch` resolves `train.micro_batch: auto` to the largest that fits.
   MoCo's symmetric loss runs two query forwards per clip before its backward (2 x finetuning);
   the key encoder and testing run under no_grad, in a phase of their own, and cost less.
 
@@ -73,6 +74,9 @@ INPUT_BYTES_PER_VOXEL = {"finetune": 85, "pretrain": 180}
 # A training worker's own footprint: Python, torch, Ray's core worker and Ray Data's iterator
 # (0.43 GB after the imports alone, measured), allocator slack and the CPU kernels' workspaces.
 PROCESS_BYTES = 1.0 * GB
+ONE_CLIP_HINT = (
+    "lower data.crop_size or data.frames_per_clip, spread the batch over more workers, or use nodes with more memory"
+)
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,7 @@ class Estimate:
 class Workload:
     """What one training worker runs, apart from its batch: the task ('finetune', 'linear' or
     'pretrain'), the backbone and clip size, the classifier's outputs (`classes`) and MoCo's
-    projection and queue (`embed_dim`, `queue_size`, `mlp_head`)."""
+    projection and queue (`embed_dim`, `queue_size`, `mlp_head`, `views`)."""
 
     task: str
     arch: str
@@ -100,6 +104,11 @@ class Workload:
     embed_dim: int = 128
     queue_size: int = 65536
     mlp_head: bool = True
+    query_views: int = 2
+    """Clips the query encoder runs per training clip before the backward (pretraining): two for
+    MoCo's symmetric loss, three for DCLR (RGB, static and dynamic views)."""
+    views: int = 2
+    """Pretraining: clips per video in a batch (2; Background Erasing's three: anchor, positive, negative)."""
 
     @property
     def name(self) -> str:
@@ -126,8 +135,9 @@ def worker_memory(workload: Workload, batch: int, micro_batch: int = 0) -> Estim
         encoder = cost.parameters + head
         # query encoder: weights, gradients, momentum; key encoder: weights; queue and two copies
         state = FLOAT_BYTES * (4 * encoder + 3 * embed_dim * workload.queue_size)
-        activations = 2 * at_once * voxels * cost.train_bytes_per_voxel
-        inputs = batch * voxels * INPUT_BYTES_PER_VOXEL["pretrain"]
+        activations = workload.query_views * at_once * voxels * cost.train_bytes_per_voxel
+        # Measured with two views; Background Erasing's third view adds its share.
+        inputs = batch * voxels * INPUT_BYTES_PER_VOXEL["pretrain"] * workload.views / 2
     else:
         classifier = (cost.feature_dim + 1) * workload.classes
         trained = cost.parameters + classifier if workload.task == "finetune" else classifier
@@ -154,6 +164,62 @@ class Placement:
 
     batch: int
     workers_per_node: int = 1
+
+
+def choose_micro_batch(
+    workload: Workload, placements: list[Placement], micro_batch: int | str, node_memory: list[float]
+) -> int:
+    """The micro batch a run takes: a number as given (after `check_fits`), or for 'auto' the
+    whole batch (0) when it fits the largest node by the estimate, else the largest micro batch
+    that divides every per-worker batch and fits, logged in one line with the estimate. 'auto'
+    with no node memory known yet (a cold autoscaling cluster) takes the whole batch at once (0).
+    Raises UserError when even one clip at a time does not fit."""
+    if micro_batch != "auto":
+        check_fits(workload, placements, micro_batch, node_memory)
+        return micro_batch
+    if not node_memory:
+        log.info(
+            "%s: train.micro_batch auto: no node memory known yet, the whole per-worker batch at once", workload.name
+        )
+        return 0
+    largest = max(node_memory)
+
+    def per_node(micro: int) -> float:
+        return max(workload.need(p.batch, micro) * p.workers_per_node for p in placements)
+
+    worst_whole = max(placements, key=lambda placement: workload.need(placement.batch) * placement.workers_per_node)
+    if per_node(0) <= largest:
+        log.info(
+            "%s: train.micro_batch auto: the whole batch at once (per-worker batch %d), ~%.1f GB per worker (%s); "
+            "nodes have up to %.1f GB",
+            workload.name,
+            worst_whole.batch,
+            workload.need(worst_whole.batch) / GB,
+            workload.setting,
+            largest / GB,
+        )
+        return 0
+    # Smaller: a micro batch that divides every per-worker batch the run may have (elastic runs).
+    divisible = math.gcd(*(placement.batch for placement in placements))
+    fitting = largest_fitting_micro_batch(per_node, divisible, largest)
+    if fitting is None:
+        worst = max(placements, key=lambda placement: workload.need(placement.batch, 1))
+        raise UserError(
+            f"{workload.name} needs ~{workload.need(worst.batch, 1) / GB:.1f} GB per worker ({workload.setting}) even "
+            f"one clip at a time, but nodes have {largest / GB:.1f} GB: {ONE_CLIP_HINT}"
+        )
+    worst = max(placements, key=lambda placement: workload.need(placement.batch, fitting))
+    log.info(
+        "%s: train.micro_batch auto: %d clips at a time (per-worker batch %d), ~%.1f GB per worker (%s); nodes have "
+        "up to %.1f GB",
+        workload.name,
+        fitting,
+        worst.batch,
+        workload.need(worst.batch, fitting) / GB,
+        workload.setting,
+        largest / GB,
+    )
+    return fitting
 
 
 def check_fits(workload: Workload, placements: list[Placement], micro_batch: int, node_memory: list[float]) -> None:
@@ -190,7 +256,4 @@ def check_fits(workload: Workload, placements: list[Placement], micro_batch: int
     fitting = largest_fitting_micro_batch(lambda micro: max(per_node(micro, p) for p in placements), divisible, largest)
     if fitting is not None:
         raise UserError(f"{message}: set --set train.micro_batch={fitting} (~{need(worst.batch, fitting) / GB:.1f} GB)")
-    raise UserError(
-        f"{message}; even one clip at a time needs ~{need(worst.batch, 1) / GB:.1f} GB: lower data.crop_size or "
-        "data.frames_per_clip, spread the batch over more workers, or use nodes with more memory"
-    )
+    raise UserError(f"{message}; even one clip at a time needs ~{need(worst.batch, 1) / GB:.1f} GB: {ONE_CLIP_HINT}")

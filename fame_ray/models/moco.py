@@ -36,6 +36,9 @@ without `keys`, `forward` does both on its batch, exactly the official step. Shu
 the query encoder's BatchNorm then see micro batches (statistics per micro batch, like a
 smaller per-GPU batch); without BatchNorm the accumulated step equals the full-batch step.
 
+Shared with DCLR (fame_ray.models.dclr): `concat_all_gather`, `momentum_update`, the ring
+buffer `ring_write` and shuffle-BN `shuffled_forward`.
+
 Device-agnostic: every tensor follows the input's device. Under DDP, wrap this module as a
 whole; `broadcast_buffers=False` avoids re-sending the (identical) queue every step.
 """
@@ -66,6 +69,52 @@ def concat_all_gather(tensor: torch.Tensor) -> torch.Tensor:
     gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, tensor.contiguous())
     return torch.cat(gathered, dim=0)
+
+
+@torch.no_grad()
+def momentum_update(online: nn.Module, target: nn.Module, momentum: float) -> None:
+    """target <- m * target + (1 - m) * online, parameter by parameter (buffers stay the target's own)."""
+    params_q = [p.detach() for p in online.parameters()]
+    params_k = list(target.parameters())
+    torch._foreach_mul_(params_k, momentum)
+    torch._foreach_add_(params_k, params_q, alpha=1.0 - momentum)
+
+
+@torch.no_grad()
+def ring_write(queue: torch.Tensor, queue_ptr: torch.Tensor, columns: torch.Tensor) -> None:
+    """Write `columns` (queue's shape with N in the last dim) into `queue` (..., K) at queue_ptr,
+    wrapping past the end, and advance the pointer by N (mod K); both stay on the device.
+
+    A ring rather than the official slice assignment (which asserts K % N == 0): equal to it
+    whenever that assertion holds, and still correct when N does not divide K (DCLR's recipe,
+    K 2048 with batch 40) or changes mid-run (an elastic resize)."""
+    count, size = columns.shape[-1], queue.shape[-1]
+    if count > size:
+        raise ValueError(f"a batch of {count} keys does not fit a queue of {size}")
+    slots = (queue_ptr + torch.arange(count, device=queue_ptr.device)) % size
+    queue.index_copy_(queue.dim() - 1, slots, columns.to(queue.dtype))
+    queue_ptr.copy_((queue_ptr + count) % size)
+
+
+@torch.no_grad()
+def shuffled_forward(fn, tensors: tuple[torch.Tensor, ...], generator: torch.Generator | None) -> torch.Tensor:
+    """fn(*tensors) -> N,... computed on a shuffled batch and returned in the input's order
+    (shuffle-BN). `tensors` share their leading batch dim; the permutation is drawn from
+    `generator` (CPU; the global RNG when None). Distributed: the batch of ALL workers is
+    gathered, shuffled with rank 0's permutation (broadcast), each rank runs `fn` on its share,
+    and every rank gets back the rows of its own inputs. One worker: a local shuffle."""
+    local = tensors[0].shape[0]
+    device = tensors[0].device
+    if not _distributed():
+        order = torch.randperm(local, generator=generator).to(device)
+        return fn(*(tensor[order] for tensor in tensors))[torch.argsort(order)]
+    everything = [concat_all_gather(tensor) for tensor in tensors]
+    order = torch.randperm(everything[0].shape[0], generator=generator).to(device)
+    dist.broadcast(order, src=0)
+    rank = dist.get_rank()
+    mine = order.view(-1, local)[rank]
+    restore = torch.argsort(order).view(-1, local)[rank]
+    return concat_all_gather(fn(*(tensor[mine] for tensor in everything)))[restore]
 
 
 def projection_head(in_dim: int, out_dim: int, mlp: bool) -> nn.Module:
@@ -153,55 +202,28 @@ class MoCo(nn.Module):
     @torch.no_grad()
     def momentum_update(self) -> None:
         """k <- m * k + (1 - m) * q, parameter by parameter (buffers are the key encoder's own)."""
-        params_q = [p.detach() for p in self.encoder_q.parameters()]
-        params_k = list(self.encoder_k.parameters())
-        torch._foreach_mul_(params_k, self.momentum)
-        torch._foreach_add_(params_k, params_q, alpha=1.0 - self.momentum)
+        momentum_update(self.encoder_q, self.encoder_k, self.momentum)
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
-        """Put the keys of all workers (N,dim, normalised) into the queue at queue_ptr.
-
-        The queue is a ring: a write that runs past the end wraps to the start. With the
-        official K % batch == 0 this is exactly the official slice assignment; it also keeps
-        the queue correct when an elastic resize changes the effective batch mid-run (the
-        pointer need not stay a multiple of the batch). The pointer stays on the device:
-        no host sync.
-        """
-        keys = concat_all_gather(keys)
-        count = keys.shape[0]
-        if count > self.queue_size:
-            raise ValueError(f"a batch of {count} keys does not fit a queue of {self.queue_size}")
-        slots = (self.queue_ptr + torch.arange(count, device=self.queue_ptr.device)) % self.queue_size
-        self.queue.index_copy_(1, slots, keys.T.to(self.queue.dtype))
-        self.queue_ptr.copy_((self.queue_ptr + count) % self.queue_size)
-
-    def _permutation(self, size: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
-        permutation = torch.randperm(size, generator=generator if generator is not None else self.generator)
-        return permutation.to(device)
+        """Put the keys of all workers (N,dim, normalised) into the queue at queue_ptr (a ring,
+        `ring_write`: a write that runs past the end wraps to the start; no host sync)."""
+        ring_write(self.queue, self.queue_ptr, concat_all_gather(keys).T)
 
     @torch.no_grad()
     def _keys(self, clips: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Key features B,dim (normalised) with shuffle-BN (across workers when distributed)."""
         if not self.shuffle_bn:
             return F.normalize(self.encoder_k(clips), dim=1)
-        local = clips.shape[0]
-        if not _distributed():
-            order = self._permutation(local, clips.device, generator)
-            keys = F.normalize(self.encoder_k(clips[order]), dim=1)
-            return keys[torch.argsort(order)]
         # Under CUDA autocast the encoder's first convolution reads the clips in bf16 anyway:
         # gathering them in bf16 is exact and halves the bytes every worker receives.
-        if clips.is_cuda and torch.is_autocast_enabled("cuda"):
+        if _distributed() and clips.is_cuda and torch.is_autocast_enabled("cuda"):
             clips = clips.to(torch.get_autocast_dtype("cuda"))
-        everything = concat_all_gather(clips)
-        order = self._permutation(everything.shape[0], clips.device, generator)
-        dist.broadcast(order, src=0)
-        rank = dist.get_rank()
-        mine = order.view(-1, local)[rank]
-        keys = F.normalize(self.encoder_k(everything[mine]), dim=1)
-        restore = torch.argsort(order).view(-1, local)[rank]
-        return concat_all_gather(keys)[restore]
+        return shuffled_forward(
+            lambda chunk: F.normalize(self.encoder_k(chunk), dim=1),
+            (clips,),
+            generator if generator is not None else self.generator,
+        )
 
     def _logits(self, query: torch.Tensor, keys: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
         """B,1+K logits in float32 (positive first) against `negatives`, the queue as it was

@@ -89,7 +89,7 @@ def _stem_3d() -> nn.Sequential:
 
 
 class VideoResNet(nn.Module):
-    """ResNet-18 layout (2,2,2,2 basic blocks, widths 64..512) over video, no classifier."""
+    """ResNet-18 layout (2,2,2,2 basic blocks by default, widths 64..512) over video, no classifier."""
 
     feature_dim = 512
 
@@ -134,6 +134,13 @@ def _init_weights(model: nn.Module) -> None:
 def r2plus1d_18() -> VideoResNet:
     """R(2+1)D-18 as in the official FAME code (`backbone/r2plus1d.py`, `r2plus1d_18`)."""
     return VideoResNet(_stem_2plus1d(), _conv_2plus1d)
+
+
+def r2plus1d_10() -> VideoResNet:
+    """R(2+1)D with one basic block per stage: the net the released DCLR code builds under the
+    name `r2plus1d_18` (its `view_resnet.py` passes layers [1, 1, 1, 1]). Same parameter names as
+    r2plus1d_18 minus every `layerL.1.*`; here only to load checkpoints of that code (docs/dclr.md)."""
+    return VideoResNet(_stem_2plus1d(), _conv_2plus1d, layers=(1, 1, 1, 1))
 
 
 def r3d_18() -> VideoResNet:

@@ -5,9 +5,11 @@
 
 `run_pretrain` checks every user input before any worker starts (one UserError each), connects
 to Ray (the cluster when RAY_ADDRESS is set or inside `ray job submit`, else a local instance),
-checks that a worker fits the nodes' memory (`plan.check_memory`), derives the run plan once, builds the Ray Data
-pipeline from the manifest and hands the worker
-loop (`fame_ray.pretrain.worker.train_loop`) to a TorchTrainer with {config, plan}.
+prepares the dataset (`data.ready`: its manifests, written if absent or stale), derives the run plan
+once (with the micro batch that fits the nodes' memory, `plan.micro_batch_for`) and hands the
+worker loop (`fame_ray.pretrain.worker.train_loop`) to a TorchTrainer with its loop config: the
+config the workers run (`plan.worker_config(cfg)`, the user's with the resolved micro batch), the
+plan, whether a premade dataset replaces the stream, the progress relay and the verbosity.
 
 Resume: the run directory is `<storage>/<run name>`. Every (re)start of the worker group
 resumes from the furthest of Ray Train's registered checkpoint and the latest *complete*
@@ -27,7 +29,7 @@ from fame_ray import checkpoints, runtime
 from fame_ray.config import PretrainConfig, to_dict
 from fame_ray.data import manifest, ready
 from fame_ray.errors import UserError
-from fame_ray.pretrain.plan import RunPlan, check_memory, make_plan
+from fame_ray.pretrain.plan import RunPlan, make_plan, micro_batch_for, world_plans
 from fame_ray.pretrain.worker import train_loop
 from fame_ray.runtime import ResourcePlan
 from fame_ray.storage import Location
@@ -73,15 +75,19 @@ def _run_config(cfg: PretrainConfig, plan: RunPlan) -> RunConfig:
     )
 
 
-def plan_run(cfg: PretrainConfig, train_manifest: Location, resources: ResourcePlan) -> RunPlan:
-    """The run plan over the training manifest."""
-    num_videos = manifest.read(train_manifest).num_rows
+def plan_run(
+    cfg: PretrainConfig, manifests: dict[str, Location], resources: ResourcePlan, node_memory: list[float]
+) -> RunPlan:
+    """The run plan over the training manifest (`manifests`: 'train' and 'test'), with the micro
+    batch that fits `node_memory`."""
+    num_videos = manifest.read(manifests["train"]).num_rows
     if num_videos < cfg.train.global_batch:
         raise UserError(
             f"the training split has {num_videos} videos, fewer than one global batch ({cfg.train.global_batch})",
             "lower --batch",
         )
-    return make_plan(cfg, train_manifest, num_videos, resources, checkpoints.git_sha())
+    micro_batch = micro_batch_for(cfg, world_plans(cfg), node_memory)
+    return make_plan(cfg, manifests, num_videos, resources, checkpoints.git_sha(), micro_batch)
 
 
 def log_start(cfg: PretrainConfig, plan: RunPlan, verbose: bool = False) -> None:
@@ -108,7 +114,7 @@ def log_start(cfg: PretrainConfig, plan: RunPlan, verbose: bool = False) -> None
         plan.num_videos,
         plan.total_steps,
         cfg.train.global_batch,
-        f" (micro batches of {cfg.train.micro_batch})" if cfg.train.micro_batch else "",
+        f" (micro batches of {plan.micro_batch})" if plan.micro_batch else "",
         "-".join(map(str, sorted({min(plan.worlds), max(plan.worlds)}))),
         plan.resources.cpus_per_worker,
         plan.resources.data_cpus,
@@ -126,7 +132,7 @@ def fit(cfg: PretrainConfig, plan: RunPlan, premade=None, verbose: bool = False)
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={
-            "config": cfg,
+            "config": plan.worker_config(cfg),
             "plan": plan,
             "premade": premade is not None,
             "relay": relay,
@@ -156,8 +162,9 @@ def run_pretrain(cfg: PretrainConfig, verbose: bool = False):
     )
     try:
         manifests = ready.manifests(cfg.data, cfg.data_location())  # the one step that prepares the dataset
-        plan = plan_run(cfg, manifests["train"], runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data))
-        check_memory(cfg, plan.worlds, runtime.node_memory(cfg.train.use_gpu))
+        resources = runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data)
+        plan = plan_run(cfg, manifests, resources, runtime.node_memory(cfg.train.use_gpu))
+        cfg = plan.worker_config(cfg)  # the resolved micro batch, as the workers run it and the run records it
         log_start(cfg, plan, verbose)
         result = fit(cfg, plan, verbose=verbose)
     finally:

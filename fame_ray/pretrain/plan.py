@@ -11,12 +11,15 @@ not divide evenly the effective global batch is rounded down (logged), and the l
 scaled by the effective batch (`optim.lr * batch / optim.base_batch`; linear scaling is
 fame-ray's addition and changes nothing at the official batch of 64).
 
-Memory: `check_memory` refuses, before Ray Train starts, a run whose workers cannot fit the
-nodes (estimate: fame_ray.models.memory), naming the train.micro_batch that would fit.
+Memory: `micro_batch_for` resolves `train.micro_batch: auto` to the largest micro batch that fits
+the nodes by the estimate (fame_ray.models.memory), and refuses, before Ray Train starts, a run
+whose workers cannot fit even one clip at a time (or whose explicit micro batch does not fit,
+naming the one that would). The plan holds the result; the workers run `plan.worker_config(cfg)`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -30,7 +33,7 @@ from fame_ray.models import memory
 from fame_ray.runtime import ResourcePlan
 from fame_ray.storage import Location
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ class RunPlan:
     """The run directory `<storage>/<run name>`."""
     manifest: Location
     """The training manifest."""
+    test_manifest: Location
+    """The test manifest (the read-out's held-out videos)."""
     num_videos: int
     steps_per_epoch: int
     """Optimizer steps per pass over the training videos (at the configured global batch)."""
@@ -62,6 +67,13 @@ class RunPlan:
     git_sha: str
     worlds: dict[int, WorldPlan] = field(default_factory=dict)
     """Every worker count the run may have (one, or min..max when elastic)."""
+    micro_batch: int = 0
+    """Clips per forward/backward on every worker (0 = the whole per-worker batch): `train.micro_batch`,
+    with 'auto' resolved by `micro_batch_for`."""
+
+    def worker_config(self, cfg: PretrainConfig) -> PretrainConfig:
+        """The config the workers run: `cfg` with the plan's micro batch in place of 'auto'."""
+        return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, micro_batch=self.micro_batch))
 
     def for_world(self, world_size: int) -> WorldPlan:
         return self.worlds[world_size]
@@ -97,39 +109,67 @@ def world_plans(cfg: PretrainConfig) -> dict[int, WorldPlan]:
 
 
 def make_plan(
-    cfg: PretrainConfig, manifest: Location, num_videos: int, resources: ResourcePlan, git_sha: str
+    cfg: PretrainConfig,
+    manifests: dict[str, Location],
+    num_videos: int,
+    resources: ResourcePlan,
+    git_sha: str,
+    micro_batch: int | None = None,
 ) -> RunPlan:
-    """The plan of a run over `num_videos` training videos."""
+    """The plan of a run over `num_videos` training videos (`manifests`: 'train' and 'test');
+    `micro_batch`: the resolved one (`micro_batch_for`; None = the config's number, or 0 for 'auto')."""
+    if micro_batch is None:
+        micro_batch = 0 if cfg.train.micro_batch == "auto" else cfg.train.micro_batch
     return RunPlan(
         run_name=cfg.run_name(),
         run=cfg.run_location(),
-        manifest=manifest,
+        manifest=manifests["train"],
+        test_manifest=manifests["test"],
         num_videos=num_videos,
         steps_per_epoch=steps_per_epoch(cfg, num_videos),
         total_steps=total_steps(cfg, num_videos),
         resources=resources,
         git_sha=git_sha,
         worlds=world_plans(cfg),
+        micro_batch=micro_batch,
     )
 
 
-def check_memory(cfg: PretrainConfig, worlds: dict[int, WorldPlan], node_memory: list[float]) -> None:
-    """Refuse a run whose workers cannot fit a node, for every worker count it may have
-    (`worlds`: the plan's). `node_memory`: bytes of each node that can host a worker
-    (runtime.node_memory). GPU runs keep their activations in GPU memory, which Ray does not
-    report: skipped."""
+def micro_batch_for(cfg: PretrainConfig, worlds: dict[int, WorldPlan], node_memory: list[float]) -> int:
+    """The micro batch every worker takes, for every worker count the run may have (`worlds`:
+    the plan's): `train.micro_batch: auto` resolved to the largest that divides every per-worker
+    batch and fits a node by the estimate (fame_ray.models.memory, one log line), a number kept
+    after checking that it fits (refused with the one that would). `node_memory`: bytes of each
+    node that can host a worker (runtime.node_memory). GPU runs keep their activations in GPU
+    memory, which Ray does not report: no check, and 'auto' takes the whole batch at once (0)."""
+    requested = cfg.train.micro_batch
     if cfg.train.use_gpu:
-        log.info("pretrain on GPUs: activations live in GPU memory, which Ray does not report: memory check skipped")
-        return
-    nodes = max(len(node_memory), 1)
-    placements = [memory.Placement(world.per_worker_batch, math.ceil(size / nodes)) for size, world in worlds.items()]
-    workload = memory.Workload(
+        logger.info(
+            "pretrain on GPUs: activations live in GPU memory, which Ray does not report: memory check skipped%s",
+            "; train.micro_batch auto: the whole per-worker batch at once" if requested == "auto" else "",
+        )
+        return 0 if requested == "auto" else requested
+    return memory.choose_micro_batch(workload(cfg), placements(worlds, node_memory), requested, node_memory)
+
+
+def workload(cfg: PretrainConfig) -> memory.Workload:
+    """What one pretraining worker runs, for the memory estimate."""
+    return memory.Workload(
         "pretrain",
         cfg.model.arch,
         cfg.data.frames_per_clip,
         cfg.data.crop_size,
         embed_dim=cfg.model.embed_dim,
-        queue_size=cfg.moco.queue_size,
+        # DCLR keeps seven queues.
+        queue_size=7 * cfg.dclr.queue_size if cfg.method == "dclr" else cfg.moco.queue_size,
         mlp_head=cfg.model.use_mlp_head,
+        # DCLR runs three views per clip through the query encoder; BE decodes a third clip.
+        query_views=3 if cfg.method == "dclr" else 2,
+        views=3 if cfg.method == "be" else 2,
     )
-    memory.check_fits(workload, placements, cfg.train.micro_batch, node_memory)
+
+
+def placements(worlds: dict[int, WorldPlan], node_memory: list[float]) -> list[memory.Placement]:
+    """Every layout the run may have: each worker count's per-worker batch, its workers spread over the nodes."""
+    nodes = max(len(node_memory), 1)
+    return [memory.Placement(world.per_worker_batch, math.ceil(size / nodes)) for size, world in worlds.items()]

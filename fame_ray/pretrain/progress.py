@@ -3,12 +3,16 @@
     step 40/120 (33%) | epoch 2 | loss 5.912 | acc@1 0.219 | 41.3 clips/s | data-wait 12% | eta 1m56s
         | ms/clip decode 7.7 crop 1.4 fame 3.0          (all on one line)
 
-Loss and acc@1 are the means over the steps since the last line; clips/s, data-wait (the share
-of wall time spent waiting for the next batch) and the eta are measured over the same steps.
+Loss and acc@1 are the means over the steps since the last line (MoCo's instance task); the
+read-out, where the run reads its features out (`train.readout_every`), is a linear probe's
+accuracy on held-out videos' features (pretrain.readout): what the encoder knows of the classes.
+Clips/s, data-wait (the share of wall time spent waiting for the next batch) and the eta are
+measured over the same steps as the loss.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 
@@ -29,6 +33,7 @@ def format_line(step: int, total: int, epoch: int, metrics: dict) -> str:
         f"step {step}/{total} ({share:.0f}%) | epoch {epoch} | loss {metrics['loss']:.3f} | acc@1 {metrics['acc1']:.3f}"
         f" | {metrics['clips_per_s']:.1f} clips/s | data-wait {100 * metrics['data_wait']:.0f}% | eta "
         f"{format_duration(metrics['eta_s'])}"
+        + (f" | read-out {metrics['readout']:.3f}" if "readout" in metrics else "")
     ) + stage_text(metrics)
 
 
@@ -93,15 +98,28 @@ class StepTimer:
         }
 
 
+def _finite(value) -> float | None:
+    """A metrics record's number as a float; None for anything else (text, a bool, inf, nan, or
+    an integer too large for a float: metrics.jsonl is a file anyone can edit)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def stage_report(records: list[dict], last: int = 50) -> str:
     """Where a run's time goes, over its last `last` step records: data wait against compute,
     and what a clip costs on the data side (decode, crop, FAME mask); '' without records."""
-    recent = [record for record in records[-last:] if isinstance(record.get("data_wait"), (int, float))]
+    recent = [record for record in records[-last:] if _finite(record.get("data_wait")) is not None]
     if not recent:
         return ""
 
     def mean(key: str) -> float | None:
-        values = [record[key] for record in recent if isinstance(record.get(key), (int, float))]
+        values = [_finite(record.get(key)) for record in recent]
+        values = [value for value in values if value is not None]
         return sum(values) / len(values) if values else None
 
     wait, step = mean("data_wait"), mean("step_time_s")

@@ -1,6 +1,6 @@
 """The Ray Train worker loop of pretraining: one function per worker, plain PyTorch inside.
 
-Ray-specific lines are few and marked `# Ray:`. Each worker takes the config and the plan,
+The calls into Ray Train and Ray Data are few and each is marked `# Ray:`. Each worker takes the config and the plan,
 builds MoCo on its device (DDP across workers via prepare_model), restores the latest
 checkpoint, then streams its own rows of every step from Ray Data (`pipeline.pretrain_stream`:
 which videos a step sees is fixed by the seed, so a resumed run continues in the epoch and at
@@ -31,7 +31,8 @@ from fame_ray.data.clips import pipeline
 from fame_ray.pretrain import progress
 from fame_ray.pretrain.metrics import MetricsWriter
 from fame_ray.pretrain.plan import RunPlan
-from fame_ray.pretrain.step import build_training, step_generators, train_step, unwrap
+from fame_ray.pretrain.readout import FeatureReadout
+from fame_ray.pretrain.step import build_training, step_generators, train_step, unwrap, warmup_steps
 
 logger = logging.getLogger(__name__)
 # Per-clip timings the data tasks attach to every row, averaged into the metrics.
@@ -65,7 +66,7 @@ def _restore_source(plan: RunPlan, rank: int, world: int):
     if not source:
         return None, ""
     if source == "ray":
-        restored = ray.train.get_checkpoint()
+        restored = ray.train.get_checkpoint()  # Ray: the checkpoint Ray Train restored
         return ckpt.load_ray_checkpoint_state(restored), restored.path
     return ckpt.load_state(plan.run.at(source)), source
 
@@ -75,7 +76,7 @@ class Loop:
 
     def __init__(self, cfg: PretrainConfig, plan: RunPlan, relay=None):
         self.cfg, self.plan, self.relay = cfg, plan, relay
-        context = ray.train.get_context()
+        context = ray.train.get_context()  # Ray: this worker's rank and world size
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()  # Ray: the worker's device
         world_plan = plan.for_world(self.world)
@@ -89,12 +90,15 @@ class Loop:
             )
         self.total, self.steps_per_epoch = plan.total_steps, plan.steps_per_epoch
         torch.manual_seed(cfg.train.seed)  # the same initial weights and queue on every rank
-        self.moco, self.optimizer = build_training(cfg, self.device)
+        # The method's model (MoCo, or DCLR) before DDP wraps it; `self.model` is the wrapped one.
+        self.net, self.optimizer = build_training(cfg, self.device)
+
+        self.warmup = warmup_steps(cfg)
         self.step = self._restore()
         self.start_step = self.step
         # Ray: DDP when world > 1; the queue is identical on every rank, no need to re-send buffers.
         self.model = ray.train.torch.prepare_model(
-            self.moco, move_to_device=False, parallel_strategy_kwargs={"broadcast_buffers": False}
+            self.net, move_to_device=False, parallel_strategy_kwargs={"broadcast_buffers": False}
         )
         self.lrs = plan.lr_schedule(cfg, self.world)
         self.writer = MetricsWriter(plan.run, self.step) if self.rank == 0 else None
@@ -102,6 +106,9 @@ class Loop:
         self.pending: list[tuple[int, torch.Tensor, torch.Tensor, float, dict]] = []
         self.last_metrics: dict = {}
         self.saved_for_preemption = False
+        self.readout: FeatureReadout | None = None  # rank 0, when train.readout_every asks for it
+        self.last_readout = self.step
+        self.readout_start = float("nan")  # the read-out when this session started
 
     def _restore(self) -> int:
         """Model and optimizer state of the latest checkpoint (the model is on its device first,
@@ -109,7 +116,7 @@ class Loop:
         state, source = _restore_source(self.plan, self.rank, self.world)
         if state is None:
             return 0
-        self.moco.load_state_dict(state["model"])
+        self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.rank == 0:
             logger.info("resumed from %s at step %d (epoch %d)", source, state["step"], state["epoch"])
@@ -130,22 +137,22 @@ class Loop:
             self.total,
             self.cfg.method == "fame",
             self.cfg.fame.beta,
+            segment_positive=self.cfg.method == "be",
         )
 
     def batches(self, premade: bool = False):
         """This worker's batches from the current step to the end, epoch after epoch (or, for
         benchmarks and tests, passes over a premade dataset's shard, as many as needed)."""
         if premade:
+            shard = ray.train.get_dataset_shard("train")  # Ray: the premade dataset's shard
             while True:
-                yield from ray.train.get_dataset_shard("train").iter_torch_batches(
-                    batch_size=self.per_worker_batch, drop_last=True
-                )  # Ray
+                yield from shard.iter_torch_batches(batch_size=self.per_worker_batch, drop_last=True)
         shard = self.shard()
         tasks, task_cpus = self.plan.resources.per_rank(self.world)
         for steps in shard.segments():
             dataset = pipeline.pretrain_stream(shard, steps, tasks, task_cpus)  # Ray: this worker's Ray Data stream
             try:
-                yield from pipeline.step_batches(dataset, shard)
+                yield from pipeline.step_batches(dataset, shard)  # Ray: one batch per step
             finally:  # also when the loop stops at the last step
                 self._keep_data_stats(dataset, steps)
 
@@ -164,12 +171,21 @@ class Loop:
         if self.step >= self.total:
             logger.info("rank %d: already at step %d of %d, nothing to do", self.rank, self.step, self.total)
             return
+        if self.rank == 0 and self.cfg.train.readout_every and not premade:
+            self.readout = FeatureReadout(self.cfg, self.plan.manifest, self.plan.test_manifest, self.device)
+            start = self.readout_start = self.readout(unwrap(self.net).backbone)
+            self._say(
+                f"read-out at step {self.step}: {start:.3f} (a linear probe of held-out videos' features; chance "
+                f"{1 / max(int(self.readout.train_labels.max()) + 1, 1):.3f}); loss and acc@1 below are MoCo's own "
+                "instance task, which flattens once features group by class: the read-out is the learning signal"
+            )
         self.timer.reset()
         for batch in self.batches(premade):
             self.timer.data_ready()
             lr = schedule.lr_at(self.lrs, self.step)
             generators = step_generators(self.cfg.train.seed, self.step, self.rank, self.device)
-            loss, acc1 = train_step(self.model, self.optimizer, batch, lr, generators, self.cfg, self.device)
+            learn = self.step >= self.warmup  # DCLR's first steps fill its queues (step.warmup_steps)
+            loss, acc1 = train_step(self.model, self.optimizer, batch, lr, generators, self.cfg, self.device, learn)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)  # the step's time ends when the GPU is done
             self.step += 1
@@ -220,6 +236,22 @@ class Loop:
             )
         return True
 
+    def _say(self, line: str) -> None:
+        """A line for the user: through the driver's relay when there is one (rank 0 only)."""
+        if self.relay is not None:
+            self.relay.post.remote(line)  # Ray: to the driver, which prints it
+        else:
+            logger.info(line)
+
+    def _readout(self) -> dict:
+        """{'readout': accuracy} on rank 0 at the steps `train.readout_every` asks for (the log step at
+        or after each multiple of it), else {}."""
+        every = self.cfg.train.readout_every
+        if self.readout is None or self.step // every == self.last_readout // every and self.step != self.total:
+            return {}
+        self.last_readout = self.step
+        return {"readout": self.readout(unwrap(self.net).backbone), "readout_start": self.readout_start}
+
     def _log(self, report: bool = True) -> None:
         """Per-step records for the interval, one progress line, and (unless a checkpoint
         report follows) one metrics report on every rank."""
@@ -228,6 +260,7 @@ class Loop:
             .cpu()
             .tolist()
         )
+        readout = self._readout()
         summary = self.timer.summary(self.total - self.step)
         self.timer.reset()
         done, self.pending = self.pending, []
@@ -241,6 +274,7 @@ class Loop:
                 "start_step": self.start_step,
                 **stages,
                 **summary,
+                **(readout if step == self.step else {}),
             }
             if self.writer:
                 self.writer.write(step, record)
@@ -262,10 +296,7 @@ class Loop:
                 self.epoch,
                 {**record, **stages, "loss": means["loss_mean"], "acc1": means["acc1_mean"]},
             )
-            if self.relay is not None:
-                self.relay.post.remote(line)  # Ray: to the driver, which prints it
-            else:
-                logger.info(line)
+            self._say(line)
         if report:
             ray.train.report(self.last_metrics)  # Ray: every rank, same steps
 
@@ -274,13 +305,12 @@ class Loop:
         and on preemption: the upload must be done before the workers go)."""
         name = ckpt.dir_name(self.step)
         if self.rank != 0:
-            ray.train.report(
-                self.last_metrics, checkpoint=None, checkpoint_dir_name=name
-            )  # Ray: same count on every rank
+            # Ray: every rank reports as often as rank 0 (no checkpoint from the others)
+            ray.train.report(self.last_metrics, checkpoint=None, checkpoint_dir_name=name)
             return
         self.writer.flush()
         state = {
-            "model": unwrap(self.moco).state_dict(),
+            "model": unwrap(self.net).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             "epoch": self.epoch,

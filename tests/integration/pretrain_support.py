@@ -27,7 +27,8 @@ def small_config(storage_path, run_name: str, **train) -> PretrainConfig:
 def plan_for(cfg: PretrainConfig, num_videos: int) -> RunPlan:
     """The plan of a run over random clips (no manifest; the workers hold the CPUs they are given)."""
     resources = ResourcePlan(cfg.train.cpus_per_worker, 0.0)
-    return make_plan(cfg, cfg.storage.root() / "no-manifest", num_videos, resources, ckpt.git_sha())
+    nowhere = cfg.storage.root() / "no-manifest"
+    return make_plan(cfg, {"train": nowhere, "test": nowhere}, num_videos, resources, ckpt.git_sha())
 
 
 def run_in_thread(cfg, num_videos: int = 64):

@@ -18,6 +18,7 @@ import pytest
 
 from fame_ray import config as C
 from fame_ray.config import presets
+from fame_ray.data import manifest
 from fame_ray.storage import Location
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -109,7 +110,24 @@ def test_finetune_sweep_linear_probe_retrieval_and_report(learnable_root, pretra
     assert record["pretrain_recipe"]["arch"] == "tiny" and record["pretrain_recipe"]["queue_size"] == 64
     stored = json.loads(Path(os.path.join(runs, "ft", "results.json")).read_text())
     assert stored["metrics"]["video_top1"] == metrics["video_top1"]
-    assert "| ucf101 | 1 | finetune | tiny |" in Path(os.path.join(runs, "ft", "results.md")).read_text()
+    # Chosen on the validation split (held out of the 16 training videos, per class), tested apart.
+    validation = record["validation"]
+    assert validation["split"] == "validation" and validation["videos"] + validation["train_videos"] == 16
+    # One of each class's 4 training videos (its two groups of 2 are too large for a 10% share).
+    assert validation["videos"] == 4 and record["trials"][0]["metrics"]["videos"] == 4
+    official = record["numbers"]["official"]["metrics"]
+    assert official["video_top1"] >= metrics["video_top1"] and official["epoch"] in (0, 5)
+    assert record["numbers"]["held_out"]["metrics"]["epoch"] == 5  # the last epoch, always tested
+    markdown = Path(os.path.join(runs, "ft", "results.md")).read_text()
+    assert "| test, trial chosen on the validation split, its last test (epoch " in markdown
+    assert ") | ucf101 | 1 | finetune | tiny |" in markdown
+    assert "| test, official protocol (eval.py): best of the test epochs" in markdown
+    held = Location.parse(os.path.join(runs, "ft", "holdout", "val.parquet"))
+    val_paths = set(manifest.read(held).to_pydict()["path"])
+    train_paths = set(
+        manifest.read(Location.parse(os.path.join(runs, "ft", "holdout", "train.parquet")))["path"].to_pylist()
+    )
+    assert len(val_paths) == validation["videos"] and not val_paths & train_paths
 
     linear = run_finetune(
         _finetune_config(
@@ -117,7 +135,7 @@ def test_finetune_sweep_linear_probe_retrieval_and_report(learnable_root, pretra
         )
     )
     assert linear["mode"] == "linear" and linear["trials"][0]["status"] == "completed"
-    assert linear["metrics"]["videos"] == 8 and linear["metrics"]["video_top1"] is not None
+    assert linear["metrics"]["videos"] == 8 and linear["metrics"]["video_top1"] > 25.0, linear["trials"]  # chance 25%
 
     retrieval = run_retrieval(_finetune_config(learnable_root, pretrained_run, runs, storage={"run_name": "ret"}))
     assert retrieval["metrics"]["queries"] == 8 and retrieval["metrics"]["gallery"] == 16

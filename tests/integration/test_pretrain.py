@@ -86,6 +86,26 @@ def test_pretrain_then_resume_with_the_same_name(synth_root, tmp_path, ray_local
     assert listed.returncode == 0 and "demo" in listed.stdout
 
 
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_background_erasing_as_released_pretrains_end_to_end(synth_root, tmp_path, ray_local):
+    """`--method be` on the real pipeline: three views per video (anchor, positive, the other
+    clip as a negative), BE's one-way loss, two steps and a checkpoint whose backbone loads."""
+    from fame_ray.models.loading import load_pretrained_backbone
+
+    cfg = build(PretrainConfig, _config(synth_root, tmp_path, max_steps=2), {"method": "be"})
+    result = run_pretrain(cfg)
+    assert result.metrics["step"] == 2
+    run = Location.parse(str(tmp_path / "runs" / "demo"))
+    records = ckpt.read_records(run)
+    assert [r["step"] for r in records] == [1, 2] and all(r["loss"] > 0 for r in records)
+    latest = ckpt.latest_complete(run)
+    saved = ckpt.read_config(latest.location)
+    assert saved["method"] == "be" and isinstance(saved["train"]["micro_batch"], int)  # auto, resolved
+    backbone, _ = load_pretrained_backbone(run, "tiny")
+    assert backbone.feature_dim == 128
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -136,9 +156,11 @@ def test_a_batch_that_cannot_fit_the_nodes_memory_is_refused_before_ray_train_st
     )
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert done.returncode == 2 and len(errors) == 1, done.stderr[-3000:]
+    # train.micro_batch auto: refused only because even one clip at a time cannot fit (the whole
+    # per-worker batch's inputs are decoded at once whatever the micro batch).
     assert (
         "pretrain needs ~" in errors[0]
-        and "GB per worker (i3d, 64x224x224, 512 clips at once) but nodes have" in errors[0]
+        and "GB per worker (i3d, 64x224x224) even one clip at a time, but nodes have" in errors[0]
     ), errors[0]
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "runs" / "pretrain-synthetic-i3d").exists() and not (tmp_path / "data").exists()

@@ -154,19 +154,7 @@ def kill_trials(thread, run_name: str, deaths: dict[str, int]) -> dict[str, int]
     return killed
 
 
-@pytest.fixture
-def local_ray():
-    """A private local Ray instance (address='local') whose processes descend from this one."""
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
-
-
-def test_a_trial_that_dies_once_is_retried_and_one_that_dies_twice_is_listed_as_failed(inputs, tmp_path, local_ray):
+def test_a_trial_that_dies_once_is_retried_and_one_that_dies_twice_is_listed_as_failed(inputs, tmp_path, ray_fresh):
     import threading
 
     from fame_ray import config as C

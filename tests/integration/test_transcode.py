@@ -1,7 +1,8 @@
 """`data transcode` on a local Ray instance: the copy keeps the layout and `data prepare` reads
 it, the short side and keyframe interval are what was asked (read back with PyAV), a corrupt
 video is listed and the others go on, an interrupted copy resumes, s3:// on moto's server, and
-bad flags fail in one line."""
+bad flags fail in one line. What the copy may read and write: links out of the root refused and
+listed, permissions never wider than the source's, no resume from another source."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +26,7 @@ from fame_ray import storage
 from fame_ray.cli import app
 from fame_ray.config import DataConfig
 from fame_ray.data import catalog, synthetic, transcode
-from fame_ray.data.transcode import EncodeSettings
+from fame_ray.data.transcode import EncodeSettings, bounds
 from fame_ray.errors import UserError
 from fame_ray.storage import Location
 
@@ -94,6 +97,18 @@ def test_copy_applies_size_and_gop_skips_a_corrupt_video_and_prepare_reads_it(ra
     assert [path for path, _ in prepared.skipped] == [os.path.join(out, corrupt)]
 
 
+def test_the_default_copy_keeps_the_frame_size_and_moves_only_the_keyframes(ray_local, original, tmp_path):
+    """The official geometry: 320x240 frames stay 320x240; a keyframe every gop frames."""
+    root = _copy(original, tmp_path)
+    out = str(tmp_path / "UCF101-gop8")
+    data = DataConfig(dataset="ucf101", data_root=root, split=1)
+    result = transcode.run(data, data.location(), Location.parse(out), EncodeSettings(gop=8), split=1)
+    assert result.transcoded > 0 and not result.skipped
+    for video in [v for v in _videos(root) if Path(out, v).exists()]:
+        size, keyframes, frames, _ = _stream_facts(os.path.join(out, video))
+        assert size == (320, 240) and frames == FRAMES and keyframes == list(range(0, FRAMES, 8))
+
+
 def test_an_interrupted_copy_resumes_and_a_split_limits_the_videos(ray_local, original, tmp_path):
     root = _copy(original, tmp_path)
     videos = _videos(root)
@@ -141,6 +156,74 @@ def test_an_interrupted_copy_resumes_and_a_split_limits_the_videos(ray_local, or
     (foreign / "notes.txt").write_text("not a copy")
     with pytest.raises(UserError, match="holds files and no transcode record"):
         transcode.run(data, data.location(), Location.parse(str(foreign)), EncodeSettings())
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_links_out_of_the_root_are_refused_and_no_permission_is_widened(ray_local, original, tmp_path):
+    """Links to a file or a folder outside the root, and one to a folder inside it, are listed as
+    skipped, never read; a link to a file inside the root is read; a 0600 video stays 0600 and a
+    0700 class folder 0700. About 15 s on 2 cores."""
+    root = _copy(original, tmp_path)
+    videos = _videos(root)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.copy(Path(root, videos[0]), outside / "private.avi")
+    class_folder = Path(root, os.path.dirname(videos[0]))
+    (class_folder / "leak.avi").symlink_to(outside / "private.avi")
+    (class_folder / "more").symlink_to(outside)
+    (class_folder / "again").symlink_to(class_folder)  # inside the root, but a walk would go round
+    (class_folder / "alias.avi").symlink_to(Path(root, videos[1]))
+    (Path(root) / "notes.txt").symlink_to("/etc/hostname")
+    os.chmod(Path(root, videos[0]), 0o600)
+    os.chmod(class_folder, 0o700)
+    out = tmp_path / "UCF101-128"
+    data = DataConfig(dataset="ucf101", data_root=root)
+    result = transcode.run(data, data.location(), Location.parse(str(out)), EncodeSettings())
+
+    folder = os.path.dirname(videos[0])
+    assert dict(result.skipped) == {
+        f"{folder}/leak.avi": "a symbolic link that leaves the data root (not read)",
+        f"{folder}/more": "a symbolic link that leaves the data root (not read)",
+        f"{folder}/again": "a symbolic link to a folder (not followed)",
+        "notes.txt": "a symbolic link that leaves the data root (not read)",
+    }
+    assert result.transcoded == len(videos) + 1 and (out / folder / "alias.avi").is_file()
+    assert not (out / folder / "leak.avi").exists() and not (out / folder / "more").exists()
+    assert not (out / "notes.txt").exists()
+    mask = bounds.umask()
+    assert _mode(out / videos[0]) == 0o600 & ~mask and _mode(out / folder) == 0o700 & ~mask
+    assert _mode(out / videos[-1]) == _mode(Path(root, videos[-1])) & ~mask
+    split_file = Path("ucfTrainTestlist", "classInd.txt")
+    assert _mode(out / split_file) == _mode(Path(root, split_file)) & ~mask
+
+
+def test_a_copy_resumes_only_from_the_source_it_was_made_from(ray_local, original, tmp_path):
+    """One video (a few seconds): the copy records its source; another root, or the same root
+    holding other videos, is refused before anything is written."""
+    root = Path(_copy(original, tmp_path))
+    for video in _videos(str(root))[1:]:
+        (root / video).unlink()
+    out = tmp_path / "copy"
+    data = DataConfig(dataset="ucf101", data_root=str(root))
+    first = transcode.run(data, data.location(), Location.parse(str(out)), EncodeSettings())
+    assert first.transcoded == 1
+    recorded = json.loads((out / ".fame-ray" / "transcode.json").read_text())
+    assert recorded["source"] == os.path.realpath(root) and recorded["source_fingerprint"]["videos"] == 1
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+
+    other = Path(shutil.copytree(root, tmp_path / "other" / "UCF101"))
+    other_data = DataConfig(dataset="ucf101", data_root=str(other))
+    expected = f"is a copy of {os.path.realpath(root)}, not of {os.path.realpath(other)}"
+    with pytest.raises(UserError, match=re.escape(expected)):
+        transcode.run(other_data, other_data.location(), Location.parse(str(out)), EncodeSettings())
+    video = root / _videos(str(root))[0]
+    video.write_bytes(video.read_bytes() + b"\0" * 10)  # the same name, other bytes
+    with pytest.raises(UserError, match="when it held other videos"):
+        transcode.run(data, data.location(), Location.parse(str(out)), EncodeSettings())
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
 
 
 def _upload(local_root: str, uri: str, endpoint: str) -> None:
@@ -217,16 +300,21 @@ def _fame_ray(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     "flags, expected",
     [
-        (["--short-side", "0"], "--short-side must be an even number from 112"),
+        (["--short-side", "100"], "--short-side must be 0 (keep the frame size) or an even number from 112"),
         (["--short-side", "128", "--crop-size", "224"], "--short-side 128 is below the 256 that 224-pixel crops need"),
-        (["--config", str(REPO / "jobs" / "pretrain-k400-i3d.yaml")], "--short-side 128 is below the 256"),
+        (
+            ["--config", str(REPO / "jobs" / "pretrain-k400-i3d.yaml"), "--short-side", "128"],
+            "--short-side 128 is below the 256",
+        ),
         (["--gop", "0"], "--gop must be from 1"),
         (["--data-root", "{tmp}/missing"], "data root {tmp}/missing does not exist"),
         (["--out", "{tmp}/UCF101/copy"], "overlaps the data root"),
+        (["--out", "{tmp}/link/copy"], "overlaps the data root {tmp}/UCF101 (resolved:"),
     ],
 )
 def test_bad_flags_fail_in_one_line_with_exit_2(original, tmp_path, flags, expected):
     root = _copy(original, tmp_path)
+    (tmp_path / "link").symlink_to(root)
     base = {"--dataset": "ucf101", "--data-root": root, "--out": str(tmp_path / "copy")}
     given = [flag.format(tmp=tmp_path) for flag in flags]
     for name in list(base):

@@ -55,7 +55,7 @@ def _step(micro_batch: int, rank: int):
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
     clips = torch.randn(2, 4, 3, 4, 16, 16, generator=torch.Generator().manual_seed(10 + rank))
     optimizer.zero_grad(set_to_none=True)
-    accumulate(ddp, clips[0], clips[1], torch.Generator().manual_seed(5), micro_batch)
+    accumulate(ddp, (clips[0], clips[1]), torch.Generator().manual_seed(5), micro_batch)
     optimizer.step()
     return model, calls["count"]
 

@@ -5,6 +5,7 @@ import torch
 
 from fame_ray.components import augment as aug
 from fame_ray.components.augment import KINETICS_MEAN, KINETICS_STD
+from fame_ray.data.clips.fame import kernel_size
 
 
 def _clips(batch=6, frames=4, size=32, seed=0):
@@ -69,7 +70,7 @@ def test_blur_sigma_is_drawn_per_clip():
     out = aug.gaussian_blur(clips, torch.tensor([0.5, 2.0]), kernel=11)
     assert out[0, 0, 0, 10, 10] > out[1, 0, 0, 10, 10] * 2
     assert torch.allclose(out.sum(dim=(-1, -2)), torch.ones(2, 3, 1), atol=1e-5)
-    assert aug.blur_kernel_size(112) == 11 and aug.blur_kernel_size(224) == 23
+    assert kernel_size(112) == 11 and kernel_size(224) == 23
 
 
 def test_hue_shift_keeps_grey_and_round_trips():

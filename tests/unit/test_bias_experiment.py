@@ -12,17 +12,19 @@ import decord
 import numpy as np
 import pytest
 
-from fame_ray.commands.experiment import VARIANT_NAMES
+from fame_ray.commands.experiment import MARKER, VARIANT_NAMES, claim_folder
 from fame_ray.config import METHODS
 from fame_ray.data import synthetic
 from fame_ray.errors import UserError
-from fame_ray.experiments import background_bias, bias_plan, bias_readout, bias_report, scene_bias
+from fame_ray.experiments import bias_plan, bias_readout, bias_report, scene_bias
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_every_method_of_the_config_is_in_the_default_plan():
-    assert bias_plan.Plan().methods == METHODS
+    assert bias_plan.Plan().methods == tuple(m for m in METHODS if m not in bias_plan.LEFT_OUT)
+    assert set(bias_plan.LEFT_OUT) <= set(METHODS)  # a method left out is one fame-ray has, with its reason
+    bias_plan.check(bias_plan.with_overrides(bias_plan.Plan(), methods=METHODS))  # each can be asked for
     assert tuple(scene_bias.VARIANTS) == VARIANT_NAMES
     for make in bias_plan.FORMS.values():
         bias_plan.check(make())
@@ -99,18 +101,20 @@ def test_the_command_refuses_bad_input_in_one_line_before_anything_runs(tmp_path
 
 
 def test_the_out_folder_must_be_new_empty_or_an_earlier_run(tmp_path):
-    assert background_bias.check_out(str(tmp_path / "new")).path.endswith("new")
+    assert claim_folder(str(tmp_path / "new")).endswith("new")
+    assert (tmp_path / "new" / MARKER).is_file()  # marked: a rerun resumes it
+    assert claim_folder(str(tmp_path / "new")).endswith("new")
     (tmp_path / "file").write_text("x")
-    with pytest.raises(UserError, match="not a folder"):
-        background_bias.check_out(str(tmp_path / "file"))
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        claim_folder(str(tmp_path / "file"))
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
-    with pytest.raises(UserError, match="holds other files"):
-        background_bias.check_out(str(tmp_path / "other"))
-    (tmp_path / "other" / background_bias.MARKER).write_text("{}")
-    background_bias.check_out(str(tmp_path / "other"))
-    with pytest.raises(UserError, match="local folder"):
-        background_bias.check_out("s3://bucket/bias")
+    with pytest.raises(UserError, match="did not write"):
+        claim_folder(str(tmp_path / "other"))
+    (tmp_path / "other" / MARKER).write_text("")
+    claim_folder(str(tmp_path / "other"))
+    with pytest.raises(UserError, match="local folder or file, not an s3:// location"):
+        claim_folder("s3://bucket/bias")
 
 
 def _scene(seed: int, **options):

@@ -259,3 +259,9 @@ def test_progress_line_shows_the_stage_times_when_the_rows_carry_them():
     assert "ms/clip" not in progress.format_line(1, 2, 0, base)
     line = progress.format_line(1, 2, 0, {**base, "decode_ms": 7.74, "crop_ms": 1.44, "mask_ms": 2.96})
     assert line.endswith("| ms/clip decode 7.7 crop 1.4 fame 3.0")
+
+
+def test_the_progress_line_shows_the_read_out_when_there_is_one():
+    metrics = {"loss": 5.0, "acc1": 0.2, "clips_per_s": 40.0, "data_wait": 0.1, "eta_s": 60}
+    assert "read-out" not in progress.format_line(10, 100, 0, metrics)
+    assert progress.format_line(20, 100, 0, {**metrics, "readout": 0.625}).endswith("eta 1m00s | read-out 0.625")

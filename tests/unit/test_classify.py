@@ -37,12 +37,37 @@ def test_finetuning_inputs_get_the_official_colour_augmentation():
     assert any(grey), "no clip was turned grey"
 
 
-def test_linear_probe_inputs_are_only_normalised():
+def test_linear_probe_trains_on_unnormalised_clips_as_the_official_or_normalised_as_an_option():
+    """Official eval.py: the probe's training clips get no normalisation (eval.py:297-303, the
+    finetune augmentation that normalises runs only with --finetune, eval.py:431-432), its test
+    clips do (eval.py:304-310); `probe_inputs: normalised` normalises both."""
     clips = _clips()
     inputs = classify.training_inputs(
         clips, _config("linear"), torch.device("cpu"), augment.make_generator(1), augment.make_generator(2)
     )
+    torch.testing.assert_close(inputs, clips.float() / 255)
+    normalised = build(
+        FinetuneConfig, presets.demo_finetune(), {"mode": "linear", "pretrained": "x", "probe_inputs": "normalised"}
+    )
+    inputs = classify.training_inputs(
+        clips, normalised, torch.device("cpu"), augment.make_generator(1), augment.make_generator(2)
+    )
     torch.testing.assert_close(inputs, augment.to_input(clips, torch.device("cpu")))
+    assert FinetuneConfig().probe_inputs == "official"
+
+
+def test_the_test_split_is_tested_at_the_official_epochs_and_the_best_is_kept():
+    """eval.py:370-379: tested when epoch % 10 == 0 and at the last epoch; best_acc1 kept (a
+    later test wins only when strictly better)."""
+    tested = [epoch for epoch in range(25) if classify.is_test_epoch(epoch, 25, 10)]
+    assert tested == [0, 10, 20, 24]
+    tests = {}
+    for epoch, top1 in ((0, 0.2), (10, 0.6), (20, 0.6), (24, 0.5)):
+        tests = classify.track_test(tests, epoch, {"test_video_top1": top1, "test_videos": 7})
+    reported = classify.test_metrics(tests)
+    assert reported["test_video_top1"] == 0.5 and reported["test_epoch"] == 24
+    assert reported["test_best_video_top1"] == 0.6 and reported["test_best_epoch"] == 10
+    assert classify.test_metrics({}) == {}
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # meta parameters ignore the copied values

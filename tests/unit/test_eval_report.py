@@ -126,3 +126,61 @@ def test_a_json_file_that_is_not_a_results_file_is_one_line(tmp_path, content):
         results.read(str(path), Location.parse(str(tmp_path)))
     line = error.value.one_line()
     assert "not a fame-ray results file" in line and "\n" not in line
+
+
+def _trial(name: str, val: float, test: float, best: float, best_epoch: int) -> dict:
+    """A trial as sweep.trial_records gives it: its last report's val_*, test_* and test_best_*."""
+    return {
+        "trial": name,
+        "status": "completed",
+        "hyperparameters": {"lr": 0.025, "weight_decay": 1e-4, "dropout": 0.7, "epochs": 30},
+        "epochs_run": 30,
+        "metrics": {
+            "val_video_top1": val,
+            "val_videos": 95,
+            "test_video_top1": test,
+            "test_epoch": 29,
+            "test_videos": 378,
+            "test_best_video_top1": best,
+            "test_best_epoch": best_epoch,
+            "train_loss": 1.0,
+        },
+        "error": None,
+        "path": "/x",
+    }
+
+
+def test_results_md_shows_the_held_out_and_the_official_number():
+    """The trial is chosen on the validation split (a: 0.8 beats b: 0.7, although b tests
+    better); results.md gives a's last-epoch test (unbiased) and a's best test epoch (the
+    official protocol's number), each labelled."""
+    from fame_ray.config import FinetuneConfig, build, presets
+    from fame_ray.downstream import finetune
+
+    cfg = build(FinetuneConfig, presets.recipe_finetune(), {"pretrained": "x"})
+    info = {
+        "class_names": ["a"] * 101,
+        "validation": {"split": "validation", "note": "95 of the 950 training videos (10.0%)"},
+        "recipe": {},
+        "checkpoint_dir": "x",
+        "load_report": None,
+    }
+    trials = [_trial("a", 0.8, 0.60, 0.65, 10), _trial("b", 0.7, 0.75, 0.78, 20)]
+    record = finetune._record(cfg, info, {}, {"max_concurrent": 1}, trials, 1.0)
+    assert record["best"]["trial"] == "a" and record["metrics"]["video_top1"] == 60.0
+    assert record["numbers"]["official"]["metrics"]["video_top1"] == 65.0
+    text = results.render_markdown(record)
+    rows = [line for line in text.splitlines() if line.startswith("| test, ")]
+    assert len(rows) == 2
+    assert (
+        rows[0].startswith("| test, trial chosen on the validation split, its last test (epoch 29) |")
+        and "| 60 |" in rows[0]
+    )
+    assert "official protocol (eval.py): best of the test epochs" in rows[1] and "epoch 10" in rows[1]
+    assert "| 65 |" in rows[1]
+    assert "unbiased result: the trial was chosen on the validation split" in text
+    assert "95 of the 950 training videos" in text
+    # Without a validation split the text says both numbers are test-selected.
+    info["validation"] = {"split": "test", "note": "val_fraction 0"}
+    again = results.render_markdown(finetune._record(cfg, info, {}, {"max_concurrent": 1}, trials, 1.0))
+    assert "neither test number is unbiased" in again and "chosen on the test split" in again

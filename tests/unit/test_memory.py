@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from fame_ray.config import FinetuneConfig, PretrainConfig, build, presets
-from fame_ray.downstream.preflight import check_memory as check_finetune_memory
+from fame_ray.downstream.preflight import micro_batch_for as finetune_micro_batch
 from fame_ray.errors import UserError
 from fame_ray.models import memory
 from fame_ray.models.backbones import build_backbone
-from fame_ray.pretrain.plan import check_memory, world_plans
+from fame_ray.pretrain.plan import micro_batch_for, world_plans
 
 GB = memory.GB
 
@@ -106,9 +106,13 @@ def test_elastic_runs_get_a_micro_batch_that_divides_every_per_worker_batch():
     )
 
 
-def test_finetune_preflight_refuses_the_issue_s_batch_on_a_24_gb_node_and_accepts_the_micro_batch():
-    """Issue 12: R(2+1)D-18, one CPU worker, global batch 64 at 16x112x112, on a 24 GB node."""
-    cfg = build(FinetuneConfig, presets.recipe_finetune(), {"pretrained": "unused", "train": {"global_batch": 64}})
+def _finetune(**train):
+    return build(FinetuneConfig, presets.recipe_finetune(), {"pretrained": "unused", "train": train})
+
+
+def test_an_explicit_micro_batch_is_checked_and_refused_with_the_one_that_fits():
+    """Issue 12: R(2+1)D-18, one CPU worker, global batch 64 at 16x112x112, on a 24 GB node: an
+    explicit 0 (the whole batch) is refused naming the micro batch that fits; 16 fits."""
     with pytest.raises(
         UserError,
         match=(
@@ -116,28 +120,44 @@ def test_finetune_preflight_refuses_the_issue_s_batch_on_a_24_gb_node_and_accept
             r"24.0 GB: set --set train.micro_batch=\d+"
         ),
     ):
-        check_finetune_memory(cfg, 101, [24 * GB])
-    fitting = build(
-        FinetuneConfig,
-        presets.recipe_finetune(),
-        {"pretrained": "unused", "train": {"global_batch": 64, "micro_batch": 16}},
+        finetune_micro_batch(_finetune(global_batch=64, micro_batch=0), 101, [24 * GB])
+    assert finetune_micro_batch(_finetune(global_batch=64, micro_batch=16), 101, [24 * GB]).train.micro_batch == 16
+
+
+def test_auto_takes_the_largest_micro_batch_that_fits_and_logs_it_in_one_line(caplog):
+    with caplog.at_level("INFO"):
+        resolved = finetune_micro_batch(_finetune(global_batch=64), 101, [24 * GB])
+    micro = resolved.train.micro_batch
+    assert 0 < micro < 64 and 64 % micro == 0
+    assert _need(64, micro) <= 24 * GB and _need(64, 2 * micro) > 24 * GB
+    lines = [r.getMessage() for r in caplog.records if "train.micro_batch auto" in r.getMessage()]
+    assert len(lines) == 1 and f"{micro} clips at a time (per-worker batch 64), ~" in lines[0]
+    assert "GB per worker (r2plus1d_18, 16x112x112); nodes have up to 24.0 GB" in lines[0]
+    # A batch that fits whole: 0, the whole batch at once; GPUs: the whole batch (no estimate).
+    assert finetune_micro_batch(_finetune(global_batch=64), 101, [512 * GB]).train.micro_batch == 0
+    assert finetune_micro_batch(_finetune(global_batch=64, use_gpu=True), 101, [24 * GB]).train.micro_batch == 0
+    # A frozen backbone keeps no activations for a backward: batch 128 fits whole; the official
+    # probe's batch of 256 goes 128 clips at a time.
+    linear = build(FinetuneConfig, presets.recipe_finetune(), {"pretrained": "x", "mode": "linear"})
+    assert finetune_micro_batch(linear, 101, [24 * GB]).train.micro_batch == 0
+    probe = build(FinetuneConfig, presets.linear_probe(), {"pretrained": "x"})
+    assert finetune_micro_batch(probe, 101, [24 * GB]).train.micro_batch == 128
+
+
+def test_auto_refuses_only_when_one_clip_at_a_time_does_not_fit():
+    with pytest.raises(UserError, match=r"even one clip at a time, but nodes have 1.5 GB: lower data.crop_size"):
+        finetune_micro_batch(_finetune(global_batch=64), 101, [1.5 * GB])
+
+
+def test_pretrain_auto_divides_every_elastic_per_worker_batch():
+    cfg = build(
+        PretrainConfig,
+        presets.ucf101_r21d_pretrain(),
+        {"train": {"global_batch": 64, "num_workers": 4, "min_workers": 3}},
     )
-    check_finetune_memory(fitting, 101, [24 * GB])
-    check_finetune_memory(
-        build(
-            FinetuneConfig,
-            presets.recipe_finetune(),
-            {"pretrained": "unused", "train": {"global_batch": 64, "use_gpu": True}},
-        ),
-        101,
-        [24 * GB],
-    )
-    linear = build(
-        FinetuneConfig,
-        presets.recipe_finetune(),
-        {"pretrained": "unused", "mode": "linear", "train": {"global_batch": 64}},
-    )
-    check_finetune_memory(linear, 101, [24 * GB])  # a frozen backbone keeps no activations
+    micro = micro_batch_for(cfg, world_plans(cfg), [20 * GB])
+    batches = [world.per_worker_batch for world in world_plans(cfg).values()]
+    assert micro > 0 and all(batch % micro == 0 for batch in batches), (micro, batches)
 
 
 def test_pretrain_plan_refuses_i3d_at_64x224x224_on_any_node_of_today():
@@ -150,6 +170,7 @@ def test_pretrain_plan_refuses_i3d_at_64x224x224_on_any_node_of_today():
         UserError,
         match=r"pretrain needs ~\d+\.\d GB per worker \(i3d, 64x224x224, 512 clips at once\) but nodes have 1024.0 GB",
     ):
-        check_memory(cfg, world_plans(cfg), [1024 * GB])
+        micro_batch_for(build(PretrainConfig, cfg, {"train": {"micro_batch": 0}}), world_plans(cfg), [1024 * GB])
+    assert 512 % micro_batch_for(cfg, world_plans(cfg), [1024 * GB]) == 0  # auto: what fits
     demo = build(PretrainConfig, presets.demo_pretrain())
-    check_memory(demo, world_plans(demo), [8 * GB])
+    assert micro_batch_for(demo, world_plans(demo), [8 * GB]) == 0

@@ -241,3 +241,33 @@ def test_the_official_order_leaves_the_second_pass_its_own_clip_key_as_a_negativ
             out = model(others, clips)
         own_key = out.logits[1][:, 1:].max(dim=1).values  # best negative of pass 2
         assert bool((own_key >= out.logits[1][:, 0] - 1e-4).all()) == expected
+
+
+def test_background_erasing_loss_is_one_way_with_the_intra_video_negative():
+    """BE as released (NCEAverage.py:173-229, pt.py:327-340): logits [q.k, q.queue, q.n] / T with
+    the queue as before the step, cross-entropy on the positive, n through the query encoder with
+    gradient, only the positives' keys enqueued."""
+    from fame_ray.models.background_erasing import BackgroundErasingMoCo
+
+    torch.manual_seed(0)
+    model = BackgroundErasingMoCo(PlainNet(), dim=8, queue_size=32, temperature=0.1, shuffle_bn=False)
+    anchor, positive, negative = (torch.randn(4, 3, 4, 8, 8) for _ in range(3))
+    queue = model.queue.clone()
+    output = model(anchor, positive, negative=negative)
+    q = F.normalize(model.encoder_q(anchor), dim=1)
+    k = F.normalize(model.encoder_k(positive), dim=1)
+    n = F.normalize(model.encoder_q(negative), dim=1)
+    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue, (q * n).sum(1, keepdim=True)], dim=1) / 0.1
+    torch.testing.assert_close(output.logits[0], logits.detach())
+    torch.testing.assert_close(output.loss, F.cross_entropy(logits, torch.zeros(4, dtype=torch.long)))
+    assert int(model.queue_ptr) == 4  # one pass
+    torch.testing.assert_close(model.queue[:, :4].T, k)
+    # The negative goes through the query encoder with gradient (BE: feat_n = model(negative)).
+    negative.requires_grad_()
+    model(anchor, positive, negative=negative).loss.backward()
+    assert negative.grad is not None and negative.grad.abs().sum() > 0
+    plain = MoCo(PlainNet(), dim=8, queue_size=32, temperature=0.1, shuffle_bn=False, symmetric=False)
+    plain.load_state_dict(model.state_dict())
+    assert plain.state_dict().keys() == model.state_dict().keys()  # a BE checkpoint loads as MoCo's
+    with pytest.raises(ValueError, match="intra-video negative"):
+        model(anchor, positive)

@@ -22,6 +22,19 @@ def test_output_shape_and_feature_dim(arch):
     assert torch.isfinite(features).all()
 
 
+@pytest.mark.parametrize("arch", [*ARCHS, "r2plus1d_10"])
+def test_feature_map_is_what_forward_pools(arch):
+    """forward(x) == global average pool of feature_map(x), bit for bit; the map keeps B and C."""
+    torch.manual_seed(0)
+    model = build_backbone(arch).eval()
+    clips = torch.randn(2, 3, 8, 32, 32)
+    with torch.no_grad():
+        maps = model.feature_map(clips)
+        features = model(clips)
+    assert maps.shape[:2] == (2, model.feature_dim) and maps.dim() == 5
+    assert torch.equal(features, torch.nn.functional.adaptive_avg_pool3d(maps, 1).flatten(1))
+
+
 def test_feature_dims():
     assert [build_backbone(a).feature_dim for a in ARCHS] == [128, 512, 512, 1024]
 
@@ -74,6 +87,15 @@ def test_r2plus1d_official_names_and_shapes():
     params = sum(v.numel() for k, v in state.items() if "running" not in k and "num_batches" not in k)
     # torchvision's r2plus1d_18 has 31,505,325 parameters with its 400-way fc (205,200).
     assert params == 31_505_325 - 205_200
+
+
+def test_r2plus1d_10_is_r2plus1d_18_without_the_second_blocks():
+    """The released DCLR code's `r2plus1d_18` (layers [1, 1, 1, 1]): r2plus1d_18's names and
+    shapes, minus every block 1 of every stage."""
+    deep = {k: tuple(v.shape) for k, v in build_backbone("r2plus1d_18").state_dict().items()}
+    shallow = {k: tuple(v.shape) for k, v in build_backbone("r2plus1d_10").state_dict().items()}
+    assert shallow == {k: s for k, s in deep.items() if not any(k.startswith(f"layer{i}.1.") for i in range(1, 5))}
+    assert len(shallow) < len(deep)
 
 
 def test_r3d_torchvision_names():

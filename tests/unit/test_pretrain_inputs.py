@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fame_ray.commands.pretrain import parse_workers
-from fame_ray.config import PretrainConfig, build, presets
+from fame_ray.config import FinetuneConfig, PretrainConfig, build, presets
 from fame_ray.errors import ConfigError, UserError
 from fame_ray.pretrain.driver import preflight
 from fame_ray.pretrain.plan import make_plan, total_steps
@@ -70,8 +70,16 @@ def test_micro_batch_must_divide_the_per_worker_batch():
             overrides=["train.num_workers=3", "train.min_workers=1", "train.micro_batch=4"],
         )
     assert "--set train.micro_batch=2" in refused.value.one_line()
-    with pytest.raises(ConfigError, match="train.micro_batch must be >= 0"):
+    with pytest.raises(ConfigError, match="train.micro_batch must be 'auto' or a number >= 0"):
         _demo(micro_batch=-1)
+    with pytest.raises(ConfigError, match=r"train.micro_batch must be 'auto' or a number >= 0 .*, got 'most'"):
+        _demo(micro_batch="most")
+
+
+def test_micro_batch_is_auto_by_default_and_a_number_wins():
+    assert PretrainConfig().train.micro_batch == "auto" and FinetuneConfig().train.micro_batch == "auto"
+    assert build(PretrainConfig, presets.demo_pretrain(), overrides=["train.micro_batch=8"]).train.micro_batch == 8
+    assert build(PretrainConfig, {}, {"train": {"micro_batch": "auto"}}).train.micro_batch == "auto"
 
 
 def test_queue_rule_is_the_official_one_and_elastic_batches_are_accepted():
@@ -106,7 +114,8 @@ def test_the_plan_holds_every_derived_value(tmp_path):
         },
     )
     resources = ResourcePlan(0.5, 1.0)
-    plan = make_plan(config, Location.parse(str(tmp_path / "m.parquet")), 100, resources, "abc")
+    where = Location.parse(str(tmp_path / "m.parquet"))
+    plan = make_plan(config, {"train": where, "test": where}, 100, resources, "abc")
     assert plan.steps_per_epoch == 100 // 12 and plan.total_steps == config.train.epochs * plan.steps_per_epoch
     assert plan.run.uri == str(tmp_path / "pretrain-synthetic-tiny")
     assert sorted(plan.worlds) == [1, 2, 3]

@@ -11,8 +11,11 @@ from fame_ray.pretrain import step
 
 
 def _config(method: str) -> PretrainConfig:
+    """The demo at 4x16x16, the whole batch at once (the micro batch a run plan resolves)."""
     return build(
-        PretrainConfig, presets.demo_pretrain(), {"method": method, "data": {"frames_per_clip": 4, "crop_size": 16}}
+        PretrainConfig,
+        presets.demo_pretrain(),
+        {"method": method, "data": {"frames_per_clip": 4, "crop_size": 16}, "train": {"micro_batch": 0}},
     )
 
 
@@ -51,7 +54,7 @@ def test_the_key_view_is_never_touched_and_moco_leaves_the_query():
     generators = step.step_generators(0, 5, 0, torch.device("cpu"))
     plain = step.query_clips(batch, _config("moco"), generators["query"], torch.device("cpu"))
     torch.testing.assert_close(plain, batch["view_q"].float() / 255)
-    for method in ("fame", "moco", "be"):
+    for method in ("fame", "moco", "moco_be_mix"):
         _, key = step.views(
             batch, _config(method), step.step_generators(0, 5, 0, torch.device("cpu")), torch.device("cpu")
         )
@@ -61,10 +64,52 @@ def test_the_key_view_is_never_touched_and_moco_leaves_the_query():
         torch.testing.assert_close(key, key_plain)
 
 
-def test_background_erasing_changes_the_query_only():
+def test_the_frame_mixing_ablation_changes_the_query_only():
     batch = _batch()
-    erased = step.query_clips(batch, _config("be"), torch.Generator().manual_seed(1), torch.device("cpu"))
+    erased = step.query_clips(batch, _config("moco_be_mix"), torch.Generator().manual_seed(1), torch.device("cpu"))
     assert not torch.allclose(erased, batch["view_q"].float() / 255)
+
+
+def _be_batch(size=6) -> dict:
+    batch = _batch(size)
+    batch["view_n"] = torch.randint(0, 256, batch["view_q"].shape, generator=torch.Generator().manual_seed(9)).to(
+        torch.uint8
+    )
+    return batch
+
+
+def test_background_erasing_mixes_the_anchor_only_and_keeps_positive_and_negative():
+    """BE as released: the anchor (view_q) gets the static-frame mixing after its colour
+    augmentation; the positive (view_k) and the intra-video negative (view_n) are only augmented."""
+    batch = _be_batch()
+    cpu = torch.device("cpu")
+    be = step.views(batch, _config("be"), step.step_generators(0, 5, 0, cpu), cpu)
+    assert len(be) == 3
+    # With a mixing weight of 0 (be.alpha=0), the anchor is the augmented clip itself.
+    unmixed = build(PretrainConfig, _config("be"), {"be": {"alpha": 0.0}})
+    plain = step.views(batch, unmixed, step.step_generators(0, 5, 0, cpu), cpu)
+    torch.testing.assert_close(be[1], plain[1])
+    torch.testing.assert_close(be[2], plain[2])
+    assert not torch.allclose(be[0], plain[0])
+
+
+def test_background_erasing_steps_with_one_pass_and_enqueues_one_batch_of_keys():
+    config = _config("be")
+    torch.manual_seed(0)
+    model, optimizer = step.build_training(config, torch.device("cpu"))
+    before = {name: p.detach().clone() for name, p in model.encoder_q.named_parameters()}
+    loss, acc1 = step.train_step(
+        model,
+        optimizer,
+        _be_batch(8),
+        0.05,
+        step.step_generators(0, 0, 0, torch.device("cpu")),
+        config,
+        torch.device("cpu"),
+    )
+    assert torch.isfinite(loss) and 0 <= float(acc1) <= 1
+    assert int(model.queue_ptr) == 8  # one pass: the positives' keys only
+    assert any(not torch.equal(before[n], p) for n, p in model.encoder_q.named_parameters())
 
 
 def test_a_step_draws_the_same_numbers_for_the_same_seed_step_and_rank():
@@ -109,9 +154,11 @@ def test_flops_per_clip_are_counted_and_grow_with_the_clip():
     longer = build(PretrainConfig, cfg, {"data": {"frames_per_clip": 2 * cfg.data.frames_per_clip}})
     flops, double = bench_train.step_flops_per_clip(cfg), bench_train.step_flops_per_clip(longer)
     assert flops > 1e7 and 1.8 < double / flops < 2.2
-    figures = bench_train.utilisation(flops, 100.0)
-    assert abs(figures["achieved_tflops"] - flops * 100 / 1e12) < 1e-12
-    assert "mfu" not in figures or figures["mfu"] is None or torch.cuda.is_available()
+    on_cpu = bench_train.utilisation(flops, 100.0, None)
+    assert abs(on_cpu["achieved_tflops"] - flops * 100 / 1e12) < 1e-12 and "mfu" not in on_cpu
+    on_h200 = bench_train.utilisation(flops, 100.0, "NVIDIA H200")
+    assert on_h200["peak_bf16_tflops"] == 989.4 and on_h200["mfu"] == on_h200["achieved_tflops"] / 989.4
+    assert bench_train.utilisation(flops, 100.0, "Some Other GPU")["mfu"] is None
 
 
 def _accumulation_run(micro_batch: int, enqueue: str):
@@ -166,3 +213,39 @@ def test_micro_batches_give_the_full_batch_step(enqueue):
             )
     torch.testing.assert_close(micro_loss, full_loss)
     torch.testing.assert_close(micro_acc, full_acc)
+
+
+def test_dclr_steps_warm_its_queues_up_first_then_learn():
+    """DCLR through the pretraining step: four inputs (two clips, their static frames repeated over
+    time), a warm-up step that moves the queues and not the weights, then a step that learns."""
+    config = build(
+        PretrainConfig,
+        presets.demo_pretrain(),
+        {
+            "method": "dclr",
+            "data": {"frames_per_clip": 4, "crop_size": 32},
+            "dclr": {"queue_size": 24, "topk": 2},
+            "train": {"global_batch": 6, "num_workers": 1, "micro_batch": 0},
+        },
+    )
+    generator = torch.Generator().manual_seed(0)
+    batch = {
+        "view_q": torch.randint(0, 256, (6, 3, 4, 32, 32), generator=generator, dtype=torch.uint8),
+        "view_k": torch.randint(0, 256, (6, 3, 4, 32, 32), generator=generator, dtype=torch.uint8),
+        "static_q": torch.randint(0, 256, (6, 3, 32, 32), generator=generator, dtype=torch.uint8),
+        "static_k": torch.randint(0, 256, (6, 3, 32, 32), generator=generator, dtype=torch.uint8),
+    }
+    cpu = torch.device("cpu")
+    inputs = step.views(batch, config, step.step_generators(0, 0, 0, cpu), cpu)
+    assert len(inputs) == 4 and all(view.shape == (6, 3, 4, 32, 32) for view in inputs)
+    assert torch.allclose(inputs[2][:, :, 0], inputs[2][:, :, 3]), "a static view is one frame over time"
+    model, optimizer = step.build_training(config, cpu)
+    assert step.warmup_steps(config) == config.dclr.warmup_steps
+    weights = [p.detach().clone() for p in model.encoder_q.parameters()]
+    queues, pointer = model.queues.clone(), int(model.queue_ptr)
+    step.train_step(model, optimizer, batch, 0.1, step.step_generators(0, 0, 0, cpu), config, cpu, learn=False)
+    assert all(torch.equal(before, after) for before, after in zip(weights, model.encoder_q.parameters()))
+    assert int(model.queue_ptr) == pointer + 6 and not torch.equal(queues, model.queues)
+    loss, acc1 = step.train_step(model, optimizer, batch, 0.1, step.step_generators(0, 1, 0, cpu), config, cpu)
+    assert torch.isfinite(loss) and 0 <= float(acc1) <= 1 and float(loss) < 1e3  # the map term is not in it
+    assert any(not torch.equal(before, after) for before, after in zip(weights, model.encoder_q.parameters()))

@@ -66,3 +66,27 @@ def test_crop_larger_than_frame_is_a_user_error():
     with pytest.raises(UserError, match="data.crop_size"):
         transforms.check_crop_fits(128, 120, 160)
     transforms.check_crop_fits(120, 120, 160)
+
+
+def test_the_resize_is_bilinear_without_antialiasing_as_the_official():
+    """The official RandomResizedCropVideo resizes float clips with torchvision's
+    `_functional_video.resize`: F.interpolate(bilinear, align_corners=False), no antialiasing.
+    fame-ray's uint8 resize lands within one grey level of it; antialiasing is the option."""
+    import torch
+    import torch.nn.functional as F
+
+    from fame_ray.config import DataConfig
+
+    clip = np.random.default_rng(0).integers(0, 256, (4, 240, 320, 3), dtype=np.uint8)
+    region = clip[:, 10:190, 20:260]
+    official = F.interpolate(
+        torch.from_numpy(np.ascontiguousarray(region)).permute(0, 3, 1, 2).float() / 255,
+        size=(112, 112),
+        mode="bilinear",
+        align_corners=False,
+    )
+    ours = torch.from_numpy(transforms.resize(region, 112, 112)).permute(0, 3, 1, 2).float() / 255
+    assert (ours - official).abs().max() <= 1.01 / 255
+    smoothed = torch.from_numpy(transforms.resize(region, 112, 112, antialias=True)).permute(0, 3, 1, 2).float() / 255
+    assert (smoothed - official).abs().max() > 10 / 255  # a different kernel, not a rounding
+    assert DataConfig().resize_antialias is False

@@ -10,10 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import posixpath
 
 from fame_ray.data.catalog.listing import Entry, Listing, Tree, first_match, join
-from fame_ray.errors import UserError
+from fame_ray.errors import UserError, printable
+from fame_ray.storage import parse_json
 
 
 def _lines(text: str) -> list[str]:
@@ -151,13 +153,49 @@ def read_hmdb51(tree: Tree, split: int) -> Listing:
     return listing
 
 
+def _json_file(tree: Tree, relative: str, fix: str):
+    """A JSON annotation file, parsed; a UserError that names the file and the line of the fault."""
+    try:
+        return parse_json(tree.read_text(relative))
+    except json.JSONDecodeError as error:
+        raise UserError(f"{tree.uri(relative)}, line {error.lineno}: not valid JSON ({error.msg})", fix) from None
+    except ValueError as error:
+        raise UserError(f"{tree.uri(relative)}: not an annotation file ({error})", fix) from None
+
+
+def _whole(value, where: str, what: str, fix: str) -> int:
+    """A non-negative whole number from an annotation (0, 17 or "17"), else a UserError naming `where`."""
+    number = value
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value)
+    if isinstance(number, bool) or not (isinstance(number, int) or (isinstance(number, float) and number.is_integer())):
+        raise UserError(f"{where}: {what} {printable(repr(value), 40)} is not a whole number", fix)
+    if number < 0:
+        raise UserError(f"{where}: {what} {number} is negative", fix)
+    return int(number)
+
+
+def _diving48_item(item, where: str, fix: str) -> tuple[str, int, int, int]:
+    """(vid_name, label, start_frame, one past end_frame or -1) of one annotation item."""
+    if not isinstance(item, dict) or not isinstance(item.get("vid_name"), str) or "label" not in item:
+        raise UserError(f"{where}: not an object with vid_name and label", fix)
+    label = _whole(item["label"], where, "label", fix)
+    start = _whole(item.get("start_frame", 0), where, "start_frame", fix)
+    # end_frame is the last frame of the dive, inclusive; the manifest stores one past it.
+    end = _whole(item["end_frame"], where, "end_frame", fix) + 1 if "end_frame" in item else -1
+    return item["vid_name"], label, start, end
+
+
 def _diving48_classes(tree: Tree, annotations: str, labels: list[int]) -> list[str]:
     vocab_file = first_match(
         [join(annotations, "Diving48_vocab.json"), join(annotations, "Diving48_V2_vocab.json")], tree.is_file
     )
     if vocab_file is None:
         return [f"class_{i}" for i in range(max(labels) + 1)]
-    vocab = json.loads(tree.read_text(vocab_file))
+    fix = "use the vocabulary file of the V2 release"
+    vocab = _json_file(tree, vocab_file, fix)
+    if not isinstance(vocab, list):
+        raise UserError(f"{tree.uri(vocab_file)}: not a JSON list of class names", fix)
     names = [" ".join(map(str, v)) if isinstance(v, list) else str(v) for v in vocab]
     if max(labels) >= len(names):
         raise UserError(
@@ -165,6 +203,20 @@ def _diving48_classes(tree: Tree, annotations: str, labels: list[int]) -> list[s
             "use annotations and vocabulary of the same release (V2)",
         )
     return names
+
+
+def _diving48_annotations(tree: Tree, annotations: str) -> dict[str, list[tuple[str, int, int, int]]]:
+    """Subset -> (vid_name, label, start, end) of every item of Diving48_V2_<subset>.json."""
+    fix = "download the V2 annotations"
+    subsets = {}
+    for subset in ("train", "test"):
+        name = join(annotations, f"Diving48_V2_{subset}.json")
+        _require(tree, name, f"Diving48 annotation file Diving48_V2_{subset}.json", fix)
+        items = _json_file(tree, name, fix)
+        if not isinstance(items, list):
+            raise UserError(f"{tree.uri(name)}: not a JSON list of annotations", fix)
+        subsets[subset] = [_diving48_item(item, f"{tree.uri(name)}, item {i + 1}", fix) for i, item in enumerate(items)]
+    return subsets
 
 
 def read_diving48(tree: Tree, split: int) -> Listing:
@@ -176,14 +228,9 @@ def read_diving48(tree: Tree, split: int) -> Listing:
             f"no Diving48_V2_train.json in {tree.uri()} or {tree.uri('annotations')}",
             "download the V2 annotations into the dataset folder",
         )
-    subsets = {}
-    for subset in ("train", "test"):
-        name = join(annotations, f"Diving48_V2_{subset}.json")
-        subsets[subset] = json.loads(
-            _require(tree, name, f"Diving48 annotation file Diving48_V2_{subset}.json", "download the V2 annotations")
-        )
+    subsets = _diving48_annotations(tree, annotations)
     videos = first_match(["rgb", "videos", ""], lambda d: bool(d) and tree.is_dir(d)) or ""
-    labels = [int(item["label"]) for items in subsets.values() for item in items]
+    labels = [label for items in subsets.values() for _, label, _, _ in items]
     if not labels:
         raise UserError(
             f"the Diving48 annotations in {tree.uri(annotations)} list no videos", "download the V2 annotations"
@@ -195,32 +242,49 @@ def read_diving48(tree: Tree, split: int) -> Listing:
     )
     existing = {posixpath.splitext(posixpath.basename(f))[0]: f for f in tree.videos(videos)}
     for subset, items in subsets.items():
-        for item in items:
-            found = existing.get(item["vid_name"])
+        for vid_name, label, start, end in items:
+            found = existing.get(vid_name)
             if found is None:
                 listing.missing.append(
-                    (
-                        tree.uri(join(videos, item["vid_name"] + ".mp4")),
-                        f"missing file (listed in Diving48_V2_{subset}.json)",
-                    )
+                    (tree.uri(join(videos, vid_name + ".mp4")), f"missing file (listed in Diving48_V2_{subset}.json)")
                 )
                 continue
-            # end_frame is the last frame of the dive, inclusive; the manifest stores one past it.
-            end = int(item["end_frame"]) + 1 if "end_frame" in item else -1
-            listing.subsets[subset].append(
-                Entry(tree.uri(found), int(item["label"]), subset, int(item.get("start_frame", 0)), end)
-            )
+            listing.subsets[subset].append(Entry(tree.uri(found), label, subset, start, end))
     return listing
 
 
+def _seconds(value, where: str, column: str) -> int:
+    """A time_start / time_end cell as whole seconds, else a UserError naming the file and line."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise UserError(
+            f"{where}: {column} {printable(repr(value), 40)} is not a time in seconds",
+            "use the Kinetics-400 annotation CSVs",
+        )
+    return int(seconds)
+
+
 def _kinetics_rows(text: str, where: str) -> list[dict]:
-    rows = list(csv.DictReader(io.StringIO(text)))
+    """The rows of a Kinetics annotation CSV, each with the clip's file stem under 'stem'."""
+    reader = csv.DictReader(io.StringIO(text))
     needed = {"label", "youtube_id", "time_start", "time_end"}
-    if not rows or not needed <= set(rows[0]):
+    if not needed <= set(reader.fieldnames or []):
         raise UserError(
             f"{where} has no rows with columns label,youtube_id,time_start,time_end",
             "use the Kinetics-400 annotation CSVs",
         )
+    rows = []
+    for row in reader:
+        at = f"{where}, line {reader.line_num}"
+        if not row.get("label") or not row.get("youtube_id"):
+            raise UserError(f"{at}: no label or youtube_id", "use the Kinetics-400 annotation CSVs")
+        start, end = _seconds(row.get("time_start"), at, "time_start"), _seconds(row.get("time_end"), at, "time_end")
+        rows.append({**row, "stem": f"{row['youtube_id']}_{start:06d}_{end:06d}"})
+    if not rows:
+        raise UserError(f"{where} has no rows", "use the Kinetics-400 annotation CSVs")
     return rows
 
 
@@ -266,7 +330,7 @@ def read_kinetics400(tree: Tree, split: int) -> Listing:
         found_dirs[subset] = videos
         existing = {posixpath.splitext(posixpath.basename(f))[0]: f for f in (tree.videos(videos) if videos else [])}
         for row in rows:
-            stem = f"{row['youtube_id']}_{int(float(row['time_start'])):06d}_{int(float(row['time_end'])):06d}"
+            stem = row["stem"]
             path = existing.get(stem)
             if path is None:
                 listing.missing.append(

@@ -43,7 +43,7 @@ from fame_ray.data.catalog import fingerprint, generic, layouts, probe
 from fame_ray.data.catalog.datasets import NUM_CLASSES
 from fame_ray.data.catalog.listing import SUBSETS, Listing, Tree
 from fame_ray.errors import UserError
-from fame_ray.storage import Location
+from fame_ray.storage import Location, parse_json
 
 log = logging.getLogger(__name__)
 
@@ -271,4 +271,13 @@ def class_names(data: config.DataConfig, source: Location) -> list[str]:
             f"{data.dataset} split {data.split} has no manifests in {location.parent} yet",
             f"run `fame-ray data prepare --dataset {data.dataset}` (with its --data-root) first",
         )
-    return json.loads(location.read_text())
+    try:
+        names = parse_json(location.read_bytes())
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise UserError(
+            f"{location} is not a list of class names",
+            f"run `fame-ray data prepare --dataset {data.dataset}` again to rewrite it",
+        )
+    return names

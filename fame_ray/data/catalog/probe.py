@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import os
-
-import ray
 
 from fame_ray import runtime
 from fame_ray.data import deadline
@@ -20,8 +17,9 @@ from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
 
-CHUNK = 16  # videos per Ray task: enough to hide task overhead, small enough to spread out
-TASK_CPUS = 0.5  # probing waits on I/O and demuxing more than it computes
+# At most 16 videos per task (enough to hide task overhead), two tasks per CPU at least; half a
+# CPU each: probing waits on I/O and demuxing more than it computes.
+TASKS = runtime.ChunkedTasks(task_cpus=0.5, max_chunk=16, tasks_per_cpu=2, crashed="probe crashed")
 PROBE_TIMEOUT_S = 120.0  # opening a video and decoding two frames takes milliseconds
 
 
@@ -112,39 +110,10 @@ def probe_chunk(videos: list[Location]) -> list[dict | str]:
 
 
 def probe_all(videos: list[Location]) -> list[dict | str]:
-    """Probe every video in parallel Ray tasks; one result (dict or reason) per URI, in order.
-
-    A task whose worker dies (a decoder crash on a broken file) is retried video by video,
-    so one bad file costs only itself.
-    """
+    """Probe every video in parallel Ray tasks; one result (dict or reason) per URI, in order
+    (a task whose worker dies is retried video by video: `runtime.map_chunks`)."""
     if not videos:
         return []
     # A local instance (or the cluster in RAY_ADDRESS); later Ray work in this process reuses it.
     runtime.connect_ray()
-    remote = ray.remote(num_cpus=TASK_CPUS, max_retries=0)(probe_chunk)
-    # At least two tasks per CPU when there are enough videos, at most CHUNK videos per task.
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    size = max(1, min(CHUNK, math.ceil(len(videos) / (2 * cpus))))
-    chunks = [videos[i : i + size] for i in range(0, len(videos), size)]
-    refs = [remote.remote(chunk) for chunk in chunks]
-    results: list[dict | str] = []
-    for chunk, ref in zip(chunks, refs):
-        try:
-            results.extend(ray.get(ref))
-        except ray.exceptions.RayError as error:
-            log.warning(
-                "probe task of %d videos failed (%s); probing them one by one", len(chunk), type(error).__name__
-            )
-            results.extend(_one_by_one(remote, chunk))
-    return results
-
-
-def _one_by_one(remote, chunk: list[Location]) -> list[dict | str]:
-    refs = [remote.remote([video]) for video in chunk]
-    out: list[dict | str] = []
-    for ref in refs:
-        try:
-            out.extend(ray.get(ref))
-        except ray.exceptions.RayError as error:
-            out.append(f"probe crashed: {type(error).__name__}")
-    return out
+    return runtime.map_chunks(probe_chunk, videos, TASKS)

@@ -20,12 +20,21 @@ import logging
 import numpy as np
 
 from fame_ray.config import DataConfig
-from fame_ray.data.clips.sampling import clip_indices
+from fame_ray.data.clips import transforms
+from fame_ray.data.clips.sampling import clip_indices, uniform_offsets
 from fame_ray.data.deadline import DecodeError, DecodeTimeout, abandoned_decodes, with_deadline
 from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
-__all__ = ["DecodeError", "DecodeTimeout", "abandoned_decodes", "decode_clips", "open_video", "with_deadline"]
+__all__ = [
+    "DecodeError",
+    "DecodeTimeout",
+    "abandoned_decodes",
+    "centre_clips",
+    "decode_clips",
+    "open_video",
+    "with_deadline",
+]
 
 
 def open_video(video: Location, num_threads: int = 1):
@@ -71,3 +80,25 @@ def _decode_clips(video: Location, usable: range, offsets: list[int], data: Data
             f"cannot decode {video}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
         ) from error
     return [frames[part] for part in np.split(inverse, len(clips))]
+
+
+def centre_clips(table, order, count: int, data: DataConfig, source: Location) -> list[tuple[dict, np.ndarray]]:
+    """(manifest row, uint8 T H W C clip from the middle of the video) of the first `count`
+    videos in `order` (row numbers of the manifest `table`) that decode; a video that does not
+    decode is skipped with a warning. Decodes in this process (previews, read-outs)."""
+    picked = []
+    for index in order:
+        if len(picked) == count:
+            break
+        row = {name: table[name][int(index)].as_py() for name in table.column_names}
+        transforms.check_crop_fits(data.crop_size, row["height"], row["width"], row["path"])
+        usable = range(row["start_frame"], row["end_frame"])
+        try:
+            (clip,) = decode_clips(
+                source.at(row["path"]), usable, uniform_offsets(len(usable), data.clip_span, 1), data
+            )
+        except DecodeError as error:
+            log.warning("skipped: %s", error)
+            continue
+        picked.append((row, clip))
+    return picked

@@ -46,7 +46,7 @@ first); the merge runs on the training worker over its full per-worker batch (`m
 clip of every step takes its background from a full batch, as one GPU's batch in the official
 code.
 
-Pure functions over CPU tensors: clips are B C T H W, float in [0, 1]; masks are B H W.
+Pure functions over tensors (no Ray, no files): clips are B C T H W, float in [0, 1] or uint8; masks are B H W.
 """
 
 from __future__ import annotations
@@ -282,18 +282,3 @@ def clip_mask(clip: torch.Tensor, beta: float, generator: torch.Generator | None
     """The mask of one uint8 clip C T H W: uint8 H W of 0/1 (what the data pipeline computes)."""
     motion, mean = uint8_statistics(clip.unsqueeze(0))
     return mask_from_statistics(motion, mean, beta, generator)[0].to(torch.uint8)
-
-
-def fame_uint8(
-    clips: torch.Tensor, beta: float, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """FAME on a uint8 batch B C T H W: (fused uint8 B C T H W, mask B H W, permutation B).
-
-    The permutation is random over the batch and may map a clip to itself, as in the
-    official code; selecting uint8 pixels equals merging in float and converting back.
-    """
-    generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    motion, mean = uint8_statistics(clips)
-    mask = mask_from_statistics(motion, mean, beta, generator)
-    permutation = torch.randperm(clips.shape[0], generator=generator)
-    return merge_uint8(clips.contiguous(), mask, permutation), mask, permutation

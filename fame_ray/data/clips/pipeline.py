@@ -8,6 +8,8 @@ count get the same clips. CPU tasks decode two clips of each video at distinct r
 positions, crop and flip them, and compute the FAME mask of the query clip; the rows arrive at
 the worker in order, exactly one per-worker batch per step:
 {"view_q", "view_k": uint8 C T H W, "mask": uint8 H W (FAME only), "label", "video_index"}.
+For Background Erasing, view_k is a second crop of view_q's clip (its positive: the same
+segment) and "view_n" a crop of the other clip (its intra-video negative).
 The merge itself runs on the worker over its full batch (fame_ray.pretrain.step), so every
 clip of every step takes its background from a full per-worker batch.
 
@@ -148,6 +150,9 @@ class PretrainShard:
     masks: bool
     """Compute the FAME mask of each query clip (method 'fame')."""
     beta: float = 0.5
+    segment_positive: bool = False
+    """Background Erasing ('be'): view_k is a second crop of view_q's segment (BE's positive) and
+    view_n a crop of the video's other clip (BE's intra-video negative)."""
 
     def segments(self, steps_per_segment: int = 2000) -> list[range]:
         """The steps still to stream, cut at every epoch's end and into runs of at most
@@ -163,8 +168,9 @@ class PretrainShard:
 
 
 def clip_pair(videos: dict, video: int, epoch: int, shard: PretrainShard) -> dict:
-    """Two clips of one video (distinct positions), cropped, flipped, and the query's mask;
-    with the milliseconds each stage took (the pipeline's live telemetry)."""
+    """Two clips of one video (distinct positions), cropped, flipped, and the query's mask (for
+    Background Erasing three crops: two of the first clip, one of the second); with the
+    milliseconds each stage took (the pipeline's live telemetry)."""
     data = shard.data
     rng = sampling.clip_rng(shard.sampler.seed, epoch, video)
     start, end = int(videos["start_frame"][video]), int(videos["end_frame"][video])
@@ -173,21 +179,27 @@ def clip_pair(videos: dict, video: int, epoch: int, shard: PretrainShard) -> dic
     started = time.perf_counter()
     clips = decode.decode_clips(source, range(start, end), offsets, data)
     decoded = time.perf_counter()
-    query, key = (
+    # Background Erasing crops the first clip twice (anchor and positive) and the second once.
+    sources = (clips[0], clips[0], clips[1]) if shard.segment_positive else clips
+    query, key, *negative = (
         np.ascontiguousarray(
-            transforms.random_resized_crop(clip, data.crop_size, data.crop_scale, rng).transpose(3, 0, 1, 2)
+            transforms.random_resized_crop(
+                clip, data.crop_size, data.crop_scale, rng, antialias=data.resize_antialias
+            ).transpose(3, 0, 1, 2)
         )
-        for clip in clips
+        for clip in sources
     )
     cropped = time.perf_counter()
     row = {"view_q": query, "view_k": key, "label": np.int64(videos["label"][video]), "video_index": np.int64(video)}
+    if negative:
+        row["view_n"] = negative[0]
     if shard.masks:
         ties = torch.Generator().manual_seed(int(rng.integers(2**62)))
         row["mask"] = fame.clip_mask(torch.from_numpy(query), shard.beta, ties).numpy()
-    # Per clip: decoding and cropping produce two clips, the mask is of the query clip only.
+    # Per clip: decoding produces two clips, cropping two (three for BE), the mask is of the query clip only.
     row.update(
         decode_ms=np.float32(500 * (decoded - started)),
-        crop_ms=np.float32(500 * (cropped - decoded)),
+        crop_ms=np.float32(1000 * (cropped - decoded) / len(sources)),
         mask_ms=np.float32(1000 * (time.perf_counter() - cropped) if shard.masks else 0.0),
     )
     return row
@@ -268,9 +280,9 @@ def _supervised_rows(row: dict, data: DataConfig, train: bool, source: Location,
     rows = []
     for index, clip in enumerate(clips):
         cropped = (
-            transforms.random_resized_crop(clip, data.crop_size, data.crop_scale, rng)
+            transforms.random_resized_crop(clip, data.crop_size, data.crop_scale, rng, antialias=data.resize_antialias)
             if train
-            else transforms.eval_crop(clip, data.crop_size, data.test_crop)
+            else transforms.eval_crop(clip, data.crop_size, data.test_crop, data.resize_antialias)
         )
         rows.append(
             {

@@ -1,5 +1,6 @@
-"""A picture of what FAME does to a few clips of a dataset (`fame-ray data preview`): original
-frames, the foreground mask and the merged clip, side by side, one row per clip."""
+"""A picture of what a method does to a few clips of a dataset (`fame-ray data preview`), one row
+per clip: FAME's original frames, foreground mask and merged clip, or DCLR's static and dynamic
+views beside the clip."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from fame_ray.config import DataConfig, PretrainConfig
 from fame_ray.data import manifest
-from fame_ray.data.clips import decode, fame, sampling, transforms
+from fame_ray.data.clips import decode, fame, transforms
 from fame_ray.errors import UserError
 from fame_ray.storage import Location
 
@@ -21,67 +22,85 @@ log = logging.getLogger(__name__)
 GAP = 6
 
 
-def contact_sheet(original, mask, fused, titles: list[str], frames: int):
-    """PIL image: per clip a row of original frames | mask | fused frames (uint8 B C T H W inputs)."""
-    batch, _, length, height, width = original.shape
-    shown = [round(i * (length - 1) / max(frames - 1, 1)) for i in range(frames)]
-    columns = 2 * frames + 1
-    sheet = Image.new("RGB", (columns * (width + GAP) + GAP, batch * (height + GAP + 14) + 20), "white")
+def contact_sheet(rows: list[list[torch.Tensor]], headers: list[tuple[int, str]], titles: list[str]) -> Image.Image:
+    """PIL image: one row of uint8 C H W tiles per clip under its title, `headers` (column, text)
+    over the columns where each part of a row begins."""
+    height, width = rows[0][0].shape[1:]
+    columns = max(len(tiles) for tiles in rows)
+    sheet = Image.new("RGB", (columns * (width + GAP) + GAP, len(rows) * (height + GAP + 14) + 20), "white")
     draw = ImageDraw.Draw(sheet)
-    for x, text in (
-        (GAP, "original frames"),
-        (GAP + frames * (width + GAP), "FAME mask"),
-        (GAP + (frames + 1) * (width + GAP), "merged (foreground on another clip's background)"),
-    ):
-        draw.text((x, 4), text, fill="black")
-    for row in range(batch):
+    for column, text in headers:
+        draw.text((GAP + column * (width + GAP), 4), text, fill="black")
+    for row, tiles in enumerate(rows):
         top = 20 + row * (height + GAP + 14)
         draw.text((GAP, top), titles[row], fill="black")
-        tiles = (
-            [original[row, :, t] for t in shown] + [mask[row][None].repeat(3, 1, 1)] + [fused[row, :, t] for t in shown]
-        )
         for column, tile in enumerate(tiles):
             image = Image.fromarray(tile.permute(1, 2, 0).numpy())
             sheet.paste(image, (GAP + column * (width + GAP), top + 12))
     return sheet
 
 
+def shown_frames(length: int, frames: int) -> list[int]:
+    """`frames` evenly spaced frame indices of a clip of `length` frames."""
+    return [round(i * (length - 1) / max(frames - 1, 1)) for i in range(frames)]
+
+
+def fame_rows(batch: torch.Tensor, beta: float, titles: list[str], frames: int) -> tuple[list, list, list[str]]:
+    """FAME on uint8 B C T H W clips: per clip its frames | the mask | the merged frames, each clip
+    taking the background of the next (training draws a random permutation, which may keep a
+    clip's own background)."""
+    motion, mean = fame.uint8_statistics(batch)
+    mask = (fame.mask_from_statistics(motion, mean, beta) * 255).to(torch.uint8)
+    permutation = torch.roll(torch.arange(len(batch)), -1)
+    fused = fame.merge_uint8(batch, mask // 255, permutation)
+    shown = shown_frames(batch.shape[2], frames)
+    rows = [
+        [batch[i, :, t] for t in shown] + [mask[i][None].repeat(3, 1, 1)] + [fused[i, :, t] for t in shown]
+        for i in range(len(batch))
+    ]
+    headers = [
+        (0, "original frames"),
+        (frames, "FAME mask"),
+        (frames + 1, "merged: foreground on the next row's background"),
+    ]
+    return rows, headers, [f"{title}  (background from row {int(p) + 1})" for title, p in zip(titles, permutation)]
+
+
+def dclr_rows(batch: torch.Tensor, titles: list[str], frames: int, seed: int) -> tuple[list, list, list[str]]:
+    """DCLR's views of uint8 B C T H W clips: per clip its frames | the static view (one random
+    frame of the clip, which DCLR repeats over time) | the dynamic view (frame differences
+    x_t - x_(t-1), wrapping at frame 0 as the official code, shown as 128 + difference / 2)."""
+    index = torch.randint(0, batch.shape[2], (len(batch),), generator=torch.Generator().manual_seed(seed))
+    dynamic = (batch.short() - torch.roll(batch.short(), 1, dims=2)).div(2).add(128).clamp(0, 255).to(torch.uint8)
+    shown = shown_frames(batch.shape[2], frames)
+    rows = [
+        [batch[i, :, t] for t in shown] + [batch[i, :, int(index[i])]] + [dynamic[i, :, t] for t in shown]
+        for i in range(len(batch))
+    ]
+    headers = [(0, "original frames"), (frames, "static view"), (frames + 1, "dynamic view (frame differences)")]
+    return rows, headers, [f"{title}  (static: frame {int(i) + 1})" for title, i in zip(titles, index)]
+
+
 def pick_clips(
     table: pa.Table, data: DataConfig, count: int, seed: int, source: Location
 ) -> tuple[list[np.ndarray], list[str]]:
     """Centre-cropped clips (uint8 T H W C) of `count` random decodable videos, and their titles."""
-    chosen, titles = [], []
-    for index in np.random.default_rng(seed).permutation(table.num_rows):
-        row = {name: table[name][int(index)].as_py() for name in table.column_names}
-        transforms.check_crop_fits(data.crop_size, row["height"], row["width"], row["path"])
-        offset = sampling.uniform_offsets(row["end_frame"] - row["start_frame"], data.clip_span, 1)
-        try:
-            (clip,) = decode.decode_clips(
-                source.at(row["path"]), range(row["start_frame"], row["end_frame"]), offset, data
-            )
-        except decode.DecodeError as error:
-            log.warning("skipped: %s", error)
-            continue
-        chosen.append(transforms.resize_center_crop(clip, data.crop_size))
-        titles.append(f"{row['label_name']}: {row['path'].rsplit('/', 1)[-1]}")
-        if len(chosen) == count:
-            break
-    if len(chosen) < 2:
-        raise UserError(f"found only {len(chosen)} decodable videos", "FAME needs at least 2 clips; check the dataset")
-    return chosen, titles
+    picked = decode.centre_clips(table, np.random.default_rng(seed).permutation(table.num_rows), count, data, source)
+    if len(picked) < 2:
+        raise UserError(f"found only {len(picked)} decodable videos", "FAME needs at least 2 clips; check the dataset")
+    chosen = [transforms.resize_center_crop(clip, data.crop_size) for _, clip in picked]
+    return chosen, [f"{row['label_name']}: {row['path'].rsplit('/', 1)[-1]}" for row, _ in picked]
 
 
 def render(
     cfg: PretrainConfig, subset_manifest: Location, clips: int, frames: int, seed: int
 ) -> tuple[Image.Image, int]:
-    """The contact sheet of `clips` clips of a manifest of the dataset in cfg, and how many it shows."""
+    """The contact sheet of `clips` clips of a manifest of the dataset in cfg, and how many it
+    shows: FAME's mask and merge, or with method 'dclr' its static and dynamic views."""
     chosen, titles = pick_clips(manifest.read(subset_manifest), cfg.data, clips, seed, cfg.data_location())
     batch = torch.from_numpy(np.stack(chosen)).permute(0, 4, 1, 2, 3).contiguous()
-    motion, mean = fame.uint8_statistics(batch)
-    mask = fame.mask_from_statistics(motion, mean, cfg.fame.beta)
-    # A cyclic shift, so every row shows a swapped background (training draws a random
-    # permutation, which may keep a clip's own background).
-    permutation = torch.roll(torch.arange(len(chosen)), -1)
-    fused = fame.merge_uint8(batch, mask, permutation)
-    titles = [f"{title}  (background from row {int(p) + 1})" for title, p in zip(titles, permutation)]
-    return contact_sheet(batch, (mask * 255).to(torch.uint8), fused, titles, frames), len(chosen)
+    if cfg.method == "dclr":
+        rows, headers, titles = dclr_rows(batch, titles, frames, seed)
+    else:
+        rows, headers, titles = fame_rows(batch, cfg.fame.beta, titles, frames)
+    return contact_sheet(rows, headers, titles), len(chosen)

@@ -1,10 +1,16 @@
 """Spatial crops on uint8 clips T H W C, the same parameters for every frame of a clip.
 
 Training: random resized crop (area share from `data.crop_scale`, aspect ratio 3/4 to 4/3,
-as torchvision's RandomResizedCrop) resized to crop_size, then a horizontal flip with
-probability 0.5. Evaluation: resize so the short side is crop_size, then a centre
-crop_size x crop_size crop. Resizing is bilinear with antialiasing (torch), on the crop
-only, directly on uint8.
+as torchvision's RandomResizedCrop) of the frame as stored, resized to crop_size, then a
+horizontal flip with probability 0.5. Evaluation: a centre crop_size square of the frame as
+stored (official), or the short side resized to crop_size first ('resize').
+
+Resizing is bilinear without antialiasing by default, as the official code's
+RandomResizedCropVideo (torchvision's `_functional_video.resize`: `F.interpolate(...,
+mode="bilinear", align_corners=False)` on float clips); `antialias=True` is fame-ray's option
+(`data.resize_antialias`). It runs on the crop only, directly on uint8 (torch's uint8 path):
+the pixels land within one grey level (1/255) of the official float resize, a rounding the
+uint8 rows that Ray Data ships make anyway, at a fraction of its time (README "Resize").
 """
 
 from __future__ import annotations
@@ -65,11 +71,11 @@ def random_resized_crop_box(
     return (height - crop_height) // 2, (width - crop_width) // 2, crop_height, crop_width
 
 
-def resize(clip: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 T H W C -> uint8 T height width C, bilinear with antialiasing.
+def resize(clip: np.ndarray, height: int, width: int, antialias: bool = False) -> np.ndarray:
+    """uint8 T H W C -> uint8 T height width C, bilinear (official: no antialiasing).
 
     torch resizes uint8 channels-last frames directly (a T H W C array seen as T C H W
-    is exactly that layout), an order of magnitude faster than through float.
+    is exactly that layout), several times faster than through float.
     """
     if clip.shape[1:3] == (height, width):
         return np.ascontiguousarray(clip)
@@ -77,7 +83,7 @@ def resize(clip: np.ndarray, height: int, width: int) -> np.ndarray:
         clip = np.ascontiguousarray(clip)
     # A crop of a larger frame is a strided view; torch reads it without a copy.
     frames = torch.from_numpy(clip).permute(0, 3, 1, 2)
-    resized = F.interpolate(frames, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    resized = F.interpolate(frames, size=(height, width), mode="bilinear", antialias=antialias, align_corners=False)
     return resized.permute(0, 2, 3, 1).contiguous().numpy()
 
 
@@ -87,11 +93,12 @@ def random_resized_crop(
     scale: tuple[float, float],
     rng: np.random.Generator,
     flip_probability: float = 0.5,
+    antialias: bool = False,
 ) -> np.ndarray:
     """uint8 T H W C -> T crop_size crop_size C: one random box and one flip decision for all frames."""
     top, left, crop_height, crop_width = random_resized_crop_box(clip.shape[1], clip.shape[2], scale, rng)
     region = clip[:, top : top + crop_height, left : left + crop_width]
-    resized = resize(region, crop_size, crop_size)
+    resized = resize(region, crop_size, crop_size, antialias)
     if rng.random() < flip_probability:
         # Flipping after the resize gives the same pixels (the filter is symmetric) and
         # copies the small crop instead of the large region.
@@ -107,15 +114,15 @@ def center_crop(clip: np.ndarray, crop_size: int) -> np.ndarray:
     return np.ascontiguousarray(clip[:, top : top + crop_size, left : left + crop_size])
 
 
-def resize_center_crop(clip: np.ndarray, crop_size: int) -> np.ndarray:
+def resize_center_crop(clip: np.ndarray, crop_size: int, antialias: bool = False) -> np.ndarray:
     """uint8 T H W C -> T crop_size crop_size C: short side resized to crop_size, centre crop."""
     height, width = clip.shape[1:3]
     short = min(height, width)
     new_height = crop_size if height == short else int(round(height * crop_size / short))
     new_width = crop_size if width == short else int(round(width * crop_size / short))
-    return center_crop(resize(clip, new_height, new_width), crop_size)
+    return center_crop(resize(clip, new_height, new_width, antialias), crop_size)
 
 
-def eval_crop(clip: np.ndarray, crop_size: int, mode: str = "center") -> np.ndarray:
+def eval_crop(clip: np.ndarray, crop_size: int, mode: str = "center", antialias: bool = False) -> np.ndarray:
     """The test-time crop: 'center' (official, no resize) or 'resize' (short side to crop first)."""
-    return center_crop(clip, crop_size) if mode == "center" else resize_center_crop(clip, crop_size)
+    return center_crop(clip, crop_size) if mode == "center" else resize_center_crop(clip, crop_size, antialias)

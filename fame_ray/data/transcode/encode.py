@@ -1,7 +1,7 @@
-"""Re-encode one video for training: H.264 (PyAV, libx264), short side scaled down, a keyframe
-every few frames, frame rate and frame count kept, audio dropped.
+"""Re-encode one video for training: H.264 (PyAV, libx264), a keyframe every few frames, frame
+size, frame rate and frame count kept (the short side scaled down only when asked), audio dropped.
 
-    settings = EncodeSettings(short_side=128, gop=16)
+    settings = EncodeSettings(gop=16)                     # the frames as they are: the official geometry
     data, frames = encode_video("v_ApplyEyeMakeup_g01_c01.avi", settings, container_for("x.avi"))
 
 Why: training decodes random 16-frame clips (stride 2, so 31 frames of video) at random
@@ -9,8 +9,14 @@ positions. A decoder seeks to the keyframe before the first frame it needs and d
 everything from there: with keyframes hundreds of frames apart (x264's default keyint is 250;
 real uploads often have one keyframe per clip), most of a clip's decode time goes to frames it
 throws away. With a keyframe every `gop` frames, at most gop - 1 frames are wasted per seek.
-Frames larger than the crop cost decode time in proportion to their pixels; the short side
-only needs a margin over the crop (the official recipe: 128 for 112 crops, 256 for 224).
+
+Frame size: the official code reads UCF101 and HMDB51 at their original 320x240 (no resize,
+`dataset/ucf101.py`): training crops 20-100% of the full frame, testing takes a 112 centre
+crop of it. The default copy keeps every frame's size, so it changes only where keyframes sit
+and what the recipe sees stays the official. `short_side` > 0 scales frames down (decoding
+then costs less, in proportion to the pixels): a deviation from the official geometry, since a
+112 centre crop covers ~16% of a 320x240 frame and ~58% of a 171x128 one. It is for datasets
+whose frames are much larger than the recipe's crops (Kinetics-400 uploads up to 1080p).
 No B-frames, no scene-cut keyframes: every gop starts at a multiple of `gop` and the AVI
 container (UCF101, HMDB51) keeps exact frame counts.
 """
@@ -25,9 +31,10 @@ from fractions import Fraction
 
 from fame_ray.errors import UserError
 
-# The training crop needs a margin: the official recipe stores 128-pixel short sides for
-# 112-pixel crops, and I3D's 224-pixel crops come from 256-pixel short sides (8 : 7 both times).
+# A resized copy (a deviation, see above) keeps a margin over the crop: 8 : 7, the common
+# 128-pixel short side for 112-pixel crops and 256 for I3D's 224.
 CROP_MARGIN = Fraction(8, 7)
+KEEP_SIZE = 0  # short_side: keep every frame's size (the official geometry)
 MIN_SHORT_SIDE = 112  # the smallest crop any recipe of fame-ray trains on (R(2+1)D, R3D)
 MAX_SHORT_SIDE = 2160
 MAX_GOP = 300
@@ -43,7 +50,8 @@ class TranscodeError(Exception):
 
 
 def required_short_side(crop_size: int) -> int:
-    """The smallest short side that serves `crop_size` crops: 8/7 of it, even (128 for 112, 256 for 224)."""
+    """The smallest short side a resized copy may have for `crop_size` crops: 8/7 of it, even
+    (128 for 112, 256 for 224)."""
     return max(MIN_SHORT_SIDE, 2 * math.ceil(crop_size * CROP_MARGIN / 2))
 
 
@@ -51,8 +59,10 @@ def required_short_side(crop_size: int) -> int:
 class EncodeSettings:
     """How the copy is encoded (recorded in the copy, so that a rerun resumes only with the same)."""
 
-    short_side: int = 128
-    """Short side of the copy in pixels; frames already smaller are kept (never upscaled)."""
+    short_side: int = KEEP_SIZE
+    """0 = keep every frame's size (default: the official geometry); else the short side of the
+    copy in pixels (a deviation from the official geometry; frames already smaller are kept,
+    never upscaled)."""
     gop: int = 16
     """A keyframe every `gop` frames."""
     crf: int = 23
@@ -61,10 +71,14 @@ class EncodeSettings:
     """x264 speed preset."""
 
     def __post_init__(self):
-        if not MIN_SHORT_SIDE <= self.short_side <= MAX_SHORT_SIDE or self.short_side % 2:
+        resized = self.short_side != KEEP_SIZE
+        if resized and (not MIN_SHORT_SIDE <= self.short_side <= MAX_SHORT_SIDE or self.short_side % 2):
             raise UserError(
-                f"--short-side must be an even number from {MIN_SHORT_SIDE} to {MAX_SHORT_SIDE}, got {self.short_side}",
-                "128 serves 112-pixel crops, 256 serves I3D's 224-pixel crops",
+                (
+                    f"--short-side must be 0 (keep the frame size) or an even number from {MIN_SHORT_SIDE} to "
+                    f"{MAX_SHORT_SIDE}, got {self.short_side}"
+                ),
+                "0 keeps the official geometry; 128 serves 112-pixel crops, 256 I3D's 224-pixel crops",
             )
         if not 1 <= self.gop <= MAX_GOP:
             raise UserError(
@@ -82,9 +96,10 @@ class EncodeSettings:
             )
 
     def check_crop(self, crop_size: int) -> None:
-        """Refuse a short side too small for the crops the copy is meant for."""
+        """Refuse a short side too small for the crops the copy is meant for (a copy that keeps
+        the frame size serves the crops the original serves)."""
         needed = required_short_side(crop_size)
-        if self.short_side < needed:
+        if self.short_side != KEEP_SIZE and self.short_side < needed:
             raise UserError(
                 f"--short-side {self.short_side} is below the {needed} that {crop_size}-pixel crops need",
                 f"use --short-side {needed}; 128 serves 112-pixel crops, 256 serves I3D's 224",
@@ -92,8 +107,9 @@ class EncodeSettings:
 
     def frame_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) of the copy: the short side scaled to `short_side`, the aspect kept,
-        both even (4:2:0 chroma); a frame whose short side is already smaller keeps its size."""
-        if min(width, height) <= self.short_side:
+        both even (4:2:0 chroma); with short_side 0, or a frame whose short side is already
+        smaller, the frame keeps its size (cut to even)."""
+        if self.short_side == KEEP_SIZE or min(width, height) <= self.short_side:
             return max(2, width - width % 2), max(2, height - height % 2)
         scale = self.short_side / min(width, height)
         if width <= height:
@@ -107,10 +123,12 @@ class EncodeSettings:
         return {"preset": self.preset, "crf": str(self.crf), "threads": "1", "x264-params": params}
 
     def describe(self) -> str:
-        return (
-            f"H.264 short side {self.short_side}, a keyframe every {self.gop} frames, crf {self.crf}, preset "
-            f"{self.preset}"
+        size = (
+            "frame size kept (the official geometry)"
+            if self.short_side == KEEP_SIZE
+            else f"short side {self.short_side} (resized: a deviation from the official geometry)"
         )
+        return f"H.264, {size}, a keyframe every {self.gop} frames, crf {self.crf}, preset {self.preset}"
 
 
 def container_for(name: str) -> str:

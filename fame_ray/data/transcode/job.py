@@ -12,8 +12,13 @@ videos that split's files list are transcoded (the split files are all copied).
 Resumable: a video is done when the copy holds a file under its name. Each video is written
 whole (local: a temporary name, then a rename; S3: one PUT of the finished bytes), so a run
 that is killed never leaves half a video under a real name; a rerun skips the done ones and
-removes the temporary files a killed run left behind. The encoding settings are recorded in
-`<out>/.fame-ray/transcode.json` before the first video; a rerun with others is refused.
+removes the temporary files a killed run left behind. The encoding settings, the source (its
+resolved path and a fingerprint of its videos) are recorded in `<out>/.fame-ray/transcode.json`
+before the first video; a rerun with other settings or from another source is refused.
+
+What the copy reads and how it writes (`bounds`): links that leave the data root are refused and
+listed as skipped, the copy may not overlap the root once links are resolved, and every file
+and folder it writes is no more open than its source.
 
 An input that cannot be transcoded is listed (path, reason) in
 `<out>/.fame-ray/transcode_skipped.csv` and in the summary of transcode.json; it never stops
@@ -28,7 +33,6 @@ import datetime
 import io
 import json
 import logging
-import math
 import os
 import posixpath
 import time
@@ -41,6 +45,7 @@ import ray
 from fame_ray import config, runtime
 from fame_ray.data import catalog
 from fame_ray.data.catalog.listing import VIDEO_EXTENSIONS, Tree
+from fame_ray.data.transcode import bounds
 from fame_ray.data.transcode.encode import EncodeSettings, container_for, encode_video
 from fame_ray.errors import UserError
 from fame_ray.storage import Location
@@ -49,10 +54,10 @@ log = logging.getLogger(__name__)
 
 RECORD = ".fame-ray/transcode.json"
 SKIPPED = ".fame-ray/transcode_skipped.csv"
-CHUNK = 4  # videos per Ray task: a video takes seconds, so small chunks keep the progress line moving
-TASK_CPUS = 1.0  # one decoder and one single-threaded x264 per task
+# At most 4 videos per task (a video takes seconds: small chunks keep the progress line moving),
+# four tasks per CPU at least; one CPU each: one decoder and one single-threaded x264.
+TASKS = runtime.ChunkedTasks(task_cpus=1.0, max_chunk=4, tasks_per_cpu=4, crashed="transcode crashed")
 PROGRESS_EVERY_S = 5.0
-FILE_MODE = 0o644
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ class Job:
     relative: str
     source: Location
     target: Location
+    mode: int | None = None
+    """Permission bits of the written file (the source's under the umask); None: the umask's default."""
 
 
 @dataclass
@@ -126,12 +133,12 @@ class TranscodeResult:
 # one video, in a Ray task
 
 
-def _write(target: Location, data: bytes) -> None:
-    """Write a file of the copy whole (S3: one PUT of the finished bytes); a local one readable
-    by all, as datasets are shared (the atomic write's temporary file is created owner-only)."""
+def _write(target: Location, data: bytes, mode: int | None) -> None:
+    """Write a file of the copy whole (S3: one PUT of the finished bytes); a local one gets
+    `mode` (the atomic write's temporary file is created owner-only), never more than its source."""
     target.put_bytes(data)
-    if not target.is_s3:
-        os.chmod(target.uri, FILE_MODE)
+    if not target.is_s3 and mode is not None:
+        os.chmod(target.uri, mode)
 
 
 def transcode_one(job: Job, settings: EncodeSettings) -> dict | str:
@@ -145,7 +152,7 @@ def transcode_one(job: Job, settings: EncodeSettings) -> dict | str:
     except Exception as error:  # PyAV raises InvalidDataError, ValueError, OSError...; TranscodeError
         first_line = str(error).splitlines()[0][:200] if str(error) else ""
         return f"unreadable: {type(error).__name__}: {first_line}".rstrip(": ")
-    _write(job.target, data)
+    _write(job.target, data, job.mode)
     return {"bytes_out": len(data), "frames": frames}
 
 
@@ -200,50 +207,15 @@ def select_videos(
 # the copy: checks, the record, files other than videos
 
 
-def _inside(inner: Location, outer: Location) -> bool:
-    return inner.uri == outer.uri or inner.uri.startswith(outer.uri.rstrip("/") + "/")
-
-
-def check_locations(source: Location, out: Location) -> None:
-    """The root must be a folder, the copy neither inside it nor around it."""
-    if not source.is_dir():
-        raise UserError(
-            f"data root {source} does not exist or is not a folder",
-            "pass --data-root DIR holding the dataset's official layout",
-        )
-    if _inside(out, source) or _inside(source, out):
-        raise UserError(
-            f"--out {out} overlaps the data root {source}", "write the copy beside the dataset, e.g. --out <root>-128"
-        )
-    out.check_writable_root()
-
-
-def open_record(out: Location, settings: EncodeSettings, out_files: dict[str, int], header: dict) -> Location:
-    """Check that `out` is new or a copy made with the same settings, and record them there."""
+def open_record(
+    out: Location, settings: EncodeSettings, out_files: dict[str, int], header: dict, mode: int
+) -> Location:
+    """Check that `out` is new or a copy made with the same settings from the same source
+    (`bounds.check_resume`), and record them there."""
     record = out / RECORD
-    if RECORD in out_files:
-        try:
-            recorded = json.loads(record.read_text()).get("settings")
-        except (ValueError, AttributeError):
-            raise UserError(
-                f"{record} is damaged", "remove it (the videos stay resumable) or pick another --out"
-            ) from None
-        if recorded != dataclasses.asdict(settings):
-            raise UserError(
-                f"--out {out} holds a copy made with {_described(recorded)}",
-                "rerun with the same flags to resume it, or pick another --out",
-            )
-    elif out_files:
-        raise UserError(f"--out {out} holds files and no transcode record", "pick a new or empty folder for the copy")
-    _write(record, json.dumps({**header, "complete": False}, indent=1).encode())
+    bounds.check_resume(out, record if RECORD in out_files else None, bool(out_files), header)
+    _write(record, json.dumps({**header, "complete": False}, indent=1).encode(), mode)
     return record
-
-
-def _described(recorded) -> str:
-    try:
-        return EncodeSettings(**recorded).describe()
-    except (TypeError, UserError):
-        return "other settings"
 
 
 def remove_leftovers(out: Location, out_files: dict[str, int], videos: list[str]) -> int:
@@ -261,20 +233,24 @@ def remove_leftovers(out: Location, out_files: dict[str, int], videos: list[str]
     return removed
 
 
-def copy_other_files(source: Location, out: Location, sizes: dict[str, int]) -> list[str]:
-    """Copy every file that is not a video (split lists, annotations...) unchanged; hidden folders are left out."""
-    copied = sorted(p for p in sizes if not p.lower().endswith(VIDEO_EXTENSIONS) and not _hidden(p, folders_only=True))
-    for relative in copied:
-        _write(out / relative, (source / relative).read_bytes())
-    return copied
+def other_files(sizes: dict[str, int]) -> list[str]:
+    """Every file that is not a video (split lists, annotations...); hidden folders left out."""
+    return sorted(p for p in sizes if not p.lower().endswith(VIDEO_EXTENSIONS) and not _hidden(p, folders_only=True))
 
 
-def _write_skipped(location: Location, skipped: list[tuple[str, str]]) -> None:
+def copy_other_files(source: Location, out: Location, relatives: list[str], mask: int) -> list[str]:
+    """Copy the files that are not videos unchanged, with the source's permissions."""
+    for relative in relatives:
+        _write(out / relative, (source / relative).read_bytes(), bounds.file_mode(source / relative, mask))
+    return relatives
+
+
+def _write_skipped(location: Location, skipped: list[tuple[str, str]], mode: int) -> None:
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(["path", "reason"])
     writer.writerows(skipped)
-    _write(location, text.getvalue().encode())
+    _write(location, text.getvalue().encode(), mode)
 
 
 # ---------------------------------------------------------------------------------------
@@ -293,43 +269,21 @@ def run_tasks(
     """Transcode `jobs` in parallel Ray tasks; relative path -> outcome. A task whose worker
     dies (a decoder crash on a broken file) is retried video by video, so one bad file costs
     only itself; a task that raises (a failed write) stops the job."""
-    remote = ray.remote(num_cpus=TASK_CPUS, max_retries=0)(transcode_chunk)
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    size = max(1, min(CHUNK, math.ceil(len(jobs) / (4 * cpus))))
-    pending = {
-        remote.remote(chunk, settings): chunk for chunk in (jobs[i : i + size] for i in range(0, len(jobs), size))
-    }
-    outcomes: dict[str, dict | str] = {}
-    last = time.monotonic()
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_EVERY_S)
-        for ref in ready:
-            chunk = pending.pop(ref)
-            try:
-                results = ray.get(ref)
-            except ray.exceptions.RayTaskError as error:
-                for other in pending:
-                    ray.cancel(other, force=True)
-                raise UserError(
-                    f"writing the copy failed: {_failure(error)}",
-                    "check the space and permissions at --out (a rerun resumes)",
-                ) from None
-            except ray.exceptions.RayError as error:
-                if len(chunk) > 1:
-                    log.warning(
-                        "a task of %d videos failed (%s); transcoding them one by one", len(chunk), type(error).__name__
-                    )
-                    pending.update({remote.remote([job], settings): [job] for job in chunk})
-                    continue
-                results = [f"transcode crashed: {type(error).__name__}"]
-            for job, result in zip(chunk, results):
-                outcomes[job.relative] = result
-                progress.transcoded += isinstance(result, dict)
-                progress.skipped += isinstance(result, str)
-        if time.monotonic() - last >= PROGRESS_EVERY_S and pending:
-            on_progress(progress)
-            last = time.monotonic()
-    return outcomes
+
+    def count(job: Job, result) -> None:
+        progress.transcoded += isinstance(result, dict)
+        progress.skipped += isinstance(result, str)
+
+    try:
+        results = runtime.map_chunks(
+            transcode_chunk, jobs, TASKS, settings, fatal=(ray.exceptions.RayTaskError,), on_item=count,
+            every_s=PROGRESS_EVERY_S, on_progress=lambda: on_progress(progress),
+        )  # fmt: skip
+    except ray.exceptions.RayTaskError as error:  # the write that failed, raised in its task
+        raise UserError(
+            f"writing the copy failed: {_failure(error)}", "check the space and permissions at --out (a rerun resumes)"
+        ) from None
+    return {job.relative: result for job, result in zip(jobs, results)}
 
 
 def run(
@@ -350,21 +304,34 @@ def run(
         raise UserError(
             "a csv list has no layout to copy", "transcode the folder the list points into with --dataset folder"
         )
-    check_locations(source, out)
-    sizes, out_files = file_sizes(source), file_sizes(out)
-    videos, missing = select_videos(data, source, split, sizes)
+    bounds.check_locations(source, out)
+    files, out_files = bounds.source_files(source), file_sizes(out)
+    videos, missing = select_videos(data, source, split, files.sizes)
+    # A video the layout lists that the walk refused (a link out of the root) is skipped with its reason.
+    videos = [v for v in videos if v not in files.refused]
+    missing += sorted((p, reason) for p, reason in files.refused.items() if _is_video(p))
+    refused_other = sorted((p, reason) for p, reason in files.refused.items() if not _is_video(p))
     if not videos:
         raise UserError(
             f"no videos to transcode in {source}" + (f" for split {split}" if split else ""),
             "check --data-root and --dataset",
         )
-    header = {"settings": dataclasses.asdict(settings), "dataset": data.dataset, "source": source.uri, "split": split}
-    record = open_record(out, settings, out_files, header)
+    header = {
+        "settings": dataclasses.asdict(settings),
+        "dataset": data.dataset,
+        "source": bounds.resolved(source),
+        "source_fingerprint": bounds.fingerprint(files, sorted(p for p in files.sizes if _is_video(p))),
+        "split": split,
+    }
+    mask = bounds.umask()
+    record = open_record(out, settings, out_files, header, bounds.default_mode(mask))
     removed = remove_leftovers(out, out_files, videos)
     if removed:
         log.info("removed %d temporary files an interrupted run left in %s", removed, out)
-    copied = copy_other_files(source, out, sizes)
-    todo = [Job(v, source / v, out / v) for v in videos if v not in out_files]
+    others = other_files(files.sizes)
+    bounds.make_folders(source, out, videos + others, mask)
+    copied = copy_other_files(source, out, others, mask)
+    todo = [Job(v, source / v, out / v, bounds.file_mode(source / v, mask)) for v in videos if v not in out_files]
     progress = Progress(total=len(videos) + len(missing), already_done=len(videos) - len(todo), missing=len(missing))
     on_progress(progress)
     outcomes = {}
@@ -374,15 +341,28 @@ def run(
         outcomes = run_tasks(todo, settings, progress, on_progress)
         on_progress(progress)
     return _finish(
-        out, record, header, settings, sizes, out_files, videos, missing, outcomes, copied, time.time() - started
+        out,
+        record,
+        header,
+        settings,
+        files.sizes,
+        out_files,
+        videos,
+        (missing, refused_other),
+        outcomes,
+        copied,
+        time.time() - started,
     )
 
 
 def _finish(
-    out, record, header, settings, sizes, out_files, videos, missing, outcomes, copied, seconds
+    out, record, header, settings, sizes, out_files, videos, left_out, outcomes, copied, seconds
 ) -> TranscodeResult:
-    """Sum up sizes, write the skipped list and the summary; fail when no video made it."""
+    """Sum up sizes, write the skipped list and the summary; fail when no video made it.
+    `left_out`: (videos the split lists that the root lacks or that were refused, other files refused)."""
+    missing, refused_other = left_out
     skipped = list(missing) + [(v, outcomes[v]) for v in videos if isinstance(outcomes.get(v), str)]
+    skipped += list(refused_other)
     written = {
         v: (outcomes[v]["bytes_out"] if v in outcomes else out_files[v])
         for v in videos
@@ -402,7 +382,8 @@ def _finish(
         record,
         out / SKIPPED,
     )
-    _write_skipped(result.skipped_file, skipped)
+    own_mode = bounds.default_mode(bounds.umask())
+    _write_skipped(result.skipped_file, skipped, own_mode)
     summary = {
         "videos": result.videos,
         "transcoded": result.transcoded,
@@ -414,7 +395,7 @@ def _finish(
         "ratio": round(result.ratio, 4),
         "seconds": round(seconds, 1),
     }
-    _write(record, json.dumps({**header, "complete": not skipped, "summary": summary}, indent=1).encode())
+    _write(record, json.dumps({**header, "complete": not skipped, "summary": summary}, indent=1).encode(), own_mode)
     if not written:
         reasons = sorted({reason for _, reason in skipped})[:3]
         raise UserError(
