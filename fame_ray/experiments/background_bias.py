@@ -169,7 +169,7 @@ class Experiment:
         for method in self.plan.methods:
             found = [self.pretrained(variant, method, 0, point) for point in self.plan.points()]
             scores[method] = [{"point": r["point"], "validation": r["readouts"]["validation"]} for r in found]
-            chosen[method] = max(found, key=lambda r: r["readouts"]["validation"])["point"]
+            chosen[method] = bias_plan.best_point(found)
         return {"scores": scores, "chosen": chosen}
 
     def draw_maps(self, variant: Variant, runs: dict[str, dict]) -> dict[str, str]:

@@ -12,7 +12,7 @@ Read-outs (probe training part -> probe test part, label):
   motion read-out that stays up there is not reading motion;
 - validation (recipe choice only): biased/train -> biased/test, class.
 The clips of every part are decoded once per set and kept in Ray's object store
-(`probe_clips`); each encoder is one pass of ClipEncoder actors over them, as decoded and frozen
+(`probe_clips`); each encoder is one pass of encoding tasks (features.encode_dataset) over them, as decoded and frozen
 by `freeze` (the same frames without their motion).
 """
 
@@ -102,7 +102,7 @@ def features(encoder: Encoder, probes: ProbeClips, resources: ResourcePlan) -> t
     frozen clips (one pass over both: the frozen ones numbered from V)."""
     frozen = probes.clips.map_batches(freeze, fn_kwargs={"shift": probes.videos}, batch_format="numpy", batch_size=64)
     both = probes.clips.union(frozen)
-    encoded = encode_dataset(both, encoder, batch_size=64, actors=1, actor_cpus=resources.cpus_per_worker)
+    encoded = encode_dataset(both, encoder, batch_size=64, workers=1, worker_cpus=resources.cpus_per_worker)
     ids, found, _ = video_features(encoded.iter_batches(batch_size=256, batch_format="numpy"))
     if len(ids) != 2 * probes.videos:
         raise RuntimeError(f"{2 * probes.videos - len(ids)} probe clips are missing: see the log")
@@ -174,6 +174,9 @@ def ceiling(root: str, data: DataConfig, epochs: int, out: Location) -> dict:
             "train": {"epochs": epochs, "global_batch": 32, "num_workers": 1},
             "optim": {"lr": 0.05, "base_batch": 0, "schedule": "cosine"},
             "dropout": 0.3,
+            # One trial: nothing is chosen, so no validation split is held out of the training videos;
+            # every epoch tests the test split (the curve).
+            "val_fraction": 0.0,
             "pretrained": weights.uri,
             "storage": {"path": out.uri, "run_name": "ceiling"},
         },

@@ -1,10 +1,11 @@
-"""The background-bias experiment's quick form through the real CLI: synthetic sets, the recipe search
-(two grid points) for FAME and MoCo through Ray Data and Ray Train, probes with their static
-controls, random init, the supervised ceiling with its curve, activation maps; then a rerun with the
-same --out that runs nothing again.
+"""The background-bias experiment's quick form through the real CLI: tiny synthetic sets, the recipe
+search (a one-point grid: the choice among points is a unit test) for FAME and MoCo through Ray Data
+and Ray Train, probes with their static controls, random init, the supervised ceiling with its curve,
+activation maps; then a rerun with the same --out that runs nothing again, and `fame-ray explain`.
 
-No FAME-over-MoCo check: the quick form pretrains 20 steps on one seed, and its read-outs measure
-that the pipeline works, not which method is better (README "The proof" has the measured spread).
+No comparison between methods: the quick form pretrains 10 steps on one seed and 64 videos, and its
+read-outs show that the pipeline works, not which method is better (a margin at this size flips by
+chance). The test takes about 3 minutes on 2 CPUs.
 """
 
 from __future__ import annotations
@@ -51,14 +52,14 @@ def test_quick_experiment_writes_every_control_and_resumes(tmp_path):
     search = record["search"]["base"]
     for method in ("fame", "moco"):
         points = [score["point"]["optim.lr"] for score in search["scores"][method]]
-        assert points == [0.03, 0.1] and search["chosen"][method]["optim.lr"] in points
+        assert points == [0.1] and search["chosen"][method] == {"optim.lr": 0.1}
     base = record["variants"]["base"]
     assert set(base["results"]) == {"fame", "moco", "random_init"}
     for summary in base["results"].values():
         _well_formed(summary)
     assert base["recipes"] == search["chosen"]
     ceiling = base["ceiling"]
-    assert 0 <= ceiling["top1"] <= 1 and [row["epoch"] for row in ceiling["curve"]] == [1, 2]
+    assert 0 <= ceiling["top1"] <= 1 and [row["epoch"] for row in ceiling["curve"]] == [1]
     assert 0 < base["mask_area"] < 0.5
     for method, path in base["maps"].items():
         assert Image.open(out / path).size[0] > 300, method

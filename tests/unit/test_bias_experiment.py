@@ -59,6 +59,15 @@ def test_grid_flags_parse_and_refuse_repeats():
         bias_plan.parse_grid(["optim.lr"])
 
 
+def test_the_search_keeps_the_best_validation_point_and_the_earlier_on_a_tie():
+    found = [
+        {"point": {"optim.lr": lr}, "readouts": {"validation": score}}
+        for lr, score in ((0.03, 0.5), (0.1, 0.75), (0.3, 0.75))
+    ]
+    assert bias_plan.best_point(found) == {"optim.lr": 0.1}
+    assert bias_plan.best_point(found[:1]) == {"optim.lr": 0.03}
+
+
 def test_a_run_is_named_by_its_config_and_its_set():
     plan = bias_plan.Plan()
     cfg = bias_plan.pretrain_config(plan, "/sets/biased", "fame", 1, {"optim.lr": 0.3}, "/runs")
