@@ -1,6 +1,6 @@
 """The background-bias experiment: does a pretraining method learn the motion, or the scene?
 
-    fame-ray experiment background-bias --out bias-experiment          # the default form (~90 min on 2 CPUs)
+    fame-ray experiment background-bias --out bias-experiment          # the default form (44 pretraining runs)
     fame-ray experiment background-bias --out /tmp/bias --quick        # the test suite's form (minutes)
 
 Everything runs through the product: synthetic sets written as `folder` datasets (`scene_bias`),

@@ -37,11 +37,12 @@ OWN_KEYS = ("method", "preset", "data.", "storage.", "model.arch", "train.seed",
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything a run of the experiment does (defaults: the default form, about 90 min on 2 CPUs)."""
+    """Everything a run of the experiment does (defaults: the default form, 44 pretraining runs with the four
+    default methods)."""
 
     spec: SceneBiasSpec = field(default_factory=SceneBiasSpec)
     variants: tuple[str, ...] = ("base", "palette", "camera")
-    """The sets measured (the default form: three of the five, to fit 90 minutes; --variants all)."""
+    """The sets measured (the default form: three of the five; --variants all)."""
     methods: tuple[str, ...] = DEFAULT_METHODS
     """The pretraining methods compared: every method of config.METHODS but those of LEFT_OUT."""
     seeds: tuple[int, ...] = (0, 1, 2)
