@@ -6,6 +6,7 @@ fame-ray data preview --dataset ucf101 --data-root /tmp/ucf-synth --out fame.png
 fame-ray data transcode --dataset ucf101 --data-root /tmp/ucf-synth --out /tmp/ucf-synth-128
 fame-ray pretrain                       # the demo: local Ray, synthetic data, tiny model
 fame-ray finetune --dataset hmdb51 --pretrained fame-ray-runs/pretrain-.../checkpoint_...
+fame-ray explain --pretrained fame-ray-runs/pretrain-synthetic-tiny --out maps.png
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fame_ray.commands import (
     data_preview,
     data_transcode,
     experiment,
+    explain,
     finetune,
     node,
     pretrain,
@@ -61,6 +63,7 @@ app.add_typer(runs_app, name="runs")
 app.command("finetune")(finetune.finetune)
 app.command("retrieve")(retrieve.retrieve)
 app.command("report")(report.report)
+app.command("explain")(explain.explain)
 bench_app.command("data")(bench.bench_data)
 bench_app.command("train")(bench.bench_train)
 app.add_typer(bench_app, name="bench")

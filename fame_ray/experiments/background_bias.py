@@ -1,286 +1,282 @@
 """The background-bias experiment: does a pretraining method learn the motion, or the scene?
 
-    fame-ray experiment background-bias --out bias-experiment          # the full form, <= 45 min on 2 CPUs
-    fame-ray experiment background-bias --out /tmp/bias --quick        # the test suite's form, minutes
+    fame-ray experiment background-bias --out bias-experiment          # the default form (44 pretraining runs)
+    fame-ray experiment background-bias --out /tmp/bias --quick        # the test suite's form (minutes)
 
-Everything runs through the product: synthetic sets written as `folder` datasets
-(`data.scene_bias`), pretraining with `fame-ray pretrain`'s own driver (Ray Data + Ray Train), one
-run per method and seed, then frozen features of every video (Ray Data batch inference,
-`downstream.features`) and linear probes (`eval.probe`):
+Everything runs through the product: synthetic sets written as `folder` datasets (`scene_bias`),
+one per generator variant (one factor of the base set changed each: the object's colours from
+the background palette, smaller objects, a panning and shaking camera, a distractor); every
+method of config.METHODS pretrained with `fame-ray pretrain`'s own driver (Ray Data + Ray Train)
+on each variant's biased set with every seed; frozen features read out by linear probes, each
+also on static twins of the sets (`bias_readout`); activation maps scored against the objects'
+true masks (`downstream.explain`). Every method gets the same recipe search (`bias_plan`): a
+grid of config values, the best point by the validation split of the pretraining set. A
+randomly initialised encoder (every seed) and a supervised ceiling (trained to convergence,
+its curve kept) frame each variant's numbers.
 
-- motion: trained and tested on the decorrelated set (background random): what the features
-  know about the motion;
-- scene: the background family, on the same videos: what they know about the background;
-- biased_to_decorrelated: trained on the biased set (class mostly tied to a background family),
-  tested on the decorrelated one: whether a classifier built on them takes the shortcut.
-The same read-outs of a randomly initialised encoder, and a supervised finetune of the same
-backbone on the decorrelated set (`fame-ray finetune`'s own sweep), frame the numbers: chance
-below, the supervised ceiling above. Methods get the identical budget (steps, batch, lr, seed).
+Resumable: every finished run leaves `readouts/<run>.json` under --out (named by a digest of its
+config and its set); a rerun with the same --out reads those instead of running them again.
+The experiment knows methods only by name: it sets `method` and the grid's keys, nothing else.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import io
 import json
 import logging
 import os
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
-import pyarrow as pa
 import ray
 import torch
 
-from fame_ray import runtime
-from fame_ray.config import DataConfig, FinetuneConfig, PretrainConfig, build, presets, to_dict
-from fame_ray.data import catalog, manifest
-from fame_ray.downstream.features import Encoder, encode_videos
-from fame_ray.downstream.finetune import run_finetune
-from fame_ray.eval.chart import grouped_bars
-from fame_ray.eval.probe import linear_probe
-from fame_ray.eval.report import markdown_table
-from fame_ray.experiments import scene_bias
-from fame_ray.models.backbones import build_backbone
+from fame_ray import checkpoints, runtime
+from fame_ray.config import DataConfig, to_dict
+from fame_ray.downstream.explain import figure
+from fame_ray.downstream.features import Encoder
+from fame_ray.experiments import bias_plan, bias_readout, bias_report, scene_bias
+from fame_ray.experiments.bias_plan import Plan
 from fame_ray.pretrain.driver import run_pretrain
 from fame_ray.storage import Location
 
 log = logging.getLogger(__name__)
-READOUTS = ("motion", "scene", "biased_to_decorrelated")
-# (probe training set, probe test set, label) of each read-out.
-PROBES = {
-    "motion": ("decorrelated/train", "decorrelated/test", "motion"),
-    "scene": ("decorrelated/train", "decorrelated/test", "family"),
-    "biased_to_decorrelated": ("biased/train", "decorrelated/test", "motion"),
-}
-PARTS = ("biased/train", "decorrelated/train", "decorrelated/test")
 
 
-@dataclass(frozen=True)
-class Plan:
-    """What the experiment runs: the sets, the methods and seeds, and each run's recipe."""
+@dataclass
+class Variant:
+    """One variant's sets and what every encoder is read out on."""
 
-    spec: scene_bias.SceneBiasSpec = field(default_factory=scene_bias.SceneBiasSpec)
-    methods: tuple[str, ...] = ("fame", "moco", "be")
-    seeds: tuple[int, ...] = (0, 1, 2)
-    steps: int = 200
-    ceiling_epochs: int = 12
-    eval_clips: int = 4
+    name: str
+    spec: scene_bias.SceneBiasSpec
+    roots: dict
+    data: DataConfig
+    maps: bias_readout.MapClips
+    resources: runtime.ResourcePlan
+    manifests: Location
+    decoded: bias_readout.ProbeClips | None = None
 
-
-def quick_plan() -> Plan:
-    """Minutes on 2 CPUs: half the videos, fewer steps, one seed, FAME against MoCo."""
-    spec = scene_bias.SceneBiasSpec(train_per_class=40, probe_per_class=20, biased_test_per_class=2)
-    return Plan(spec=spec, methods=("fame", "moco"), seeds=(0,), steps=100, ceiling_epochs=0, eval_clips=2)
-
-
-def pretrain_config(plan: Plan, root: str, method: str, seed: int, runs: str) -> PretrainConfig:
-    """The recipe every method gets, on the biased set. The tiny backbone at 8x48x48; a short run,
-    so the key encoder follows faster than the official m = 0.999 (tuned for 200 epochs of
-    Kinetics: over 200 steps 0.999 leaves the keys almost at their random initialisation) and
-    the queue holds 256 keys (the official 2048 is a fifth of UCF101; this set has 640 videos)."""
-    values = {
-        "method": method,
-        "data": {
-            "dataset": "folder",
-            "data_root": root,
-            "frames_per_clip": 8,
-            "temporal_stride": 2,
-            "crop_size": 48,
-            "crop_scale": [0.6, 1.0],
-            "eval_clips": plan.eval_clips,
-            "test_crop": "center",
-        },
-        "model": {"arch": "tiny", "mlp_head": True},
-        "moco": {"queue_size": 256, "momentum": 0.99},
-        "optim": {"lr": 0.1, "base_batch": 32, "warmup_epochs": 0},
-        "train": {
-            "epochs": 1000,
-            "max_steps": plan.steps,
-            "global_batch": 32,
-            "num_workers": 1,
-            "cpus_per_worker": 1.0,
-            "seed": seed,
-            "checkpoint_every": plan.steps,
-            "log_every": 25,
-            "keep_checkpoints": 1,
-        },
-        "storage": {"path": runs, "run_name": f"{method}-seed{seed}"},
-    }
-    return build(PretrainConfig, presets.demo_pretrain(), values)
+    def probes(self) -> bias_readout.ProbeClips:
+        """The probe clips, decoded on first use (a rerun whose runs are all finished decodes none)."""
+        if self.decoded is None:
+            self.decoded = bias_readout.probe_clips(self.roots, self.data, self.manifests, self.resources)
+        return self.decoded
 
 
-def _all_videos(
-    roots: dict[str, str], data: DataConfig, out: Location
-) -> tuple[Location, dict[str, slice], dict[str, np.ndarray]]:
-    """One manifest of every video the probes read (so each encoder runs one pass), the rows of
-    each part, and each part's family labels."""
-    tables, parts, families, start = [], {}, {}, 0
-    for part in PARTS:
-        name, subset = part.split("/")
-        part_data = dataclasses.replace(data, data_root=roots[name])
-        table = manifest.read(catalog.ensure(part_data, part_data.location())[subset])
-        tables.append(table)
-        parts[part] = slice(start, start + table.num_rows)
-        families[part] = scene_bias.families_of(roots[name], table["path"].to_pylist())
-        start += table.num_rows
-    location = out / "manifests" / "probe_videos.parquet"
-    manifest.write(pa.concat_tables(tables), location)
-    return location, parts, families
+class Experiment:
+    """The runs of one --out folder: each read from its cache or run and cached."""
 
+    def __init__(self, plan: Plan, target: Location, verbose: bool):
+        self.plan, self.target, self.verbose = plan, target, verbose
+        self.runs = target / "runs"
 
-def readouts(encoder: Encoder, videos: tuple, cfg: PretrainConfig) -> dict[str, float]:
-    """The three read-outs of one encoder (linear probes on its frozen, clip-averaged features)."""
-    location, parts, families = videos
-    resources = runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data)
-    _, features, labels = encode_videos(location, cfg.data, encoder, resources, actors=1, batch_size=64)
-    label_sets = {"motion": {part: labels[rows] for part, rows in parts.items()}, "family": families}
-    out = {}
-    for readout, (train, test, kind) in PROBES.items():
-        out[readout] = linear_probe(
-            features[parts[train]], label_sets[kind][train], features[parts[test]], label_sets[kind][test]
+    def _cached(self, name: str) -> dict | None:
+        cache = self.target / "readouts" / f"{name}.json"
+        if not cache.exists():
+            return None
+        found = json.loads(cache.read_text())
+        expected = {*bias_readout.PROBES, *bias_readout.STATIC, "validation"}
+        current = expected <= set(found.get("readouts", {})) and found.get("share_clips") == self.plan.share_clips
+        return found if current else None  # read out again (the pretraining stays)
+
+    def _store(self, name: str, result: dict) -> dict:
+        folder = self.target / "readouts"
+        folder.make_dirs()
+        temporary = folder / f".{name}.json.tmp"
+        temporary.write_text(json.dumps(result, indent=1))
+        os.replace(temporary.path, (folder / f"{name}.json").path)  # whole or absent: a rerun trusts it
+        return result
+
+    def prepare(self, name: str) -> Variant:
+        """Write (or reuse) a variant's sets and decode its probe clips."""
+        spec = scene_bias.variant_spec(self.plan.spec, name)
+        roots = scene_bias.write_sets((self.target / "data" / name).uri, spec)
+        cfg = bias_plan.pretrain_config(self.plan, roots["biased"], self.plan.methods[0], 0, {}, self.runs.uri)
+        resources = runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data)
+        chosen = bias_readout.map_clips(roots["decorrelated"], cfg.data, spec, self.plan.share_clips)
+        return Variant(name, spec, roots, cfg.data, chosen, resources, self.target / "manifests" / name)
+
+    def pretrained(self, variant: Variant, method: str, seed: int, point: dict) -> dict:
+        """One pretraining run and its read-outs."""
+        cfg = bias_plan.pretrain_config(self.plan, variant.roots["biased"], method, seed, point, self.runs.uri)
+        name = bias_plan.run_name(cfg, variant.name, variant.spec, point)
+        cached = self._cached(name)
+        if cached is not None:
+            return cached
+        cfg = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, run_name=name))
+        run_dir = self.runs / name
+        started = time.time()
+        done = checkpoints.latest_complete(run_dir)
+        if done is None or done.step < self.plan.steps:
+            run_pretrain(cfg, self.verbose)
+            done = checkpoints.latest_complete(run_dir)
+        trained = time.time()
+        result = self._read(Encoder("tiny", run_dir), variant)
+        result.update(
+            run=name,
+            method=method,
+            seed=seed,
+            point=point,
+            contrastive_acc1=(done.meta.get("metrics") or {}).get("acc1"),
+            pretrain_s=round(trained - started, 1),
         )
-    return out
+        log.info("%s: %s", name, bias_report.one_line(result))
+        return self._store(name, result)
+
+    def _read(self, encoder: Encoder, variant: Variant) -> dict:
+        started = time.time()
+        found = bias_readout.readouts(encoder, variant.probes(), variant.resources)
+        share, _ = bias_readout.in_mask(encoder, variant.maps)
+        return {
+            "readouts": found,
+            "in_mask": share,
+            "share_clips": self.plan.share_clips,
+            "readout_s": round(time.time() - started, 1),
+        }
+
+    def random_init(self, variant: Variant, seed: int) -> dict:
+        data = asdict(variant.data)
+        name = f"{variant.name}-random-seed{seed}-{bias_plan.digest(data, asdict(variant.spec))}"
+        cached = self._cached(name)
+        if cached is not None:
+            return cached
+        result = self._read(Encoder("tiny", None, seed=seed), variant)
+        result.update(run=name, method="random_init", seed=seed)
+        log.info("%s: %s", name, bias_report.one_line(result))
+        return self._store(name, result)
+
+    def ceiling(self, variant: Variant) -> dict | None:
+        if self.plan.ceiling_epochs <= 0 or variant.name not in self.plan.ceiling_variants:
+            return None
+        data = variant.data
+        name = (
+            f"{variant.name}-ceiling-{bias_plan.digest(asdict(data), asdict(variant.spec), self.plan.ceiling_epochs)}"
+        )
+        cache = self.target / "readouts" / f"{name}.json"
+        if cache.exists():
+            return json.loads(cache.read_text())
+        folder = self.target / "ceiling" / name
+        folder.make_dirs()
+        found = bias_readout.ceiling(variant.roots["decorrelated"], data, self.plan.ceiling_epochs, folder)
+        return self._store(name, {**found, "run": name})
+
+    def search(self, variant: Variant) -> dict:
+        """Every grid point of every method (seed 0) and the best by validation, per method."""
+        scores, chosen = {}, {}
+        for method in self.plan.methods:
+            found = [self.pretrained(variant, method, 0, point) for point in self.plan.points()]
+            scores[method] = [{"point": r["point"], "validation": r["readouts"]["validation"]} for r in found]
+            chosen[method] = bias_plan.best_point(found)
+        return {"scores": scores, "chosen": chosen}
+
+    def draw_maps(self, variant: Variant, runs: dict[str, dict]) -> dict[str, str]:
+        """One activation-map figure per method (its seed-0 run) and random init, on the same clips."""
+        folder = self.target / "maps" / variant.name
+        folder.make_dirs()
+        count = self.plan.map_clips
+        chosen = bias_readout.MapClips(variant.maps.clips[:count], variant.maps.masks[:count])
+        written = {}
+        for method, result in runs.items():
+            encoder = Encoder("tiny", self.runs / result["run"] if method != "random_init" else None, seed=0)
+            _, maps = bias_readout.in_mask(encoder, chosen)
+            shares = bias_readout.explain.mask_share(maps, chosen.masks)
+            title = f"{bias_report.label(method)} on {variant.name} (seed 0): activation share inside the object"
+            figure(chosen.clips, maps, title, shares=shares).save((folder / f"{method}.png").path)
+            written[method] = f"maps/{variant.name}/{method}.png"
+        return written
 
 
-def ceiling(plan: Plan, roots: dict[str, str], out: Location) -> float | None:
-    """Supervised finetune of a randomly initialised tiny backbone on the decorrelated set
-    (train -> test video top-1): how well this backbone can tell the motions apart at all."""
-    if plan.ceiling_epochs <= 0:
-        return None
-    weights = out / "random_init_tiny.pth"
-    torch.manual_seed(0)
-    state = {f"module.encoder_q.{key}": value for key, value in build_backbone("tiny").state_dict().items()}
-    torch.save({"state_dict": state}, weights.uri)
-    cfg = build(
-        FinetuneConfig,
-        presets.demo_finetune(),
-        {
-            "data": {
-                "dataset": "folder",
-                "data_root": roots["decorrelated"],
-                "frames_per_clip": 8,
-                "crop_size": 48,
-                "crop_scale": [0.6, 1.0],
-                "eval_clips": plan.eval_clips,
-            },
-            "model": {"arch": "tiny"},
-            "train": {"epochs": plan.ceiling_epochs, "global_batch": 32, "num_workers": 1},
-            "optim": {"lr": 0.05, "milestones": [plan.ceiling_epochs * 2 // 3]},
-            "dropout": 0.3,
-            "pretrained": weights.uri,
-            "storage": {"path": (out / "runs").uri, "run_name": "ceiling-supervised"},
+def _variant(experiment: Experiment, name: str, search: dict) -> dict:
+    """Everything one variant measures: the search (when tuned here), seeds, random init, ceiling, maps."""
+    plan = experiment.plan
+    variant = experiment.prepare(name)
+    if name in plan.tuning_variants():
+        search[name] = experiment.search(variant)
+    recipes = (search.get(name) or search["base"])["chosen"]
+    runs = {m: [experiment.pretrained(variant, m, s, recipes[m]) for s in plan.seeds] for m in plan.methods}
+    runs["random_init"] = [experiment.random_init(variant, s) for s in plan.seeds]
+    found = {
+        "factor": scene_bias.VARIANT_FACTORS[name],
+        "recipes": recipes,
+        "results": {method: bias_report.summarise(results) for method, results in runs.items()},
+        "ceiling": experiment.ceiling(variant),
+        "mask_area": variant.maps.area,
+        "maps": experiment.draw_maps(variant, {m: results[0] for m, results in runs.items()}),
+        "runs": {method: [r["run"] for r in results] for method, results in runs.items()},
+        "run_s": {
+            method: round(sum(r.get("pretrain_s", 0) + r.get("readout_s", 0) for r in results), 1)
+            for method, results in runs.items()
         },
-    )
-    record = run_finetune(cfg, "tiny")
-    top1 = record["metrics"].get("video_top1")
-    return None if top1 is None else top1 / 100.0
-
-
-def _summary(values: list[float]) -> dict:
-    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": [float(v) for v in values]}
+    }
+    del variant  # the probe clips leave the object store
+    return found
 
 
 def run(out: str, plan: Plan, verbose: bool = False) -> dict:
-    """Write the sets, pretrain every method with every seed, read out, write results.*."""
+    """Write the sets, search, pretrain and read out every method on every variant, write results.*."""
     started = time.time()
-    target = Location.parse(out)
+    bias_plan.check(plan)
+    target = Location.parse(os.path.abspath(out))  # checked and marked by the command (claim_folder)
+    target.make_dirs()
     runtime.connect_ray(dashboard=True, verbose=verbose)
-    roots = scene_bias.write_sets((target / "data").uri, plan.spec)
-    base = pretrain_config(plan, roots["biased"], plan.methods[0], plan.seeds[0], (target / "runs").uri)
-    videos = _all_videos(roots, base.data, target)
-    scores: dict[str, dict[str, list[float]]] = {}
-    for seed in plan.seeds:
-        for method in plan.methods:
-            cfg = pretrain_config(plan, roots["biased"], method, seed, (target / "runs").uri)
-            result = run_pretrain(cfg, verbose)
-            found = readouts(Encoder("tiny", cfg.storage.root() / cfg.run_name()), videos, cfg)
-            log.info(
-                "%s, seed %d: %s (contrastive acc@1 %.3f)",
-                method,
-                seed,
-                " | ".join(f"{k} {v:.3f}" for k, v in found.items()),
-                result.metrics.get("acc1", float("nan")),
-            )
-            for readout, value in found.items():
-                scores.setdefault(method, {}).setdefault(readout, []).append(value)
-    random_init = readouts(Encoder("tiny", None, seed=0), videos, base)
+    experiment = Experiment(plan, target, verbose)
+    search: dict = {}
+    order = sorted(plan.variants, key=lambda name: name not in plan.tuning_variants())  # tuned sets first
+    variants = {name: _variant(experiment, name, search) for name in order}
+    example = bias_plan.pretrain_config(plan, "<set>/biased", plan.methods[0], 0, plan.points()[0], "<out>/runs")
     record = {
-        "methods": {
-            method: {readout: _summary(values) for readout, values in found.items()} for method, found in scores.items()
+        "form": plan_form(plan),
+        "variants": {name: variants[name] for name in plan.variants},
+        "search": {
+            "grid": [[key, list(values)] for key, values in plan.grid],
+            "criterion": (
+                "linear probe (class) fitted on the biased training set's features, accuracy on its held-out "
+                "validation split (biased/test); seed 0; best point per method (a tie goes to the earlier grid point)"
+            ),
+            **search,
         },
-        "random_init": random_init,
-        "ceiling": ceiling(plan, roots, target),
+        "left_out": {method: reason for method, reason in bias_plan.LEFT_OUT.items() if method not in plan.methods},
         "chance": {
-            "motion": 1 / plan.spec.classes,
+            **{name: 1 / plan.spec.classes for name in ("motion", "biased_to_decorrelated")},
             "scene": 1 / plan.spec.families,
-            "biased_to_decorrelated": 1 / plan.spec.classes,
         },
-        "plan": {**dataclasses.asdict(plan), "pretrain_recipe": to_dict(base)},
+        "plan": {**asdict(plan), "steps_per_epoch": bias_plan.steps_per_epoch(plan)},
+        "recipe": to_dict(example),
         "machine": _machine(),
         "wall_s": round(time.time() - started, 1),
     }
-    _write(record, target)
+    bias_report.write(record, target)
     return record
 
 
+def plan_form(plan: Plan) -> str:
+    for name, make in bias_plan.FORMS.items():
+        if plan == make():
+            return name
+    return "custom"
+
+
 def _machine() -> dict:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     return {
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
+        "processor": _cpu_model(),
+        "load_average_at_end": [round(v, 2) for v in load],
         "python": platform.python_version(),
         "ray": ray.__version__,
         "torch": torch.__version__,
+        "numpy": np.__version__,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
-def markdown(record: dict) -> str:
-    """results.md: mean +- std over the seeds, per method and read-out."""
-
-    def cell(summary):
-        return f"{100 * summary['mean']:.1f} ± {100 * summary['std']:.1f}"
-
-    rows = [[method, *[cell(found[r]) for r in READOUTS]] for method, found in record["methods"].items()]
-    rows.append(["random init (no pretraining)", *[f"{100 * record['random_init'][r]:.1f}" for r in READOUTS]])
-    rows.append(["chance", *[f"{100 * record['chance'][r]:.1f}" for r in READOUTS]])
-    seeds = len(record["plan"]["seeds"])
-    lines = [
-        "# Background bias: motion or scene?",
-        "",
-        f"Linear-probe accuracy (%), mean ± std over {seeds} seed(s).",
-        "",
-        markdown_table(["pretraining", *READOUTS], rows),
-        "",
-    ]
-    if record.get("ceiling") is not None:
-        lines += [
-            (
-                "Supervised ceiling (the same backbone finetuned on the decorrelated set, video top-1): "
-                f"{100 * record['ceiling']:.1f}%"
-            ),
-            "",
-        ]
-    lines += [f"Wall time {record['wall_s'] / 60:.1f} min on {record['machine']['cpu_count']} CPUs.", ""]
-    return "\n".join(lines)
-
-
-def _write(record: dict, target: Location) -> None:
-    (target / "results.json").write_text(json.dumps(record, indent=2))
-    (target / "results.md").write_text(markdown(record))
-    groups = {
-        readout: {
-            method: (found[readout]["mean"], found[readout]["std"]) for method, found in record["methods"].items()
-        }
-        for readout in READOUTS
-    }
-    for readout in READOUTS:
-        groups[readout]["random init"] = (record["random_init"][readout], 0.0)
-    references = {"ceiling": record["ceiling"]} if record.get("ceiling") is not None else {}
-    chart = grouped_bars(groups, "Linear probes on frozen features (mean ± std over seeds)", references)
-    png = io.BytesIO()
-    chart.save(png, format="PNG")
-    (target / "results.png").write_bytes(png.getvalue())
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
+    except OSError:
+        return platform.processor()
