@@ -25,6 +25,7 @@ from fame_ray.commands import (
     node,
     pretrain,
     report,
+    reproduce,
     retrieve,
     runs,
     synth,
@@ -61,6 +62,7 @@ app.add_typer(runs_app, name="runs")
 app.command("finetune")(finetune.finetune)
 app.command("retrieve")(retrieve.retrieve)
 app.command("report")(report.report)
+app.command("reproduce")(reproduce.reproduce)
 bench_app.command("data")(bench.bench_data)
 bench_app.command("train")(bench.bench_train)
 app.add_typer(bench_app, name="bench")
