@@ -11,6 +11,7 @@ import typer
 
 from fame_ray.commands import common
 from fame_ray.config import METHODS, StudyConfig, build, load_yaml, presets
+from fame_ray.errors import UserError
 from fame_ray.storage import Location
 
 Quick = Annotated[
@@ -84,9 +85,8 @@ def reproduce(
       fame-ray reproduce --quick --out study-quick    (synthetic data, minutes: the suite's form)
     """
     common.start_logging()
-    study, base_dir, out = study_config(
-        config_file, quick, methods, pretrained, storage, s3_endpoint, run_name, out, overrides
-    )
+    flags = (methods, pretrained, storage, s3_endpoint, run_name)
+    study, base_dir, out = study_config(config_file, quick, flags, out, overrides)
     from fame_ray.study import plan  # torch and ray: loaded only to plan and run
 
     stages = plan.plan_stages(study, base_dir, quick)
@@ -141,7 +141,6 @@ def quick_data(out: str) -> str:
 def dry_run_text(study, stages, folder) -> str:
     """The stages, their protocols, the cluster each needs and the checks; nothing trains."""
     from fame_ray.commands import dry_run as planner
-    from fame_ray.errors import UserError
     from fame_ray.study import record, run
     from fame_ray.study.plan import study_settings
 

@@ -170,7 +170,7 @@ def choose(preset: str | None, config_file: str | None, dataset: str | None, mod
 def quick_study(data_dir: str) -> StudyConfig:
     """`fame-ray reproduce --quick`: the whole study's structure in minutes on 2 CPUs. The tiny
     backbone pretrained for a few steps (the demo's short-run recipe) on a synthetic UCF101-layout
-    copy, then 2-epoch finetunes on it and on a synthetic HMDB51 copy, a linear probe and a
+    copy, then 1-epoch finetunes on it and on a synthetic HMDB51 copy, a linear probe and a
     retrieval, one split each; Diving48 is listed and skipped (no data root under `data_dir`)."""
     return StudyConfig(
         methods=("fame",),
@@ -180,7 +180,7 @@ def quick_study(data_dir: str) -> StudyConfig:
             "moco": {"queue_size": 64},
             "train": {
                 "epochs": 10,
-                "max_steps": 12,
+                "max_steps": 8,
                 "global_batch": 8,
                 "num_workers": 1,
                 "checkpoint_every": 4,
@@ -192,7 +192,7 @@ def quick_study(data_dir: str) -> StudyConfig:
         finetune_preset="demo",
         linear_preset="demo-linear",
         retrieval_preset="demo",
-        downstream={"data": {"eval_clips": 1}, "train": {"epochs": 2, "global_batch": 4}},
+        downstream={"data": {"eval_clips": 1}, "train": {"epochs": 1, "global_batch": 4}},
         finetune_on=("ucf101", "hmdb51", "diving48"),
         linear_on=("ucf101",),
         retrieval_on=("ucf101",),
