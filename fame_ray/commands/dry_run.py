@@ -1,9 +1,10 @@
-"""`--dry-run` of pretrain, finetune and retrieve: what the run would be, and nothing trains.
+"""`--dry-run` of pretrain, finetune, retrieve and reproduce: what the run would be, and nothing trains.
 
 Printed: the resolved config (YAML, as the run would save it), the protocol (every setting of
 docs/recipe.md's table for the task, with this run's value, the official one and the option),
 the plan (workers, CPUs for Ray Data, per-worker and micro batch, epochs and steps, the memory
-estimate per worker) and the checks a run makes up front, each 'ok' or what would stop it.
+estimate per worker) and the checks a run makes up front, each 'ok' or what would stop it. For a
+study (`reproduce`): every stage with its protocol, the cluster it needs and its status.
 
 Where it plans: with RAY_ADDRESS set, it joins that cluster to read its CPUs, GPUs and node
 memory (it starts nothing there); otherwise it plans for this machine without starting Ray:

@@ -89,10 +89,19 @@ def pretrain_config(study: StudyConfig, method: str, folder: Location, base_dir:
 
 
 def downstream_config(
-    study: StudyConfig, kind: str, dataset: str, split: int, pretrained: str, run: str, folder: Location, base_dir
+    study: StudyConfig,
+    kind: str,
+    dataset: str,
+    split: int,
+    pretrained: str,
+    run: str,
+    folder: Location,
+    base_dir,
+    arch: str | None = None,
 ) -> FinetuneConfig:
     """A finetune, probe or retrieval as its command builds it: the kind's preset, the finetune job
-    file (not for the probe: its optimizer is the finetune's), `downstream`, then the kind's values."""
+    file (not for the probe: its optimizer is the finetune's), `downstream`, then the kind's values;
+    `arch`: the backbone of the weights (the pretraining's), which wins over the file's."""
     preset = {"finetune": study.finetune_preset, "linear": study.linear_preset, "retrieval": study.retrieval_preset}
     job = _job(study.finetune_config, base_dir) if kind != "linear" else None
     stage = {
@@ -100,6 +109,7 @@ def downstream_config(
         "mode": "linear" if kind == "linear" else "finetune",
         "pretrained": pretrained,
         "storage": _storage(study, folder, run),
+        **({"model": {"arch": arch}} if arch else {}),
     }
     values = merge(merge(study.downstream, getattr(study, kind)), stage)
     return build(FinetuneConfig, presets.get(presets.FINETUNE, preset[kind]), job, values)
@@ -148,7 +158,7 @@ def plan_stages(study: StudyConfig, base_dir: str | None = None, quick: bool = F
         arch = pretrainings[method].model.arch if method in pretrainings else _named_arch(study)
         for kind, dataset, split in evaluations:
             key = f"{kind}-{dataset}-split{split}-{method}"
-            cfg = downstream_config(study, kind, dataset, split, weights, key, folder, base_dir)
+            cfg = downstream_config(study, kind, dataset, split, weights, key, folder, base_dir, arch)
             needs = (f"manifests-{dataset}-split{split}",) + ((f"pretrain-{method}",) if method in pretrainings else ())
             stages.append(Stage(key, kind, method, dataset, split, cfg, needs, _optional(study, dataset), arch))
     return stages

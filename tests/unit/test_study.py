@@ -4,6 +4,7 @@ refusal), the progress view and the table beside the paper's figures."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -169,3 +170,45 @@ def test_the_paper_figures_are_those_of_named_sources_only():
 def test_the_study_folder_is_the_storage_and_the_name(tmp_path):
     study = _quick(tmp_path, storage={"path": str(tmp_path / "s"), "run_name": "mine"})
     assert study_location(study) == Location.parse(str(tmp_path / "s" / "mine"))
+
+
+def test_a_missing_dataset_or_split_file_stops_the_study_before_any_stage(tmp_path):
+    from fame_ray.study.run import check_inputs
+
+    study = _quick(tmp_path)
+    with pytest.raises(UserError) as error:
+        check_inputs(study, plan_stages(study))
+    assert "manifests-ucf101-split1: data root" in error.value.message and "data_roots.ucf101" in error.value.hint
+    lists = tmp_path / "data" / "UCF101" / "ucfTrainTestlist"
+    lists.mkdir(parents=True)
+    (lists / "classInd.txt").write_text("1 ApplyEyeMakeup\n")
+    (tmp_path / "data" / "UCF101" / "UCF-101" / "ApplyEyeMakeup").mkdir(parents=True)
+    with pytest.raises(UserError) as error:
+        check_inputs(study, plan_stages(study))
+    assert "split file trainlist01.txt" in error.value.one_line() and "\n" not in error.value.one_line()
+    assert not (tmp_path / "runs").exists(), "nothing written before the inputs are checked"
+
+
+@pytest.mark.parametrize(
+    "job, arch, pretrain_data, crop, stages",
+    [
+        ("reproduce-k400-i3d.yaml", "i3d", "kinetics400", 224, 28),
+        ("reproduce-ucf101-r21d.yaml", "r2plus1d_18", "ucf101", 112, 25),
+    ],
+)
+def test_the_study_jobs_plan_the_official_protocols(job, arch, pretrain_data, crop, stages):
+    jobs = Path(__file__).resolve().parents[2] / "jobs"
+    study = C.build(StudyConfig, StudyConfig(), C.load_yaml(jobs / job))
+    planned = {s.key: s for s in plan_stages(study, base_dir=str(jobs))}
+    assert len(planned) == stages
+    pretrain = planned["pretrain-fame"].config
+    assert (pretrain.model.arch, pretrain.data.dataset, pretrain.train.epochs) == (arch, pretrain_data, 200)
+    finetune = planned["finetune-hmdb51-split3-fame"].config
+    assert (finetune.model.arch, finetune.data.crop_size, finetune.train.epochs, finetune.optim.lr) == (
+        arch,
+        crop,
+        150,
+        0.025,
+    )
+    linear = planned["linear-ucf101-split2-fame"].config
+    assert (linear.mode, linear.train.epochs, linear.optim.lr, linear.data.crop_size) == ("linear", 100, 30, crop)
