@@ -4,6 +4,9 @@ refusal), the progress view and the table beside the paper's figures."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -212,3 +215,48 @@ def test_the_study_jobs_plan_the_official_protocols(job, arch, pretrain_data, cr
     )
     linear = planned["linear-ucf101-split2-fame"].config
     assert (linear.mode, linear.train.epochs, linear.optim.lr, linear.data.crop_size) == ("linear", 100, 30, crop)
+
+
+def test_the_dry_run_lists_every_stage_and_writes_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from fame_ray.cli import app
+
+    out = tmp_path / "quick"
+    result = CliRunner().invoke(app, ["reproduce", "--quick", "--out", str(out), "--methods", "fame,moco", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    for stage in (
+        "manifests-ucf101-split1",
+        "pretrain-moco",
+        "linear-ucf101-split1-fame",
+        "retrieval-ucf101-split1-moco",
+    ):
+        assert f"| {stage} |" in result.output
+    assert "## Protocol: linear" in result.output and "SGD lr 30" in result.output
+    assert "1 worker(s), at least 1 CPU per trial; 1 trial(s)" in result.output
+    assert "inputs: the study would stop here" in result.output, "the quick data is written by a run, not a dry run"
+    assert not out.exists()
+
+
+def test_the_real_cli_refuses_an_unknown_method_in_one_line_before_any_stage(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fame_ray.cli",
+            "reproduce",
+            "--quick",
+            "--out",
+            str(tmp_path / "q"),
+            "--methods",
+            "simclr",
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, FAME_RAY_DEBUG=""),
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: unknown method(s) simclr") and "Traceback" not in done.stderr
+    assert not (tmp_path / "q").exists()
