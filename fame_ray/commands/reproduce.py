@@ -102,7 +102,11 @@ def reproduce(
         run.write_quick_data(quick_data(out))
     skipped = run.check_inputs(study, stages)
     context = {"command": rerun_command(), "machine": machine_line()}
-    summary = run.run_study(study, stages, folder, skipped, typer.echo, verbose, context)
+    try:
+        summary = run.run_study(study, stages, folder, skipped, typer.echo, verbose, context)
+    except KeyboardInterrupt:
+        typer.echo(f"stopped: study {folder.name} keeps its finished stages; the same command resumes it", err=True)
+        raise typer.Exit(130) from None  # as shells expect after Ctrl-C (128 + SIGINT)
     from fame_ray.study.report import table, write
 
     if out:
