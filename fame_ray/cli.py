@@ -27,6 +27,7 @@ from fame_ray.commands import (
     node,
     pretrain,
     report,
+    reproduce,
     retrieve,
     runs,
     synth,
@@ -64,6 +65,7 @@ app.command("finetune")(finetune.finetune)
 app.command("retrieve")(retrieve.retrieve)
 app.command("report")(report.report)
 app.command("explain")(explain.explain)
+app.command("reproduce")(reproduce.reproduce)
 bench_app.command("data")(bench.bench_data)
 bench_app.command("train")(bench.bench_train)
 app.add_typer(bench_app, name="bench")

@@ -1,9 +1,10 @@
-"""`--dry-run` of pretrain, finetune and retrieve: what the run would be, and nothing trains.
+"""`--dry-run` of pretrain, finetune, retrieve and reproduce: what the run would be, and nothing trains.
 
 Printed: the resolved config (YAML, as the run would save it), the protocol (every setting of
 docs/recipe.md's table for the task, with this run's value, the official one and the option),
 the plan (workers, CPUs for Ray Data, per-worker and micro batch, epochs and steps, the memory
-estimate per worker) and the checks a run makes up front, each 'ok' or what would stop it.
+estimate per worker) and the checks a run makes up front, each 'ok' or what would stop it. For a
+study (`reproduce`): every stage with its protocol, the cluster it needs and its status.
 
 Where it plans: with RAY_ADDRESS set, it joins that cluster to read its CPUs, GPUs and node
 memory (it starts nothing there); otherwise it plans for this machine without starting Ray:
@@ -35,6 +36,7 @@ from fame_ray.errors import UserError
 from fame_ray.eval.report import markdown_table
 from fame_ray.models import memory
 from fame_ray.pretrain import plan as pretrain_plan
+from fame_ray.study.plan import describe
 
 GB = memory.GB
 # Ray's default object store takes 30% of the memory available when a local instance starts.
@@ -251,3 +253,51 @@ def retrieve(cfg: FinetuneConfig, wanted_arch: str | None = None, where: Machine
         videos = _videos(checks, cfg.data, cfg.data_location(), subset)
         plan.append((role, f"{videos} {subset} videos" if videos is not None else f"the {subset} split"))
     return _report("fame-ray retrieve", cfg, "retrieval", plan, checks)
+
+
+def _stage_needs(stage, where: Machine) -> str:
+    """The cluster one stage needs: its workers (and GPUs), the CPUs its config fixes, and for a
+    sweep how many trials run at once on the machine planned for."""
+    cfg = stage.config
+    if stage.kind == "manifests":
+        return "the driver, and probe tasks of 1 CPU each (decoding checks)"
+    need = runtime.job_minimum(cfg.train, cfg.data)
+    gpus = f", {need['GPU']:g} GPU" if need.get("GPU") else ""
+    text = f"{cfg.train.num_workers} worker(s){gpus}, at least {need['CPU']:g} CPU"
+    if stage.kind in ("finetune", "linear"):
+        space = normalise_space(cfg.search_space)
+        try:
+            sweep = sweep_plan(cfg, space, where.cpus, where.gpus)
+        except UserError as error:
+            return f"{text} per trial; {error.message}"
+        text += f" per trial; {sweep['trials']} trial(s), {sweep['max_concurrent']} at once here"
+    return text
+
+
+def reproduce(study, stages, folder, status: dict, checks: list[str], where: Machine | None = None) -> str:
+    """The dry run of `fame-ray reproduce`: every stage with its protocol, the cluster it needs and
+    its status in the study's record (if the study was started), the protocol tables of each kind,
+    and the checks."""
+    where = where or machine(any(stage.config.train.use_gpu for stage in stages if stage.kind != "manifests"))
+    rows = [
+        [s.key, s.method or "all", describe(s), _stage_needs(s, where), status.get(s.key, "left"), ", ".join(s.needs)]
+        for s in stages
+    ]
+    parts = [
+        f"# fame-ray reproduce: dry run of study {folder.name}, nothing trains",
+        "",
+        f"Study folder: {folder}; planned for {where.where}: {where.cpus:g} CPUs, {where.gpus:g} GPUs. Stages run one "
+        "after another, each sized to the whole cluster.",
+        "",
+        markdown_table(["stage", "method", "protocol", "cluster it needs", "status", "after"], rows),
+        "",
+    ]
+    for kind in ("pretrain", "finetune", "linear", "retrieval"):
+        first = next((s for s in stages if s.kind == kind), None)
+        if first is None:
+            continue
+        settings = [[n, v, o, opt] for n, v, o, opt in protocol.rows(kind, first.config)]
+        parts += [f"## Protocol: {kind} ({first.key} and the like; docs/recipe.md)", ""]
+        parts += [markdown_table(["setting", "this study", "official (file:line)", "option"], settings), ""]
+    parts += ["## Checks", "", *[f"- {check}" for check in checks], ""]
+    return "\n".join(parts)

@@ -2,6 +2,7 @@
 presets (`presets`). The tree's names are re-exported here: `from fame_ray.config import PretrainConfig`."""
 
 from fame_ray.config.io import apply_overrides, build, from_dict, load_yaml, merge, parse_yaml, to_dict
+from fame_ray.config.study import StudyConfig
 from fame_ray.config.tree import (
     ARCHS,
     DATASET_DIRS,
@@ -38,6 +39,7 @@ __all__ = [
     "PretrainConfig",
     "PretrainTrainConfig",
     "StorageConfig",
+    "StudyConfig",
     "TrainConfig",
     "apply_overrides",
     "build",

@@ -7,6 +7,7 @@ synthetic dataset, the official linear probe for `--mode linear`, otherwise the 
 
 from __future__ import annotations
 
+from fame_ray.config.study import StudyConfig
 from fame_ray.config.tree import (
     DataConfig,
     DCLRConfig,
@@ -164,3 +165,44 @@ def choose(preset: str | None, config_file: str | None, dataset: str | None, mod
     if mode == "linear":
         return "demo-linear" if dataset == "synthetic" else "linear"
     return "demo" if dataset in (None, "synthetic") else "recipe"
+
+
+def quick_study(data_dir: str) -> StudyConfig:
+    """`fame-ray reproduce --quick`: the whole study's structure in minutes on 2 CPUs. The tiny
+    backbone pretrained for a few steps (the demo's short-run recipe) on a synthetic UCF101-layout
+    copy, then 1-epoch finetunes on it and on a synthetic HMDB51 copy, a linear probe and a
+    retrieval, one split each; Diving48 is listed and skipped (no data root under `data_dir`)."""
+    return StudyConfig(
+        methods=("fame",),
+        pretrain_preset="demo",
+        pretrain={
+            "data": {"dataset": "ucf101", "eval_clips": 1},
+            "moco": {"queue_size": 64},
+            "train": {
+                "epochs": 10,
+                "max_steps": 8,
+                "global_batch": 8,
+                "num_workers": 1,
+                "checkpoint_every": 4,
+                "keep_checkpoints": 1,
+                "log_every": 4,
+                "readout_every": 0,
+            },
+        },
+        finetune_preset="demo",
+        linear_preset="demo-linear",
+        retrieval_preset="demo",
+        downstream={"data": {"eval_clips": 1}, "train": {"epochs": 1, "global_batch": 4}},
+        finetune_on=("ucf101", "hmdb51", "diving48"),
+        linear_on=("ucf101",),
+        retrieval_on=("ucf101",),
+        optional=("diving48",),
+        splits=(1,),
+        data_roots={name: f"{data_dir}/{folder}" for name, folder in QUICK_DATASETS.items()},
+        paper="k400-i3d",
+    )
+
+
+# The synthetic copies the quick study writes (folder name under its data folder); Diving48 is
+# named but never written, so that its optional stage is planned and skipped.
+QUICK_DATASETS = {"ucf101": "UCF101", "hmdb51": "hmdb51", "diving48": "Diving48"}

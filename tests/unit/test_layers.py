@@ -3,7 +3,7 @@ only downward (or within a layer), never form a cycle, and sit at the top of the
 
 The layers, bottom to top (README "Code map"):
   1 errors, logs   2 config, storage, runtime   3 checkpoints   4 data   5 models   6 eval
-  7 components   8 pretrain, downstream   9 experiments, bench   10 commands, cli
+  7 components   8 pretrain, downstream   9 experiments, bench, study   10 commands, cli
 Pretraining and downstream are siblings: both build on `components` and neither imports the other.
 
 Inside `data`, the rooms of its four concerns: the offline catalog and the online clip path meet
@@ -30,12 +30,18 @@ LAYERS = [
     ("eval",),
     ("components",),
     ("pretrain", "downstream"),
-    ("experiments", "bench"),
+    ("experiments", "bench", "study"),
     ("commands", "cli"),
 ]
 LAYER_OF = {room: index for index, rooms in enumerate(LAYERS) for room in rooms}
 # Rooms of one layer that must not import each other.
-SIBLINGS = {("pretrain", "downstream"), ("downstream", "pretrain"), ("experiments", "bench"), ("bench", "experiments")}
+SIBLINGS = {
+    (one, other)
+    for rooms in (("pretrain", "downstream"), ("experiments", "bench", "study"))
+    for one in rooms
+    for other in rooms
+    if one != other
+}
 # What each room inside data/ may import from data/ (besides itself).
 DATA_ROOMS = {
     "manifest": set(),
