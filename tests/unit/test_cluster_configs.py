@@ -36,7 +36,10 @@ ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER_YAMLS = ["cluster/aws.yaml", "cluster/gcp.yaml"]
 LOCAL_YAML = "cluster/local.yaml"
 KUBERAY_DIR = ROOT / "cluster" / "kuberay"
-JOB_YAMLS = sorted(p.name for p in (ROOT / "jobs").glob("*.yaml") if not p.name.startswith("runtime-env"))
+JOB_YAMLS = sorted(
+    p.name for p in (ROOT / "jobs").glob("*.yaml") if not p.name.startswith(("runtime-env", "reproduce"))
+)
+STUDY_YAMLS = sorted(p.name for p in (ROOT / "jobs").glob("reproduce-*.yaml"))
 RUNTIME_ENVS = sorted(p.name for p in (ROOT / "jobs").glob("runtime-env*.yaml"))
 
 
@@ -291,6 +294,21 @@ def test_a_misspelt_job_key_fails(name):
     cls = cfg.PretrainConfig if name.startswith("pretrain") else cfg.FinetuneConfig
     with pytest.raises(ConfigError, match="num_worker"):
         cfg.build(cls, {}, values)
+
+
+@pytest.mark.parametrize("name", STUDY_YAMLS)
+def test_study_job_builds_every_stage_and_refuses_a_misspelt_key(name):
+    """A study job (`fame-ray reproduce --config FILE`) builds, and so does every stage it plans
+    (its pretraining and downstream job files, relative to it); a misspelt key is refused."""
+    from fame_ray.study.plan import plan_stages
+
+    values = cfg.load_yaml(ROOT / "jobs" / name)
+    study = cfg.build(cfg.StudyConfig, cfg.StudyConfig(), values)
+    stages = plan_stages(study, str(ROOT / "jobs"))
+    assert stages and {"pretrain", "finetune"} <= {stage.kind for stage in stages}, stages
+    values["methodz"] = values.pop("methods")
+    with pytest.raises(ConfigError, match="methodz"):
+        cfg.build(cfg.StudyConfig, cfg.StudyConfig(), values)
 
 
 def test_paper_recipes_are_what_fame_md_says():
