@@ -16,8 +16,14 @@ done
 import sys, glob, xml.etree.ElementTree as ET
 totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
 seconds = {}
+failures = []
 for path in sorted(glob.glob(f"{sys.argv[1]}/*.xml")):
+    for case in ET.parse(path).getroot().iter("testcase"):
+        for problem in (*case.iter("failure"), *case.iter("error")):
+            where = f"{case.get('classname', '')}::{case.get('name', '')}"
+            failures.append((where, (problem.text or problem.get("message") or "").strip().splitlines()))
     for suite in ET.parse(path).getroot().iter("testsuite"):
+
         for key in totals:
             totals[key] += int(suite.get(key, 0))
         name = path.rsplit("/", 1)[-1][: -len(".xml")]
@@ -26,7 +32,13 @@ for path in sorted(glob.glob(f"{sys.argv[1]}/*.xml")):
 for name, spent in sorted(seconds.items(), key=lambda item: -item[1]):
     print(f"{spent:8.1f} s  {name}")
 print(f"{sum(seconds.values()):8.1f} s  in all")
+# Every failure's last lines again at the very end, where a truncated CI log still shows them.
+for where, lines in failures:
+    print(f"FAILED {where}")
+    for line in lines[-25:]:
+        print(f"    {line[:300]}")
 failed = totals["failures"] + totals["errors"]
+
 passed = totals["tests"] - failed - totals["skipped"]
 print(f"suite: {passed} passed, {failed} failed, {totals['skipped']} skipped")
 PY

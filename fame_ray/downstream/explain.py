@@ -55,11 +55,6 @@ class Clip:
     title: str
 
 
-def centre_offset(length: int, span: int) -> int:
-    """Offset of the clip in the middle of a video's usable frames (0 when it is shorter)."""
-    return max(length - span, 0) // 2
-
-
 def _order(table: pa.Table, seed: int) -> list[int]:
     """Rows in a seeded random order, one video of every class first (a figure shows the classes)."""
     order = np.random.default_rng(seed).permutation(table.num_rows).tolist()
@@ -74,22 +69,13 @@ def _order(table: pa.Table, seed: int) -> list[int]:
 def pick_clips(table: pa.Table, data: DataConfig, count: int, seed: int, source: Location) -> list[Clip]:
     """The centre clip (test crop) of `count` decodable videos of a manifest, in `_order`."""
     chosen = []
-    for index in _order(table, seed):
-        row = {name: table[name][index].as_py() for name in table.column_names}
-        transforms.check_crop_fits(data.crop_size, row["height"], row["width"], row["path"])
+    for row, clip in decode.centre_clips(table, _order(table, seed), count, data, source):
         usable = range(row["start_frame"], row["end_frame"])
-        offset = centre_offset(len(usable), data.clip_span)
-        try:
-            (clip,) = decode.decode_clips(source.at(row["path"]), usable, [offset], data)
-        except decode.DecodeError as error:
-            log.warning("skipped: %s", error)
-            continue
+        offset = sampling.centre_offset(len(usable), data.clip_span)
         frames = sampling.clip_indices(usable.start, usable.stop, offset, data.frames_per_clip, data.temporal_stride)
         name = row["path"].rsplit("/", 1)[-1]
         cropped = transforms.eval_crop(clip, data.crop_size, data.test_crop)
         chosen.append(Clip(cropped, frames, row["path"], int(row["label"]), f"{row['label_name']}: {name}"))
-        if len(chosen) == count:
-            break
     if not chosen:
         raise UserError("no video of the manifest could be decoded", "check the dataset (fame-ray data prepare)")
     return chosen

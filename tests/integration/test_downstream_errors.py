@@ -181,7 +181,9 @@ def test_search_file_that_does_not_parse(tmp_path, tiny_official_pth):
 @pytest.mark.timeout(300)
 def test_a_batch_that_cannot_fit_the_nodes_memory_is_refused_before_any_trial(synth_root, tmp_path, tiny_official_pth):
     """8192 clips of 16x112x112 on one CPU worker: past any node's memory (fame_ray.models.memory);
-    refused once Ray is up and its nodes' memory known, before the sweep starts."""
+    refused once Ray is up and its nodes' memory known, before the sweep starts. The default
+    micro batch (auto) would split the batch, but its inputs alone do not fit: the error says so
+    and names the settings that would."""
     result = fame_ray(
         "finetune",
         "--dataset",
@@ -199,8 +201,12 @@ def test_a_batch_that_cannot_fit_the_nodes_memory_is_refused_before_any_trial(sy
         env={"RAY_ADDRESS": ""},
     )
     assert_one_line_error(
-        result, "finetune needs ~", "GB per worker (tiny, 16x112x112, 8192 clips at once) but nodes have"
+        result,
+        "finetune needs ~",
+        "GB per worker (tiny, 16x112x112) even one clip at a time, but nodes have",
+        "lower data.crop_size or data.frames_per_clip, spread the batch over more workers",
     )
+
     assert not (tmp_path / "runs" / "finetune-ucf101-split1-tiny").exists()  # no trial, no results
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from fame_ray.config import DataConfig
 from fame_ray.data.clips import transforms
-from fame_ray.data.clips.sampling import clip_indices, uniform_offsets
+from fame_ray.data.clips.sampling import centre_offset, clip_indices
 from fame_ray.data.deadline import DecodeError, DecodeTimeout, abandoned_decodes, with_deadline
 from fame_ray.data.manifest import DECODERS, DECORD
 from fame_ray.storage import Location
@@ -191,7 +191,7 @@ def centre_clips(table, order, count: int, data: DataConfig, source: Location) -
         usable = range(row["start_frame"], row["end_frame"])
         try:
             (clip,) = decode_clips(
-                source.at(row["path"]), usable, uniform_offsets(len(usable), data.clip_span, 1), data, row["decoder"]
+                source.at(row["path"]), usable, [centre_offset(len(usable), data.clip_span)], data, row["decoder"]
             )
         except DecodeError as error:
             log.warning("skipped: %s", error)

@@ -51,6 +51,11 @@ def random_offsets(length: int, span: int, count: int, rng: np.random.Generator)
     return [int(v) for v in rng.integers(0, max(length - span, 0) + 1, size=count)]
 
 
+def centre_offset(length: int, span: int) -> int:
+    """Offset of the clip in the middle of a video's usable frames (0 when it is shorter)."""
+    return max(length - span, 0) // 2
+
+
 def uniform_offsets(length: int, span: int, count: int) -> list[int]:
     """`count` uniformly spaced clip offsets from the first to the last possible position."""
     return [int(v) for v in np.linspace(0, max(length - span, 0), count).round()]
