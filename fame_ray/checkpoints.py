@@ -268,26 +268,40 @@ def _registered_with_ray(run: Location) -> str:
         return ""
 
 
-def prune(run: Location, keep: int) -> list[str]:
-    """Delete the checkpoints beyond the newest `keep` complete ones that Ray Train does not
-    manage, and return their names.
+def unmanaged(run: Location) -> frozenset[str]:
+    """The checkpoints in storage that Ray Train's snapshot does not name: the ones it will never
+    delete (a complete upload the run was killed before registering, a cut-off upload, a run
+    whose snapshot is gone). Taken when a worker group starts, before it reports anything: a
+    name Ray drops later stays Ray's, since Ray writes its snapshot before it deletes."""
+    registered = _registered_with_ray(run)
+    return frozenset(
+        info.name
+        for info in list_checkpoints(run)
+        if not re.search(re.escape(info.name) + r"(?!\d)", registered)
+    )
 
-    Ray Train keeps `num_to_keep` of the checkpoints it registered. A checkpoint that is
-    complete in storage but was never registered (the run was killed between the upload and
-    the registration, then resumed from storage) is left to this function, and so are cut-off
+
+def prune(run: Location, keep: int, candidates: frozenset[str] | None = None) -> list[str]:
+    """Delete the checkpoints among `candidates` (by default `unmanaged(run)` now) beyond the
+    newest `keep` complete ones, and return their names.
+
+    Ray Train keeps `num_to_keep` of the checkpoints it registered and deletes the others
+    itself; a checkpoint it never registered is left to this function, and so are cut-off
     uploads older than the oldest kept checkpoint. The newest complete checkpoint is never
-    deleted, nor is anything newer than it (an upload in flight).
+    deleted, nor is anything newer than it (an upload in flight). A running worker passes the
+    set it took when it started: Ray writes the snapshot that drops a checkpoint before it
+    deletes it, and a second deleter in between makes Ray's own delete fail the run.
     """
     found = list_checkpoints(run)
     complete = [info for info in found if info.complete]
     if not complete:
         return []
+    candidates = unmanaged(run) if candidates is None else candidates
     kept = {info.name for info in complete[-max(keep, 1) :]}
     oldest_kept = min(info.step for info in complete if info.name in kept)
-    registered = _registered_with_ray(run)
     deleted = []
     for info in found:
-        if info.name in kept or info.step >= oldest_kept or re.search(re.escape(info.name) + r"(?!\d)", registered):
+        if info.name in kept or info.step >= oldest_kept or info.name not in candidates:
             continue
         try:
             info.location.delete_dir()

@@ -16,9 +16,11 @@ done
 import sys, glob, xml.etree.ElementTree as ET
 totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
 seconds = {}
+cases = []
 failures = []
 for path in sorted(glob.glob(f"{sys.argv[1]}/*.xml")):
     for case in ET.parse(path).getroot().iter("testcase"):
+        cases.append((float(case.get("time", 0.0)), f"{case.get('classname', '')}::{case.get('name', '')}"))
         for problem in (*case.iter("failure"), *case.iter("error")):
             where = f"{case.get('classname', '')}::{case.get('name', '')}"
             failures.append((where, (problem.text or problem.get("message") or "").strip().splitlines()))
@@ -32,6 +34,9 @@ for path in sorted(glob.glob(f"{sys.argv[1]}/*.xml")):
 for name, spent in sorted(seconds.items(), key=lambda item: -item[1]):
     print(f"{spent:8.1f} s  {name}")
 print(f"{sum(seconds.values()):8.1f} s  in all")
+print("slowest tests:")
+for spent, where in sorted(cases, reverse=True)[:15]:
+    print(f"{spent:8.1f} s  {where}")
 # Every failure's last lines again at the very end, where a truncated CI log still shows them.
 for where, lines in failures:
     print(f"FAILED {where}")

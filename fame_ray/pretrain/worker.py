@@ -96,6 +96,8 @@ class Loop:
         self.warmup = warmup_steps(cfg)
         self.step = self._restore()
         self.start_step = self.step
+        # Ray deletes what it registered; this worker group prunes only what Ray never will.
+        self.unmanaged = ckpt.unmanaged(plan.run) if self.rank == 0 else frozenset()
         # Ray: DDP when world > 1; the queue is identical on every rank, no need to re-send buffers.
         self.model = ray.train.torch.prepare_model(
             self.net, move_to_device=False, parallel_strategy_kwargs={"broadcast_buffers": False}
@@ -330,7 +332,7 @@ class Loop:
         )
         if not use_async:
             shutil.rmtree(local, ignore_errors=True)
-        ckpt.prune(self.plan.run, self.cfg.train.keep_checkpoints)
+        ckpt.prune(self.plan.run, self.cfg.train.keep_checkpoints, self.unmanaged)
 
 
 def _stage_times(batch: dict) -> dict:

@@ -197,6 +197,28 @@ def test_prune_keeps_the_newest_complete_and_leaves_ray_its_own(tmp_path):
     assert ckpt.prune(run, keep=2) == []
 
 
+def test_prune_in_a_run_leaves_what_ray_dropped_from_its_snapshot_to_ray(tmp_path):
+    """Ray writes the snapshot that drops a checkpoint before it deletes it; a worker that pruned
+    by the snapshot of the moment deleted it in between and Ray's own delete failed the run
+    ("Path not found"). A worker prunes only what was unmanaged when it started."""
+    run_dir = tmp_path / "runs" / "r1"
+    for step in (2, 4, 6, 8):
+        _write(run_dir, step)
+
+    def snapshot(*steps):
+        results = [{"checkpoint": {"path": str(run_dir / ckpt.dir_name(s))}} for s in steps]
+        (run_dir / ckpt.RAY_SNAPSHOT).write_text(json.dumps({"checkpoint_results": results}))
+
+    snapshot(4, 6)  # the worker group starts: Ray has 4 and 6; 2 is an orphan of a killed session
+    run = Location.parse(str(run_dir))
+    at_start = ckpt.unmanaged(run)
+    assert at_start == {ckpt.dir_name(2), ckpt.dir_name(8)}
+    snapshot(6, 8)  # Ray registered 8 and dropped 4 from its snapshot; it has not deleted 4 yet
+    assert ckpt.prune(run, keep=2, candidates=at_start) == [ckpt.dir_name(2)]
+    assert [info.step for info in ckpt.list_checkpoints(run)] == [4, 6, 8]
+    assert ckpt.prune(run, keep=2) == [ckpt.dir_name(4)]  # outside a run: the snapshot of now
+
+
 def test_prune_never_deletes_the_latest_complete_checkpoint(tmp_path):
     run_dir = tmp_path / "runs" / "r1"
     _write(run_dir, 10)
