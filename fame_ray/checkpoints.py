@@ -275,9 +275,7 @@ def unmanaged(run: Location) -> frozenset[str]:
     name Ray drops later stays Ray's, since Ray writes its snapshot before it deletes."""
     registered = _registered_with_ray(run)
     return frozenset(
-        info.name
-        for info in list_checkpoints(run)
-        if not re.search(re.escape(info.name) + r"(?!\d)", registered)
+        info.name for info in list_checkpoints(run) if not re.search(re.escape(info.name) + r"(?!\d)", registered)
     )
 
 

@@ -14,7 +14,8 @@ every trial of the first run (the same run name with other settings is refused: 
 test_sweep_resume.py).
 
 Data: a tiny HMDB51-layout set (3 classes x 4 videos) and an official-layout FAME .pth of the
-tiny backbone, so no pretraining is needed.
+tiny MoCo model (query and key encoders, head, queue), so no pretraining is needed; the resumed
+sweep also checks that `fame-ray finetune --pretrained official.pth` loads it as the official format.
 """
 
 from __future__ import annotations
@@ -43,9 +44,20 @@ def inputs(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("sweep-faults")
     root = write_dataset(str(base / "hmdb51"), layout="hmdb51", num_classes=3, videos_per_class=4, frames=32, seed=1)
-    state = {f"module.encoder_q.{k}": v for k, v in build_backbone("tiny").state_dict().items()}
+    backbone = build_backbone("tiny").state_dict()
+    # An official FAME checkpoint holds the whole MoCo model: the key encoder, the projection head
+    # and the queue are dropped on loading, the query encoder's backbone is loaded strictly.
+    state = {f"module.encoder_q.{k}": v for k, v in backbone.items()}
+    state.update({f"module.encoder_k.{k}": v.clone() for k, v in backbone.items()})
+    state.update(
+        {
+            "module.encoder_q.fc.0.weight": torch.zeros(128, 128),
+            "module.queue": torch.zeros(128, 64),
+            "module.queue_ptr": torch.zeros(1, dtype=torch.long),
+        }
+    )
     weights = base / "fame_tiny.pth"
-    torch.save({"epoch": 1, "arch": "tiny", "state_dict": state}, weights)
+    torch.save({"epoch": 200, "arch": "tiny", "state_dict": state}, weights)
     return root, str(weights)
 
 
@@ -193,6 +205,10 @@ def test_a_sweep_whose_driver_died_is_resumed_by_the_same_command(inputs, tmp_pa
         "the second run started new trials instead of resuming"
     )
     assert record["trials"][0]["status"] == "completed" and record["trials"][0]["epochs_run"] == 3, record["trials"]
+    # `--pretrained official.pth` through the CLI: the official layout recognised, the rest dropped.
+    assert record["dataset"] == "hmdb51" and record["backbone"] == "tiny" and record["pretrain_recipe"] == {}
+    assert record["load_report"]["format"] == "official" and record["load_report"]["dropped"] > 0
+    assert "| hmdb51 | 1 | finetune | tiny |" in second.stdout
     # The resumed trial's Train run went on from its last epoch checkpoint, not from epoch 0.
     first_session = next(iter(before.values()))
     resumed = [

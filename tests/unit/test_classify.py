@@ -122,3 +122,47 @@ def test_micro_batches_give_the_full_batch_step(micro_batch, chunks):
         )
     torch.testing.assert_close(micro_loss, full_loss)
     assert int(micro_correct) == int(full_correct)
+
+
+def test_finetuning_learns_classes_tied_to_the_background_within_a_few_dozen_steps():
+    """The finetune path as the worker runs it (official augmentation, train_epoch, predict with
+    the test normalisation), in process on clips the synthetic writer renders with the class tied
+    to the background (4 classes, 3 training videos each). Measured with seeds 0-3: 75-87.5%
+    top-1 on 16 held-out clips after 60 steps of 4 (chance 25%); 18 steps, what the suite's
+    Ray Tune sweep can afford, reach 50% at most, so that test checks the plumbing, not this."""
+    import numpy as np
+
+    from fame_ray.data.synthetic.writer import VideoWriter
+
+    writer = VideoWriter(4, 16, 64, 64, 25, scene_bias=True, seed=0)
+
+    def clips(indices):
+        rendered = [(writer.render(label, i), label) for label in range(4) for i in indices]
+        x = torch.stack(
+            [torch.from_numpy(np.ascontiguousarray(v[:8, 8:56, 8:56])).permute(3, 0, 1, 2) for v, _ in rendered]
+        )
+        return x, torch.tensor([label for _, label in rendered])
+
+    train_x, train_y = clips(range(3))
+    test = dict(zip(("clip", "label"), clips(range(10, 14))))
+    test["video_index"] = torch.arange(len(test["label"]))
+    config = build(FinetuneConfig, _config("finetune"), {"dropout": 0.3, "train": {"micro_batch": 0}})
+    order = torch.Generator().manual_seed(0)
+    batches = [
+        {"clip": train_x[rows], "label": train_y[rows]}
+        for rows in (torch.randperm(12, generator=order)[:4] for _ in range(60))
+    ]
+
+    def top1(model) -> float:
+        logits, labels, _ = classify.predict(model, [test], config, torch.device("cpu"))
+        return float((logits.argmax(1) == labels).mean())
+
+    torch.manual_seed(0)
+    model = build_classifier(build_backbone("tiny"), 4, "finetune", 0.3)
+    before = top1(model)
+    trained = classify.train_epoch(
+        model, classify.build_optimizer(model, 0.02, 1e-4, 0.9), batches, config, torch.device("cpu"), [0]
+    )
+    assert trained["train_clips"] == 240
+    after = top1(model)
+    assert after >= 0.6 and after >= before + 0.25, (before, after)
