@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole suite: unit tests in one process, then each integration file in a process of its
+# The whole suite: unit tests (in two worker processes), then each integration file in a process of its
 # own, so that one file's Ray instance or multi-node cluster can never leak into the next.
 # Prints one closing line over all of them and exits non-zero if any failed.
 set -u
@@ -8,7 +8,9 @@ python=${PYTHON:-.venv/bin/python}
 reports=$(mktemp -d)
 trap 'rm -rf "$reports"' EXIT
 status=0
-"$python" -m pytest tests/unit --junitxml="$reports/unit.xml" "$@" || status=1
+# Unit tests in two processes (pytest-xdist): most of their time is CLI subprocesses and
+# interpreter start-up, which two cores overlap (measured: 188 s in one process, 125 s in two).
+"$python" -m pytest tests/unit -n 2 --junitxml="$reports/unit.xml" "$@" || status=1
 for file in tests/integration/test_*.py; do
     "$python" -m pytest "$file" --junitxml="$reports/$(basename "$file" .py).xml" "$@" || status=1
 done
