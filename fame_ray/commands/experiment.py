@@ -65,7 +65,7 @@ Methods = Annotated[
         "--methods",
         help=(
             f"Comma-separated pretraining methods out of {', '.join(METHODS)} (default: all but dclr, whose training "
-            "step needs static frames the data pipeline does not carry yet; name it to run it)."
+            "step needs static frames the data pipeline does not carry yet: pretraining refuses it until then)."
         ),
     ),
 ]

@@ -154,7 +154,8 @@ def test_a_manifest_from_before_the_decoder_column_is_stale_and_refused(tmp_path
     location = Location.parse(str(tmp_path / "old.parquet"))
     pq.write_table(pa.Table.from_pylist([row], schema=old), location.path)
     stored = {"version": 1, "videos": 1, "absent": 0, "bytes": 5, "newest_mtime_ns": 7, "listing_sha256": "ab"}
-    assert fingerprint.differences(stored, {**stored, "version": fingerprint.VERSION}) == ["fingerprint format 1 -> 2"]
+    now = {**stored, "version": fingerprint.VERSION}
+    assert fingerprint.differences(stored, now) == [f"fingerprint format 1 -> {fingerprint.VERSION}"]
     with pytest.raises(UserError, match="names no decoder") as raised:
         manifest.read(location)
     assert "fame-ray data prepare" in raised.value.hint

@@ -39,8 +39,17 @@ NAMES = [name for name, spec in stamped.SPECS.items() if not stamped.encoder_mis
     stamped.CONCATENATED,
 ]
 EXACT = [name for name in NAMES if name not in REFUSED]
-# AVI and MPEG-TS files with frames shown after they are decoded and more than one keyframe: PyAV.
-PYAV_FILES = ["avi_mpeg4_bframes", "avi_mpeg4_bframes_closed_gop", "avi_h264", "ts_h264_bframes"]
+# AVI and MPEG-TS files with frames shown after they are decoded and more than one keyframe, or B-frames: PyAV.
+# decord reads it right in most runs (its last frames came back two early once, under load): PyAV,
+# but not among the files decord alone reliably reads wrong.
+FLAKY_ON_DECORD = "avi_mpeg4_bframes_one_keyframe"
+PYAV_FILES = [
+    "avi_mpeg4_bframes",
+    "avi_mpeg4_bframes_closed_gop",
+    "avi_mpeg4_bframes_one_keyframe",
+    "avi_h264",
+    "ts_h264_bframes",
+]
 
 
 def _data(threads: int = 1) -> DataConfig:
@@ -113,7 +122,7 @@ def test_clips_at_random_offsets_are_frame_exact(name, mode, stamped_matrix, pro
         assert _stamps(clip, sample.rotation) == [sample.shown[i] for i in indices], f"{name} offset {offset}"
 
 
-@pytest.mark.parametrize("name", sorted(REFUSED) + PYAV_FILES)
+@pytest.mark.parametrize("name", sorted(REFUSED) + [name for name in PYAV_FILES if name != FLAKY_ON_DECORD])
 def test_decord_alone_reads_each_refused_or_pyav_file_wrong(name, stamped_matrix):
     """Each refusal and each detour through PyAV is earned: decord alone, one clip per offset at
     every third offset, gives some frame other than the one its index names, or fails. When a
@@ -175,12 +184,16 @@ def test_structure_of_a_cut_file_stops_before_the_cut_packet(stamped_matrix):
     assert probe.refusal(structure, 160).startswith("decord counts 160 frames where the stream holds 161")
 
 
-def test_one_keyframe_keeps_an_avi_with_late_frames_on_decord(stamped_matrix):
-    """decord reads an AVI whose frames are shown after they are decoded right when it has one
-    keyframe (it never seeks inside it): the built-in synthetic videos are such files."""
-    for name in ("avi_h264_one_keyframe", "avi_mpeg4_bframes_one_keyframe"):
-        structure = probe.stream_structure(stamped_matrix[name].path)
-        assert structure.delayed and structure.keyframes == 1 and probe.decoder_for(structure) == DECORD, name
+def test_one_keyframe_keeps_an_avi_with_late_frames_on_decord_unless_it_has_b_frames(stamped_matrix):
+    """decord reads an AVI whose frames are shown one frame after they are decoded right when it has
+    one keyframe (it never seeks inside it): the built-in synthetic videos are such files. With
+    B-frames (reordered frames) decord once returned a clip's last frames two early under load
+    (offset 75 of 90: ...85, 87, 87 for ...85, 87, 89), so such a file takes PyAV."""
+    structure = probe.stream_structure(stamped_matrix["avi_h264_one_keyframe"].path)
+    assert structure.delayed and structure.keyframes == 1 and structure.reorder_depth == 0
+    assert probe.decoder_for(structure) == DECORD
+    reordered = probe.stream_structure(stamped_matrix["avi_mpeg4_bframes_one_keyframe"].path)
+    assert reordered.keyframes == 1 and reordered.reorder_depth > 0 and probe.decoder_for(reordered) == PYAV
     many = probe.stream_structure(stamped_matrix["avi_h264"].path)
     assert many.delayed and many.keyframes > 1 and probe.decoder_for(many) == PYAV
 

@@ -30,9 +30,10 @@ import pyarrow.fs as pafs
 from fame_ray.data.catalog.listing import Listing
 from fame_ray.storage import S3_SCHEME, Location
 
-VERSION = 2
+VERSION = 3
 """Bump when the fingerprint's meaning changes, or the manifest's columns: every stored one then
-reads as stale and `catalog.ensure` rebuilds its manifests (2: the `decoder` column)."""
+reads as stale and `catalog.ensure` rebuilds its manifests (2: the `decoder` column; 3: B-frame
+one-keyframe AVI files decoded by PyAV)."""
 
 
 def listing_hash(listing: Listing) -> str:

@@ -15,8 +15,10 @@ every frame carries its index, tests/stamped.py, and docs/decoding.md):
   the one-frame delay FFmpeg gives H.264 in AVI) and that has more than one keyframe: these
   two demuxers seek by decoding time, decord by presentation time, so its seeks land on other
   frames, without an error (20 of 26 clips of a stamped H.264 AVI with a keyframe every 24
-  frames came back wrong). With one keyframe decord never seeks and reads such an AVI file right (the
-  built-in synthetic videos are written so).
+  frames came back wrong). With one keyframe and no B-frames (the one-frame delay of H.264 in AVI)
+  decord never seeks and reads such a file right (the built-in synthetic videos are written so);
+  with B-frames it returned the last frames of a clip two frames early once under load, so those
+  files take PyAV too.
 
 Structures neither reads right are refused with a reason that names the fix, `fame-ray data
 transcode` (`refusal`):
@@ -172,11 +174,14 @@ def _structure(container: str, codec: str, rows: list[tuple], promised: int = 0)
 def decoder_for(structure: StreamStructure) -> str:
     """The decoder whose clips of this video are frame-exact: PYAV for an AVI or MPEG-TS file
     with frames shown after they are decoded (or open GOPs) and more than one keyframe (decord's
-    seeks land on other frames there) and for a file cut inside a packet (decord's reading ahead
+    seeks land on other frames there) or with B-frames (frames reordered: decord's last frames
+    of a one-keyframe AVI came back two frames early in one suite run of 1 in about 20, under
+    load), and for a file cut inside a packet (decord's reading ahead
     reaches the cut packet and fails clips near the end, or not, depending on thread timing),
     DECORD for everything else (see the module docstring)."""
     late = structure.delayed or structure.open_gops > 0
-    if late and structure.in_container(SEEK_BY_DECODING_TIME) and structure.keyframes > 1:
+    seeks_or_reorders = structure.keyframes > 1 or structure.reorder_depth > 0
+    if late and structure.in_container(SEEK_BY_DECODING_TIME) and seeks_or_reorders:
         return PYAV
     if structure.intact < structure.packets:
         return PYAV
