@@ -168,7 +168,7 @@ def run_finetune(cfg: FinetuneConfig, explicit_arch: str | None = None) -> dict:
     space = normalise_space(cfg.search_space)
     cfg.storage.root().check_writable_root()
     cfg, info = preflight.prepare(cfg, explicit_arch)
-    run_dir = cfg.storage.root() / cfg.run_name()
+    run_dir = cfg.run_location()
     owns_ray = runtime.connect_ray(dashboard=True)
     try:
         # A cold cluster brings at least one trial's nodes (as many trials as --max-concurrent asks).
