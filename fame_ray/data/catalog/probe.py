@@ -175,8 +175,8 @@ def decoder_for(structure: StreamStructure) -> str:
     """The decoder whose clips of this video are frame-exact: PYAV for an AVI or MPEG-TS file
     with frames shown after they are decoded (or open GOPs) and more than one keyframe (decord's
     seeks land on other frames there) or with B-frames (frames reordered: decord's last frames
-    of a one-keyframe AVI came back two frames early in one suite run of 1 in about 20, under
-    load), and for a file cut inside a packet (decord's reading ahead
+    of a one-keyframe AVI came back two frames early in one of three suite runs, under load),
+    and for a file cut inside a packet (decord's reading ahead
     reaches the cut packet and fails clips near the end, or not, depending on thread timing),
     DECORD for everything else (see the module docstring)."""
     late = structure.delayed or structure.open_gops > 0
