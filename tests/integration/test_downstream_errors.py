@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from weights_support import write_tiny_official_pth
 
 
 def fame_ray(*args: str, env: dict | None = None, cwd: str | None = None) -> subprocess.CompletedProcess:
@@ -34,23 +35,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) ->
 @pytest.fixture(scope="module")
 def tiny_official_pth(tmp_path_factory):
     """A state dict in the official FAME layout (module.encoder_q.* + head, key encoder, queue)."""
-    import torch
-
-    from fame_ray.models import build_backbone
-
-    backbone = build_backbone("tiny")
-    state = {f"module.encoder_q.{k}": v for k, v in backbone.state_dict().items()}
-    state.update({f"module.encoder_k.{k}": v.clone() for k, v in backbone.state_dict().items()})
-    state.update(
-        {
-            "module.encoder_q.fc.0.weight": torch.zeros(128, 128),
-            "module.queue": torch.zeros(128, 64),
-            "module.queue_ptr": torch.zeros(1, dtype=torch.long),
-        }
-    )
-    path = tmp_path_factory.mktemp("official") / "checkpoint_0199.pth.tar"
-    torch.save({"epoch": 200, "arch": "tiny", "state_dict": state}, path)
-    return str(path)
+    return write_tiny_official_pth(tmp_path_factory.mktemp("official") / "checkpoint_0199.pth.tar")
 
 
 def test_unknown_dataset_lists_the_known_ones(tmp_path):

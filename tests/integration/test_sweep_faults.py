@@ -30,6 +30,7 @@ import time
 
 import pytest
 from process_support import alive, cli_env, descendants, kill_and_reap
+from weights_support import write_tiny_official_pth
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -37,28 +38,11 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(420)]
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """(data root, official .pth): 9 train / 3 test videos, weights of the tiny backbone."""
-    import torch
-
     from fame_ray.data.synthetic import write_dataset
-    from fame_ray.models import build_backbone
 
     base = tmp_path_factory.mktemp("sweep-faults")
     root = write_dataset(str(base / "hmdb51"), layout="hmdb51", num_classes=3, videos_per_class=4, frames=32, seed=1)
-    backbone = build_backbone("tiny").state_dict()
-    # An official FAME checkpoint holds the whole MoCo model: the key encoder, the projection head
-    # and the queue are dropped on loading, the query encoder's backbone is loaded strictly.
-    state = {f"module.encoder_q.{k}": v for k, v in backbone.items()}
-    state.update({f"module.encoder_k.{k}": v.clone() for k, v in backbone.items()})
-    state.update(
-        {
-            "module.encoder_q.fc.0.weight": torch.zeros(128, 128),
-            "module.queue": torch.zeros(128, 64),
-            "module.queue_ptr": torch.zeros(1, dtype=torch.long),
-        }
-    )
-    weights = base / "fame_tiny.pth"
-    torch.save({"epoch": 200, "arch": "tiny", "state_dict": state}, weights)
-    return root, str(weights)
+    return root, write_tiny_official_pth(base / "fame_tiny.pth")
 
 
 def finetune_args(inputs, storage, run_name: str) -> list[str]:
