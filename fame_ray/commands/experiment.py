@@ -63,10 +63,7 @@ Methods = Annotated[
     str | None,
     typer.Option(
         "--methods",
-        help=(
-            f"Comma-separated pretraining methods out of {', '.join(METHODS)} (default: all but dclr, whose training "
-            "step needs static frames the data pipeline does not carry yet: pretraining refuses it until then)."
-        ),
+        help=(f"Comma-separated pretraining methods out of {', '.join(METHODS)} (default: all of them)."),
     ),
 ]
 Variants = Annotated[
@@ -122,9 +119,10 @@ def background_bias(
     each encoder looks, with the share of activation inside the moving object.
 
     Writes OUT/results.json, results.md, results.png and OUT/maps/<variant>/<method>.png. A rerun with the same --out
-    keeps every finished run. Time grows with the pretraining runs: the default form runs 44 (four methods, three
-    seeds, a three-point search on base, three variants), each a few minutes on 2 CPUs (README "The proof" has the
-    measured time per run); --variants, --methods, --seeds, --grid and --ceiling-epochs make it smaller.
+    keeps every finished run. Time grows with the pretraining runs: the default form runs 55 (five methods, three
+    seeds, a three-point search on base, three variants), each a few minutes on 2 CPUs, DCLR's the longest (README
+    "The proof" has the measured time per run); --variants, --methods, --seeds, --grid and --ceiling-epochs make it
+    smaller.
 
     Examples:
 

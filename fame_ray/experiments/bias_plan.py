@@ -22,29 +22,20 @@ from fame_ray.config import METHODS, PretrainConfig, build, presets, to_dict
 from fame_ray.errors import ConfigError, UserError
 from fame_ray.experiments.scene_bias import VARIANTS, SceneBiasSpec
 
-# Methods of config.METHODS the experiment leaves out unless --methods names them, and why. DCLR's
-# training step reads two static frames per clip (static_q, static_k) that the pretraining rows of
-# the data pipeline do not carry yet; named in --methods it runs through the product unchanged, so it
-# is measured here as soon as the pipeline carries them.
-LEFT_OUT = {
-    "dclr": "its training step needs static frames (static_q, static_k) that the data pipeline does not carry yet"
-}
-DEFAULT_METHODS = tuple(method for method in METHODS if method not in LEFT_OUT)
-
 # Keys the experiment sets itself: a grid over them would change what is compared, not the recipe.
 OWN_KEYS = ("method", "preset", "data.", "storage.", "model.arch", "train.seed", "train.max_steps", "train.epochs")
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything a run of the experiment does (defaults: the default form, 44 pretraining runs with the four
-    default methods)."""
+    """Everything a run of the experiment does (defaults: the default form, 55 pretraining runs with the five
+    methods)."""
 
     spec: SceneBiasSpec = field(default_factory=SceneBiasSpec)
     variants: tuple[str, ...] = ("base", "palette", "camera")
     """The sets measured (the default form: three of the five; --variants all)."""
-    methods: tuple[str, ...] = DEFAULT_METHODS
-    """The pretraining methods compared: every method of config.METHODS but those of LEFT_OUT."""
+    methods: tuple[str, ...] = METHODS
+    """The pretraining methods compared: every method of config.METHODS."""
     seeds: tuple[int, ...] = (0, 1, 2)
     steps: int = 100
     """Pretraining steps of 32 clips per run (a cosine schedule that ends there)."""

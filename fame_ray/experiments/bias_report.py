@@ -182,8 +182,6 @@ def markdown(record: dict) -> str:
         "",
         *_search_table(record["search"], record["search"]["grid"]),
     ]
-    for method, reason in (record.get("left_out") or {}).items():
-        lines += [f"Not run: {label(method)} ({method}): {reason}.", ""]
     for name, found in record["variants"].items():
         lines += _variant_table(name, found, record["chance"])
     rows = comparisons(record)

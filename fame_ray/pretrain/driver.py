@@ -39,15 +39,7 @@ logger = logging.getLogger(__name__)
 
 def preflight(cfg: PretrainConfig) -> None:
     """The checks that need storage (the config checked itself on creation): a reachable
-    bucket, and a --resume that names an existing run; and a method the data pipeline can feed."""
-    if cfg.method == "dclr":
-        # DCLR's step reads two static frames per clip (static_q, static_k, each a frame of the
-        # decoded clip cropped on its own); the pipeline's rows do not carry them yet, and a run
-        # would fail at its first step. The model, its loss and its step are tested on their own.
-        raise UserError(
-            "--method dclr cannot pretrain on a dataset yet: the data pipeline does not deliver its static frames",
-            "pretrain with --method fame, moco or be; `fame-ray bench train` runs DCLR's step beside FAME's",
-        )
+    bucket, and a --resume that names an existing run."""
     root = cfg.storage.root()
     root.check_writable_root()
     if cfg.storage.resume and not checkpoints.run_exists(root, cfg.storage.resume):

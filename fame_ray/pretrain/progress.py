@@ -38,12 +38,13 @@ def format_line(step: int, total: int, epoch: int, metrics: dict) -> str:
 
 
 def stage_text(metrics: dict) -> str:
-    """' | ms/clip decode 7.7 crop 1.4 fame 3.0' from the data tasks' per-clip timings ('' without)."""
+    """' | ms/clip decode 7.7 crop 1.4 fame 3.0' from the data tasks' per-clip timings ('' without;
+    no 'fame' part for a method without FAME masks)."""
     if "decode_ms" not in metrics:
         return ""
-    return (
-        f" | ms/clip decode {metrics['decode_ms']:.1f} crop {metrics.get('crop_ms', 0.0):.1f} fame "
-        f"{metrics.get('mask_ms', 0.0):.1f}"
+    mask = metrics.get("mask_ms", 0.0)
+    return f" | ms/clip decode {metrics['decode_ms']:.1f} crop {metrics.get('crop_ms', 0.0):.1f}" + (
+        f" fame {mask:.1f}" if mask else ""
     )
 
 

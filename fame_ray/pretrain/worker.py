@@ -140,6 +140,7 @@ class Loop:
             self.cfg.method == "fame",
             self.cfg.fame.beta,
             segment_positive=self.cfg.method == "be",
+            statics=self.cfg.method == "dclr",
         )
 
     def batches(self, premade: bool = False):
@@ -178,8 +179,9 @@ class Loop:
             start = self.readout_start = self.readout(unwrap(self.net).backbone)
             self._say(
                 f"read-out at step {self.step}: {start:.3f} (a linear probe of held-out videos' features; chance "
-                f"{1 / max(int(self.readout.train_labels.max()) + 1, 1):.3f}); loss and acc@1 below are MoCo's own "
-                "instance task, which flattens once features group by class: the read-out is the learning signal"
+                f"{1 / max(int(self.readout.train_labels.max()) + 1, 1):.3f}); loss and acc@1 below are the "
+                f"{'DCLR' if self.cfg.method == 'dclr' else 'MoCo'} instance task's, which flattens once features "
+                "group by class: the read-out is the learning signal"
             )
         self.timer.reset()
         for batch in self.batches(premade):

@@ -118,7 +118,6 @@ def test_background_erasing_as_released_pretrains_end_to_end(synth_root, tmp_pat
         (["--set", "moco.queue_size=100"], "queue_size (100) must be divisible"),
         (["--resume", "no-such-run"], "no run named 'no-such-run'"),
         (["--workers", "2-x"], "--workers '2-x'"),
-        (["--method", "dclr"], "--method dclr cannot pretrain on a dataset yet"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, message):

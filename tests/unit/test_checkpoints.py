@@ -281,6 +281,8 @@ def test_progress_line_shows_the_stage_times_when_the_rows_carry_them():
     assert "ms/clip" not in progress.format_line(1, 2, 0, base)
     line = progress.format_line(1, 2, 0, {**base, "decode_ms": 7.74, "crop_ms": 1.44, "mask_ms": 2.96})
     assert line.endswith("| ms/clip decode 7.7 crop 1.4 fame 3.0")
+    unmasked = progress.format_line(1, 2, 0, {**base, "decode_ms": 7.74, "crop_ms": 1.44, "mask_ms": 0.0})
+    assert unmasked.endswith("| ms/clip decode 7.7 crop 1.4")  # moco, be, dclr: no FAME mask
 
 
 def test_the_progress_line_shows_the_read_out_when_there_is_one():

@@ -110,7 +110,13 @@ def test_clips_at_random_offsets_are_frame_exact(name, mode, stamped_matrix, pro
     offsets = sampling.random_offsets(count, SPAN, CLIPS, rng) + [0, count - SPAN]
     video, usable = Location.parse(sample.path), range(0, count)
     if mode == "one_call":
-        clips = decode.decode_clips(video, usable, offsets, _data(), decoder)
+        # With a still (DCLR's static frame) beside each clip: a raw frame the strided clip skips.
+        stills = tuple(offset + STRIDE * FRAMES_PER_CLIP - 1 for offset in offsets)
+        clips = decode.decode_clips(video, usable, offsets, _data(), decoder, stills)
+        clips, frames = clips[: len(offsets)], clips[len(offsets) :]
+        for still, frame in zip(stills, frames, strict=True):
+            shown = sample.shown[int(sampling.clip_indices(0, count, still, 1, 1)[0])]
+            assert frame.shape[0] == 1 and _stamps(frame, sample.rotation) == [shown], f"{name} still {still}"
     elif mode == "call_per_offset":
         clips = [decode.decode_clips(video, usable, [offset], _data(), decoder)[0] for offset in offsets]
     else:

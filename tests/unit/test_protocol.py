@@ -148,6 +148,39 @@ def test_background_erasing_views_are_two_crops_of_one_segment_and_the_other_cli
     assert "view_n" not in row and "mask" in row
 
 
+def test_dclr_static_frames_are_one_raw_frame_of_each_clip_at_the_same_position(tmp_path):
+    """DCLR dataset/ucf101_view.py:109-125: one index in [0, 32) of the raw frames of a 16-frame
+    clip at stride 2, the same for both clips, each static frame cropped on its own. Here 4 frames
+    at stride 2: index in [0, 8), odd raw frames (between the clip's own) included."""
+    cfg = build(PretrainConfig, presets.demo_pretrain(), {"method": "dclr", "data": {"frames_per_clip": 4}})
+    video = _write_video(tmp_path / "v.mp4")
+    videos = {
+        "path": [video],
+        "label": np.array([0]),
+        "start_frame": np.array([0]),
+        "end_frame": np.array([60]),
+        "decoder": [DECORD],
+    }
+    sampler = sampling.EpochSampler(1, 1, 1, 1, 0, 0)
+    shard = pipeline.PretrainShard(
+        Location.parse(str(tmp_path / "m.parquet")), cfg.data, sampler, 0, 1, False, statics=True
+    )
+    indices = set()
+    for epoch in range(12):
+        row = pipeline.clip_pair(videos, 0, epoch, shard)
+        size = cfg.data.crop_size
+        assert row["static_q"].shape == row["static_k"].shape == (3, size, size), row["static_q"].shape
+        assert row["static_q"].dtype == np.uint8 and "mask" not in row
+        frame = {name: round(float(row[name].mean()) / 4) for name in ("static_q", "static_k")}
+        first = {name: round(float(row[name][:, 0].mean()) / 4) for name in ("view_q", "view_k")}
+        index = frame["static_q"] - first["view_q"]
+        assert frame["static_k"] - first["view_k"] == index and 0 <= index < 8, (frame, first)
+        indices.add(index)
+    assert any(index % 2 for index in indices), indices  # a raw frame the strided clip skips
+    plain = pipeline.PretrainShard(shard.manifest, cfg.data, sampler, 0, 1, False)
+    assert "static_q" not in pipeline.clip_pair(videos, 0, 0, plain)
+
+
 def test_background_erasing_takes_the_run_s_moco_section():
     """BE's code uses T 0.07 and no shuffle-BN; fame-ray's 'be' follows the run's moco section
     (one recipe for every method), and the options reach the model."""

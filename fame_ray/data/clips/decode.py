@@ -61,12 +61,13 @@ def _first_line(error: Exception) -> str:
 
 
 def decode_clips(
-    video: Location, usable: range, offsets: list[int], data: DataConfig, decoder: str
+    video: Location, usable: range, offsets: list[int], data: DataConfig, decoder: str, stills: tuple[int, ...] = ()
 ) -> list[np.ndarray]:
     """Decode clips (uint8 T H W C each, size as stored) at the given offsets into `usable`
     (the manifest row's frames) with data.frames_per_clip frames every data.temporal_stride,
     data.decode_threads decoder threads, by `decoder` (the row's `decoder`: manifest.DECORD, one
-    `get_batch`, or manifest.PYAV).
+    `get_batch`, or manifest.PYAV). `stills`: positions of single frames to decode as well (1 H W C
+    each, after the clips, wrapping like a clip's frames; DCLR's static frames), in the same pass.
 
     The usable range is clamped to the frames the decoder actually finds (manifest counts come
     from probing and can be off by a few frames). With data.decode_timeout_s > 0, a decode that
@@ -76,32 +77,45 @@ def decode_clips(
         raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
     if data.decode_timeout_s > 0:
         return with_deadline(
-            lambda: _decode_clips(video, usable, offsets, data, decoder), data.decode_timeout_s, str(video)
+            lambda: _decode_clips(video, usable, offsets, data, decoder, stills), data.decode_timeout_s, str(video)
         )
-    return _decode_clips(video, usable, offsets, data, decoder)
+    return _decode_clips(video, usable, offsets, data, decoder, stills)
+
+
+def _wanted(start_frame: int, end: int, offsets: list[int], data: DataConfig, stills: tuple[int, ...]) -> list:
+    """Frame indices of every clip at `offsets`, then of every still (one frame each)."""
+    clips = [clip_indices(start_frame, end, offset, data.frames_per_clip, data.temporal_stride) for offset in offsets]
+    return clips + [clip_indices(start_frame, end, still, 1, 1) for still in stills]
 
 
 def _decode_clips(
-    video: Location, usable: range, offsets: list[int], data: DataConfig, decoder: str
+    video: Location, usable: range, offsets: list[int], data: DataConfig, decoder: str, stills: tuple[int, ...]
 ) -> list[np.ndarray]:
     if decoder != DECORD:
-        return _pyav_clips(video, usable, offsets, data)
+        return _pyav_clips(video, usable, offsets, data, stills)
     import decord
 
     reader = open_video(video, data.decode_threads)
     start_frame, end = usable.start, min(usable.stop, len(reader))
     if end <= start_frame:
         raise DecodeError(f"{video}: no frames in [{usable.start}, {usable.stop}) (video has {len(reader)})")
-    clips = [clip_indices(start_frame, end, offset, data.frames_per_clip, data.temporal_stride) for offset in offsets]
+    clips = _wanted(start_frame, end, offsets, data, stills)
     unique, inverse = np.unique(np.concatenate(clips), return_inverse=True)
     try:
         frames = reader.get_batch(unique.tolist()).asnumpy()
     except (decord.DECORDError, RuntimeError, ValueError) as error:
         raise DecodeError(f"cannot decode {video}: {_first_line(error)}") from error
-    return [frames[part] for part in np.split(inverse, len(clips))]
+    return _split(frames, inverse, clips)
 
 
-def _pyav_clips(video: Location, usable: range, offsets: list[int], data: DataConfig) -> list[np.ndarray]:
+def _split(frames: np.ndarray, inverse: np.ndarray, clips: list) -> list[np.ndarray]:
+    """The decoded distinct frames back into the clips (and stills) that asked for them."""
+    return [frames[part] for part in np.split(inverse, np.cumsum([len(clip) for clip in clips])[:-1])]
+
+
+def _pyav_clips(
+    video: Location, usable: range, offsets: list[int], data: DataConfig, stills: tuple[int, ...] = ()
+) -> list[np.ndarray]:
     """`_decode_clips` through PyAV: frame i is the packet with the i-th smallest presentation time."""
     import av
 
@@ -116,16 +130,14 @@ def _pyav_clips(video: Location, usable: range, offsets: list[int], data: DataCo
             start_frame, end = usable.start, min(usable.stop, len(index))
             if end <= start_frame:
                 raise DecodeError(f"{video}: no frames in [{usable.start}, {usable.stop}) (video has {len(index)})")
-            clips = [
-                clip_indices(start_frame, end, offset, data.frames_per_clip, data.temporal_stride) for offset in offsets
-            ]
+            clips = _wanted(start_frame, end, offsets, data, stills)
             unique, inverse = np.unique(np.concatenate(clips), return_inverse=True)
             frames = _pyav_frames(container, stream, index, unique.tolist())
     except (av.error.FFmpegError, OSError) as error:
         raise DecodeError(f"cannot decode {video}: {_first_line(error)}") from error
     if frames is None:
         raise DecodeError(f"cannot decode {video}: frames missing after a seek")
-    return [frames[part] for part in np.split(inverse, len(clips))]
+    return _split(frames, inverse, clips)
 
 
 def _pyav_frames(container, stream, index: list[tuple[int | None, bool]], wanted: list[int]) -> np.ndarray | None:

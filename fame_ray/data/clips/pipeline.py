@@ -9,7 +9,11 @@ positions, crop and flip them, and compute the FAME mask of the query clip; the 
 the worker in order, exactly one per-worker batch per step:
 {"view_q", "view_k": uint8 C T H W, "mask": uint8 H W (FAME only), "label", "video_index"}.
 For Background Erasing, view_k is a second crop of view_q's clip (its positive: the same
-segment) and "view_n" a crop of the other clip (its intra-video negative).
+segment) and "view_n" a crop of the other clip (its intra-video negative). For DCLR,
+"static_q" and "static_k" (uint8 C H W): one raw frame of each clip, at the same position in
+both (drawn in [0, frames_per_clip * temporal_stride), the official dataset's 32 raw frames of a
+16-frame clip at stride 2), each with its own random resized crop and flip; the worker repeats
+it over time.
 The merge itself runs on the worker over its full batch (fame_ray.pretrain.step), so every
 clip of every step takes its background from a full per-worker batch.
 
@@ -153,6 +157,8 @@ class PretrainShard:
     segment_positive: bool = False
     """Background Erasing ('be'): view_k is a second crop of view_q's segment (BE's positive) and
     view_n a crop of the video's other clip (BE's intra-video negative)."""
+    statics: bool = False
+    """DCLR ('dclr'): a static frame of each clip, static_q and static_k (C H W), cropped on its own."""
 
     def segments(self, steps_per_segment: int = 2000) -> list[range]:
         """The steps still to stream, cut at every epoch's end and into runs of at most
@@ -169,15 +175,22 @@ class PretrainShard:
 
 def clip_pair(videos: dict, video: int, epoch: int, shard: PretrainShard) -> dict:
     """Two clips of one video (distinct positions), cropped, flipped, and the query's mask (for
-    Background Erasing three crops: two of the first clip, one of the second); with the
-    milliseconds each stage took (the pipeline's live telemetry)."""
+    Background Erasing three crops: two of the first clip, one of the second; for DCLR a static
+    frame of each clip as well); with the milliseconds each stage took (the pipeline's live
+    telemetry)."""
     data = shard.data
     rng = sampling.clip_rng(shard.sampler.seed, epoch, video)
     start, end = int(videos["start_frame"][video]), int(videos["end_frame"][video])
     offsets = sampling.distinct_offsets(end - start, data.clip_span, 2, rng)
+    stills = ()
+    if shard.statics:
+        # One index for both clips, uniform over the raw frames the clip spans (official).
+        index = int(rng.integers(data.frames_per_clip * data.temporal_stride))
+        stills = tuple(offset + index for offset in offsets)
     source = shard.manifest.at(videos["path"][video])
     started = time.perf_counter()
-    clips = decode.decode_clips(source, range(start, end), offsets, data, videos["decoder"][video])
+    clips = decode.decode_clips(source, range(start, end), offsets, data, videos["decoder"][video], stills)
+    clips, frames = clips[: len(offsets)], clips[len(offsets) :]
     decoded = time.perf_counter()
     # Background Erasing crops the first clip twice (anchor and positive) and the second once.
     sources = (clips[0], clips[0], clips[1]) if shard.segment_positive else clips
@@ -189,14 +202,20 @@ def clip_pair(videos: dict, video: int, epoch: int, shard: PretrainShard) -> dic
         )
         for clip in sources
     )
-    cropped = time.perf_counter()
     row = {"view_q": query, "view_k": key, "label": np.int64(videos["label"][video]), "video_index": np.int64(video)}
     if negative:
         row["view_n"] = negative[0]
+    for name, frame in zip(("static_q", "static_k"), frames):
+        crop = transforms.random_resized_crop(
+            frame, data.crop_size, data.crop_scale, rng, antialias=data.resize_antialias
+        )
+        row[name] = np.ascontiguousarray(crop[0].transpose(2, 0, 1))
+    cropped = time.perf_counter()
     if shard.masks:
         ties = torch.Generator().manual_seed(int(rng.integers(2**62)))
         row["mask"] = fame.clip_mask(torch.from_numpy(query), shard.beta, ties).numpy()
-    # Per clip: decoding produces two clips, cropping two (three for BE), the mask is of the query clip only.
+    # Per clip: decoding produces two clips, cropping two (three for BE; DCLR's static frames
+    # counted with their clips), the mask is of the query clip only.
     row.update(
         decode_ms=np.float32(500 * (decoded - started)),
         crop_ms=np.float32(1000 * (cropped - decoded) / len(sources)),
