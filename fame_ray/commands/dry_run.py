@@ -36,6 +36,7 @@ from fame_ray.errors import UserError
 from fame_ray.eval.report import markdown_table
 from fame_ray.models import memory
 from fame_ray.pretrain import plan as pretrain_plan
+from fame_ray.study import schedule
 from fame_ray.study.plan import describe
 
 GB = memory.GB
@@ -279,17 +280,30 @@ def reproduce(study, stages, folder, status: dict, checks: list[str], where: Mac
     its status in the study's record (if the study was started), the protocol tables of each kind,
     and the checks."""
     where = where or machine(any(stage.config.train.use_gpu for stage in stages if stage.kind != "manifests"))
+    done = tuple(key for key, state in status.items() if state in ("done", "skipped"))
+    waves = schedule.waves(stages, {"CPU": where.cpus, "GPU": where.gpus}, study.concurrent_stages, done)
+    wave_of = {key: index + 1 for index, wave in enumerate(waves) for key in wave}
     rows = [
-        [s.key, s.method or "all", describe(s), _stage_needs(s, where), status.get(s.key, "left"), ", ".join(s.needs)]
+        [
+            s.key,
+            s.method or "all",
+            describe(s),
+            _stage_needs(s, where),
+            status.get(s.key, "left"),
+            ", ".join(s.needs),
+            wave_of.get(s.key, "–"),
+        ]
         for s in stages
     ]
+    at_once = max((len(wave) for wave in waves), default=0)
     parts = [
         f"# fame-ray reproduce: dry run of study {folder.name}, nothing trains",
         "",
-        f"Study folder: {folder}; planned for {where.where}: {where.cpus:g} CPUs, {where.gpus:g} GPUs. Stages run one "
-        "after another, each sized to the whole cluster.",
+        f"Study folder: {folder}; planned for {where.where}: {where.cpus:g} CPUs, {where.gpus:g} GPUs. Stages run as "
+        f"many at once as fit (concurrent_stages {study.concurrent_stages or 'auto'}): here in {len(waves)} wave(s), "
+        f"up to {at_once} stage(s) at once; a stage alone gets the whole cluster, stages together share it.",
         "",
-        markdown_table(["stage", "method", "protocol", "cluster it needs", "status", "after"], rows),
+        markdown_table(["stage", "method", "protocol", "cluster it needs", "status", "after", "wave"], rows),
         "",
     ]
     for kind in ("pretrain", "finetune", "linear", "retrieval"):

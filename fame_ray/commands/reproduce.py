@@ -67,8 +67,8 @@ def reproduce(
     Stages: the manifests of every dataset and split (shared by the methods), one pretraining per method (none with
     --pretrained), then finetunes on UCF101 and HMDB51 over the 3 official splits, linear probes (the official
     probe), retrievals, and a Diving48 finetune when its data root is present. Each stage is an ordinary fame-ray
-    run under <storage>/<study name>/, run through its own command's code; stages run one after another, each
-    sized to the whole cluster.
+    run under <storage>/<study name>/, run through its own command's code; stages run as many at once as the cluster
+    fits, each planning for its share (--set concurrent_stages=1: one after another; --dry-run shows the waves).
 
     The same command again resumes the study: finished stages are skipped, an unfinished one resumes from its
     run's checkpoints; a study of other settings under the same name is refused. A progress view (done, running,

@@ -84,6 +84,10 @@ class StudyConfig:
     paper: str = "k400-i3d"
     """The paper's figures put beside the table: 'k400-i3d' (I3D pretrained on Kinetics-400),
     'ucf101-r21d' (R(2+1)D pretrained on UCF101) or 'none'."""
+    concurrent_stages: int = 0
+    """Stages run at once at most: 0 = as many as the cluster fits (each ready stage whose
+    smallest form fits in the CPUs and GPUs the running ones leave; fame_ray.study.schedule),
+    1 = one after another."""
     storage: StorageConfig = field(default_factory=StorageConfig)
     """Where the study lives: <path>/<run_name>/ holds its record, its runs and its report
     (run_name = the study name)."""
@@ -108,6 +112,11 @@ class StudyConfig:
         _check(
             all(split in (1, 2, 3) for split in self.splits) and len(set(self.splits)) == len(self.splits),
             f"study splits must be distinct official splits 1, 2 or 3, got {list(self.splits)}",
+        )
+        _check(
+            isinstance(self.concurrent_stages, int) and self.concurrent_stages >= 0,
+            f"study concurrent_stages must be 0 (as many as fit) or a positive number, got {self.concurrent_stages}",
+            "e.g. --set concurrent_stages=1 to run the stages one after another",
         )
         _check(self.paper in PAPER_SETTINGS, f"study paper must be one of {', '.join(PAPER_SETTINGS)}")
         for key in SECTIONS:

@@ -139,8 +139,10 @@ def encode_videos(
     return video_features(dataset.iter_batches(batch_size=256, batch_format="numpy"))
 
 
-def run_retrieval(cfg: FinetuneConfig, explicit_arch: str | None = None) -> dict:
-    """Test videos query training videos: R@1/5/10/20/50; writes results.json/.md."""
+def run_retrieval(cfg: FinetuneConfig, explicit_arch: str | None = None, budget: dict | None = None) -> dict:
+    """Test videos query training videos: R@1/5/10/20/50; writes results.json/.md. `budget`
+    ({"CPU": n}): the share of the cluster it may plan for (a study running stages at once),
+    else the whole cluster."""
     started = time.time()
     cfg.storage.root().check_writable_root()
     cfg, info = preflight.prepare(cfg, explicit_arch)
@@ -157,7 +159,7 @@ def run_retrieval(cfg: FinetuneConfig, explicit_arch: str | None = None) -> dict
     )
     try:
         # The encoder actors take the training workers' share; decode tasks keep the rest.
-        plan = runtime.plan_resources(runtime.cluster_cpus(), cfg.train, cfg.data)
+        plan = runtime.plan_resources(budget["CPU"] if budget else runtime.cluster_cpus(), cfg.train, cfg.data)
         batch, _ = cfg.train.split_batch(cfg.train.num_workers)
         encoded = {}
         for subset in ("train", "test"):

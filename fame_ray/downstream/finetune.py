@@ -156,14 +156,17 @@ def sweep_plan(cfg: FinetuneConfig, space: dict, cpus: float | None = None, gpus
         "cpus_per_worker": plan.cpus_per_worker,
         "data_cpus": plan.data_cpus,
         "trial_cpus": trial_cpus,
+        "smallest_trial_cpus": smallest_trial,
+        "trial_gpus": trial_gpus,
         "max_concurrent": concurrent,
         "trials": trials,
     }
 
 
-def run_finetune(cfg: FinetuneConfig, explicit_arch: str | None = None) -> dict:
+def run_finetune(cfg: FinetuneConfig, explicit_arch: str | None = None, budget: dict | None = None) -> dict:
     """Check inputs, run (or resume) the Tune sweep of Train runs, write results.json/.md;
-    returns the record."""
+    returns the record. `budget` ({"CPU": n, "GPU": m}): the share of the cluster the sweep may
+    plan for (a study running stages at once), else the whole cluster."""
     started = time.time()
     space = normalise_space(cfg.search_space)
     cfg.storage.root().check_writable_root()
@@ -185,13 +188,14 @@ def run_finetune(cfg: FinetuneConfig, explicit_arch: str | None = None) -> dict:
         resume = resumable(cfg, run_dir)  # writes sweep.json: only once nothing refuses the run
         cfg = resolved
         info["manifests"], info["validation"] = trial_manifests(cfg, info["manifests"], run_dir)
-        plan = sweep_plan(cfg, space)
+        plan = sweep_plan(cfg, space, budget["CPU"], budget["GPU"]) if budget else sweep_plan(cfg, space)
         log.info(
-            "sweep: %d trial(s), %d at once, %.3g CPUs each (%.3g for Ray Data)",
+            "sweep: %d trial(s), %d at once, %.3g CPUs each (%.3g for Ray Data)%s",
             plan["trials"],
             plan["max_concurrent"],
             plan["trial_cpus"],
             plan["data_cpus"],
+            f", in a share of {budget['CPU']:g} CPUs" if budget else "",
         )
         records = _sweep(cfg, space, info, plan, resume)
     finally:

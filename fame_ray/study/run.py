@@ -5,9 +5,13 @@ on one Ray connection, the record saved around every stage, the progress view af
     skipped = check_inputs(study, stages)
     summary = run_study(study, stages, folder, skipped, on_progress=print_function)
 
-Stages run one after another; each one sizes itself to the whole cluster the way its command
-does (a finetune sweep runs as many trials at once as the cluster fits), so the cluster is
-shared inside a stage, not between stages.
+Stages run as many at once as the cluster fits (fame_ray.study.schedule; `concurrent_stages`
+caps them): a stage starts once the stages it needs are done and its smallest form fits in what
+the running stages leave, and it plans for its share of the cluster (a finetune sweep runs as
+many trials at once as its share fits). A stage that runs alone runs in the driver's main thread
+with the whole cluster, exactly as its command would; stages that run together run in threads of
+the driver, each its own Ray Train / Tune job on the one Ray connection, and the record is
+written from the main thread only.
 
 Resume: a stage the record marks done is skipped. A stage marked running (its driver died) runs
 again under the same run name, and the runs resume themselves: a pretraining from its latest
@@ -22,6 +26,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import ray
 
@@ -35,7 +40,7 @@ from fame_ray.errors import UserError
 from fame_ray.eval.report import RESULTS_JSON, read_record
 from fame_ray.pretrain.driver import run_pretrain
 from fame_ray.storage import Location
-from fame_ray.study import progress, record
+from fame_ray.study import progress, record, schedule
 from fame_ray.study.plan import EVALUATIONS, Stage, describe, study_settings
 from fame_ray.study.report import summarize, write
 
@@ -82,8 +87,9 @@ def check_inputs(study, stages: list[Stage]) -> dict[str, str]:
     return skipped
 
 
-def run_stage(stage: Stage, verbose: bool = False) -> str | None:
-    """Run (or resume) one stage through its command's own entry point; where its results are."""
+def run_stage(stage: Stage, verbose: bool = False, budget: dict | None = None) -> str | None:
+    """Run (or resume) one stage through its command's own entry point; where its results are.
+    `budget`: the share of the cluster an evaluation plans for (None: the whole cluster)."""
     cfg = stage.config
     if stage.kind == "manifests":
         ready.manifests(cfg.data, cfg.data_location())
@@ -92,10 +98,68 @@ def run_stage(stage: Stage, verbose: bool = False) -> str | None:
         run_pretrain(cfg, verbose)
         return cfg.run_location().uri
     if stage.kind == "retrieval":
-        found = run_retrieval(cfg, stage.arch)
+        found = run_retrieval(cfg, stage.arch, budget)
     else:
-        found = run_finetune(cfg, stage.arch)
+        found = run_finetune(cfg, stage.arch, budget)
     return f"{found['run_dir']}/{RESULTS_JSON}"
+
+
+def _cluster() -> dict:
+    """The CPUs and GPUs of the Ray cluster now."""
+    total = ray.cluster_resources()
+    return {name: float(total.get(name, 0.0)) for name in schedule.RESOURCES}
+
+
+def _run_stages(study, stages: list[Stage], study_record: dict, folder: Location, on_progress, verbose: bool) -> None:
+    """Every stage not done yet, as many at once as fit (module doc); the first failure is raised
+    once the stages running beside it have ended (their record kept)."""
+    left = [stage for stage in stages if record.status(study_record, stage.key) not in ("done", "skipped")]
+    running: dict[Future, tuple[Stage, dict]] = {}
+    failure: BaseException | None = None
+
+    def started(stage: Stage, budget: dict, together: bool) -> None:
+        resumed = record.start(study_record, stage.key)
+        record.save(study_record, folder)
+        share = f"; {budget['CPU']:g} CPUs of the cluster" if together else ""
+        on_progress(f"stage {stage.key}: {'resuming' if resumed else 'starting'} ({describe(stage)}{share})")
+
+    def finished(stage: Stage, results: str | None) -> None:
+        record.finish(study_record, stage.key, results)
+        record.save(study_record, folder)
+        on_progress(progress.view(stages, study_record))
+
+    with ThreadPoolExecutor(max_workers=max(len(left), 1), thread_name_prefix="stage") as pool:
+        while left or running:
+            if failure is None:
+                done = [key for key, entry in study_record["stages"].items() if entry["status"] == "done"]
+                ready_now = [stage for stage in left if all(need in done for need in stage.needs)]
+                budgets = {stage.key: budget for stage, budget in running.values()}
+                chosen = schedule.admit(ready_now, budgets, _cluster(), study.concurrent_stages)
+                if not chosen and not running:
+                    raise RuntimeError(f"stages wait on stages that never finish: {[s.key for s in left]}")
+                if len(chosen) == 1 and not running:
+                    # Alone: in the main thread with the whole cluster, as its command runs it.
+                    stage, budget = chosen[0]
+                    left.remove(stage)
+                    started(stage, budget, together=False)
+                    finished(stage, run_stage(stage, verbose))
+                    continue
+                for stage, budget in chosen:
+                    left.remove(stage)
+                    started(stage, budget, together=True)
+                    running[pool.submit(run_stage, stage, verbose, budget)] = (stage, budget)
+            if not running:
+                break
+            ended, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in ended:
+                stage, _ = running.pop(future)
+                try:
+                    finished(stage, future.result())
+                except Exception as error:  # the stage stays 'running' in the record: a rerun resumes it
+                    log.error("stage %s failed: %s", stage.key, error)
+                    failure = failure or error
+    if failure is not None:
+        raise failure
 
 
 def _reconcile(study_record: dict, stages: list[Stage], skipped: dict[str, str]) -> None:
@@ -127,7 +191,8 @@ def run_study(
     verbose: bool = False,
     context: dict | None = None,
 ) -> dict:
-    """Run every stage not done yet, in order; write study.md/.json/.png into `folder`; the summary."""
+    """Run every stage not done yet (as many at once as fit); write study.md/.json/.png into
+    `folder`; the summary."""
     started = time.time()
     settings = study_settings(study, stages)
     study_record = record.open_record(folder, settings, [s.key for s in stages], folder.name)
@@ -138,16 +203,7 @@ def run_study(
     on_progress(progress.view(stages, study_record))
     owns_ray = runtime.connect_ray(dashboard=True, verbose=verbose)
     try:
-        for stage in stages:
-            if record.status(study_record, stage.key) in ("done", "skipped"):
-                continue
-            resumed = record.start(study_record, stage.key)
-            record.save(study_record, folder)
-            on_progress(f"stage {stage.key}: {'resuming' if resumed else 'starting'} ({describe(stage)})")
-            results = run_stage(stage, verbose)
-            record.finish(study_record, stage.key, results)
-            record.save(study_record, folder)
-            on_progress(progress.view(stages, study_record))
+        _run_stages(study, stages, study_record, folder, on_progress, verbose)
     finally:
         if owns_ray:
             ray.shutdown()
