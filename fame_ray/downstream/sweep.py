@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 
 import ray
 from ray import tune
@@ -40,6 +41,19 @@ SITE_KEYS = (
 # The Train driver inside a trial holds no CPU (it only waits on its workers); a Tune
 # trial still needs a non-empty resource request, so it asks for 1 MiB of memory.
 DRIVER_RESOURCES = {"cpu": 0, "memory": 2**20}
+# Tune's trainable registry is one per process and job, keyed by the trainable's name, and not
+# thread-safe: sweeps that run side by side in one driver (a study's stages) register under names
+# of their own, one at a time.
+_REGISTRY_LOCK = threading.Lock()
+
+
+def register(trainable, name: str) -> str:
+    """Register the trainable (with the trial drivers' resources) under a name of this sweep's
+    own; the name Tune knows it by."""
+    key = f"fame_ray_trial-{name}"
+    with _REGISTRY_LOCK:
+        tune.register_trainable(key, tune.with_resources(trainable, DRIVER_RESOURCES))
+    return key
 
 
 def to_tune_space(space: dict, fixed: dict) -> dict:
@@ -137,11 +151,12 @@ def run_sweep(
     finished and failed trials stay as they are, unfinished ones run again (their Train runs
     restart from their last epoch checkpoint); the rest of the settings are the saved ones.
     """
+    registered = register(trainable, name)
     if resume:
         experiment = f"{storage_path}/{name}"
         tuner = tune.Tuner.restore(
             experiment,
-            tune.with_resources(trainable, DRIVER_RESOURCES),
+            registered,
             resume_unfinished=True,
             storage_filesystem=storage_filesystem,
         )
@@ -151,7 +166,7 @@ def run_sweep(
         time_attr="training_iteration", max_t=max(max_epochs, grace), grace_period=grace, reduction_factor=2
     )
     tuner = tune.Tuner(
-        tune.with_resources(trainable, DRIVER_RESOURCES),
+        registered,
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=metric,

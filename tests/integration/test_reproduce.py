@@ -3,10 +3,12 @@
 The quick study (synthetic UCF101-layout data, the tiny backbone, a few steps, one split) is cut
 down to the stages that carry its structure: the shared manifests, one pretraining, a finetune, a
 retrieval and an optional Diving48 finetune without data (skipped); the linear probe (the same
-code path as the finetune, `run_finetune --mode linear`) is left out to keep the test short. The driver
-(`fame-ray reproduce`) is killed with SIGKILL, by its pid, once the pretraining is done and the
-finetune stage has started; the same command again must skip the finished stages (their record
-untouched, the pretraining's checkpoint not rewritten), resume the finetune and complete the table.
+code path as the finetune, `run_finetune --mode linear`) is left out to keep the test short. With
+half a CPU per worker and for Ray Data, the finetune and the retrieval fit the 2 CPUs side by side.
+The driver (`fame-ray reproduce`) is killed with SIGKILL, by its pid, once the pretraining is done
+and the finetune stage has started beside the retrieval; the same command again must skip the
+finished stages (their record untouched, the pretraining's checkpoint not rewritten), resume the
+finetune and complete the table.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ def command(out) -> list[str]:
         "finetune_on=[ucf101, diving48]",
         "--set",
         "linear_on=[]",
+        # Half a CPU per worker and for Ray Data: the finetune and the retrieval fit the 2 CPUs side by
+        # side, so the kill lands while two stages run at once, each in a thread of the driver.
+        "--set",
+        "downstream.train.cpus_per_worker=0.5",
+        "--set",
+        "downstream.data.data_cpus=0.5",
     ]
 
 
@@ -65,6 +73,12 @@ def test_a_study_whose_driver_died_mid_stage_resumes_without_rerunning_finished_
         kill_and_reap(first)
     before = stages_of(out)
     assert before[STAGE]["status"] == "running", before
+    side_by_side = [
+        line for line in (tmp_path / "first.log").read_text().splitlines() if "CPUs of the cluster)" in line
+    ]
+    assert any(STAGE in line for line in side_by_side) and any("retrieval-" in line for line in side_by_side), (
+        side_by_side
+    )
     finished = {key: entry for key, entry in before.items() if entry["status"] == "done"}
     assert {"manifests-ucf101-split1", "pretrain-fame"} <= set(finished), before
     checkpoints = out / "runs" / "study-quick" / "pretrain-fame"
