@@ -98,7 +98,7 @@ def video_sets(root: str, videos: int, only: list[str]) -> dict:
     for name in only:
         shape = SETS[name]
         original, copy = os.path.join(root, name), os.path.join(root, f"{name}-transcoded")
-        if not os.path.exists(os.path.join(original, ".fame-ray-synthetic")):
+        if not os.path.exists(os.path.join(original, synthetic.MARKER)):
             log.info(
                 "writing %d %s-like videos (%d frames, %dx%d)",
                 videos,
