@@ -444,12 +444,18 @@ def loader_vs_ray(
     round_s = max(5.0, seconds / rounds)
     idle_before = _idle_cpus(idle_s)
     runs = []
-    for _ in range(rounds):
+    for number in range(rounds):
         runs.append(
             {
                 "dataloader": _timed_batches(loader, round_s, warmup),
                 "ray": _timed_batches(pipeline.step_batches(stream, shard, prefetch=tasks), round_s, warmup),
             }
+        )
+        log.info(
+            "round %d/%d: DataLoader %.1f clips/s, Ray Data %.1f clips/s",
+            number + 1,
+            rounds,
+            *(runs[-1][side]["clips"] / runs[-1][side]["wall_s"] for side in ("dataloader", "ray")),
         )
     idle_after = _idle_cpus(idle_s)
     totals = {
