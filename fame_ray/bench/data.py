@@ -327,6 +327,7 @@ class PretrainRows(torch.utils.data.Dataset):
     shard, so both deliver the same rows in the same order)."""
 
     def __init__(self, shard: pipeline.PretrainShard):
+        """The shard's rows; its manifest read as plain columns once, as the Ray tasks read it."""
         self.shard = shard
         self.videos = pipeline.videos_of(shard.manifest)
 
@@ -396,6 +397,7 @@ def loader_comparison(sides: dict, idle_cpus: float, cpus: float, nodes: tuple =
     ray_cost, loader_cost = ray_side["marginal_cpu_ms_per_clip"], loader["marginal_cpu_ms_per_clip"]
 
     def per_s(data_cpus: float, cost_ms: float) -> float | None:
+        """Clips/s that `data_cpus` deliver at `cost_ms` of CPU per clip (None at a cost not positive)."""
         return 1000 * data_cpus / cost_ms if cost_ms > 0 else None
 
     projection = []
