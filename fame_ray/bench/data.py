@@ -16,6 +16,14 @@ Figures, per set:
 - `ray_data` (transcoded copy): the real pretraining stream (`pipeline.pretrain_stream`, every
   CPU given to its tasks) in clips/s per CPU at steady state, against the bare decode per core
   of the same clips measured in this process right before and after: the efficiency;
+- `loader_vs_ray` (the first set, ucf101 by default; transcoded copy): the anchor users would
+  use instead, a torch DataLoader with one worker process per CPU Ray has over a map-style
+  Dataset of the same rows by the same row function (`PretrainRows`: decode, crop, FAME mask),
+  against the Ray Data stream, in alternating rounds (a fresh iterator each, warmup batches left
+  out): clips/s of each (`ratio` = Ray / DataLoader), the CPU seconds of this process tree per
+  clip and the CPUs' busy share, the CPUs the idle Ray instance burns (`ray_idle_cpus`), each
+  side's marginal CPU per clip (idle Ray taken off; `marginal_ratio` = Ray / DataLoader) and a
+  linear projection of both to nodes of 8, 16 and 64 CPUs from those per-clip costs;
 - `pretrain` (ucf101 only, both copies): the data-wait share of the step time of the demo's tiny
   model trained by the real worker loop, fed by the pipeline, on this machine's CPUs.
 A clip is one decoded clip: pretraining decodes two per video (query and key).
@@ -51,6 +59,9 @@ TARGETS = {
     "transcoded_decode_speedup": 3.0,
     "ray_data_vs_bare_decode_per_cpu": 0.8,
     "pretrain_data_wait_transcoded": 0.20,
+    "ray_vs_dataloader": 0.9,
+    "data_cpus_busy": 0.9,
+    "marginal_cpu_vs_in_process": 1.15,
 }
 SETS = {
     "ucf101": {"frames": 175, "width": 320, "height": 240},
@@ -58,6 +69,9 @@ SETS = {
 }
 TRANSCODE = EncodeSettings(short_side=128, gop=16)
 BLOCK_S = 2.0  # seconds per side before switching to the other
+STREAM_STEPS = 2000  # steps of one Ray Data execution, as the training worker streams them
+PROJECTION_CPUS = (8, 16, 64)  # node sizes of the DataLoader-vs-Ray projection
+IDLE_S = 5.0  # seconds of idle Ray measured, before and after the DataLoader-vs-Ray rounds
 
 
 def machine() -> dict:
@@ -84,7 +98,7 @@ def video_sets(root: str, videos: int, only: list[str]) -> dict:
     for name in only:
         shape = SETS[name]
         original, copy = os.path.join(root, name), os.path.join(root, f"{name}-transcoded")
-        if not os.path.exists(os.path.join(original, ".fame-ray-synthetic")):
+        if not os.path.exists(os.path.join(original, synthetic.MARKER)):
             log.info(
                 "writing %d %s-like videos (%d frames, %dx%d)",
                 videos,
@@ -230,6 +244,42 @@ def _tree_cpu_s() -> float:
     return total
 
 
+def _ray_stream(
+    location: Location, data: DataConfig, per_worker: int, steps: int = STREAM_STEPS
+) -> tuple[pipeline.PretrainShard, ray.data.Dataset, int, float]:
+    """The pretraining stream with every CPU Ray has given to its tasks: (shard, stream, tasks, CPUs)."""
+    cpus = runtime.cluster_cpus()
+    tasks = max(1, int(cpus))
+    shard = pretrain_shard(location, data, per_worker, steps)
+    return shard, pipeline.pretrain_stream(shard, range(steps), tasks, cpus / tasks), tasks, cpus
+
+
+def _timed_batches(batches, seconds: float, warmup: int) -> dict:
+    """Consume a fresh iterator of `batches` (rows with a "label" each) for `seconds` of wall time
+    after its first `warmup` batches: {"clips" (two per row), "wall_s", "cpu_s" (this process
+    tree's CPU seconds in that time)}. The iterator is closed on return (a Ray Data one shuts its
+    executor down, a DataLoader's stops its workers)."""
+    iterator = iter(batches)
+    clips, started, timed, cpu_start, cpu_end = 0, None, 0.0, 0.0, None
+    try:
+        for index, batch in enumerate(iterator):
+            if index == warmup:
+                started, cpu_start = time.perf_counter(), _tree_cpu_s()
+            elif started is not None:
+                clips += 2 * len(batch["label"])
+                timed = time.perf_counter() - started
+                if timed >= seconds:
+                    cpu_end = _tree_cpu_s()
+                    break
+        if cpu_end is None:  # the stream ran out first
+            cpu_end = _tree_cpu_s()
+    finally:
+        if hasattr(iterator, "close"):
+            iterator.close()
+        del iterator
+    return {"clips": clips, "wall_s": timed, "cpu_s": cpu_end - cpu_start}
+
+
 def ray_data_efficiency(
     location: Location, data: DataConfig, seconds: float, per_worker: int = 16, warmup_steps: int = 4
 ) -> dict:
@@ -240,26 +290,16 @@ def ray_data_efficiency(
     the CPU seconds the whole local Ray instance and this consumer spent (fair on a shared
     machine: it counts every cost of the pipeline, Ray's own included, and nothing else).
     """
-    cpus = runtime.cluster_cpus()
-    tasks = max(1, int(cpus))
     rows = _rows(location)
     bare_before = Alternating({"bare": _clip_source(rows, data, 1)}).run(min(seconds, 10))["bare"]["per_cpu_s"]
-    steps = 2000  # one Ray Data execution, as the training worker streams them
-    shard = pretrain_shard(location, data, per_worker, steps)
+    shard, stream, tasks, cpus = _ray_stream(location, data, per_worker)
     per_worker = shard.sampler.per_worker_batch
-    stream = pipeline.pretrain_stream(shard, range(steps), tasks, cpus / tasks)
-    clips, started, timed, cpu_start = 0, None, 0.0, 0.0
-    for index, batch in enumerate(
-        stream.iter_batches(batch_size=per_worker, batch_format="numpy", prefetch_batches=tasks)
-    ):
-        if index == warmup_steps:
-            started, cpu_start = time.perf_counter(), _tree_cpu_s()
-        elif started is not None:
-            clips += 2 * len(batch["label"])
-            timed = time.perf_counter() - started
-            if timed >= seconds:
-                break
-    cpu_used = _tree_cpu_s() - cpu_start
+    measured = _timed_batches(
+        stream.iter_batches(batch_size=per_worker, batch_format="numpy", prefetch_batches=tasks),
+        seconds,
+        warmup_steps,
+    )
+    clips, timed, cpu_used = measured["clips"], measured["wall_s"], measured["cpu_s"]
     bare_after = Alternating({"bare": _clip_source(rows, data, 2)}).run(min(seconds, 10))["bare"]["per_cpu_s"]
     bare = (bare_before + bare_after) / 2
     rate = clips / timed
@@ -277,6 +317,167 @@ def ray_data_efficiency(
         "bare_decode_before_after": [bare_before, bare_after],
         "efficiency": rate / cpus / bare,
         "efficiency_by_cpu_time": clips / cpu_used / bare,
+    }
+
+
+class PretrainRows(torch.utils.data.Dataset):
+    """A shard's pretraining rows as a map-style torch Dataset, the DataLoader anchor's input: item
+    i is row i % per_worker of step first_step + i // per_worker, made by the pipeline's own row
+    function (`pipeline.clip_pair`: the same decode, crops and FAME mask as the Ray stream of the
+    shard, so both deliver the same rows in the same order)."""
+
+    def __init__(self, shard: pipeline.PretrainShard):
+        """The shard's rows; its manifest read as plain columns once, as the Ray tasks read it."""
+        self.shard = shard
+        self.videos = pipeline.videos_of(shard.manifest)
+
+    def __len__(self) -> int:
+        """Rows of every step of the shard."""
+        return (self.shard.total_steps - self.shard.first_step) * self.shard.sampler.per_worker_batch
+
+    def __getitem__(self, index: int) -> dict:
+        """The row `pipeline.clip_pair` makes for this index's (epoch, video)."""
+        per_worker = self.shard.sampler.per_worker_batch
+        epoch, video = self.shard.sampler.video(self.shard.first_step + index // per_worker, index % per_worker)
+        return pipeline.clip_pair(self.videos, video, epoch, self.shard)
+
+
+def _one_thread(worker: int) -> None:
+    """A DataLoader worker's start: torch on one thread, as each Ray task decodes on one."""
+    torch.set_num_threads(1)
+
+
+def dataloader(shard: pipeline.PretrainShard, workers: int) -> torch.utils.data.DataLoader:
+    """The anchor: a plain torch DataLoader over the shard's rows, one batch per step, `workers`
+    worker processes started afresh by each iterator."""
+    return torch.utils.data.DataLoader(
+        PretrainRows(shard),
+        batch_size=shard.sampler.per_worker_batch,
+        num_workers=workers,
+        persistent_workers=False,
+        prefetch_factor=2,
+        worker_init_fn=_one_thread,
+    )
+
+
+def _idle_cpus(seconds: float, settle_s: float = 1.0) -> float:
+    """CPUs this process tree keeps busy while nothing runs: the idle local Ray instance's cost
+    (raylet, GCS, dashboard, idle workers), after `settle_s` for the last work to wind down."""
+    time.sleep(settle_s)
+    cpu, wall = _tree_cpu_s(), time.perf_counter()
+    time.sleep(seconds)
+    return (_tree_cpu_s() - cpu) / (time.perf_counter() - wall)
+
+
+def loader_comparison(sides: dict, idle_cpus: float, cpus: float, nodes: tuple = PROJECTION_CPUS) -> dict:
+    """The DataLoader-vs-Ray figure from what was measured: `sides` {"dataloader", "ray"} each
+    {"clips", "wall_s", "cpu_s"} (this process tree's CPU seconds while timed), `idle_cpus` the
+    CPUs the idle Ray instance keeps busy, `cpus` those Ray has (the machine's data CPUs).
+
+    Per side: clips/s, tree CPU ms per clip, busy share (tree CPU / (CPUs x wall)) and marginal
+    CPU ms per clip, the idle Ray's share taken off (both sides ran with Ray up). Then `ratio`
+    (Ray clips/s / DataLoader's), `marginal_ratio` (Ray's marginal CPU per clip / DataLoader's)
+    and a linear projection to nodes of `nodes` CPUs: Ray (N - idle_cpus) / its marginal CPU s
+    per clip, the DataLoader N / its own (None, as `marginal_ratio`, where a marginal cost is not
+    positive: the idle measurement was off).
+    """
+    out = {}
+    for side, measured in sides.items():
+        clips, wall, cpu = measured["clips"], measured["wall_s"], measured["cpu_s"]
+        out[side] = {
+            "clips": clips,
+            "seconds": round(wall, 1),
+            "cpu_s": round(cpu, 1),
+            "clips_per_s": clips / wall,
+            "cpu_ms_per_clip": 1000 * cpu / clips,
+            "busy_share": cpu / (cpus * wall),
+            "marginal_cpu_ms_per_clip": 1000 * (cpu - idle_cpus * wall) / clips,
+        }
+    ray_side, loader = out["ray"], out["dataloader"]
+    ray_cost, loader_cost = ray_side["marginal_cpu_ms_per_clip"], loader["marginal_cpu_ms_per_clip"]
+
+    def per_s(data_cpus: float, cost_ms: float) -> float | None:
+        """Clips/s that `data_cpus` deliver at `cost_ms` of CPU per clip (None at a cost not positive)."""
+        return 1000 * data_cpus / cost_ms if cost_ms > 0 else None
+
+    projection = []
+    for node in nodes:
+        ray_rate, loader_rate = per_s(node - idle_cpus, ray_cost), per_s(node, loader_cost)
+        projection.append(
+            {
+                "cpus": node,
+                "ray_clips_per_s": ray_rate,
+                "dataloader_clips_per_s": loader_rate,
+                "ratio": ray_rate / loader_rate if ray_rate is not None and loader_rate else None,
+            }
+        )
+    return {
+        **out,
+        "ray_idle_cpus": idle_cpus,
+        "ratio": ray_side["clips_per_s"] / loader["clips_per_s"],
+        "marginal_ratio": ray_cost / loader_cost if ray_cost > 0 and loader_cost > 0 else None,
+        "projection": {
+            "basis": "linear projection from this machine's marginal CPU per clip, not measured at that size: "
+            "Ray (N - ray_idle_cpus) / its marginal CPU s per clip, the DataLoader N / its own",
+            "nodes": projection,
+        },
+    }
+
+
+def loader_vs_ray(
+    location: Location,
+    data: DataConfig,
+    seconds: float,
+    rounds: int = 3,
+    warmup: int = 3,
+    per_worker: int = 16,
+    idle_s: float = IDLE_S,
+) -> dict:
+    """A torch DataLoader (one worker per CPU Ray has, the anchor) against the Ray Data stream
+    (built as in `ray_data_efficiency`, consumed as torch batches like `pipeline.step_batches`),
+    over the same rows: `rounds` rounds of the DataLoader then Ray for seconds / rounds each (at
+    least 5 s), a fresh iterator each, the first `warmup` batches of each left out; the idle Ray
+    instance's CPUs measured for `idle_s` before and after. Per-clip CPU is this process tree's
+    (DataLoader workers, and a local Ray instance's processes: on a remote cluster it misses Ray's).
+    """
+    shard, stream, tasks, cpus = _ray_stream(location, data, per_worker)
+    workers = max(1, int(cpus))
+    loader = dataloader(shard, workers)
+    round_s = max(5.0, seconds / rounds)
+    idle_before = _idle_cpus(idle_s)
+    runs = []
+    for number in range(rounds):
+        runs.append(
+            {
+                "dataloader": _timed_batches(loader, round_s, warmup),
+                "ray": _timed_batches(pipeline.step_batches(stream, shard, prefetch=tasks), round_s, warmup),
+            }
+        )
+        log.info(
+            "round %d/%d: DataLoader %.1f clips/s, Ray Data %.1f clips/s",
+            number + 1,
+            rounds,
+            *(runs[-1][side]["clips"] / runs[-1][side]["wall_s"] for side in ("dataloader", "ray")),
+        )
+    idle_after = _idle_cpus(idle_s)
+    totals = {
+        side: {key: sum(run[side][key] for run in runs) for key in ("clips", "wall_s", "cpu_s")}
+        for side in ("dataloader", "ray")
+    }
+    figure = loader_comparison(totals, (idle_before + idle_after) / 2, cpus)
+    return {
+        "cpus": cpus,
+        "dataloader_workers": workers,
+        "ray_tasks": tasks,
+        "per_worker_batch": shard.sampler.per_worker_batch,
+        "rounds": rounds,
+        "seconds_per_round": round_s,
+        "warmup_batches": warmup,
+        **figure,
+        "ray_idle_cpus_before_after": [idle_before, idle_after],
+        "per_round_clips_per_s": [
+            {side: run[side]["clips"] / run[side]["wall_s"] for side in ("dataloader", "ray")} for run in runs
+        ],
     }
 
 
@@ -304,7 +505,12 @@ def bench_data_config() -> DataConfig:
 
 
 def run(
-    root: str, videos: int = 24, seconds: float = 30.0, sets: list[str] | None = None, pretrain_steps: int = 40
+    root: str,
+    videos: int = 24,
+    seconds: float = 30.0,
+    sets: list[str] | None = None,
+    pretrain_steps: int = 40,
+    loader_rounds: int = 3,
 ) -> dict:
     """Every figure on every set; the JSON-ready result."""
     sets = sets or list(SETS)
@@ -331,6 +537,9 @@ def run(
         figures["stages"] = {side: stage_costs(location, data, seconds) for side, location in manifests.items()}
         log.info("%s: Ray Data stream against bare decode", name)
         figures["ray_data"] = ray_data_efficiency(manifests["transcoded"], data, seconds)
+        if name == sets[0]:
+            log.info("%s: torch DataLoader against the Ray Data stream", name)
+            figures["loader_vs_ray"] = loader_vs_ray(manifests["transcoded"], data, seconds, loader_rounds)
         result[name] = figures
     if pretrain_steps and "ucf101" in made:
         log.info("ucf101: tiny-model pretraining fed by the pipeline, original vs transcoded")
@@ -340,6 +549,10 @@ def run(
         "transcoded_decode_speedup": first["decode"]["speedup"] >= TARGETS["transcoded_decode_speedup"],
         "ray_data_vs_bare_decode_per_cpu": first["ray_data"]["efficiency"]
         >= TARGETS["ray_data_vs_bare_decode_per_cpu"],
+        "ray_vs_dataloader": first["loader_vs_ray"]["ratio"] >= TARGETS["ray_vs_dataloader"],
+        "data_cpus_busy": first["loader_vs_ray"]["ray"]["busy_share"] >= TARGETS["data_cpus_busy"],
+        "marginal_cpu_vs_in_process": first["loader_vs_ray"]["marginal_ratio"] is not None
+        and first["loader_vs_ray"]["marginal_ratio"] <= TARGETS["marginal_cpu_vs_in_process"],
     }
     if "pretrain" in result:
         result["met"]["pretrain_data_wait_transcoded"] = (

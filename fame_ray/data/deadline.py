@@ -7,11 +7,14 @@ issue 373; a file that never delivers its bytes does the same). The decode runs 
 (decord calls release the GIL), which is abandoned when it overruns; the Ray Data tasks that
 decode are recycled every few hundred calls (`clips.pipeline.TASK_CALLS`), so an abandoned thread
 or decord's slow memory growth (issues 157, 208) never outlives its process for long.
+A forked child (a torch DataLoader worker) starts with a watchdog of its own: the parent's decode
+thread is not copied by fork, and a decode queued for it would wait out its whole bound.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import threading
 
 
@@ -51,6 +54,15 @@ class _Watchdog:
 
 
 _WATCHDOG = _Watchdog()
+
+
+def _fresh_watchdog() -> None:
+    """In a forked child: a watchdog of its own (the parent's thread did not come along)."""
+    global _WATCHDOG
+    _WATCHDOG = _Watchdog()
+
+
+os.register_at_fork(after_in_child=_fresh_watchdog)
 
 
 def with_deadline(fn, timeout_s: float, what: str):

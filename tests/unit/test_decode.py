@@ -143,6 +143,26 @@ def test_a_decode_that_hangs_is_cut_off_and_the_next_one_works(video, tmp_path):
     threading.Thread(target=lambda: open(fifo, "wb").close(), daemon=True).start()
 
 
+def _decode_in_child(video: str) -> None:
+    """A forked child's decode under a 10 s bound: exit 0 when it delivers the clip."""
+    (clip,) = decode.decode_clips(Location.parse(video), range(0, FRAMES), [0], _data(4, 2, 1, 10.0), DECORD)
+    raise SystemExit(0 if frame_numbers(clip) == [0, 2, 4, 6] else 1)
+
+
+def test_a_forked_child_decodes_under_a_bound_after_its_parent_did(video):
+    """A torch DataLoader worker is a fork of a process whose decode thread already runs: the
+    child gets a watchdog of its own, instead of queueing for a thread fork did not copy."""
+    import multiprocessing
+    import time
+
+    decode.decode_clips(Location.parse(video), range(0, FRAMES), [0], _data(4, 2, 1, 10.0), DECORD)
+    child = multiprocessing.get_context("fork").Process(target=_decode_in_child, args=(video,))
+    started = time.time()
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0 and time.time() - started < 10
+
+
 def test_probing_counts_only_the_frames_that_decode(tmp_path):
     """A file cut short after its header promised every frame (a partial download of an MP4
     whose index sits at the front): decord counts the half-written last frame, which does not
