@@ -205,7 +205,8 @@ def describe(stage: Stage) -> str:
         steps = f", at most {cfg.train.max_steps} steps" if cfg.train.max_steps else ""
         return (
             f"{cfg.method} on {cfg.data.dataset}, {cfg.model.arch}, {cfg.train.epochs} epochs{steps}, batch "
-            f"{cfg.train.global_batch}, lr {cfg.optim.lr:g} ({cfg.optim.schedule}), K {cfg.moco.queue_size}"
+            f"{cfg.train.global_batch}, lr {cfg.optim.lr:g} ({cfg.optim.schedule}), K "
+            f"{cfg.dclr.queue_size if cfg.method == 'dclr' else cfg.moco.queue_size}"
         )
     if stage.kind == "retrieval":
         return f"R@k, {cfg.data.eval_clips} clips per video, features '{cfg.retrieval}' (preset {cfg.preset})"

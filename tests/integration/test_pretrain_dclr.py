@@ -1,8 +1,9 @@
 """`fame-ray pretrain --method dclr` through the CLI on the real pipeline (synthetic UCF101-layout
 videos): the pipeline's rows carry DCLR's static frames, two DDP workers train in micro batches
 after the queue warm-up, the driver is killed with SIGKILL (by its pid) after a checkpoint, and the
-same command again resumes at the checkpointed step and finishes; the checkpoint's query backbone
-then loads for finetuning exactly like a FAME one."""
+same command on one worker resumes at the checkpointed step (a resize at resume, as an elastic run
+makes when a node is gone) and finishes; the checkpoint's query backbone then loads for finetuning
+exactly like a FAME one."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 STEPS = 6
 
 
-def command(synth_root, tmp_path) -> list[str]:
+def command(synth_root, tmp_path, workers: int = 2) -> list[str]:
     settings = {
         "data.manifest_dir": str(tmp_path / "manifests"),
         "data.frames_per_clip": 4,
@@ -47,7 +48,7 @@ def command(synth_root, tmp_path) -> list[str]:
         "--data-root",
         synth_root,
         "--workers",
-        "2",
+        str(workers),
         "--batch",
         "8",
         "--max-steps",
@@ -74,13 +75,19 @@ def test_dclr_pretrains_resumes_after_its_driver_is_killed_and_its_backbone_load
     killed_at = ckpt.latest_complete(run).step
     assert killed_at < STEPS
 
-    second = subprocess.run(command(synth_root, tmp_path), capture_output=True, text=True, timeout=420, env=cli_env())
+    # Resumed on one worker: the run resizes at its checkpoint (DCLR's queues and the sampler's
+    # order carry over), as an elastic run does when a node is gone.
+    second = subprocess.run(
+        command(synth_root, tmp_path, workers=1), capture_output=True, text=True, timeout=420, env=cli_env()
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     records = ckpt.read_records(run)
     resumed = [r for r in records if r["start_step"] > 0]
     assert resumed and min(r["step"] for r in resumed) == resumed[0]["start_step"] + 1, resumed
     assert sorted({r["step"] for r in records}) == list(range(1, STEPS + 1))  # no step lost across the kill
-    assert all(r["world_size"] == 2 and r["loss"] > 0 and 0 <= r["acc1"] <= 1 for r in records), records
+    assert all(r["loss"] > 0 and 0 <= r["acc1"] <= 1 for r in records), records
+    assert {r["world_size"] for r in records if r["start_step"] == 0} == {2}
+    assert {r["world_size"] for r in resumed} == {1}
     state = ckpt.load_state(ckpt.latest_complete(run).location)
     assert state["step"] == STEPS and "queues" in state["model"], sorted(state["model"])[:5]
     saved = ckpt.read_config(ckpt.latest_complete(run).location)
