@@ -119,10 +119,9 @@ def _write_video(path: Path, frames: int = 60, size: int = 64) -> str:
     return str(path)
 
 
-def test_background_erasing_views_are_two_crops_of_one_segment_and_the_other_clip(tmp_path):
-    """BE data/dataset.py:335-371: anchor and positive come from one segment (two augmentations),
-    the negative from another segment of the same video."""
-    cfg = build(PretrainConfig, presets.demo_pretrain(), {"method": "be", "data": {"frames_per_clip": 4}})
+def _one_video(tmp_path) -> tuple[dict, sampling.EpochSampler]:
+    """The columns `pipeline.clip_pair` reads, for one 60-frame video of `_write_video`, and a
+    one-video, one-clip-per-step sampler."""
     video = _write_video(tmp_path / "v.mp4")
     videos = {
         "path": [video],
@@ -131,7 +130,14 @@ def test_background_erasing_views_are_two_crops_of_one_segment_and_the_other_cli
         "end_frame": np.array([60]),
         "decoder": [DECORD],
     }
-    sampler = sampling.EpochSampler(1, 1, 1, 1, 0, 0)
+    return videos, sampling.EpochSampler(1, 1, 1, 1, 0, 0)
+
+
+def test_background_erasing_views_are_two_crops_of_one_segment_and_the_other_clip(tmp_path):
+    """BE data/dataset.py:335-371: anchor and positive come from one segment (two augmentations),
+    the negative from another segment of the same video."""
+    cfg = build(PretrainConfig, presets.demo_pretrain(), {"method": "be", "data": {"frames_per_clip": 4}})
+    videos, sampler = _one_video(tmp_path)
     shard = pipeline.PretrainShard(
         Location.parse(str(tmp_path / "m.parquet")), cfg.data, sampler, 0, 1, False, 0.5, True
     )
@@ -153,15 +159,7 @@ def test_dclr_static_frames_are_one_raw_frame_of_each_clip_at_the_same_position(
     clip at stride 2, the same for both clips, each static frame cropped on its own. Here 4 frames
     at stride 2: index in [0, 8), odd raw frames (between the clip's own) included."""
     cfg = build(PretrainConfig, presets.demo_pretrain(), {"method": "dclr", "data": {"frames_per_clip": 4}})
-    video = _write_video(tmp_path / "v.mp4")
-    videos = {
-        "path": [video],
-        "label": np.array([0]),
-        "start_frame": np.array([0]),
-        "end_frame": np.array([60]),
-        "decoder": [DECORD],
-    }
-    sampler = sampling.EpochSampler(1, 1, 1, 1, 0, 0)
+    videos, sampler = _one_video(tmp_path)
     shard = pipeline.PretrainShard(
         Location.parse(str(tmp_path / "m.parquet")), cfg.data, sampler, 0, 1, False, statics=True
     )
