@@ -6,8 +6,8 @@ tests/integration/test_sweep_faults.py (its resumed sweep).
 What is checked here is the plumbing: both trials run, the winner is chosen on the validation
 split and tested once, the official best-of-epochs number beside it, the files and the table.
 Not how much the model learns: with 3 training videos a class left after the validation split,
-6 epochs are 18 steps of 4 clips, and the chosen trial's test top-1 was measured at 25-37.5%
-(chance 25%) on 8 test videos. Learning is checked where it is affordable:
+3 epochs are 9 steps of 4 clips (even 6 epochs, 18 steps, measured the chosen trial's test top-1
+at 25-37.5%, chance 25%, on 8 test videos). Learning is checked where it is affordable:
 tests/unit/test_classify.py trains the same finetune path 60 steps in process (measured 75-87.5%).
 """
 
@@ -79,10 +79,10 @@ def pretrained(learnable_root, tmp_path_factory, local_ray):
 def _finetune_config(data_root, pretrained_run, runs, **values):
     base = {
         "data": {"dataset": "ucf101", "data_root": data_root, "data_cpus": 0.5, "eval_clips": 2},
-        "train": {"epochs": 6, "global_batch": 4, **SMALL},
+        "train": {"epochs": 3, "global_batch": 4, **SMALL},
         "storage": {"path": runs},
         "pretrained": pretrained_run,
-        "optim": {"milestones": [4]},
+        "optim": {"milestones": [2]},
         "dropout": 0.3,
     }
     return C.build(C.FinetuneConfig, presets.demo_finetune(), None, C.merge(base, values))
@@ -107,7 +107,7 @@ def test_finetune_sweep_linear_probe_retrieval_and_report(learnable_root, pretra
         assert 0.0 <= metrics[key] <= 100.0
     assert metrics["videos"] == 8 and metrics["clips"] == 16  # every test video, eval_clips=2 each
     chosen = next(t for t in record["trials"] if t["trial"] == record["best"]["trial"])
-    assert chosen["status"] == "completed" and chosen["epochs_run"] == 6, record["trials"]
+    assert chosen["status"] == "completed" and chosen["epochs_run"] == 3, record["trials"]
     assert record["pretrain_recipe"]["arch"] == "tiny" and record["pretrain_recipe"]["queue_size"] == 64
     stored = json.loads(Path(os.path.join(runs, "ft", "results.json")).read_text())
     assert stored["metrics"]["video_top1"] == metrics["video_top1"]
@@ -117,8 +117,8 @@ def test_finetune_sweep_linear_probe_retrieval_and_report(learnable_root, pretra
     # One of each class's 4 training videos (its two groups of 2 are too large for a 10% share).
     assert validation["videos"] == 4 and record["trials"][0]["metrics"]["videos"] == 4
     official = record["numbers"]["official"]["metrics"]
-    assert official["video_top1"] >= metrics["video_top1"] and official["epoch"] in (0, 5)
-    assert record["numbers"]["held_out"]["metrics"]["epoch"] == 5  # the last epoch, always tested
+    assert official["video_top1"] >= metrics["video_top1"] and official["epoch"] in (0, 2)
+    assert record["numbers"]["held_out"]["metrics"]["epoch"] == 2  # the last epoch, always tested
     markdown = Path(os.path.join(runs, "ft", "results.md")).read_text()
     assert "| test, trial chosen on the validation split, its last test (epoch " in markdown
     assert ") | ucf101 | 1 | finetune | tiny |" in markdown
