@@ -131,10 +131,9 @@ def _run_stages(study, stages: list[Stage], study_record: dict, folder: Location
     with ThreadPoolExecutor(max_workers=max(len(left), 1), thread_name_prefix="stage") as pool:
         while left or running:
             if failure is None:
-                done = [key for key, entry in study_record["stages"].items() if entry["status"] == "done"]
-                ready_now = [stage for stage in left if all(need in done for need in stage.needs)]
+                done = {key for key, entry in study_record["stages"].items() if entry["status"] == "done"}
                 budgets = {stage.key: budget for stage, budget in running.values()}
-                chosen = schedule.admit(ready_now, budgets, _cluster(), study.concurrent_stages)
+                chosen = schedule.admit(schedule.ready(left, done), budgets, _cluster(), study.concurrent_stages)
                 if not chosen and not running:
                     raise RuntimeError(f"stages wait on stages that never finish: {[s.key for s in left]}")
                 if len(chosen) == 1 and not running:

@@ -44,6 +44,11 @@ def want(stage: Stage, cluster: dict) -> dict:
     }
 
 
+def ready(stages: list[Stage], done) -> list[Stage]:
+    """The stages (in their order) whose needs are all in `done` (keys of finished stages)."""
+    return [stage for stage in stages if all(need in done for need in stage.needs)]
+
+
 def admit(ready: list[Stage], running: dict[str, dict], cluster: dict, limit: int = 0) -> list[tuple[Stage, dict]]:
     """The ready stages to start now, each with its budget, given the budgets of the stages
     running (key -> {"CPU", "GPU"}); in `ready`'s order, as many as fit (module doc)."""
@@ -60,12 +65,12 @@ def admit(ready: list[Stage], running: dict[str, dict], cluster: dict, limit: in
         left = {name: max(left[name] - wanted[name], 0.0) for name in RESOURCES}
     if not chosen:
         return []
+    asked = {name: sum(w[name] for _, w in chosen) for name in RESOURCES}
     out = []
     for stage, wanted in chosen:
         budget = {}
         for name in RESOURCES:
-            asked = sum(w[name] for _, w in chosen)
-            share = wanted[name] / asked if asked else 1.0 / len(chosen)
+            share = wanted[name] / asked[name] if asked[name] else 1.0 / len(chosen)
             budget[name] = max(wanted[name], free[name] * share) if len(chosen) > 1 else max(free[name], 0.0)
         out.append((stage, budget))
     return out
@@ -76,8 +81,7 @@ def waves(stages: list[Stage], cluster: dict, limit: int = 0, done: tuple[str, .
     starts (the dry run's picture of the schedule; a real run starts a stage as soon as it fits)."""
     finished, left, out = set(done), [s for s in stages if s.key not in done], []
     while left:
-        ready = [s for s in left if all(need in finished for need in s.needs)]
-        group = [stage.key for stage, _ in admit(ready, {}, cluster, limit)]
+        group = [stage.key for stage, _ in admit(ready(left, finished), {}, cluster, limit)]
         if not group:
             raise ValueError(f"stages wait on stages that never run: {[s.key for s in left]}")
         out.append(group)
