@@ -54,7 +54,7 @@ FORMAT_VERSION = 1
 CONFIG_SECTIONS = ("data", "fame", "model", "moco", "optim", "train", "storage")
 _NAME = re.compile(r"^checkpoint_(\d+)$")
 # Files that mark a directory as a run (any one of them).
-DATA_STATS_DIR = "data_stats"  # Ray Data's execution stats, one file per epoch (or 2000 steps)
+DATA_STATS_DIR = "data_stats"  # the pretraining data stream's stats, one file per epoch (or 2000 steps)
 RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of the checkpoints it registered
 RUN_MARKERS = (METRICS_FILE, RAY_SNAPSHOT, "run.json")
 
@@ -416,7 +416,7 @@ def summarize(root: Location, name: str) -> RunSummary:
 
 
 def data_stats(run: Location) -> list[str]:
-    """Names of the Ray Data stats files a run kept, oldest first."""
+    """Names of the data-stream stats files a run kept (one per epoch or 2000 steps), oldest first."""
     try:
         return sorted(entry.base_name for entry in (run / DATA_STATS_DIR).children())
     except OSError:

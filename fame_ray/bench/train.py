@@ -6,7 +6,7 @@ Three measurements in one run, written as JSON:
 - `ray_train`: the same step, model and batches through Ray Train (one worker, a
   materialised Ray Dataset of the same clips, the worker loop of fame-ray pretrain with
   metrics, reports and checkpoints as configured): overhead % = 1 - ray/plain clips/s;
-- `pipeline` (optional): the worker loop fed by the real Ray Data pipeline (decode + crops +
+- `pipeline` (optional): the worker loop fed by the real data pipeline (decode + crops +
   FAME on CPUs): data-wait share of the step time.
 """
 
@@ -276,7 +276,7 @@ def run(overrides: list[str] = (), gpu: bool = False, steps: int = 30, warmup: i
 
 
 def pipeline_run(cfg: PretrainConfig, steps: int, warmup: int) -> dict:
-    """The worker loop fed by the real Ray Data pipeline (decode, crops, FAME) over the dataset in cfg."""
+    """The worker loop fed by the real data pipeline (decode, crops, FAME) over the dataset in cfg."""
     train_manifest = ready.manifests(cfg.data, cfg.data_location())["train"]
     num_videos = manifest.read(train_manifest).num_rows
     cfg.train.cpus_per_worker = 0.0

@@ -48,13 +48,13 @@ def bench_data(
     force: common.Force = False,
 ) -> None:
     """Measure the data plane at steady state on videos of the real datasets' length and size,
-    original and transcoded: bare decode per core, the Ray Data pipeline's clips/s per CPU
-    against it, the crop and FAME shares of decode, the Ray Data pipeline against a torch
-    DataLoader over the same rows (first set), and the data-wait share of a tiny-model
+    original and transcoded: bare decode per core, the pretraining stream's clips/s per CPU
+    against it, the crop and FAME shares of decode, the stream (and its Ray Data form) against a
+    torch DataLoader over the same rows (first set), and the data-wait share of a tiny-model
     pretraining. Every figure is a ratio taken in one run; JSON out, with the machine.
 
-    Targets: transcoded decode 3x the original per core; the Ray Data pipeline per CPU at least
-    0.8 of bare decode per core; Ray Data at least 0.9 of the DataLoader's clips/s, with the CPUs
+    Targets: transcoded decode 3x the original per core; the pretraining stream per CPU at least
+    0.8 of bare decode per core; the stream at least 0.9 of the DataLoader's clips/s, with the CPUs
     at least 90% busy and at most 1.15x its marginal CPU per clip; data wait under 20% of the
     step on transcoded data.
 
@@ -78,22 +78,23 @@ def bench_data(
     common.write_output_file(out, json.dumps(result, indent=2).encode())
     for name in set_name or bench.SETS:
         figures = result[name]
-        decode, ray_data = figures["decode"], figures["ray_data"]
+        decode, stream = figures["decode"], figures["pretrain_stream"]
         stages = figures["stages"]["transcoded"]
         typer.echo(
             f"{name}: bare decode {decode['original']['clips_per_s_per_core']:.1f} -> "
             f"{decode['transcoded']['clips_per_s_per_core']:.1f} clips/s per core transcoded "
             f"({decode['speedup']:.1f}x); "
-            f"Ray Data {ray_data['pipeline_clips_per_s_per_cpu']:.1f} clips/s per CPU = "
-            f"{ray_data['efficiency']:.2f} of bare decode; "
+            f"pretraining stream {stream['pipeline_clips_per_s_per_cpu']:.1f} clips/s per CPU = "
+            f"{stream['efficiency']:.2f} of bare decode; "
             f"crop {stages['crop_share_of_decode']:.0%}, FAME {stages['fame_share_of_decode']:.0%} of decode"
         )
         if "loader_vs_ray" in figures:
             anchor = figures["loader_vs_ray"]
             typer.echo(
-                f"{name}: Ray Data {anchor['ray']['clips_per_s']:.1f} clips/s = {anchor['ratio']:.2f} of a torch "
-                f"DataLoader's {anchor['dataloader']['clips_per_s']:.1f} ({anchor['dataloader_workers']} workers); "
-                f"CPUs busy {anchor['ray']['busy_share']:.0%} vs {anchor['dataloader']['busy_share']:.0%}; "
+                f"{name}: pretraining stream {anchor['ray']['clips_per_s']:.1f} clips/s = {anchor['ratio']:.2f} of "
+                f"a torch DataLoader's {anchor['dataloader']['clips_per_s']:.1f} ({anchor['dataloader_workers']} "
+                f"workers; its Ray Data form {anchor['ray_data']['vs_dataloader']:.2f}); CPUs busy "
+                f"{anchor['ray']['busy_share']:.0%} vs {anchor['dataloader']['busy_share']:.0%}; "
                 f"idle Ray {anchor['ray_idle_cpus']:.2f} CPUs"
             )
     if "pretrain" in result:
@@ -115,9 +116,7 @@ Gpu = Annotated[
 Steps = Annotated[
     int, typer.Option("--steps", min=5, help="Timed training steps per measurement (after 5 warmup steps).")
 ]
-NoPipeline = Annotated[
-    bool, typer.Option("--no-pipeline", help="Skip the measurement fed by the real Ray Data pipeline.")
-]
+NoPipeline = Annotated[bool, typer.Option("--no-pipeline", help="Skip the measurement fed by the real data pipeline.")]
 
 
 def bench_train(
@@ -169,7 +168,7 @@ def bench_train(
         )
     if "pipeline" in result:
         typer.echo(
-            f"fed by the Ray Data pipeline: {result['pipeline']['clips_per_s']:.1f} clips/s, data wait "
+            f"fed by the data pipeline: {result['pipeline']['clips_per_s']:.1f} clips/s, data wait "
             f"{result['pipeline']['data_wait_share']:.0%} of step time"
         )
     typer.echo(f"wrote {out}")

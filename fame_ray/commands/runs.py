@@ -100,6 +100,6 @@ def show_run(run: RunArgument, storage: common.Storage = None, s3_endpoint: comm
     kept = checkpoints.data_stats(summary.location)
     if kept:
         typer.echo(
-            f"Ray Data stats per epoch: {len(kept)} file(s) in "
+            f"data stream stats per epoch: {len(kept)} file(s) in "
             f"{printable(summary.location / checkpoints.DATA_STATS_DIR, limit=500)}, latest {printable(kept[-1])}"
         )

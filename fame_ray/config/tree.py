@@ -23,6 +23,7 @@ from fame_ray.storage import Location, check_endpoint, check_uri, endpoint_url
 
 DATASETS = ("synthetic", "ucf101", "hmdb51", "diving48", "kinetics400", "folder", "csv")
 ARCHS = ("tiny", "r3d_18", "r2plus1d_18", "i3d")
+STREAMS = ("tasks", "ray_data")  # data.stream: how a pretraining worker's rows are made
 # Folder name of each dataset under the data home, as its publisher ships it.
 DATASET_DIRS = {
     "synthetic": "synthetic",
@@ -186,7 +187,13 @@ class DataConfig:
     stalling the job; 0 = no bound. Decoding a clip takes milliseconds; the bound covers slow
     object-storage reads."""
     data_cpus: float = 0.0
-    """CPUs kept for Ray Data's decode/FAME tasks; 0 = what training workers leave free."""
+    """CPUs kept for the decode/FAME tasks; 0 = what training workers leave free."""
+    stream: str = "tasks"
+    """How a pretraining worker's rows are made: 'tasks' = one Ray task per step, a few steps
+    ahead of the one it trains, taken in step order (the default: as fast as a torch DataLoader
+    on the same CPUs, docs/data-pipeline.md); 'ray_data' = a Ray Data map_batches stream in
+    step order (its executor's stats kept per epoch; about half the default's clips/s on 2 CPUs).
+    Both give the same rows for the same seed."""
 
     def __post_init__(self):
         self.crop_scale = tuple(float(v) for v in self.crop_scale)
@@ -221,6 +228,11 @@ class DataConfig:
         _check(self.decode_threads >= 0, "data.decode_threads must be >= 0")
         _check(self.decode_timeout_s >= 0, "data.decode_timeout_s must be >= 0 (0 = no bound)")
         _check(self.data_cpus >= 0, "data.data_cpus must be >= 0")
+        _check(
+            self.stream in STREAMS,
+            f"data.stream must be one of {', '.join(STREAMS)}, got '{self.stream}'",
+            "e.g. --set data.stream=tasks",
+        )
         _check(self.dataset != "csv" or bool(self.csv_path), "dataset 'csv' needs data.csv_path (--csv FILE)")
 
     @property

@@ -1,8 +1,8 @@
 """The Ray Train worker loop of pretraining: one function per worker, plain PyTorch inside.
 
-The calls into Ray Train and Ray Data are few and each is marked `# Ray:`. Each worker takes the config and the plan,
+The calls into Ray Train and Ray are few and each is marked `# Ray:`. Each worker takes the config and the plan,
 builds MoCo on its device (DDP across workers via prepare_model), restores the latest
-checkpoint, then streams its own rows of every step from Ray Data (`pipeline.pretrain_stream`:
+checkpoint, then streams its own rows of every step from decode tasks (`pipeline.pretrain_stream`:
 which videos a step sees is fixed by the seed, so a resumed run continues in the epoch and at
 the step where it stopped) and runs `train_step` on every per-worker batch, reporting metrics
 every `log_every` steps and a checkpoint every `checkpoint_every` steps, at the end, and at once
@@ -35,8 +35,6 @@ from fame_ray.pretrain.readout import FeatureReadout
 from fame_ray.pretrain.step import build_training, step_generators, train_step, unwrap, warmup_steps
 
 logger = logging.getLogger(__name__)
-# Per-clip timings the data tasks attach to every row, averaged into the metrics.
-STAGE_COLUMNS = ("decode_ms", "crop_ms", "mask_ms")
 
 
 def _choose_source(plan: RunPlan) -> tuple[str, int]:
@@ -153,22 +151,22 @@ class Loop:
         shard = self.shard()
         tasks, task_cpus = self.plan.resources.per_rank(self.world)
         for steps in shard.segments():
-            dataset = pipeline.pretrain_stream(shard, steps, tasks, task_cpus)  # Ray: this worker's Ray Data stream
+            stream = pipeline.pretrain_stream(shard, steps, tasks, task_cpus)  # Ray: this worker's decode tasks
             try:
-                yield from pipeline.step_batches(dataset, shard)  # Ray: one batch per step
+                yield from stream.iter_torch_batches()  # Ray: one batch per step, in step order
             finally:  # also when the loop stops at the last step
-                self._keep_data_stats(dataset, steps)
+                self._keep_data_stats(stream, steps)
 
-    def _keep_data_stats(self, dataset, steps: range) -> None:
-        """Ray Data's execution stats of one segment (at most an epoch) of rank 0's stream, as
+    def _keep_data_stats(self, stream, steps: range) -> None:
+        """The stream's stats of one segment (at most an epoch) of rank 0's stream, as
         `<run>/data_stats/epoch_<E>_steps_<first>-<last>.txt` (what `fame-ray runs show` lists)."""
         if self.rank != 0:
             return
         name = f"epoch_{steps.start // self.steps_per_epoch:04d}_steps_{steps.start + 1}-{steps.stop}.txt"
         try:
-            (self.plan.run / ckpt.DATA_STATS_DIR / name).write_text(dataset.stats())
+            (self.plan.run / ckpt.DATA_STATS_DIR / name).write_text(stream.stats())
         except Exception as error:  # noqa: BLE001 - stats are telemetry: never fail a run over them
-            logger.warning("could not keep Ray Data stats of steps %d-%d: %s", steps.start + 1, steps.stop, error)
+            logger.warning("could not keep the stream's stats of steps %d-%d: %s", steps.start + 1, steps.stop, error)
 
     def run(self, premade: bool = False) -> None:
         if self.step >= self.total:
@@ -289,7 +287,7 @@ class Loop:
         }
         stages = {
             name: float(np.mean([entry[4][name] for entry in done]))
-            for name in STAGE_COLUMNS
+            for name in pipeline.STAGE_COLUMNS
             if all(name in entry[4] for entry in done)
         }
         self.last_metrics = {"step": self.step, **record, **means}
@@ -339,7 +337,7 @@ class Loop:
 
 def _stage_times(batch: dict) -> dict:
     """Mean per-clip decode / crop / mask milliseconds of a batch (what the data tasks measured)."""
-    return {name: float(np.mean(batch[name].numpy())) for name in STAGE_COLUMNS if name in batch}
+    return {name: float(np.mean(batch[name].numpy())) for name in pipeline.STAGE_COLUMNS if name in batch}
 
 
 def train_loop(loop_config: dict) -> None:

@@ -48,13 +48,11 @@ def _shard(cfg, location, rank=0, world=2, first_step=0, total_steps=None, num_v
     return pipeline.PretrainShard(location, cfg.data, sampler, first_step, total, cfg.method == "fame", cfg.fame.beta)
 
 
-def _stream(shard):
+def _stream(shard, tasks=1):
     return [
         batch
         for steps in shard.segments()
-        for batch in pipeline.pretrain_stream(shard, steps, 1, 1.0).iter_batches(
-            batch_size=shard.sampler.per_worker_batch, batch_format="numpy"
-        )
+        for batch in pipeline.pretrain_stream(shard, steps, tasks, 1.0).iter_batches()
     ]
 
 
@@ -119,6 +117,44 @@ def test_a_resumed_stream_continues_exactly_where_the_run_stopped(ray_local, syn
     assert len({tuple(batch["video_index"]) for batch in whole}) == 3
 
 
+def test_the_ray_data_stream_gives_the_same_rows_as_the_default_task_stream(ray_local, synth_root, train_manifest):
+    """data.stream 'ray_data' (a Ray Data map_batches stream) against the default 'tasks' (one Ray
+    task per step, two at once here): the same batches bit for bit, from a resumed step on; and
+    the task stream's stats say what it delivered."""
+    cfg = _cfg(synth_root)
+    other = build(
+        PretrainConfig,
+        presets.recipe_pretrain(),
+        {
+            **_cfg_values(synth_root),
+            "data": {**_cfg_values(synth_root)["data"], "stream": "ray_data"},
+            "train": {"global_batch": 8, "num_workers": 2},
+        },
+    )
+    shard = _shard(cfg, train_manifest, first_step=1, total_steps=4)
+    tasks = pipeline.pretrain_stream(shard, range(1, 4), 2, 1.0)
+    assert isinstance(tasks, pipeline.StepStream)
+    by_tasks = list(tasks.iter_batches())
+    by_ray_data = _stream(_shard(other, train_manifest, first_step=1, total_steps=4))
+    assert len(by_tasks) == len(by_ray_data) == 3
+    for ours, theirs in zip(by_tasks, by_ray_data):
+        assert ours.keys() == theirs.keys()
+        for name in ("view_q", "view_k", "mask", "label", "video_index"):
+            assert np.array_equal(ours[name], theirs[name]), name
+        assert ours["view_q"].flags.writeable
+    assert "steps 2-4: 3 of 3 delivered, 4 rows each" in tasks.stats() and "2 at once x 1 CPU" in tasks.stats()
+
+
+def test_a_task_stream_left_early_cancels_the_steps_it_submitted_ahead(ray_local, synth_root, train_manifest):
+    shard = _shard(_cfg(synth_root), train_manifest, total_steps=12)
+    stream = pipeline.pretrain_stream(shard, range(12), 1, 1.0)
+    batches = stream.iter_batches()
+    first = next(batches)
+    batches.close()  # as the worker loop does at its last step
+    assert first["view_q"].shape[0] == 4 and stream.delivered == 1
+    assert "1 of 12 delivered" in stream.stats()
+
+
 def test_a_video_that_fails_to_decode_is_replaced_and_counted(ray_local, synth_root, train_manifest, tmp_path):
     table = manifest.read(train_manifest)
     corrupt = tmp_path / "corrupt.avi"
@@ -171,7 +207,7 @@ def test_torch_trainer_workers_on_two_cpus_do_not_starve_their_streams(ray_local
         tasks, task_cpus = loop_config["plan"].per_rank(context.get_world_size())
         shapes = []
         for steps in shard.segments():
-            for batch in pipeline.pretrain_stream(shard, steps, tasks, task_cpus).iter_torch_batches(batch_size=4):
+            for batch in pipeline.pretrain_stream(shard, steps, tasks, task_cpus).iter_torch_batches():
                 shapes.append([list(batch["view_q"].shape), list(batch["mask"].shape)])
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = ray.train.Checkpoint.from_directory(folder) if context.get_world_rank() == 0 else None

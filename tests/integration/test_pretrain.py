@@ -80,9 +80,11 @@ def test_pretrain_then_resume_with_the_same_name(synth_root, tmp_path, ray_local
     )
     assert shown.returncode == 0, shown.stderr
     assert "last step 6" in shown.stdout and "checkpoint_00000006" in shown.stdout and "INCOMPLETE" in shown.stdout
-    # Live telemetry kept: per-clip stage times in every record, Ray Data's stats per epoch, and the summary.
+    # Live telemetry kept: per-clip stage times in every record, the stream's stats per epoch, and the summary.
     assert all(record["decode_ms"] > 0 and "mask_ms" in record for record in records)
-    assert ckpt.data_stats(run_uri) and "Ray Data stats per epoch" in shown.stdout
+    assert ckpt.data_stats(run_uri) and "data stream stats per epoch" in shown.stdout
+    last = (tmp_path / "runs" / "demo" / ckpt.DATA_STATS_DIR / ckpt.data_stats(run_uri)[-1]).read_text()
+    assert "steps 5-6: 2 of 2 delivered" in last and "the worker waited for data" in last, last
     assert "time: over the last" in shown.stdout and "per clip on the data side: decode" in shown.stdout
     listed = subprocess.run(
         [FAME_RAY, "runs", "list", "--storage", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120

@@ -99,6 +99,7 @@ def test_loader_comparison_ratio_marginal_cost_and_projection():
     sides = {
         "dataloader": {"clips": 1000, "wall_s": 10.0, "cpu_s": 19.0},
         "ray": {"clips": 900, "wall_s": 10.0, "cpu_s": 19.5},
+        "ray_data": {"clips": 500, "wall_s": 10.0, "cpu_s": 11.5},
     }
     figure = bench.loader_comparison(sides, idle_cpus=0.15, cpus=2.0)
     loader, ray_side = figure["dataloader"], figure["ray"]
@@ -111,7 +112,11 @@ def test_loader_comparison_ratio_marginal_cost_and_projection():
     # Both ran with Ray up: 0.15 CPUs x 10 s of idle Ray come off each side's CPU seconds.
     assert loader["marginal_cpu_ms_per_clip"] == pytest.approx(17.5)
     assert ray_side["marginal_cpu_ms_per_clip"] == pytest.approx(20.0)
-    assert figure["marginal_ratio"] == pytest.approx(20.0 / 17.5)
+    assert figure["marginal_ratio"] == pytest.approx(20.0 / 17.5) == ray_side["marginal_vs_dataloader"]
+    # Every other stream measured beside them gets its own ratios.
+    assert figure["ray_data"]["vs_dataloader"] == pytest.approx(0.5)
+    assert figure["ray_data"]["marginal_vs_dataloader"] == pytest.approx(20.0 / 17.5)
+    assert "vs_dataloader" not in loader
     assert figure["ray_idle_cpus"] == 0.15
     nodes = {node["cpus"]: node for node in figure["projection"]["nodes"]}
     assert sorted(nodes) == [8, 16, 64] and "not measured" in figure["projection"]["basis"]

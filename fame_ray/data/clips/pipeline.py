@@ -1,4 +1,4 @@
-"""Ray Data builders: manifest -> streaming datasets of uint8 clips for training and eval.
+"""Manifest -> streams of uint8 clips for training and eval, decoded in Ray tasks.
 
 Pretraining (`pretrain_stream`): each Ray Train worker streams its own rows of every step. Which
 video every clip of every step comes from is a pure function of the run's seed
@@ -16,13 +16,19 @@ both (drawn in [0, frames_per_clip * temporal_stride), the official dataset's 32
 it over time.
 The merge itself runs on the worker over its full batch (fame_ray.pretrain.step), so every
 clip of every step takes its background from a full per-worker batch.
+How the rows are made (`data.stream`): 'tasks' (`StepStream`, the default) runs one plain Ray task
+per step, a few steps ahead, and takes the results in step order; 'ray_data' (`RayDataStream`)
+is a Ray Data map_batches stream with `preserve_order`. Both call the same row function, so they
+give the same rows; on 2 CPUs the first delivers about twice the clips/s of the second (Ray
+Data's executor kept 1.2 of 2 CPUs busy; `fame-ray bench data` measures both against a torch
+DataLoader).
 
-Finetuning / eval (`supervised_dataset`): rows {"clip": uint8 C T H W, "label", "video_index",
-"clip_index"}; training rows are reshuffled across all videos every epoch.
+Finetuning / eval (`supervised_dataset`): a Ray Data dataset of rows {"clip": uint8 C T H W,
+"label", "video_index", "clip_index"}; training rows are reshuffled across all videos every epoch.
 
-CPU budget: the map tasks ask for fractions of the CPUs `runtime.plan_resources` leaves to
-the data side, with bounded concurrency, so the whole pipeline fits in what the training
-workers leave free (no deadlock on 2 CPUs).
+CPU budget: the decode tasks ask for fractions of the CPUs `runtime.plan_resources` leaves to
+the data side (a pretraining stream `tasks` of them, Ray running no more at once than those CPUs
+hold), so the whole pipeline fits in what the training workers leave free (no deadlock on 2 CPUs).
 
 A video that fails to decode never breaks a step: pretraining takes a replacement video
 (`EpochSampler.replacement`), evaluation skips it; both count it in a small named actor that
@@ -31,7 +37,9 @@ A video that fails to decode never breaks a step: pretraining takes a replacemen
 
 from __future__ import annotations
 
+import collections
 import functools
+import itertools
 import logging
 import math
 import time
@@ -61,6 +69,11 @@ REPLACEMENTS = 3
 # what an abandoned decode thread or decord's slow growth can hold (a new process costs about a
 # second; a pretraining task is one step).
 TASK_CALLS = 200
+# Steps a pretraining stream keeps decoding beyond one per task: what the worker's next steps
+# find ready while it trains (each holds one per-worker batch of uint8 clips in the object store).
+PREFETCH_STEPS = 2
+# The per-clip stage times every pretraining row carries (milliseconds).
+STAGE_COLUMNS = ("decode_ms", "crop_ms", "mask_ms")
 
 
 @ray.remote(num_cpus=0)
@@ -238,39 +251,148 @@ def _pretrain_row(videos: dict, step: int, slot: int, shard: PretrainShard, coun
     )
 
 
-def _pretrain_batch(batch: dict, shard: PretrainShard, first_step: int, counter) -> dict:
-    """Rows numbered from `first_step`'s first clip -> stacked uint8 arrays, one row each."""
-    videos = videos_of(shard.manifest)
-    per_worker = shard.sampler.per_worker_batch
-    rows = [
-        _pretrain_row(videos, first_step + int(row) // per_worker, int(row) % per_worker, shard, counter)
-        for row in batch["id"]
-    ]
+def _stacked(rows: list[dict]) -> dict:
+    """Rows -> one array per column, a row each."""
     return {name: np.stack([row[name] for row in rows]) for name in rows[0]}
 
 
-def pretrain_stream(shard: PretrainShard, steps: range, tasks: int, task_cpus: float) -> ray.data.Dataset:
-    """This worker's rows of `steps` (across epoch boundaries), in step order: one block (one
-    task) per step."""
-    per_worker = shard.sampler.per_worker_batch
-    dataset = ray.data.range(len(steps) * per_worker, override_num_blocks=max(1, len(steps)))
-    # In order: row n is the (n % per_worker)-th clip of step first + n // per_worker.
-    dataset.context.execution_options.preserve_order = True
-    return dataset.map_batches(
-        _pretrain_batch,
-        fn_kwargs={"shard": shard, "first_step": steps.start, "counter": failure_counter()},
-        batch_size=per_worker,
-        batch_format="numpy",
-        num_cpus=task_cpus,
-        compute=ray.data.TaskPoolStrategy(size=tasks),
-        max_calls=TASK_CALLS,
+def step_rows(shard: PretrainShard, step: int, counter) -> dict:
+    """The worker's rows of one step (its per-worker batch, slot by slot), stacked."""
+    videos = videos_of(shard.manifest)
+    return _stacked(
+        [_pretrain_row(videos, step, slot, shard, counter) for slot in range(shard.sampler.per_worker_batch)]
     )
 
 
-def step_batches(dataset: ray.data.Dataset, shard: PretrainShard, prefetch: int = 2):
-    """A stream's batches as torch tensors, one per step: iterated at the block size it was built
-    with (one per-worker batch per block), so a batch is always one step's rows."""
-    return dataset.iter_torch_batches(batch_size=shard.sampler.per_worker_batch, prefetch_batches=prefetch)
+# Ray: one step's rows; a fresh worker process every TASK_CALLS steps; a crashed worker is retried.
+@ray.remote(max_calls=TASK_CALLS, max_retries=3)
+def _step_task(shard: PretrainShard, step: int, counter) -> dict:
+    return step_rows(shard, step, counter)
+
+
+class StepStream:
+    """This worker's rows of `steps` (data.stream 'tasks', the default): one Ray task per step,
+    `tasks` + PREFETCH_STEPS steps submitted ahead of the one the worker trains, taken in step
+    order. Ray runs at most as many at once as the data CPUs hold (`task_cpus` each), so the
+    worker's decode tasks keep working while it trains, as a DataLoader's worker processes do;
+    the tasks are scheduled outside any placement group the worker runs in."""
+
+    def __init__(self, shard: PretrainShard, steps: range, tasks: int, task_cpus: float):
+        self.shard, self.steps, self.tasks, self.task_cpus = shard, steps, tasks, task_cpus
+        self.ahead = tasks + PREFETCH_STEPS
+        self.delivered = 0
+        self.wait_s = self.first_wait_s = self.longest_wait_s = self.wall_s = 0.0
+        self.stage_ms = dict.fromkeys(STAGE_COLUMNS, 0.0)
+
+    def iter_batches(self):
+        """One dict of numpy arrays (writable) per step, in step order."""
+        remote = _step_task.options(num_cpus=self.task_cpus, scheduling_strategy="DEFAULT")
+        shard, counter = ray.put(self.shard), failure_counter()
+        upcoming = iter(self.steps)
+        pending = collections.deque(
+            remote.remote(shard, step, counter) for step in itertools.islice(upcoming, self.ahead)
+        )
+        started = time.perf_counter()
+        try:
+            while pending:
+                asked = time.perf_counter()
+                rows = ray.get(pending.popleft())  # Ray: the next step's rows, decoded meanwhile
+                self._record(time.perf_counter() - asked, rows)
+                following = next(upcoming, None)
+                if following is not None:
+                    pending.append(remote.remote(shard, following, counter))
+                # Writable copies: the object store's arrays are read-only, and the step may work in place.
+                yield {name: np.array(column) for name, column in rows.items()}
+                self.wall_s = time.perf_counter() - started
+        finally:  # the worker stopped early (last step, an error): drop the steps it will not take
+            for ref in pending:
+                ray.cancel(ref)
+
+    def iter_torch_batches(self):
+        """`iter_batches` as torch tensors."""
+        for batch in self.iter_batches():
+            yield {name: torch.from_numpy(column) for name, column in batch.items()}
+
+    def _record(self, waited: float, rows: dict) -> None:
+        if self.delivered == 0:
+            self.first_wait_s = waited
+        else:
+            self.longest_wait_s = max(self.longest_wait_s, waited)
+        self.wait_s += waited
+        self.delivered += 1
+        for name in self.stage_ms:
+            if name in rows:
+                self.stage_ms[name] += float(np.mean(rows[name]))
+
+    def stats(self) -> str:
+        """What the stream did: steps, CPUs, the worker's wait for data, per-clip stage times."""
+        steps, done = self.steps, max(self.delivered, 1)
+        stages = ", ".join(f"{name.removesuffix('_ms')} {total / done:.1f} ms" for name, total in self.stage_ms.items())
+        return "\n".join(
+            [
+                f"fame-ray step stream (data.stream=tasks), steps {steps.start + 1}-{steps.stop}: {self.delivered} of "
+                f"{len(steps)} delivered, {self.shard.sampler.per_worker_batch} rows each",
+                f"one Ray task per step, {self.tasks} at once x {self.task_cpus:g} CPU, "
+                f"{self.ahead} steps submitted ahead",
+                f"the worker waited for data {self.wait_s:.1f} s of {self.wall_s:.1f} s "
+                f"({self.wait_s / max(self.wall_s, 1e-9):.0%}): the first step {self.first_wait_s:.2f} s "
+                f"(tasks starting), the longest after it {self.longest_wait_s:.2f} s",
+                f"per clip, means over the steps: {stages}",
+                "",
+            ]
+        )
+
+
+def _pretrain_batch(batch: dict, shard: PretrainShard, first_step: int, counter) -> dict:
+    """Ray Data's map_batches form: rows numbered from `first_step`'s first clip -> stacked."""
+    videos = videos_of(shard.manifest)
+    per_worker = shard.sampler.per_worker_batch
+    return _stacked(
+        [
+            _pretrain_row(videos, first_step + int(row) // per_worker, int(row) % per_worker, shard, counter)
+            for row in batch["id"]
+        ]
+    )
+
+
+class RayDataStream:
+    """This worker's rows of `steps` (data.stream 'ray_data'): a Ray Data map_batches stream,
+    one block (one task, at most `tasks` at once) per step, in order."""
+
+    def __init__(self, shard: PretrainShard, steps: range, tasks: int, task_cpus: float):
+        self.shard = shard
+        per_worker = shard.sampler.per_worker_batch
+        dataset = ray.data.range(len(steps) * per_worker, override_num_blocks=max(1, len(steps)))
+        # In order: row n is the (n % per_worker)-th clip of step first + n // per_worker.
+        dataset.context.execution_options.preserve_order = True
+        self.dataset = dataset.map_batches(
+            _pretrain_batch,
+            fn_kwargs={"shard": shard, "first_step": steps.start, "counter": failure_counter()},
+            batch_size=per_worker,
+            batch_format="numpy",
+            num_cpus=task_cpus,
+            compute=ray.data.TaskPoolStrategy(size=tasks),
+            max_calls=TASK_CALLS,
+        )
+
+    def iter_batches(self):
+        """One dict of numpy arrays per step: iterated at the block size it was built with."""
+        return self.dataset.iter_batches(batch_size=self.shard.sampler.per_worker_batch, batch_format="numpy")
+
+    def iter_torch_batches(self):
+        """`iter_batches` as torch tensors."""
+        return self.dataset.iter_torch_batches(batch_size=self.shard.sampler.per_worker_batch, prefetch_batches=2)
+
+    def stats(self) -> str:
+        """Ray Data's execution stats."""
+        return self.dataset.stats()
+
+
+def pretrain_stream(shard: PretrainShard, steps: range, tasks: int, task_cpus: float) -> StepStream | RayDataStream:
+    """This worker's rows of `steps` (across epoch boundaries), one batch per step in step order,
+    made as `shard.data.stream` says: `.iter_batches()` (numpy), `.iter_torch_batches()`, `.stats()`."""
+    kind = StepStream if shard.data.stream == "tasks" else RayDataStream
+    return kind(shard, steps, tasks, task_cpus)
 
 
 # ---------------------------------------------------------------------------------------
