@@ -137,7 +137,7 @@ def pretrain(cfg: PretrainConfig, where: Machine | None = None) -> str:
         ),
     ]
     if resources:
-        plan.append(("CPUs", f"{resources.cpus_per_worker:g} per worker, {resources.data_cpus:g} for Ray Data"))
+        plan.append(("CPUs", f"{resources.cpus_per_worker:g} per worker, {resources.data_cpus:g} for decoding"))
     for size, world in worlds.items():
         plan.append(
             (
@@ -249,7 +249,7 @@ def retrieve(cfg: FinetuneConfig, wanted_arch: str | None = None, where: Machine
         ("batch", f"{batch} clips per actor, {cfg.data.eval_clips} clips per video"),
     ]
     if resources:
-        plan.append(("CPUs", f"{resources.cpus_per_worker:g} per actor, {resources.data_cpus:g} for Ray Data"))
+        plan.append(("CPUs", f"{resources.cpus_per_worker:g} per actor, {resources.data_cpus:g} for decoding"))
     for subset, role in (("train", "gallery"), ("test", "queries")):
         videos = _videos(checks, cfg.data, cfg.data_location(), subset)
         plan.append((role, f"{videos} {subset} videos" if videos is not None else f"the {subset} split"))

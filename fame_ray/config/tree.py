@@ -260,10 +260,21 @@ class FameConfig:
 
     beta: float = 0.5
     """Share of pixels kept as foreground (official: 0.5)."""
+    mask_on: str = "data"
+    """Where each query clip's mask is computed: 'data' = in the decode tasks on the CPU workers,
+    clip by clip (fame-ray's default: the training device only merges); 'trainer' = on the
+    training worker's device over its whole batch, right before the merge (where the official
+    code computes it, on the GPU). The same rule either way; pixels tied at a cut are drawn
+    from different generators, so the masks differ there."""
 
     def __post_init__(self):
         _check_finite(self, "fame.")
         _check(0 < self.beta <= 1, f"fame.beta must be in (0, 1], got {self.beta}")
+        _check(
+            self.mask_on in ("data", "trainer"),
+            f"fame.mask_on must be 'data' or 'trainer', got '{self.mask_on}'",
+            "e.g. --set fame.mask_on=trainer",
+        )
 
 
 @dataclass

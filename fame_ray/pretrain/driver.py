@@ -99,7 +99,7 @@ def log_start(cfg: PretrainConfig, plan: RunPlan, verbose: bool = False) -> None
     logger.info(
         (
             "%s: %s, %s on %s, %dx%dx%d clips, %d videos, %d steps of %d clips%s on %s worker(s); %.2g CPU each, "
-            "%.2g CPU for Ray Data%s"
+            "%.2g CPU for decoding%s"
         ),
         cfg.preset or "config",
         cfg.method,

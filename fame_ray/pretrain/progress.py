@@ -129,7 +129,11 @@ def stage_report(records: list[dict], last: int = 50) -> str:
     )
     stages = {name: mean(key) for name, key in (("decode", "decode_ms"), ("crop", "crop_ms"), ("FAME mask", "mask_ms"))}
     stages = {name: value for name, value in stages.items() if value is not None}
-    bound = "the data side (add CPUs for Ray Data, or transcode the dataset)" if wait > 0.2 else "the training step"
+    bound = (
+        "the data side (add CPUs for decoding, data.data_cpus, or transcode the dataset)"
+        if wait > 0.2
+        else "the training step"
+    )
     text += f"; bottleneck: {bound}"
     if stages:
         worst = max(stages, key=stages.get)

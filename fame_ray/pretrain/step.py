@@ -90,12 +90,21 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
+def data_masks(cfg: PretrainConfig) -> bool:
+    """Do the decode tasks compute each query clip's FAME mask (method 'fame', fame.mask_on 'data')?"""
+    return cfg.method == "fame" and cfg.fame.mask_on == "data"
+
+
 def query_clips(batch: dict, cfg: PretrainConfig, generator: torch.Generator, device: torch.device) -> torch.Tensor:
     """The method's query view as float B,C,T,H,W in [0, 1] on the device (not yet augmented)."""
     clips = batch["view_q"].to(device, non_blocking=True)
     if cfg.method == "fame":
         permutation = torch.randperm(clips.shape[0], generator=generator, device=generator.device).to(device)
-        clips = fame.merge(clips, batch["mask"].to(device, non_blocking=True), permutation)
+        if "mask" in batch:  # fame.mask_on 'data': computed by the decode tasks
+            mask = batch["mask"].to(device, non_blocking=True)
+        else:  # 'trainer': here, over the whole batch on the device
+            mask = fame.batch_masks(clips, cfg.fame.beta, generator)
+        clips = fame.merge(clips, mask, permutation)
     clips = augment.to_float(clips)
     if cfg.method == "moco_be_mix":
         clips = augment.background_erasing(clips, cfg.be.alpha, generator)

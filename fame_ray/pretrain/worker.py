@@ -32,7 +32,7 @@ from fame_ray.pretrain import progress
 from fame_ray.pretrain.metrics import MetricsWriter
 from fame_ray.pretrain.plan import RunPlan
 from fame_ray.pretrain.readout import FeatureReadout
-from fame_ray.pretrain.step import build_training, step_generators, train_step, unwrap, warmup_steps
+from fame_ray.pretrain.step import build_training, data_masks, step_generators, train_step, unwrap, warmup_steps
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class Loop:
             sampler,
             self.step,
             self.total,
-            self.cfg.method == "fame",
+            data_masks(self.cfg),
             self.cfg.fame.beta,
             segment_positive=self.cfg.method == "be",
             statics=self.cfg.method == "dclr",
@@ -148,23 +148,18 @@ class Loop:
             shard = ray.train.get_dataset_shard("train")  # Ray: the premade dataset's shard
             while True:
                 yield from shard.iter_torch_batches(batch_size=self.per_worker_batch, drop_last=True)
-        shard = self.shard()
         tasks, task_cpus = self.plan.resources.per_rank(self.world)
-        for steps in shard.segments():
-            stream = pipeline.pretrain_stream(shard, steps, tasks, task_cpus)  # Ray: this worker's decode tasks
-            try:
-                yield from stream.iter_torch_batches()  # Ray: one batch per step, in step order
-            finally:  # also when the loop stops at the last step
-                self._keep_data_stats(stream, steps)
+        # Ray: this worker's decode tasks, one batch per step in step order
+        yield from pipeline.pretrain_batches(self.shard(), tasks, task_cpus, self._keep_data_stats)
 
-    def _keep_data_stats(self, stream, steps: range) -> None:
+    def _keep_data_stats(self, steps: range, stats) -> None:
         """The stream's stats of one segment (at most an epoch) of rank 0's stream, as
         `<run>/data_stats/epoch_<E>_steps_<first>-<last>.txt` (what `fame-ray runs show` lists)."""
         if self.rank != 0:
             return
         name = f"epoch_{steps.start // self.steps_per_epoch:04d}_steps_{steps.start + 1}-{steps.stop}.txt"
         try:
-            (self.plan.run / ckpt.DATA_STATS_DIR / name).write_text(stream.stats())
+            (self.plan.run / ckpt.DATA_STATS_DIR / name).write_text(stats())
         except Exception as error:  # noqa: BLE001 - stats are telemetry: never fail a run over them
             logger.warning("could not keep the stream's stats of steps %d-%d: %s", steps.start + 1, steps.stop, error)
 

@@ -143,7 +143,7 @@ def test_pretrain_and_finetune_on_a_cold_cluster_bring_their_nodes_and_plan_on_t
     assert pretrain.returncode == 0, pretrain.stderr[-4000:] + cold_head.log_tail()
     said = pretrain.stderr[-3000:]
     assert "asked the autoscaler" in pretrain.stderr and "has what it asked for" in pretrain.stderr, said
-    assert "1 CPU each, 1 CPU for Ray Data" in pretrain.stderr, pretrain.stderr[-3000:]
+    assert "1 CPU each, 1 CPU for decoding" in pretrain.stderr, pretrain.stderr[-3000:]
     monitor = monitor_log(cold_head)
     assert "Adding" in monitor and "of type cpu_data" in monitor  # node types of cluster/local.yaml
     # The finetune asks for more than the nodes the pretraining brought (1 CPU for the worker, 2

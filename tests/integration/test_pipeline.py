@@ -145,14 +145,22 @@ def test_the_ray_data_stream_gives_the_same_rows_as_the_default_task_stream(ray_
     assert "steps 2-4: 3 of 3 delivered, 4 rows each" in tasks.stats() and "2 at once x 1 CPU" in tasks.stats()
 
 
-def test_a_task_stream_left_early_cancels_the_steps_it_submitted_ahead(ray_local, synth_root, train_manifest):
-    shard = _shard(_cfg(synth_root), train_manifest, total_steps=12)
-    stream = pipeline.pretrain_stream(shard, range(12), 1, 1.0)
-    batches = stream.iter_batches()
-    first = next(batches)
-    batches.close()  # as the worker loop does at its last step
-    assert first["view_q"].shape[0] == 4 and stream.delivered == 1
-    assert "1 of 12 delivered" in stream.stats()
+def test_one_task_stream_runs_across_segments_and_keeps_stats_of_each(ray_local, synth_root, train_manifest):
+    """`pretrain_batches` on the default stream: one stream over every step left (no cold start at
+    an epoch), its stats handed over per segment (an epoch here) as each one ends; left early, the
+    segment it was in is reported as far as it went."""
+    shard = _shard(_cfg(synth_root), train_manifest, first_step=1, total_steps=12)
+    per_epoch = shard.sampler.steps_per_epoch
+    assert per_epoch < 6 and len(shard.segments()) > 2
+    kept = []
+    batches = pipeline.pretrain_batches(shard, 1, 1.0, lambda steps, stats: kept.append((steps, stats())))
+    taken = [next(batches) for _ in range(per_epoch)]  # the rest of epoch 0, and one step of epoch 1
+    assert all(batch["view_q"].shape[0] == 4 and isinstance(batch["view_q"], torch.Tensor) for batch in taken)
+    assert [steps for steps, _ in kept] == [range(1, per_epoch)]
+    assert f"steps 2-{per_epoch}: {per_epoch - 1} of {per_epoch - 1} delivered" in kept[0][1]
+    batches.close()  # as the worker loop does at its last step: the steps submitted ahead are cancelled
+    assert [steps for steps, _ in kept] == [range(1, per_epoch), range(per_epoch, 2 * per_epoch)]
+    assert f"1 of {per_epoch} delivered" in kept[1][1]
 
 
 def test_a_video_that_fails_to_decode_is_replaced_and_counted(ray_local, synth_root, train_manifest, tmp_path):

@@ -184,6 +184,52 @@ def test_select_top_keeps_every_untied_winner_and_breaks_only_ties():
     assert len({tuple(c.tolist()) for c in picks}) == 3  # each pair of the tied three wins sometimes
 
 
+def test_select_top_on_a_device_takes_what_the_cpu_path_takes_ties_included():
+    """The torch-only selection (kthvalue, used on a GPU; run here on CPU tensors) against the
+    numpy one: from the same generator state the same pixels, rows full of ties included."""
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 6, (4, 500), generator=generator).float()  # about 80 pixels per value
+    scores[3] = 2.0  # a row where every pixel ties
+    for count in (1, 50, 250, 499, 500):
+        for largest in (True, False):
+            by_numpy = fame.select_top(scores, count, largest, torch.Generator().manual_seed(count))
+            keys = (-scores if largest else scores).contiguous()
+            by_torch = fame._select_top_on_device(keys, count, torch.Generator().manual_seed(count))
+            assert torch.equal(by_numpy, by_torch), (count, largest)
+            assert by_torch.sum(dim=1).tolist() == [count] * 4
+
+
+def test_batch_masks_follow_the_clip_masks_rule_over_a_whole_batch():
+    """`batch_masks` (fame.mask_on 'trainer') over 6 uint8 clips: each mask keeps int(beta*H*W)
+    pixels and holds its moving object, as the per-clip masks of the decode tasks do, and a
+    clip's mask depends on no other clip of the batch (with the same generator, batch-mates
+    swapped for noise leave it as it was)."""
+    squares = [_moving_square(seed=seed) for seed in range(6)]
+    clips = torch.cat([(clip * 255).round().to(torch.uint8) for clip, _ in squares])
+    together = fame.batch_masks(clips, 0.5, torch.Generator().manual_seed(0))
+    assert together.dtype == torch.uint8 and together.shape == (6, 64, 64)
+    assert together.flatten(1).sum(1).tolist() == [int(0.5 * 64 * 64)] * 6
+    for index, (_, covered) in enumerate(squares):
+        alone = fame.clip_mask(clips[index], 0.5, torch.Generator().manual_seed(1)).bool()
+        for mask in (together[index].bool(), alone):
+            assert (mask & covered).sum() / covered.sum() > 0.8
+    noise = torch.randint(0, 256, (5, 3, 8, 64, 64), generator=torch.Generator().manual_seed(2), dtype=torch.uint8)
+    other_mates = fame.batch_masks(torch.cat([clips[:1], noise]), 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(other_mates[0], together[0]) and not torch.equal(other_mates[1], together[1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_batch_masks_on_a_gpu_keep_the_rule():
+    """On the GPU (torch-only selection, a CUDA generator): int(beta*H*W) pixels per mask, each
+    holding its moving object."""
+    squares = [_moving_square(seed=seed) for seed in range(6)]
+    clips = torch.cat([(clip * 255).round().to(torch.uint8) for clip, _ in squares])
+    on_gpu = fame.batch_masks(clips.cuda(), 0.5, torch.Generator(device="cuda").manual_seed(0)).cpu()
+    assert on_gpu.flatten(1).sum(1).tolist() == [int(0.5 * 64 * 64)] * 6
+    for mask, (_, covered) in zip(on_gpu.bool(), squares):
+        assert (mask & covered).sum() / covered.sum() > 0.8
+
+
 def _moving_square(frames=8, size=64, side=12, seed=0):
     """A bright square crossing a static textured background; returns (clip, object pixels)."""
     rng = np.random.default_rng(seed)

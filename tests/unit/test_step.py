@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from fame_ray.config import PretrainConfig, build, presets
+from fame_ray.data.clips import fame
 from fame_ray.pretrain import step
 
 
@@ -28,6 +29,20 @@ def _batch(size=6, seed=0) -> dict:
         "mask": (torch.rand(size, 16, 16, generator=generator) < 0.5).to(torch.uint8),
         "label": torch.arange(size),
     }
+
+
+def test_fame_with_the_mask_on_the_trainer_computes_the_batch_masks_before_the_merge():
+    """fame.mask_on 'trainer': rows come without masks; the step computes them over the whole
+    batch on its device and merges with them (the same permutation as with the data's masks)."""
+    batch = _batch(size=6)
+    del batch["mask"]
+    cfg = build(PretrainConfig, _config("fame"), {"fame": {"mask_on": "trainer"}})
+    fused = step.query_clips(batch, cfg, torch.Generator().manual_seed(3), torch.device("cpu"))
+    expected = torch.Generator().manual_seed(3)
+    permutation = torch.randperm(6, generator=expected)
+    mask = fame.batch_masks(batch["view_q"], cfg.fame.beta, expected)
+    assert torch.equal(fused, fame.merge(batch["view_q"], mask, permutation).float() / 255)
+    assert not step.data_masks(cfg) and step.data_masks(_config("fame")) and not step.data_masks(_config("moco"))
 
 
 def test_fame_fuses_every_clip_with_a_background_from_the_full_batch():

@@ -106,8 +106,8 @@ def gaussian_blur(maps: torch.Tensor, size: int) -> torch.Tensor:
     if size == 1:
         return maps
     _, height, width = maps.shape
-    rows = blur_matrix(height, size, maps.dtype)
-    columns = blur_matrix(width, size, maps.dtype)
+    rows = blur_matrix(height, size, maps.dtype).to(maps.device)
+    columns = blur_matrix(width, size, maps.dtype).to(maps.device)
     return rows @ maps @ columns.T
 
 
@@ -125,13 +125,16 @@ def select_top(
     """B x N bool: the `count` largest (or smallest) scores of each row; ties broken at random.
 
     O(N) selection instead of a full sort: the count-th key is found with numpy's
-    introselect (several times faster than torch.kthvalue on CPU), everything beyond it is
-    taken, then as many of the pixels tied with it as there is room for, chosen by random
-    priorities drawn from `generator` (a fresh generator seeded 0 when none is given).
+    introselect on the CPU (several times faster than torch.kthvalue there), with
+    torch.kthvalue on other devices; everything beyond it is taken, then as many of the pixels
+    tied with it as there is room for, chosen by random priorities drawn from `generator` (a
+    fresh generator seeded 0 when none is given; on another device, one on that device).
     """
     if count <= 0:
         return torch.zeros_like(scores, dtype=torch.bool)
     keys = (-scores if largest else scores).contiguous()
+    if keys.device.type != "cpu":
+        return _select_top_on_device(keys, count, generator)
     threshold = torch.from_numpy(np.partition(keys.numpy(), count - 1, axis=1)[:, count - 1 : count])
     beyond = keys < threshold
     tied = keys == threshold
@@ -149,10 +152,27 @@ def select_top(
     return chosen
 
 
+def _select_top_on_device(keys: torch.Tensor, count: int, generator: torch.Generator | None) -> torch.Tensor:
+    """`select_top` of the `count` smallest keys per row, in torch ops on the keys' device (a GPU):
+    the same rule, ties at the cut chosen by priorities from `generator`."""
+    threshold = keys.kthvalue(count, dim=1, keepdim=True).values
+    beyond = keys < threshold
+    tied = keys == threshold
+    room = count - beyond.sum(dim=1, keepdim=True)
+    if generator is None:
+        generator = torch.Generator(device=keys.device).manual_seed(0)
+    priority = torch.rand(keys.shape, generator=generator, device=keys.device, dtype=torch.float64)
+    priority = priority.masked_fill(~tied, float("inf"))
+    # The room-th smallest priority among the tied pixels of each row (every row has room >= 1
+    # and at least that many tied pixels: the count-th key is one of them).
+    cut = priority.sort(dim=1).values.gather(1, (room - 1).clamp(min=0))
+    return beyond | (tied & (priority <= cut))
+
+
 def motion_map(clips: torch.Tensor) -> torch.Tensor:
     """B C T H W -> B H W: |x[t+1] - x[t]| summed over channels, averaged over the T-1 differences."""
     if clips.shape[2] < 2:
-        return torch.zeros(clips.shape[0], *clips.shape[3:], dtype=clips.dtype)
+        return torch.zeros(clips.shape[0], *clips.shape[3:], dtype=clips.dtype, device=clips.device)
     return (clips[:, :, 1:] - clips[:, :, :-1]).abs().sum(dim=1).mean(dim=1)
 
 
@@ -194,7 +214,7 @@ def colour_bins(mean_frames: torch.Tensor) -> torch.Tensor:
 
 def histograms(bins: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
     """Per-row counts (B x NUM_BINS, float) of the bins (B x N int64) at the seed pixels (B x N bool)."""
-    counts = torch.zeros(bins.shape[0], NUM_BINS, dtype=torch.float32)
+    counts = torch.zeros(bins.shape[0], NUM_BINS, dtype=torch.float32, device=bins.device)
     return counts.scatter_add_(1, bins, seeds.to(torch.float32))
 
 
@@ -280,5 +300,11 @@ def merge_uint8(clips: torch.Tensor, mask: torch.Tensor, permutation: torch.Tens
 
 def clip_mask(clip: torch.Tensor, beta: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """The mask of one uint8 clip C T H W: uint8 H W of 0/1 (what the data pipeline computes)."""
-    motion, mean = uint8_statistics(clip.unsqueeze(0))
-    return mask_from_statistics(motion, mean, beta, generator)[0].to(torch.uint8)
+    return batch_masks(clip.unsqueeze(0), beta, generator)[0]
+
+
+def batch_masks(clips: torch.Tensor, beta: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The masks of uint8 clips B C T H W on any device: uint8 B H W of 0/1 (`fame.mask_on
+    'trainer'`: over the worker's whole batch on its device, where the official code computes them)."""
+    motion, mean = uint8_statistics(clips)
+    return mask_from_statistics(motion, mean, beta, generator).to(torch.uint8)

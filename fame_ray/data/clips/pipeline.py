@@ -43,7 +43,7 @@ import itertools
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -270,19 +270,51 @@ def _step_task(shard: PretrainShard, step: int, counter) -> dict:
     return step_rows(shard, step, counter)
 
 
+@dataclass
+class _Segment:
+    """What a task stream delivered over one segment of its steps (its stats file)."""
+
+    steps: range
+    delivered: int = 0
+    wait_s: float = 0.0
+    first_wait_s: float = 0.0
+    longest_wait_s: float = 0.0
+    started: float = 0.0
+    ended: float = 0.0
+    stage_ms: dict = field(default_factory=dict)
+
+    def record(self, waited: float, rows: dict) -> None:
+        if self.delivered == 0:
+            self.first_wait_s = waited
+        else:
+            self.longest_wait_s = max(self.longest_wait_s, waited)
+        self.wait_s += waited
+        self.delivered += 1
+        self.ended = time.perf_counter()
+        for name in STAGE_COLUMNS:
+            if name in rows:
+                self.stage_ms[name] = self.stage_ms.get(name, 0.0) + float(np.mean(rows[name]))
+
+
 class StepStream:
     """This worker's rows of `steps` (data.stream 'tasks', the default): one Ray task per step,
     `tasks` + PREFETCH_STEPS steps submitted ahead of the one the worker trains, taken in step
     order. Ray runs at most as many at once as the data CPUs hold (`task_cpus` each), so the
     worker's decode tasks keep working while it trains, as a DataLoader's worker processes do;
-    the tasks are scheduled outside any placement group the worker runs in."""
+    the tasks are scheduled outside any placement group the worker runs in. One stream runs
+    across epochs (no cold start at an epoch's first step); its stats are kept per segment of
+    `segments` (default: all of `steps`), `on_segment(steps, text)` called as each one ends."""
 
-    def __init__(self, shard: PretrainShard, steps: range, tasks: int, task_cpus: float):
+    def __init__(
+        self, shard: PretrainShard, steps: range, tasks: int, task_cpus: float, segments=None, on_segment=None
+    ):
         self.shard, self.steps, self.tasks, self.task_cpus = shard, steps, tasks, task_cpus
         self.ahead = tasks + PREFETCH_STEPS
+        self.segments = list(segments) if segments is not None else [steps]
+        self.on_segment = on_segment
         self.delivered = 0
-        self.wait_s = self.first_wait_s = self.longest_wait_s = self.wall_s = 0.0
-        self.stage_ms = dict.fromkeys(STAGE_COLUMNS, 0.0)
+        self.last_stats = ""
+        self._segment: _Segment | None = None
 
     def iter_batches(self):
         """One dict of numpy arrays (writable) per step, in step order."""
@@ -290,53 +322,62 @@ class StepStream:
         shard, counter = ray.put(self.shard), failure_counter()
         upcoming = iter(self.steps)
         pending = collections.deque(
-            remote.remote(shard, step, counter) for step in itertools.islice(upcoming, self.ahead)
+            (step, remote.remote(shard, step, counter)) for step in itertools.islice(upcoming, self.ahead)
         )
-        started = time.perf_counter()
+        segments = iter(self.segments)
         try:
             while pending:
+                step, ref = pending.popleft()
+                if self._segment is None or step not in self._segment.steps:
+                    self._close_segment()
+                    self._segment = _Segment(next(s for s in segments if step in s), started=time.perf_counter())
                 asked = time.perf_counter()
-                rows = ray.get(pending.popleft())  # Ray: the next step's rows, decoded meanwhile
-                self._record(time.perf_counter() - asked, rows)
+                rows = ray.get(ref)  # Ray: the step's rows, decoded meanwhile
+                self._segment.record(time.perf_counter() - asked, rows)
+                self.delivered += 1
                 following = next(upcoming, None)
                 if following is not None:
-                    pending.append(remote.remote(shard, following, counter))
+                    pending.append((following, remote.remote(shard, following, counter)))
                 # Writable copies: the object store's arrays are read-only, and the step may work in place.
                 yield {name: np.array(column) for name, column in rows.items()}
-                self.wall_s = time.perf_counter() - started
         finally:  # the worker stopped early (last step, an error): drop the steps it will not take
-            for ref in pending:
+            for _, ref in pending:
                 ray.cancel(ref)
+            self._close_segment()
 
     def iter_torch_batches(self):
         """`iter_batches` as torch tensors."""
         for batch in self.iter_batches():
             yield {name: torch.from_numpy(column) for name, column in batch.items()}
 
-    def _record(self, waited: float, rows: dict) -> None:
-        if self.delivered == 0:
-            self.first_wait_s = waited
-        else:
-            self.longest_wait_s = max(self.longest_wait_s, waited)
-        self.wait_s += waited
-        self.delivered += 1
-        for name in self.stage_ms:
-            if name in rows:
-                self.stage_ms[name] += float(np.mean(rows[name]))
+    def _close_segment(self) -> None:
+        segment, self._segment = self._segment, None
+        if segment is None:
+            return
+        self.last_stats = self._text(segment)
+        if self.on_segment is not None:
+            self.on_segment(segment.steps, self.last_stats)
 
     def stats(self) -> str:
-        """What the stream did: steps, CPUs, the worker's wait for data, per-clip stage times."""
-        steps, done = self.steps, max(self.delivered, 1)
-        stages = ", ".join(f"{name.removesuffix('_ms')} {total / done:.1f} ms" for name, total in self.stage_ms.items())
+        """The last segment's stats (the current one while it runs)."""
+        return self._text(self._segment) if self._segment is not None else self.last_stats
+
+    def _text(self, segment: _Segment) -> str:
+        """Steps, CPUs, the worker's wait for data, per-clip stage times of one segment."""
+        steps, done = segment.steps, max(segment.delivered, 1)
+        wall = max(segment.ended - segment.started, 1e-9)
+        stages = ", ".join(
+            f"{name.removesuffix('_ms')} {total / done:.1f} ms" for name, total in segment.stage_ms.items()
+        )
         return "\n".join(
             [
-                f"fame-ray step stream (data.stream=tasks), steps {steps.start + 1}-{steps.stop}: {self.delivered} of "
-                f"{len(steps)} delivered, {self.shard.sampler.per_worker_batch} rows each",
+                f"fame-ray step stream (data.stream=tasks), steps {steps.start + 1}-{steps.stop}: {segment.delivered} "
+                f"of {len(steps)} delivered, {self.shard.sampler.per_worker_batch} rows each",
                 f"one Ray task per step, {self.tasks} at once x {self.task_cpus:g} CPU, "
-                f"{self.ahead} steps submitted ahead",
-                f"the worker waited for data {self.wait_s:.1f} s of {self.wall_s:.1f} s "
-                f"({self.wait_s / max(self.wall_s, 1e-9):.0%}): the first step {self.first_wait_s:.2f} s "
-                f"(tasks starting), the longest after it {self.longest_wait_s:.2f} s",
+                f"{self.ahead} steps submitted ahead, across segments",
+                f"the worker waited for data {segment.wait_s:.1f} s of {wall:.1f} s ({segment.wait_s / wall:.0%}): "
+                f"the segment's first step {segment.first_wait_s:.2f} s, the longest after it "
+                f"{segment.longest_wait_s:.2f} s",
                 f"per clip, means over the steps: {stages}",
                 "",
             ]
@@ -393,6 +434,28 @@ def pretrain_stream(shard: PretrainShard, steps: range, tasks: int, task_cpus: f
     made as `shard.data.stream` says: `.iter_batches()` (numpy), `.iter_torch_batches()`, `.stats()`."""
     kind = StepStream if shard.data.stream == "tasks" else RayDataStream
     return kind(shard, steps, tasks, task_cpus)
+
+
+def pretrain_batches(shard: PretrainShard, tasks: int, task_cpus: float, keep_stats):
+    """This worker's torch batches from `shard.first_step` to the end, one per step, and
+    `keep_stats(steps, stats)` at the end of every segment (`shard.segments()`; `stats()` gives the
+    text): one task stream across all of them, or one Ray Data execution per segment."""
+    segments = shard.segments()
+    if not segments:
+        return
+    if shard.data.stream == "tasks":
+        every = range(segments[0].start, segments[-1].stop)
+        stream = StepStream(
+            shard, every, tasks, task_cpus, segments, lambda steps, text: keep_stats(steps, lambda: text)
+        )
+        yield from stream.iter_torch_batches()
+        return
+    for steps in segments:
+        stream = RayDataStream(shard, steps, tasks, task_cpus)
+        try:
+            yield from stream.iter_torch_batches()
+        finally:  # also when the loop stops at the last step
+            keep_stats(steps, stream.stats)
 
 
 # ---------------------------------------------------------------------------------------
