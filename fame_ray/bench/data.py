@@ -12,7 +12,9 @@ Figures, per set:
 - `decode`: bare decord clips/s per core (one thread, one process, CPU time), original vs
   transcoded, alternating blocks so both see the same load, at least `seconds` each;
 - `stages`: decode, crop and FAME-mask milliseconds per clip through the pipeline's own code
-  (`pipeline.clip_pair`), in one process: the crop and FAME shares of decode;
+  (`pipeline.clip_pair`), in one process: the crop and FAME shares of decode; and the mask per
+  clip computed over a batch of 16 of those query clips at once (`fame.batch_masks`, what
+  `fame.mask_on=trainer` costs a CPU training worker);
 - `pretrain_stream` (transcoded copy): the real pretraining stream (`pipeline.pretrain_stream`,
   the default `data.stream` 'tasks', every CPU given to its tasks) in clips/s per CPU at steady
   state, against the bare decode per core of the same clips measured in this process right
@@ -52,7 +54,7 @@ from fame_ray import runtime
 from fame_ray.bench import train as bench_train
 from fame_ray.config import DataConfig, PretrainConfig, build, presets
 from fame_ray.data import catalog, manifest, synthetic, transcode
-from fame_ray.data.clips import decode, pipeline, sampling
+from fame_ray.data.clips import decode, fame, pipeline, sampling
 from fame_ray.data.transcode import EncodeSettings
 from fame_ray.storage import Location
 
@@ -74,6 +76,7 @@ TRANSCODE = EncodeSettings(short_side=128, gop=16)
 BLOCK_S = 2.0  # seconds per side before switching to the other
 STREAM_STEPS = 2000  # steps of one Ray Data execution, as the training worker streams them
 PROJECTION_CPUS = (8, 16, 64)  # node sizes of the DataLoader-vs-Ray projection
+BATCHED_MASKS = 16  # query clips of one per-worker batch, for the mask computed on the trainer
 IDLE_S = 5.0  # seconds of idle Ray measured, before and after the DataLoader-vs-Ray rounds
 
 
@@ -214,7 +217,7 @@ def stage_costs(location: Location, data: DataConfig, seconds: float) -> dict:
     per_worker = shard.sampler.per_worker_batch
     videos = pipeline.videos_of(location)
     sums = {"decode_ms": 0.0, "crop_ms": 0.0, "mask_ms": 0.0}
-    rows, started, index = 0, time.perf_counter(), 0
+    rows, started, index, queries = 0, time.perf_counter(), 0, []
     try:
         while time.perf_counter() - started < seconds:
             epoch, video = shard.sampler.video(index // per_worker, index % per_worker)
@@ -222,6 +225,9 @@ def stage_costs(location: Location, data: DataConfig, seconds: float) -> dict:
             for name in sums:
                 sums[name] += float(row[name])
             rows, index = rows + 1, index + 1
+            if len(queries) < BATCHED_MASKS:
+                queries.append(torch.from_numpy(row["view_q"]))
+        batched = batched_mask_ms(torch.stack(queries), seconds=min(seconds, 5.0))
     finally:
         torch.set_num_threads(threads)
     means = {name: total / rows for name, total in sums.items()}
@@ -230,7 +236,20 @@ def stage_costs(location: Location, data: DataConfig, seconds: float) -> dict:
         **means,
         "crop_share_of_decode": means["crop_ms"] / means["decode_ms"],
         "fame_share_of_decode": means["mask_ms"] / means["decode_ms"],
+        "mask_ms_per_clip_batched": batched,
     }
+
+
+def batched_mask_ms(clips: torch.Tensor, seconds: float) -> float:
+    """Milliseconds per clip of `fame.batch_masks` over a whole batch of uint8 query clips in this
+    process (what `fame.mask_on=trainer` costs a CPU training worker), repeated for `seconds`."""
+    generator = torch.Generator().manual_seed(0)
+    fame.batch_masks(clips, 0.5, generator)  # warm-up
+    batches, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        fame.batch_masks(clips, 0.5, generator)
+        batches += 1
+    return 1000 * (time.perf_counter() - started) / (batches * clips.shape[0])
 
 
 def _tree_cpu_s() -> float:

@@ -86,7 +86,9 @@ def bench_data(
             f"({decode['speedup']:.1f}x); "
             f"pretraining stream {stream['pipeline_clips_per_s_per_cpu']:.1f} clips/s per CPU = "
             f"{stream['efficiency']:.2f} of bare decode; "
-            f"crop {stages['crop_share_of_decode']:.0%}, FAME {stages['fame_share_of_decode']:.0%} of decode"
+            f"crop {stages['crop_share_of_decode']:.0%}, FAME {stages['fame_share_of_decode']:.0%} of decode "
+            f"({stages['mask_ms']:.1f} ms per query clip; {stages['mask_ms_per_clip_batched']:.1f} over a batch on "
+            "the trainer, fame.mask_on=trainer)"
         )
         if "loader_vs_ray" in figures:
             anchor = figures["loader_vs_ray"]
