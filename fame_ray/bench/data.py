@@ -29,6 +29,10 @@ Figures, per set:
   instance burns (`ray_idle_cpus`), each side's marginal CPU per clip (idle Ray taken off;
   `marginal_ratio` = the default stream / DataLoader) and a linear projection of both to nodes
   of 8, 16 and 64 CPUs from those per-clip costs;
+- `gpu_feed` (on paper): the data CPUs one GPU needs for R(2+1)D-18 at 16x112 (the ucf101 set's
+  transcoded copy) and I3D at 16x224 (the kinetics400 set's originals), from the model FLOPs of
+  a training step per row (counted), an H200 at an assumed 30% or 50% of its bf16 peak, and the
+  CPU per row measured here times the stream's marginal ratio;
 - `pretrain` (ucf101 only, both copies): the data-wait share of the step time of the demo's tiny
   model trained by the real worker loop, fed by the pipeline, on this machine's CPUs.
 A clip is one decoded clip: pretraining decodes two per video (query and key).
@@ -76,6 +80,13 @@ TRANSCODE = EncodeSettings(short_side=128, gop=16)
 BLOCK_S = 2.0  # seconds per side before switching to the other
 STREAM_STEPS = 2000  # steps of one Ray Data execution, as the training worker streams them
 PROJECTION_CPUS = (8, 16, 64)  # node sizes of the DataLoader-vs-Ray projection
+# The models `gpu_feed` sizes the data side for: (arch, preset, video set, copy its clips come from).
+GPU_FEED = (
+    ("r2plus1d_18", presets.ucf101_r21d_pretrain, "ucf101", "transcoded"),
+    ("i3d", presets.k400_i3d_pretrain, "kinetics400", "original"),  # 224 crops: the 128-side copy is too small
+)
+FEED_GPU = "H200"
+ASSUMED_MFU = (0.3, 0.5)  # shares of the bf16 peak a training step might reach (assumptions, labelled)
 BATCHED_MASKS = 16  # query clips of one per-worker batch, for the mask computed on the trainer
 IDLE_S = 5.0  # seconds of idle Ray measured, before and after the DataLoader-vs-Ray rounds
 
@@ -507,6 +518,52 @@ def loader_vs_ray(
     }
 
 
+def gpu_feed(made: dict, marginal_ratio: float, seconds: float) -> dict:
+    """On paper, from what this run measured: the data CPUs one GPU needs to be fed, per
+    `GPU_FEED` model at its preset's clips. FLOPs of one training step per row (a video: query
+    and key clip) counted on a real step (`bench.train.step_flops_per_clip`); a GPU at an
+    assumed share of its bf16 dense peak (`ASSUMED_MFU`, labelled: not measured) trains
+    peak x MFU / FLOPs rows/s; a row costs the data side its in-process CPU time at that clip
+    size on that set (two decodes, two crops, the query's mask; `stage_costs`) times the Ray
+    stream's measured marginal ratio to the DataLoader (at 16x112; assumed the same at 224)."""
+    out = {}
+    peak = bench_train.PEAK_BF16_TFLOPS[FEED_GPU]
+    for arch, preset, set_name, copy in GPU_FEED:
+        if set_name not in made:
+            continue
+        cfg = preset()
+        data = dataclasses.replace(
+            bench_data_config(),
+            crop_size=cfg.data.crop_size,
+            frames_per_clip=cfg.data.frames_per_clip,
+            temporal_stride=cfg.data.temporal_stride,
+        )
+        stages = stage_costs(made[set_name][copy][1], data, seconds)
+        row_ms = 2 * stages["decode_ms"] + 2 * stages["crop_ms"] + stages["mask_ms"]
+        flops = bench_train.step_flops_per_clip(cfg)
+        feeds = []
+        for mfu in ASSUMED_MFU:
+            rows_per_s = peak * 1e12 * mfu / flops
+            feeds.append(
+                {"assumed_mfu": mfu, "rows_per_s": rows_per_s, "data_cpus": rows_per_s * row_ms * marginal_ratio / 1000}
+            )
+        out[arch] = {
+            "clip": f"{data.frames_per_clip}x{data.temporal_stride} at {data.crop_size}",
+            "videos": f"{set_name} ({copy})",
+            "step_gflop_per_row": flops / 1e9,
+            "data_cpu_ms_per_row_in_process": row_ms,
+            "ray_marginal_ratio": marginal_ratio,
+            "gpu": FEED_GPU,
+            "peak_bf16_tflops": peak,
+            "feeds": feeds,
+        }
+    return {
+        "basis": "on paper: a GPU at an assumed share of its bf16 peak (not measured); the data side's CPU per row "
+        "measured on this machine",
+        **out,
+    }
+
+
 def pretrain_data_wait(sides: dict, steps: int, warmup: int = 5) -> dict:
     """Data-wait share of the tiny model's steps fed by the pipeline, original vs transcoded."""
     out = {}
@@ -567,6 +624,8 @@ def run(
             log.info("%s: torch DataLoader against the pretraining streams", name)
             figures["loader_vs_ray"] = loader_vs_ray(manifests["transcoded"], data, seconds, loader_rounds)
         result[name] = figures
+    log.info("the data CPUs a GPU needs, on paper")
+    result["gpu_feed"] = gpu_feed(made, result[sets[0]]["loader_vs_ray"]["marginal_ratio"] or 1.0, seconds)
     if pretrain_steps and "ucf101" in made:
         log.info("ucf101: tiny-model pretraining fed by the pipeline, original vs transcoded")
         result["pretrain"] = pretrain_data_wait(made["ucf101"], pretrain_steps)

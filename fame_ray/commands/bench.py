@@ -99,6 +99,15 @@ def bench_data(
                 f"{anchor['ray']['busy_share']:.0%} vs {anchor['dataloader']['busy_share']:.0%}; "
                 f"idle Ray {anchor['ray_idle_cpus']:.2f} CPUs"
             )
+    for arch, feed in result["gpu_feed"].items():
+        if arch != "basis":
+            typer.echo(
+                f"on paper, {arch} at {feed['clip']}: {feed['step_gflop_per_row']:.0f} GFLOP per row; an {feed['gpu']} "
+                + ", ".join(
+                    f"at {f['assumed_mfu']:.0%} of its bf16 peak needs {f['data_cpus']:.0f}" for f in feed["feeds"]
+                )
+                + f" data CPUs ({feed['data_cpu_ms_per_row_in_process']:.0f} CPU-ms per row here)"
+            )
     if "pretrain" in result:
         waits = {side: figures["data_wait_share"] for side, figures in result["pretrain"].items()}
         typer.echo(

@@ -135,3 +135,29 @@ def test_loader_comparison_without_a_positive_marginal_cost_projects_nothing():
     assert figure["projection"]["nodes"] == [
         {"cpus": 8, "ray_clips_per_s": None, "dataloader_clips_per_s": pytest.approx(8 / 0.140), "ratio": None}
     ]
+
+
+def test_gpu_feed_sizes_the_data_side_from_flops_an_assumed_mfu_and_the_measured_row_cost(monkeypatch):
+    """The on-paper arithmetic, with the two measurements it takes (the row's stage times and the
+    step's FLOPs) replaced by fixed figures: rows/s = peak x MFU / FLOPs per row, data CPUs =
+    rows/s x in-process CPU s per row x the stream's marginal ratio; a set not built is skipped."""
+    seen = []
+
+    def stages(location, data, seconds):
+        seen.append((location, data.crop_size, data.frames_per_clip))
+        return {"decode_ms": 8.0, "crop_ms": 2.0, "mask_ms": 4.0}
+
+    monkeypatch.setattr(bench, "stage_costs", stages)
+    monkeypatch.setattr(bench.bench_train, "step_flops_per_clip", lambda cfg: 2e12 if cfg.model.arch == "i3d" else 5e11)
+    made = {"ucf101": {"transcoded": ("root", "ucf-manifest"), "original": ("root", "x")}}
+    feed = bench.gpu_feed(made, marginal_ratio=1.1, seconds=1.0)
+    assert seen == [("ucf-manifest", 112, 16)] and "i3d" not in feed and "not measured" in feed["basis"]
+    r21d = feed["r2plus1d_18"]
+    assert r21d["data_cpu_ms_per_row_in_process"] == pytest.approx(2 * 8 + 2 * 2 + 4)
+    assert r21d["step_gflop_per_row"] == pytest.approx(500.0) and r21d["gpu"] == "H200"
+    low, high = r21d["feeds"]
+    assert low["assumed_mfu"] == 0.3 and low["rows_per_s"] == pytest.approx(989.4e12 * 0.3 / 5e11)
+    assert low["data_cpus"] == pytest.approx(low["rows_per_s"] * 0.024 * 1.1)
+    assert high["data_cpus"] == pytest.approx(low["data_cpus"] * 0.5 / 0.3)
+    made["kinetics400"] = {"original": ("root", "k400-manifest"), "transcoded": ("root", "y")}
+    assert bench.gpu_feed(made, 1.0, 1.0)["i3d"]["videos"] == "kinetics400 (original)" and seen[-1][1:] == (224, 16)
