@@ -163,6 +163,38 @@ def test_one_task_stream_runs_across_segments_and_keeps_stats_of_each(ray_local,
     assert f"1 of {per_epoch} delivered" in kept[1][1]
 
 
+def test_the_task_stream_never_runs_more_tasks_than_the_plan_grants(ray_local):
+    """The feeder of the default stream over 12 steps, 2 tasks, 4 steps ahead, a worker slower
+    than its tasks: whenever a step starts, fewer than 2 run and fewer than 4 wait untaken (queued
+    tasks beyond the plan would make an autoscaler add nodes); every step arrives, in order."""
+    import time
+
+    import ray
+
+    @ray.remote(num_cpus=0.25)
+    def rows(step):
+        time.sleep(0.05)
+        return step
+
+    feeders, seen = [], []
+
+    def submit(step):
+        feeder = feeders[0]
+        seen.append((len(feeder.running), len(feeder.running) + len(feeder.done)))
+        return rows.remote(step)
+
+    feeders.append(pipeline._StepFeeder(submit, range(12), tasks=2, ahead=4))
+    feeder = feeders[0].start()
+    taken = []
+    for index in range(12):
+        taken.append(ray.get(feeder.take(index)))
+        time.sleep(0.15)  # the worker trains
+    feeder.stop()
+    assert taken == list(range(12)) and len(seen) == 12
+    assert max(running for running, _ in seen) <= 1 and max(ahead for _, ahead in seen) <= 3, seen
+    assert not feeder.thread.is_alive()
+
+
 def test_a_video_that_fails_to_decode_is_replaced_and_counted(ray_local, synth_root, train_manifest, tmp_path):
     table = manifest.read(train_manifest)
     corrupt = tmp_path / "corrupt.avi"

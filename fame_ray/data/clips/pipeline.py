@@ -37,11 +37,10 @@ A video that fails to decode never breaks a step: pretraining takes a replacemen
 
 from __future__ import annotations
 
-import collections
 import functools
-import itertools
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -296,12 +295,85 @@ class _Segment:
                 self.stage_ms[name] = self.stage_ms.get(name, 0.0) + float(np.mean(rows[name]))
 
 
+class _StepFeeder:
+    """Starts a stream's step tasks in step order: at most `tasks` running (what the plan grants;
+    tasks queued beyond it would make an autoscaler add nodes the plan never asked for) and at
+    most `ahead` steps running or done that the worker has not taken. A thread starts the next
+    task as soon as one ends, while the worker trains; `take(step)` hands over a step's result."""
+
+    def __init__(self, submit, steps: range, tasks: int, ahead: int, poll_s: float = 0.1):
+        self.submit, self.upcoming, self.tasks, self.ahead, self.poll_s = submit, iter(steps), tasks, ahead, poll_s
+        self.changed = threading.Condition()
+        self.running: dict = {}  # ref -> step
+        self.done: dict = {}  # step -> ref
+        self.stopped, self.error = False, None
+        self.thread = threading.Thread(target=self._watch, name="fame-ray-step-feeder", daemon=True)
+
+    def start(self) -> _StepFeeder:
+        """Start the first steps and the thread that starts the rest."""
+        with self.changed:
+            self._fill()
+        self.thread.start()
+        return self
+
+    def _fill(self) -> None:
+        """Start steps while there is room (the caller holds the lock)."""
+        while len(self.running) < self.tasks and len(self.running) + len(self.done) < self.ahead:
+            step = next(self.upcoming, None)
+            if step is None:
+                return
+            self.running[self.submit(step)] = step
+
+    def _watch(self) -> None:
+        try:
+            while True:
+                with self.changed:
+                    if self.stopped:
+                        return
+                    refs = list(self.running)
+                    if not refs:  # all started are done: wait until the worker takes one
+                        self.changed.wait(self.poll_s)
+                        continue
+                ended, _ = ray.wait(refs, num_returns=1, timeout=self.poll_s)  # Ray: the next task to end
+                with self.changed:
+                    for ref in ended:
+                        self.done[self.running.pop(ref)] = ref
+                    self._fill()
+                    self.changed.notify_all()
+        except Exception as error:  # noqa: BLE001 - handed to the worker, which raises it
+            with self.changed:
+                self.error = error
+                self.changed.notify_all()
+
+    def take(self, step: int):
+        """The ref of `step`'s rows once its task has ended (the next step the worker trains)."""
+        with self.changed:
+            while step not in self.done:
+                if self.error is not None:
+                    raise self.error
+                self.changed.wait(self.poll_s)
+            ref = self.done.pop(step)
+            self._fill()
+            self.changed.notify_all()
+            return ref
+
+    def stop(self) -> None:
+        """Stop starting steps; cancel those running or not taken."""
+        with self.changed:
+            self.stopped = True
+            left = [*self.running, *self.done.values()]
+            self.changed.notify_all()
+        self.thread.join(timeout=10 * self.poll_s + 5)
+        for ref in left:
+            ray.cancel(ref)
+
+
 class StepStream:
     """This worker's rows of `steps` (data.stream 'tasks', the default): one Ray task per step,
-    `tasks` + PREFETCH_STEPS steps submitted ahead of the one the worker trains, taken in step
-    order. Ray runs at most as many at once as the data CPUs hold (`task_cpus` each), so the
-    worker's decode tasks keep working while it trains, as a DataLoader's worker processes do;
-    the tasks are scheduled outside any placement group the worker runs in. One stream runs
+    `tasks` at once (`task_cpus` each, what the plan grants), up to `tasks` + PREFETCH_STEPS steps
+    decoded ahead of the one the worker trains, taken in step order (`_StepFeeder`): the decode
+    tasks keep working while the worker trains, as a DataLoader's worker processes do. The
+    tasks are scheduled outside any placement group the worker runs in. One stream runs
     across epochs (no cold start at an epoch's first step); its stats are kept per segment of
     `segments` (default: all of `steps`), `on_segment(steps, text)` called as each one ends."""
 
@@ -320,29 +392,23 @@ class StepStream:
         """One dict of numpy arrays (writable) per step, in step order."""
         remote = _step_task.options(num_cpus=self.task_cpus, scheduling_strategy="DEFAULT")
         shard, counter = ray.put(self.shard), failure_counter()
-        upcoming = iter(self.steps)
-        pending = collections.deque(
-            (step, remote.remote(shard, step, counter)) for step in itertools.islice(upcoming, self.ahead)
-        )
+        feeder = _StepFeeder(
+            lambda step: remote.remote(shard, step, counter), self.steps, self.tasks, self.ahead
+        ).start()
         segments = iter(self.segments)
         try:
-            while pending:
-                step, ref = pending.popleft()
+            for step in self.steps:
                 if self._segment is None or step not in self._segment.steps:
                     self._close_segment()
                     self._segment = _Segment(next(s for s in segments if step in s), started=time.perf_counter())
                 asked = time.perf_counter()
-                rows = ray.get(ref)  # Ray: the step's rows, decoded meanwhile
+                rows = ray.get(feeder.take(step))  # Ray: the step's rows, decoded meanwhile
                 self._segment.record(time.perf_counter() - asked, rows)
                 self.delivered += 1
-                following = next(upcoming, None)
-                if following is not None:
-                    pending.append((following, remote.remote(shard, following, counter)))
                 # Writable copies: the object store's arrays are read-only, and the step may work in place.
                 yield {name: np.array(column) for name, column in rows.items()}
         finally:  # the worker stopped early (last step, an error): drop the steps it will not take
-            for _, ref in pending:
-                ray.cancel(ref)
+            feeder.stop()
             self._close_segment()
 
     def iter_torch_batches(self):
@@ -373,8 +439,8 @@ class StepStream:
             [
                 f"fame-ray step stream (data.stream=tasks), steps {steps.start + 1}-{steps.stop}: {segment.delivered} "
                 f"of {len(steps)} delivered, {self.shard.sampler.per_worker_batch} rows each",
-                f"one Ray task per step, {self.tasks} at once x {self.task_cpus:g} CPU, "
-                f"{self.ahead} steps submitted ahead, across segments",
+                f"one Ray task per step, {self.tasks} at once x {self.task_cpus:g} CPU, up to {self.ahead} steps "
+                "decoded ahead, across segments",
                 f"the worker waited for data {segment.wait_s:.1f} s of {wall:.1f} s ({segment.wait_s / wall:.0%}): "
                 f"the segment's first step {segment.first_wait_s:.2f} s, the longest after it "
                 f"{segment.longest_wait_s:.2f} s",
