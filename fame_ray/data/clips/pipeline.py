@@ -384,7 +384,6 @@ class StepStream:
         self.ahead = tasks + PREFETCH_STEPS
         self.segments = list(segments) if segments is not None else [steps]
         self.on_segment = on_segment
-        self.delivered = 0
         self.last_stats = ""
         self._segment: _Segment | None = None
 
@@ -404,7 +403,6 @@ class StepStream:
                 asked = time.perf_counter()
                 rows = ray.get(feeder.take(step))  # Ray: the step's rows, decoded meanwhile
                 self._segment.record(time.perf_counter() - asked, rows)
-                self.delivered += 1
                 # Writable copies: the object store's arrays are read-only, and the step may work in place.
                 yield {name: np.array(column) for name, column in rows.items()}
         finally:  # the worker stopped early (last step, an error): drop the steps it will not take
