@@ -224,12 +224,18 @@ def test_eval_dataset_gives_uniform_clips_per_video(ray_local, synth_root):
     assert pairs == {(v, c) for v in range(videos) for c in range(data.eval_clips)}
 
 
-def test_train_supervised_dataset_reshuffles_all_videos_every_epoch(ray_local, synth_root, train_manifest):
+@pytest.mark.parametrize("blocks", [32, 1])
+def test_train_supervised_dataset_reshuffles_all_videos_every_epoch(
+    ray_local, synth_root, train_manifest, monkeypatch, blocks
+):
+    # One block of every row: the shuffle moves rows, not only blocks (a block-order shuffle keeps manifest order).
+    monkeypatch.setattr(pipeline, "SHUFFLE_BLOCKS", blocks)
     data = _cfg(synth_root).data
     dataset = pipeline.supervised_dataset(train_manifest, data, train=True, data_cpus=1.0)
     epochs = [[int(r["video_index"]) for r in dataset.iter_rows()] for _ in range(3)]
     assert all(sorted(order) == list(range(manifest.read(train_manifest).num_rows)) for order in epochs)
     assert len({tuple(order) for order in epochs}) == 3
+    assert all(order != sorted(order) for order in epochs)
 
 
 @pytest.mark.timeout(300)

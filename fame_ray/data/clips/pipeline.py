@@ -62,6 +62,10 @@ FAILURE_COUNTER = "fame_ray_decode_failures"
 FAILURE_EXAMPLES = 20
 # Blocks of an evaluation dataset: enough for parallel decode tasks, few enough to plan fast.
 TARGET_BLOCKS = 1000
+# Blocks of a training dataset, whose rows Ray Data reshuffles every epoch: its random_shuffle costs
+# about the square of the block count (240 one-row blocks: 59 s an epoch on 2 CPUs; 32 blocks: 4 s),
+# so a few per decode task, at least this many.
+SHUFFLE_BLOCKS = 32
 # Other videos tried in place of one that fails to decode, before the step gives up.
 REPLACEMENTS = 3
 # Calls a decoding task's worker process serves before Ray replaces it with a fresh one: bounds
@@ -526,9 +530,9 @@ def pretrain_batches(shard: PretrainShard, tasks: int, task_cpus: float, keep_st
 # finetuning and evaluation
 
 
-def _blocks(table: pa.Table) -> list[pa.Table]:
-    """Rows cut into small blocks for parallel decoding."""
-    rows_per_block = max(1, math.ceil(table.num_rows / TARGET_BLOCKS))
+def _blocks(table: pa.Table, target: int = TARGET_BLOCKS) -> list[pa.Table]:
+    """Rows cut into about `target` blocks (each of one row or more) for parallel decoding."""
+    rows_per_block = max(1, math.ceil(table.num_rows / target))
     return [table.slice(start, rows_per_block) for start in range(0, table.num_rows, rows_per_block)]
 
 
@@ -576,9 +580,11 @@ def supervised_dataset(
     """
     concurrency = max(1, int(data_cpus))
     table = load_manifest(manifest_location, data)
-    dataset = ray.data.from_arrow(_blocks(table))
-    if train:
+    if train:  # every row to a random block each epoch: a full shuffle whatever the block count
+        dataset = ray.data.from_arrow(_blocks(table, max(SHUFFLE_BLOCKS, 2 * concurrency)))
         dataset = dataset.random_shuffle(seed=ray.data.RandomSeedConfig(seed=seed, reseed_after_execution=True))
+    else:
+        dataset = ray.data.from_arrow(_blocks(table))
     return dataset.flat_map(
         _supervised_rows,
         fn_kwargs={"data": data, "train": train, "source": manifest_location, "counter": failure_counter()},
