@@ -56,7 +56,7 @@ Steps = Annotated[int | None, typer.Option("--steps", min=10, help="Pretraining 
 CeilingEpochs = Annotated[
     int | None,
     typer.Option(
-        "--ceiling-epochs", min=0, help="Epochs of the supervised ceiling (default 30, 60 with --full; 0: none)."
+        "--ceiling-epochs", min=0, help="Epochs of the supervised ceiling (default 40, 60 with --full; 0: none)."
     ),
 ]
 Methods = Annotated[
@@ -71,8 +71,8 @@ Variants = Annotated[
     typer.Option(
         "--variants",
         help=(
-            f"Comma-separated sets out of {', '.join(VARIANT_NAMES)}, or all (default: base, palette, camera; base is "
-            "needed: the recipe is searched there)."
+            f"Comma-separated sets out of {', '.join(VARIANT_NAMES)}, or all (default: base; base is needed: the "
+            "recipe is searched there). Each harder set adds 15 pretraining runs with the default methods and seeds."
         ),
     ),
 ]
@@ -119,10 +119,10 @@ def background_bias(
     each encoder looks, with the share of activation inside the moving object.
 
     Writes OUT/results.json, results.md, results.png and OUT/maps/<variant>/<method>.png. A rerun with the same --out
-    keeps every finished run. Time grows with the pretraining runs: the default form runs 55 (five methods, three
-    seeds, a three-point search on base, three variants), each a few minutes on 2 CPUs, DCLR's the longest (README
-    "The proof" has the measured time per run); --variants, --methods, --seeds, --grid and --ceiling-epochs make it
-    smaller.
+    keeps every finished run. Time grows with the pretraining runs: the default form runs 25 (five methods, three
+    seeds, a three-point lr search, the base set), about two minutes each on 2 CPUs (README "The proof" has the
+    measured times); --variants all adds the four harder sets (60 runs more), --full is the thorough form;
+    --methods, --seeds, --grid and --ceiling-epochs make it smaller.
 
     Examples:
 

@@ -1,6 +1,6 @@
 """The background-bias experiment: does a pretraining method learn the motion, or the scene?
 
-    fame-ray experiment background-bias --out bias-experiment          # the default form (55 pretraining runs)
+    fame-ray experiment background-bias --out bias-experiment          # the default form (25 pretraining runs)
     fame-ray experiment background-bias --out /tmp/bias --quick        # the test suite's form (minutes)
 
 Everything runs through the product: synthetic sets written as `folder` datasets (`scene_bias`),
@@ -221,6 +221,16 @@ def run(out: str, plan: Plan, verbose: bool = False) -> dict:
     bias_plan.check(plan)
     target = Location.parse(os.path.abspath(out))  # checked and marked by the command (claim_folder)
     target.make_dirs()
+    log.info(
+        "background-bias, %s form: %d pretraining runs (%s on %s; %d seeds; %d grid points), a %d-epoch ceiling",
+        plan_form(plan),
+        plan.pretraining_runs(),
+        ", ".join(plan.methods),
+        ", ".join(plan.variants),
+        len(plan.seeds),
+        len(plan.points()),
+        plan.ceiling_epochs,
+    )
     runtime.connect_ray(dashboard=True, verbose=verbose)
     experiment = Experiment(plan, target, verbose)
     search: dict = {}

@@ -29,6 +29,15 @@ def test_every_method_of_the_config_is_in_the_default_plan():
         bias_plan.check(make())
 
 
+def test_the_plan_counts_its_pretraining_runs():
+    # Per method: 3 grid points (seed 0) + seeds 1 and 2 on base; each further set 3 seeds.
+    assert bias_plan.Plan().pretraining_runs() == 5 * (3 + 2)
+    assert bias_plan.with_overrides(bias_plan.Plan(), variants=VARIANT_NAMES).pretraining_runs() == 25 + 60
+    assert bias_plan.quick_plan().pretraining_runs() == 2
+    # The full form searches 3 x 2 points on every one of the five sets.
+    assert bias_plan.full_plan().pretraining_runs() == 5 * 5 * (6 + 2)
+
+
 @pytest.mark.parametrize(
     "change, expected",
     [
