@@ -93,8 +93,24 @@ def _variant_table(name: str, found: dict, chance: dict) -> list[str]:
         markdown_table(headers, rows),
         "",
         f"The object's mask covers {100 * found['mask_area']:.1f}% of the crop: the share a map blind to it scores.",
+        *([ceiling_check(found)] if ceiling.get("top1") is not None else []),
         "",
     ]
+
+
+def ceiling_check(found: dict) -> str:
+    """Whether the supervised ceiling lies above every frozen encoder's motion probe (mean + std): a ceiling
+    below one bounds nothing."""
+    top1 = found["ceiling"]["top1"]
+    best, method = max(
+        (summary["readouts"]["motion"]["mean"] + summary["readouts"]["motion"]["std"], method)
+        for method, summary in found["results"].items()
+    )
+    where = "above" if top1 > best else "not above"
+    return (
+        f"The supervised ceiling ({100 * top1:.1f}) is {where} every frozen motion probe (the highest, "
+        f"{label(method)}, {100 * best:.1f} at its mean + std)."
+    )
 
 
 def comparisons(record: dict) -> list[list[str]]:

@@ -231,3 +231,12 @@ def test_comparisons_call_a_tie_within_twice_the_spread():
     assert "| MoCo + FAME | lr 0.1 | 60.0 ± 0.0 | 15.0 ± 0.0 |" in table
     assert "supervised ceiling" in table and "FAME − MoCo" in table
     assert bias_report.chart(_record([0.6, 0.6], [0.5, 0.5])).size == (1000, 4 * 330)
+
+
+def test_the_report_says_whether_the_ceiling_bounds_every_frozen_probe():
+    record = _record([0.60, 0.62, 0.64], [0.50, 0.51, 0.52])
+    assert "ceiling (90.0) is above every frozen motion probe (the highest, MoCo + FAME, 64.0" in bias_report.markdown(
+        record
+    )
+    record["variants"]["base"]["ceiling"]["top1"] = 0.63  # below FAME's mean + std (0.62 + 0.02)
+    assert "ceiling (63.0) is not above every frozen motion probe" in bias_report.markdown(record)
