@@ -6,7 +6,8 @@ activation maps; then a rerun with the same --out that runs nothing again, and `
 No comparison between methods: the quick form pretrains 10 steps on one seed and 64 videos, and its
 read-outs show that the pipeline works, not which method is better (a margin at this size flips by
 chance); the measured default form itself finds FAME and MoCo tied (motion -1.0 +- 13.2 points over three
-seeds, README "The proof"), so no FAME-over-MoCo margin is justified and none is checked. Measured: 207 s on the 2-core machine (2026-12-03; one experiment, its rerun, two explains).
+seeds, README "The proof"), so no FAME-over-MoCo margin is justified and none is checked.
+Measured: 207 s on the 2-core machine (2026-12-03; one experiment, its rerun, two explains).
 """
 
 from __future__ import annotations
