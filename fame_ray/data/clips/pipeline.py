@@ -580,11 +580,9 @@ def supervised_dataset(
     """
     concurrency = max(1, int(data_cpus))
     table = load_manifest(manifest_location, data)
+    dataset = ray.data.from_arrow(_blocks(table, max(SHUFFLE_BLOCKS, 2 * concurrency) if train else TARGET_BLOCKS))
     if train:  # every row to a random block each epoch: a full shuffle whatever the block count
-        dataset = ray.data.from_arrow(_blocks(table, max(SHUFFLE_BLOCKS, 2 * concurrency)))
         dataset = dataset.random_shuffle(seed=ray.data.RandomSeedConfig(seed=seed, reseed_after_execution=True))
-    else:
-        dataset = ray.data.from_arrow(_blocks(table))
     return dataset.flat_map(
         _supervised_rows,
         fn_kwargs={"data": data, "train": train, "source": manifest_location, "counter": failure_counter()},
