@@ -23,7 +23,11 @@ def grouped_bars(
     series inside it; `references` draws labelled horizontal lines (e.g. chance, a ceiling)."""
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
-    left, right, top, bottom = 60, width - 170, 40, height - 50
+    series = list(dict.fromkeys(name for bars in groups.values() for name in bars))
+    # The legend's column is as wide as its longest label (and the reference lines' labels).
+    labels = [*series, *(f"{label} {value:.2f}" for label, value in (references or {}).items())]
+    legend = max([draw.textlength(text) for text in labels] + [100.0])
+    left, right, top, bottom = 60, width - int(legend) - 40, 40, height - 50
 
     def y_of(value: float) -> float:
         """The pixel row of a value in [0, 1] (clamped)."""
@@ -34,7 +38,6 @@ def grouped_bars(
         y = y_of(tick / 10)
         draw.line([(left - 4, y), (right, y)], fill="#DDDDDD")
         draw.text((left - 34, y - 6), f"{tick / 10:.1f}", fill="black")
-    series = list(dict.fromkeys(name for bars in groups.values() for name in bars))
     slot = (right - left) / max(len(groups), 1)
     bar = slot * 0.8 / max(len(series), 1)
     for index, (group, bars) in enumerate(groups.items()):

@@ -222,14 +222,16 @@ def run(out: str, plan: Plan, verbose: bool = False) -> dict:
     target = Location.parse(os.path.abspath(out))  # checked and marked by the command (claim_folder)
     target.make_dirs()
     log.info(
-        "background-bias, %s form: %d pretraining runs (%s on %s; %d seeds; %d grid points), a %d-epoch ceiling",
+        "background-bias, %s form: %d pretraining runs (%s on %s; %d seeds; %d grid points), %s",
         plan_form(plan),
         plan.pretraining_runs(),
         ", ".join(plan.methods),
         ", ".join(plan.variants),
         len(plan.seeds),
         len(plan.points()),
-        plan.ceiling_epochs,
+        f"a {plan.ceiling_epochs}-epoch ceiling on {', '.join(plan.ceiling_variants)}"
+        if plan.ceiling_epochs
+        else "no ceiling",
     )
     runtime.connect_ray(dashboard=True, verbose=verbose)
     experiment = Experiment(plan, target, verbose)

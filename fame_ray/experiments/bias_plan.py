@@ -141,6 +141,11 @@ def check(plan: Plan) -> None:
         )
     if "base" not in plan.variants and not plan.tune_each_variant:
         raise UserError("the recipe is searched on the base set", "include base in --variants")
+    outside = [v for v in plan.ceiling_variants if v not in plan.variants]
+    if outside:
+        raise UserError(
+            f"a ceiling on {', '.join(outside)}, a set this run does not write", "add it to --variants as well"
+        )
     for key, _ in plan.grid:
         if key.startswith(OWN_KEYS) or key in OWN_KEYS:
             raise UserError(f"--grid {key}: the experiment sets this key itself", "search recipe keys: optim.*, moco.*")

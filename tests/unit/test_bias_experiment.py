@@ -12,7 +12,7 @@ import decord
 import numpy as np
 import pytest
 
-from fame_ray.commands.experiment import MARKER, VARIANT_NAMES, claim_folder
+from fame_ray.commands.experiment import MARKER, VARIANT_NAMES, claim_folder, plan_of
 from fame_ray.config import METHODS
 from fame_ray.data import synthetic
 from fame_ray.errors import UserError
@@ -44,6 +44,8 @@ def test_the_plan_counts_its_pretraining_runs():
         ({"methods": ("fame", "simclr")}, "unknown method(s) simclr"),
         ({"variants": ("base", "fog")}, "unknown variant(s) fog"),
         ({"variants": ("camera",)}, "include base"),
+        ({"ceiling_variants": ("base", "fog")}, "unknown variant(s) fog"),
+        ({"ceiling_variants": ("camera",)}, "a ceiling on camera, a set this run does not write"),
         ({"grid": (("optim.lrr", (0.1,)),)}, "unknown config key 'optim.lrr'"),
         ({"grid": (("optim.lr", (-1.0,)),)}, "optim.lr must be positive"),
         ({"grid": (("train.seed", (1, 2)),)}, "sets this key itself"),
@@ -96,6 +98,7 @@ def test_a_run_is_named_by_its_config_and_its_set():
     [
         (["--methods", "fame,simclr"], "unknown method(s) simclr"),
         (["--variants", "base,fog"], "unknown variant(s) fog"),
+        (["--ceiling-variants", "small"], "add it to --variants as well"),
         (["--grid", "optim.lrr=0.1"], "unknown config key 'optim.lrr'"),
         (["--quick", "--full"], "two different forms"),
     ],
@@ -240,3 +243,16 @@ def test_the_report_says_whether_the_ceiling_bounds_every_frozen_probe():
     )
     record["variants"]["base"]["ceiling"]["top1"] = 0.63  # below FAME's mean + std (0.62 + 0.02)
     assert "ceiling (63.0) is not above every frozen motion probe" in bias_report.markdown(record)
+
+
+def test_ceilings_follow_the_sets_a_run_writes_unless_asked_for():
+    flags = dict(quick=False, full=False, seeds=None, steps=None, methods=None, grid=None, ceiling_epochs=None)
+    assert plan_of(**flags, variants="all", ceiling_variants=None).ceiling_variants == ("base",)
+    every = plan_of(**flags, variants="all", ceiling_variants="all")
+    assert every.ceiling_variants == VARIANT_NAMES and every.variants == VARIANT_NAMES
+    assert plan_of(**flags, variants="base,camera", ceiling_variants="camera").ceiling_variants == ("camera",)
+    # The full form's ceilings on every set narrow to the sets asked for, not refused.
+    full = plan_of(**{**flags, "full": True}, variants="base,camera", ceiling_variants=None)
+    assert full.ceiling_variants == ("base", "camera")
+    with pytest.raises(UserError, match="a set this run does not write"):
+        plan_of(**flags, variants="base", ceiling_variants="base,small")
