@@ -36,8 +36,11 @@ def ignored(paths: list[Path]) -> set[Path]:
     if shutil.which("git") is None or not (ROOT / ".git").exists() or not paths:
         return set()
     done = subprocess.run(
-        ["git", "-C", str(ROOT), "check-ignore", "--no-index", "--stdin"],
-        input="\n".join(str(p.relative_to(ROOT)) for p in paths), capture_output=True, text=True, check=False,
+        ["git", "-C", str(ROOT), "check-ignore", "--stdin"],
+        input="\n".join(str(p.relative_to(ROOT)) for p in paths),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return {(ROOT / line).resolve() for line in done.stdout.splitlines() if line}
 
@@ -45,7 +48,7 @@ def ignored(paths: list[Path]) -> set[Path]:
 def test_the_link_pattern_finds_links_figures_and_skips_urls(tmp_path):
     page = tmp_path / "page.md"
     page.write_text(
-        "see [the guide](guide.md#setup) and ![a figure](figs/a.png \"title\")\n"
+        'see [the guide](guide.md#setup) and ![a figure](figs/a.png "title")\n'
         "[the site](https://example.org/x.md), [a bucket](s3://b/k)\n```\n[not a link](code.md)\n```\n"
     )
     assert relative_targets(page) == [tmp_path / "guide.md", tmp_path / "figs" / "a.png"]
