@@ -149,8 +149,6 @@ def background_bias(
       fame-ray experiment background-bias --out thorough --full --grid optim.lr=0.03,0.1,0.3 --grid moco.momentum=0.99
     """
     common.start_logging()
-    if quick and full:
-        raise UserError("--quick and --full are two different forms", "pass one of them")
     plan = plan_of(quick, full, seeds, steps, methods, variants, grid, ceiling_epochs, ceiling_variants)
     from fame_ray.experiments import background_bias as experiment  # torch and ray: loaded only to run
 
@@ -172,6 +170,8 @@ def plan_of(
     ceiling_variants: str | None,
 ):
     """The command's flags as a checked bias_plan.Plan (a UserError for bad input)."""
+    if quick and full:
+        raise UserError("--quick and --full are two different forms", "pass one of them")
     from fame_ray.experiments import bias_plan  # numpy and the config only: bad input is refused in seconds
 
     plan = bias_plan.FORMS["quick" if quick else "full" if full else "default"]()
